@@ -1,0 +1,171 @@
+"""Configuration for the manager and the worker: JSON file keys (the original GDTS's where they
+exist), overridden by ``GDTS_*`` environment variables. Bad config stops the process at start."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gdts.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Keys both processes share: where etcd and MongoDB are."""
+
+    etcd_endpoints: tuple[str, ...] = ("127.0.0.1:2379",)
+    etcd_dial_timeout: int = 5000  # ms, also the deadline of each etcd request
+    etcd_prefix: str = "/gdts/"
+    etcd_username: str = ""
+    etcd_password: str = dataclasses.field(default="", repr=False)
+    mongodb_uri: str = dataclasses.field(default="mongodb://127.0.0.1:27017", repr=False)
+    mongodb_connect_timeout: int = 5000  # ms
+    mongodb_database: str = "gdts"
+    log_level: str = "INFO"
+
+    def validate(self) -> None:
+        if not self.etcd_endpoints:
+            raise ConfigError("etcdEndpoints", "must list at least one endpoint")
+        _positive(self, "etcd_dial_timeout", "mongodb_connect_timeout")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(
+                "logLevel", f"must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}"
+            )
+
+
+@dataclass(frozen=True)
+class ManagerConfig(StoreConfig):
+    api_host: str = "0.0.0.0"
+    api_port: int = 8070
+    api_read_timeout: int = 5000  # ms; kept from the original config
+    api_write_timeout: int = 5000  # ms; kept from the original config
+    webroot: str = "./webroot"
+    kill_marker_ttl: int = 10  # s; how long a kill marker lives in etcd
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 < self.api_port < 65536:
+            raise ConfigError("apiPort", f"must be 1-65535, got {self.api_port}")
+        _positive(self, "api_read_timeout", "api_write_timeout", "kill_marker_ttl")
+
+
+@dataclass(frozen=True)
+class WorkerConfig(StoreConfig):
+    worker_id: str = ""  # default: <hostname>:<pid>
+    bash_path: str = "/bin/bash"
+    job_log_batch_size: int = 100
+    job_log_commit_timeout: int = 1000  # ms a result may wait for its batch to fill
+    job_log_buffer_limit: int = 100_000  # results held while MongoDB is unreachable
+    worker_lease_ttl: int = 10  # s
+    kill_grace_period: int = 5000  # ms between SIGTERM and SIGKILL
+    drain_timeout: int = 30_000  # ms running jobs get to finish on SIGTERM
+    start_window: int = 10_000  # ms after its planned time a tick may still start
+    output_limit: int = 1024 * 1024  # bytes of output kept per run
+
+    def validate(self) -> None:
+        super().validate()
+        _positive(
+            self,
+            "job_log_batch_size",
+            "job_log_commit_timeout",
+            "job_log_buffer_limit",
+            "kill_grace_period",
+            "drain_timeout",
+            "start_window",
+            "output_limit",
+        )
+        if self.worker_lease_ttl < 2:
+            raise ConfigError(
+                "workerLeaseTtl", f"must be at least 2 s, got {self.worker_lease_ttl}"
+            )
+        if "/" in self.worker_id:
+            raise ConfigError("workerId", "must not contain '/'")
+
+
+ConfigT = TypeVar("ConfigT", bound=StoreConfig)
+
+
+def json_key(field_name: str) -> str:
+    head, *rest = field_name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def env_var(field_name: str) -> str:
+    return "GDTS_" + field_name.upper()
+
+
+def load_config(
+    cls: type[ConfigT], path: Path | None, environ: Mapping[str, str] | None = None
+) -> ConfigT:
+    """Read ``path`` (if given), apply ``GDTS_*`` overrides from ``environ``, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(str(path), f"cannot be read ({exc.strerror})") from None
+        except ValueError as exc:
+            raise ConfigError(str(path), f"is not valid JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(str(path), "must hold a JSON object")
+    hints = typing.get_type_hints(cls)
+    by_key = {json_key(f.name): f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in by_key:
+            raise ConfigError(key, f"unknown key (known keys: {', '.join(sorted(by_key))})")
+        name = by_key[key].name
+        values[name] = _coerce_json(key, value, hints[name])
+    for name in (f.name for f in fields(cls)):
+        text = (environ or {}).get(env_var(name))
+        if text is not None:
+            values[name] = _coerce_env(env_var(name), text, hints[name])
+    config = cls(**values)
+    config.validate()
+    return config
+
+
+def _coerce_json(key: str, value: Any, hint: Any) -> Any:
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"must be an integer, got {json.dumps(value)}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"must be a string, got {json.dumps(value)}")
+        return value
+    if _is_str_tuple(hint):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, f"must be a list of strings, got {json.dumps(value)}")
+        return tuple(value)
+    raise AssertionError(f"unhandled config type {hint!r}")
+
+
+def _coerce_env(var: str, text: str, hint: Any) -> Any:
+    if hint is int:
+        if not re.fullmatch(r"-?\d+", text.strip()):
+            raise ConfigError(var, f"must be an integer, got {text!r}")
+        return int(text)
+    if _is_str_tuple(hint):
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    return text
+
+
+def _is_str_tuple(hint: Any) -> bool:
+    return typing.get_origin(hint) is tuple and typing.get_args(hint)[0] is str
+
+
+def _positive(config: object, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value <= 0:
+            raise ConfigError(json_key(name), f"must be positive, got {value}")
+
+
+__all__ = ["ManagerConfig", "WorkerConfig", "StoreConfig", "load_config", "json_key", "env_var"]

@@ -1,0 +1,49 @@
+"""Failures GDTS reports, one class each; the HTTP layer maps them to statuses in one place."""
+
+from __future__ import annotations
+
+
+class GdtsError(Exception):
+    """Base class: every GDTS failure carries an HTTP status for the API edge."""
+
+    http_status = 500
+
+
+class InvalidFieldError(GdtsError):
+    """A request or stored record has a bad field; the message always starts with the field name."""
+
+    http_status = 400
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class UnsupportedVersionError(InvalidFieldError):
+    """A stored record was written by a newer GDTS; refuse it rather than drop unknown fields."""
+
+    def __init__(self, found: object, supported: int) -> None:
+        super().__init__(
+            "v",
+            f"record version {found!r} is newer than this GDTS understands ({supported}); "
+            "upgrade this process",
+        )
+
+
+class StoreUnavailableError(GdtsError):
+    """etcd or MongoDB did not answer; a server-side fault, not the caller's."""
+
+    http_status = 503
+
+    def __init__(self, store: str, detail: str) -> None:
+        self.store = store
+        super().__init__(f"{store} unavailable: {detail}")
+
+
+class ConfigError(GdtsError):
+    """Bad configuration; raised at start so the process stops before doing anything."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        super().__init__(f"config {key}: {problem}")

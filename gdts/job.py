@@ -1,0 +1,121 @@
+"""The job model: what an operator saves. Pure: validation and JSON, no I/O."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+from gdts.cron import CronError, CronSchedule, parse_cron
+from gdts.errors import InvalidFieldError, UnsupportedVersionError
+
+JOB_RECORD_VERSION = 1
+MAX_NAME_CHARS = 128
+MAX_COMMAND_BYTES = 64 * 1024
+_API_FIELDS = ("name", "command", "cronExpr")
+
+
+def validate_name(value: object, field_name: str = "name") -> str:
+    """Check a job name; the name becomes part of etcd keys, so this guards the key layout too."""
+    if not isinstance(value, str):
+        raise InvalidFieldError(field_name, f"must be a string, got {_type_name(value)}")
+    if not value:
+        raise InvalidFieldError(field_name, "must not be empty")
+    if len(value) > MAX_NAME_CHARS:
+        raise InvalidFieldError(
+            field_name, f"must be at most {MAX_NAME_CHARS} characters (got {len(value)})"
+        )
+    if "/" in value:
+        raise InvalidFieldError(field_name, "must not contain '/'")
+    if value in (".", ".."):
+        raise InvalidFieldError(field_name, f"must not be {value!r}")
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise InvalidFieldError(field_name, "must not contain control characters")
+    if value != value.strip():
+        raise InvalidFieldError(field_name, "must not start or end with white space")
+    return value
+
+
+def _validate_command(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidFieldError("command", f"must be a string, got {_type_name(value)}")
+    if not value.strip():
+        raise InvalidFieldError("command", "must not be empty")
+    size = len(value.encode())
+    if size > MAX_COMMAND_BYTES:
+        raise InvalidFieldError(
+            "command", f"must be at most {MAX_COMMAND_BYTES} bytes (got {size})"
+        )
+    if "\x00" in value:
+        raise InvalidFieldError("command", "must not contain a NUL character")
+    return value
+
+
+def _parse_schedule(value: object) -> CronSchedule:
+    if not isinstance(value, str):
+        raise InvalidFieldError("cronExpr", f"must be a string, got {_type_name(value)}")
+    try:
+        return parse_cron(value)
+    except CronError as exc:
+        # CronError messages already start with "cronExpr: "; keep only the problem part.
+        problem = str(exc).removeprefix("cronExpr: ")
+        raise InvalidFieldError("cronExpr", problem) from None
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    command: str
+    cron_expr: str
+    schedule: CronSchedule = field(compare=False, repr=False)
+
+    @classmethod
+    def create(cls, name: object, command: object, cron_expr: object) -> Job:
+        """Build a job from untrusted values, naming the first bad field."""
+        checked_name = validate_name(name)
+        checked_command = _validate_command(command)
+        schedule = _parse_schedule(cron_expr)
+        return cls(checked_name, checked_command, schedule.expr, schedule)
+
+    @classmethod
+    def from_api(cls, data: object) -> Job:
+        """The ``job`` object of ``/job/save``: exactly the original GDTS fields."""
+        if not isinstance(data, dict):
+            raise InvalidFieldError("job", f"must be a JSON object, got {_type_name(data)}")
+        unknown = sorted(set(data) - set(_API_FIELDS))
+        if unknown:
+            raise InvalidFieldError(
+                "job", f"unknown field {unknown[0]!r} (known: {', '.join(_API_FIELDS)})"
+            )
+        for required in _API_FIELDS:
+            if required not in data:
+                raise InvalidFieldError(required, "is required")
+        return cls.create(data["name"], data["command"], data["cronExpr"])
+
+    def to_api(self) -> dict[str, Any]:
+        return {"name": self.name, "command": self.command, "cronExpr": self.cron_expr}
+
+    def to_record(self) -> bytes:
+        """The etcd value: the API fields plus a record version."""
+        return json.dumps(
+            {"v": JOB_RECORD_VERSION, **self.to_api()}, separators=(",", ":")
+        ).encode()
+
+    @classmethod
+    def from_record(cls, raw: bytes) -> Job:
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidFieldError("job", f"stored value is not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise InvalidFieldError("job", "stored value is not a JSON object")
+        # Records written by the original Go GDTS have no "v"; they are version 1 in content.
+        version = data.pop("v", JOB_RECORD_VERSION)
+        if not isinstance(version, int) or version > JOB_RECORD_VERSION:
+            raise UnsupportedVersionError(version, JOB_RECORD_VERSION)
+        return cls.from_api(data)
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__

@@ -1,0 +1,73 @@
+"""The etcd key layout, in one place. Pure: no I/O.
+
+Layout under the prefix (default ``/gdts/``)::
+
+    jobs/<name>               job JSON (no lease)
+    killer/<name>             kill marker, on a short lease so it expires by itself
+    lock/<name>/tick/<ms>     claim of one planned tick, on a lease that outlives the start window
+    lock/<name>/running       "a run of <name> is going", on the running worker's lease
+    workers/<worker-id>       registration, on the worker's lease
+
+Job names never contain ``/``, so ``lock/<name>/`` cannot collide between two jobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gdts.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    prefix: str = "/gdts/"
+
+    def __post_init__(self) -> None:
+        if not self.prefix.startswith("/") or not self.prefix.endswith("/") or "//" in self.prefix:
+            raise ConfigError("etcdPrefix", f"must start and end with '/' (got {self.prefix!r})")
+
+    def _key(self, *parts: str) -> bytes:
+        return (self.prefix + "/".join(parts)).encode()
+
+    @property
+    def jobs_prefix(self) -> bytes:
+        return self._key("jobs", "")
+
+    @property
+    def killer_prefix(self) -> bytes:
+        return self._key("killer", "")
+
+    @property
+    def workers_prefix(self) -> bytes:
+        return self._key("workers", "")
+
+    @property
+    def lock_prefix(self) -> bytes:
+        return self._key("lock", "")
+
+    def job(self, name: str) -> bytes:
+        return self._key("jobs", name)
+
+    def killer(self, name: str) -> bytes:
+        return self._key("killer", name)
+
+    def worker(self, worker_id: str) -> bytes:
+        return self._key("workers", worker_id)
+
+    def tick_claim(self, name: str, plan_ms: int) -> bytes:
+        return self._key("lock", name, "tick", str(plan_ms))
+
+    def running(self, name: str) -> bytes:
+        return self._key("lock", name, "running")
+
+    def job_name(self, key: bytes) -> str:
+        return _strip(key, self.jobs_prefix)
+
+    def killer_name(self, key: bytes) -> str:
+        return _strip(key, self.killer_prefix)
+
+
+def _strip(key: bytes, prefix: bytes) -> str:
+    if not key.startswith(prefix):
+        raise ValueError(f"key {key!r} is not under {prefix!r}")
+    return key[len(prefix) :].decode()

@@ -1,0 +1,47 @@
+"""One run of a job, as stored in MongoDB. Pure: no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class RunStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    KILLED = "killed"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Times are epoch milliseconds, as the original GDTS stored them."""
+
+    job_name: str
+    command: str
+    worker: str
+    plan_time: int
+    schedule_time: int
+    start_time: int
+    end_time: int
+    output: str
+    err: str
+    exit_code: int | None
+    status: RunStatus
+    attempt: int = 1
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "jobName": self.job_name,
+            "command": self.command,
+            "err": self.err,
+            "output": self.output,
+            "planTime": self.plan_time,
+            "scheduleTime": self.schedule_time,
+            "startTime": self.start_time,
+            "endTime": self.end_time,
+            "exitCode": self.exit_code,
+            "status": str(self.status),
+            "worker": self.worker,
+            "attempt": self.attempt,
+        }
