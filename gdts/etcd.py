@@ -1,0 +1,250 @@
+"""The etcd edge: aetcd's client on a gRPC channel we open ourselves, a paged read at a single
+revision, a resumable watch stream, and the mapping of etcd failures to StoreUnavailableError.
+
+aetcd opens only a plaintext channel to one host; this module is the one place that builds the
+channel (several endpoints through grpc's ``ipv4:``/``ipv6:`` targets, keepalive pings so a dead
+connection is noticed) and keeps the rest of aetcd as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aetcd
+import aetcd.exceptions
+import grpc
+from aetcd import rpc, utils, watcher
+
+from gdts.errors import ConfigError, StoreUnavailableError
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 1000
+_CHANNEL_OPTIONS = (
+    # A partitioned peer sends no RST; pings are how a watch or keepalive stream learns it is dead.
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    # Reconnect quickly after an etcd restart instead of grpc's default two-minute backoff cap.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+)
+
+
+def channel_target(endpoints: Sequence[str]) -> str:
+    """A grpc target for the endpoints: one ``host:port``, or ``ipv4:a:p,b:p`` for several."""
+    hostports = [_hostport(e) for e in endpoints]
+    if len(hostports) == 1:
+        return f"{hostports[0][0]}:{hostports[0][1]}"
+    families = {_ip_family(host) for host, _ in hostports}
+    if families == {4}:
+        return "ipv4:" + ",".join(f"{h}:{p}" for h, p in hostports)
+    if families == {6}:
+        return "ipv6:" + ",".join(f"[{h}]:{p}" for h, p in hostports)
+    raise ConfigError(
+        "etcdEndpoints", "several endpoints must all be IPv4 or all IPv6 addresses, not host names"
+    )
+
+
+def _hostport(endpoint: str) -> tuple[str, int]:
+    text = endpoint.strip()
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise ConfigError("etcdEndpoints", f"{endpoint!r} is not host:port")
+    try:
+        port = parts.port or 2379
+    except ValueError:
+        raise ConfigError("etcdEndpoints", f"{endpoint!r} has a bad port") from None
+    return parts.hostname, port
+
+
+def _ip_family(host: str) -> int | None:
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
+
+
+class EtcdClient(aetcd.Client):
+    """aetcd.Client whose channel is opened here; everything else is aetcd's."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        timeout: float,
+        username: str = "",
+        password: str = "",
+    ) -> None:
+        super().__init__(
+            timeout=timeout,  # type: ignore[arg-type]  # aetcd passes it straight to grpc
+            username=username or None,
+            password=password or None,
+        )
+        self._target = channel_target(endpoints)
+
+    @property
+    def timeout(self) -> float:
+        return float(self._timeout or 5.0)
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        if self._is_connecting:
+            await asyncio.wait_for(self._connected.wait(), self._connect_wait_timeout)
+            return
+        self._is_connecting = True
+        try:
+            self.channel = grpc.aio.insecure_channel(self._target, options=_CHANNEL_OPTIONS)
+            if self._username is not None:
+                self.auth_stub = rpc.AuthStub(self.channel)
+                reply = await self.auth_stub.Authenticate(
+                    rpc.AuthenticateRequest(name=self._username, password=self._password),
+                    timeout=self._timeout,
+                )
+                self.metadata = (("token", reply.token),)
+            self.kvstub = rpc.KVStub(self.channel)
+            self.clusterstub = rpc.ClusterStub(self.channel)
+            self.leasestub = rpc.LeaseStub(self.channel)
+            self.maintenancestub = rpc.MaintenanceStub(self.channel)
+            self._watcher = watcher.Watcher(
+                rpc.WatchStub(self.channel), timeout=self._timeout, metadata=self.metadata
+            )
+            self._connected.set()
+        except grpc.aio.AioRpcError as exc:
+            raise StoreUnavailableError("etcd", exc.details() or exc.code().name) from exc
+        finally:
+            self._is_connecting = False
+
+
+ETCD_ERRORS = (aetcd.exceptions.ClientError, grpc.aio.AioRpcError, asyncio.TimeoutError)
+
+
+@contextlib.contextmanager
+def etcd_errors() -> Iterator[None]:
+    """Turn whatever etcd or grpc raised into StoreUnavailableError, with a readable detail."""
+    try:
+        yield
+    except StoreUnavailableError:
+        raise
+    except grpc.aio.AioRpcError as exc:
+        raise StoreUnavailableError("etcd", f"{exc.code().name}: {exc.details()}") from exc
+    except aetcd.exceptions.ClientError as exc:
+        raise StoreUnavailableError("etcd", str(exc) or type(exc).__name__) from exc
+    except TimeoutError as exc:
+        raise StoreUnavailableError("etcd", "request timed out") from exc
+
+
+async def read_prefix(
+    client: EtcdClient, prefix: bytes, page_size: int = PAGE_SIZE
+) -> tuple[list[rpc.KeyValue], int]:
+    """Every key under ``prefix`` as of one revision, read in pages; returns (kvs, revision).
+
+    Pages after the first are read at the first page's revision, so the result is one consistent
+    snapshot however large it is. If that revision is compacted mid-read, start again.
+    """
+    await client.connect()
+    while True:
+        try:
+            return await _read_pages(client, prefix, page_size)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.OUT_OF_RANGE:  # OUT_OF_RANGE: revision compacted
+                raise
+            log.info("etcd compacted the snapshot revision during a paged read; reading again")
+
+
+async def _read_pages(
+    client: EtcdClient, prefix: bytes, page_size: int
+) -> tuple[list[rpc.KeyValue], int]:
+    range_end = utils.prefix_range_end(prefix)
+    key, revision, kvs = prefix, 0, []
+    while True:
+        reply = await client.kvstub.Range(
+            rpc.RangeRequest(key=key, range_end=range_end, limit=page_size, revision=revision),
+            timeout=client.timeout,
+            metadata=client.metadata,
+        )
+        revision = revision or reply.header.revision
+        kvs.extend(reply.kvs)
+        if not reply.more or not reply.kvs:
+            return kvs, revision
+        key = reply.kvs[-1].key + b"\x00"
+
+
+class WatchCompactedError(Exception):
+    """The revision a watch asked for is compacted; the caller must read everything again."""
+
+    def __init__(self, compact_revision: int) -> None:
+        self.compact_revision = compact_revision
+        super().__init__(f"watch revision compacted (now at {compact_revision})")
+
+
+class WatchCanceledError(Exception):
+    """etcd cancelled the watch (e.g. permission change); the caller starts over."""
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    prefix_index: int
+    deleted: bool
+    key: bytes
+    value: bytes
+    mod_revision: int
+
+
+async def watch_prefixes(
+    client: EtcdClient, prefixes: Sequence[bytes], start_revisions: Sequence[int]
+) -> AsyncIterator[WatchEvent]:
+    """Events under each prefix from its start revision, on one stream, in revision order per
+    prefix. Ends (or raises) when the stream breaks; the caller resumes from the revisions it saw.
+
+    aetcd's own watcher drops the stream's end and cannot say which revision to resume from, so
+    this speaks the Watch RPC directly through aetcd's generated stubs.
+    """
+    await client.connect()
+    creates = [
+        rpc.WatchRequest(
+            create_request=rpc.WatchCreateRequest(
+                key=prefix,
+                range_end=utils.prefix_range_end(prefix),
+                start_revision=start,
+                watch_id=index + 1,
+            )
+        )
+        for index, (prefix, start) in enumerate(zip(prefixes, start_revisions, strict=True))
+    ]
+    hold_open = asyncio.Event()
+
+    async def requests() -> AsyncIterator[rpc.WatchRequest]:
+        for request in creates:
+            yield request
+        await hold_open.wait()  # closing the request stream would end the watch
+
+    call = rpc.WatchStub(client.channel).Watch(requests(), metadata=client.metadata)
+    try:
+        async for reply in call:
+            if reply.compact_revision:
+                raise WatchCompactedError(reply.compact_revision)
+            if reply.canceled:
+                raise WatchCanceledError(reply.cancel_reason or "watch canceled by etcd")
+            for event in reply.events:
+                yield WatchEvent(
+                    prefix_index=reply.watch_id - 1,
+                    deleted=event.type == rpc.Event.DELETE,
+                    key=event.kv.key,
+                    value=event.kv.value,
+                    mod_revision=event.kv.mod_revision,
+                )
+    finally:
+        hold_open.set()
+        call.cancel()

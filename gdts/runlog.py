@@ -1,0 +1,77 @@
+"""The run log in MongoDB: one document per run. The only module that talks to MongoDB."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from gdts.errors import StoreUnavailableError
+
+log = logging.getLogger(__name__)
+
+COLLECTION = "job_log"
+_DUPLICATE_KEY = 11000
+
+
+def open_mongo(uri: str, connect_timeout_ms: int) -> AsyncMongoClient[dict[str, Any]]:
+    """Inert until first used: AsyncMongoClient connects in the background."""
+    return AsyncMongoClient(
+        uri,
+        connectTimeoutMS=connect_timeout_ms,
+        serverSelectionTimeoutMS=connect_timeout_ms,
+        retryWrites=True,
+        tz_aware=True,
+    )
+
+
+class RunLog:
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
+        self._runs = client[database][COLLECTION]
+
+    async def ensure_indexes(self) -> None:
+        # /job/log: one job's runs, newest first.
+        await self._runs.create_index(
+            [("jobName", ASCENDING), ("startTime", DESCENDING)], name="job_start"
+        )
+        # A tick run twice would be a second document for the same (job, tick, attempt): the
+        # store refuses it, so a double run can never pass unseen.
+        await self._runs.create_index(
+            [("jobName", ASCENDING), ("planTime", ASCENDING), ("attempt", ASCENDING)],
+            name="job_tick_attempt",
+            unique=True,
+        )
+
+    async def insert(self, documents: Sequence[dict[str, Any]]) -> int:
+        """Insert runs; returns how many the unique index refused as duplicates (already stored
+        by an earlier, partly failed attempt of the same batch, or a tick that ran twice)."""
+        try:
+            await self._runs.insert_many(list(documents), ordered=False)
+            return 0
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            other = [e for e in errors if e.get("code") != _DUPLICATE_KEY]
+            if other or exc.details.get("writeConcernErrors"):
+                raise
+            return len(errors)
+
+    async def find(self, job_name: str, skip: int, limit: int) -> list[dict[str, Any]]:
+        try:
+            cursor = (
+                self._runs.find({"jobName": job_name}, {"_id": 0})
+                .sort([("startTime", DESCENDING)])
+                .skip(skip)
+                .limit(limit)
+            )
+            return await cursor.to_list()
+        except PyMongoError as exc:
+            raise StoreUnavailableError("MongoDB", type(exc).__name__ + ": " + str(exc)) from exc
+
+    async def ping(self) -> None:
+        try:
+            await self._runs.database.command("ping")
+        except PyMongoError as exc:
+            raise StoreUnavailableError("MongoDB", str(exc)) from exc
