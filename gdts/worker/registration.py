@@ -1,0 +1,103 @@
+"""The worker's lease and its ``workers/<id>`` key: how the cluster knows this worker is alive.
+
+The lease is renewed every third of its TTL. The worker may claim ticks only while the lease is
+known to be alive (``can_claim``): if renewals fail, it stops claiming before etcd could expire
+the lease, so it never starts a tick on a lease that may already be gone (self-fencing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from gdts.errors import StoreUnavailableError
+from gdts.etcd import ETCD_ERRORS, EtcdClient, etcd_errors
+from gdts.keys import KeyLayout
+
+log = logging.getLogger(__name__)
+
+
+class DuplicateWorkerError(RuntimeError):
+    def __init__(self, worker_id: str) -> None:
+        super().__init__(
+            f"worker id {worker_id!r} is already registered by a live worker; "
+            "give each worker process its own workerId"
+        )
+
+
+class Registration:
+    def __init__(
+        self, client: EtcdClient, keys: KeyLayout, worker_id: str, info: dict[str, Any], ttl: int
+    ) -> None:
+        self._client = client
+        self._key = keys.worker(worker_id)
+        self._worker_id = worker_id
+        self._info = json.dumps(info).encode()
+        self.ttl = ttl
+        self.lease_id = 0
+        self._alive_until = 0.0  # monotonic time until which the lease is surely alive
+        self.lease_lost = asyncio.Event()
+
+    def can_claim(self) -> bool:
+        # Stop a full second early: etcd's clock and ours tick at slightly different rates.
+        return self.lease_id != 0 and time.monotonic() < self._alive_until - 1.0
+
+    async def register(self, wait_for_old: float | None = None) -> None:
+        """Grant a lease and create our key on it. A key left by an earlier process with the same
+        id is waited out (its lease will expire) for up to ``wait_for_old`` seconds."""
+        deadline = time.monotonic() + (self.ttl + 2 if wait_for_old is None else wait_for_old)
+        while True:
+            with etcd_errors():
+                sent = time.monotonic()
+                lease = await self._client.lease(self.ttl)
+                txn = self._client.transactions
+                created, _ = await self._client.transaction(
+                    compare=[txn.create(self._key) == 0],
+                    success=[txn.put(self._key, self._info, lease=lease)],
+                    failure=[],
+                )
+            if created:
+                self.lease_id = lease.id
+                self._alive_until = sent + lease.ttl
+                self.lease_lost.clear()
+                log.info(
+                    "registered as %s (lease %x, ttl %ss)", self._worker_id, lease.id, self.ttl
+                )
+                return
+            with etcd_errors():
+                await self._client.revoke_lease(lease.id)
+            if time.monotonic() > deadline:
+                raise DuplicateWorkerError(self._worker_id)
+            await asyncio.sleep(1.0)  # wait for the other registration's lease to expire
+
+    async def keep_alive(self) -> None:
+        """Renew forever; re-register if the lease was lost (e.g. etcd was down past the TTL)."""
+        while True:
+            await asyncio.sleep(self.ttl / 3 if self.can_claim() else 0.5)
+            try:
+                sent = time.monotonic()
+                with etcd_errors():
+                    reply = await self._client.refresh_lease(self.lease_id)
+                if reply is not None and reply.TTL > 0:
+                    self._alive_until = sent + reply.TTL
+                    continue
+                log.warning("lease %x expired; registering again", self.lease_id)
+                self.lease_id = 0
+                self.lease_lost.set()
+                await self.register(wait_for_old=self.ttl + 2)
+            except StoreUnavailableError as exc:
+                log.warning("cannot renew lease: %s", exc)
+
+    async def revoke(self) -> None:
+        if not self.lease_id:
+            return
+        try:
+            with etcd_errors():
+                await asyncio.wait_for(self._client.revoke_lease(self.lease_id), 5)
+            log.info("lease %x revoked", self.lease_id)
+        except (StoreUnavailableError, *ETCD_ERRORS) as exc:
+            log.warning("could not revoke lease %x (%s); it expires by itself", self.lease_id, exc)
+        self.lease_id = 0
