@@ -1,0 +1,155 @@
+"""The HTTP API, wire-compatible with the original GDTS: form-encoded (or JSON) requests and
+``{"errno", "msg", "data"}`` answers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from gdts.errors import GdtsError, InvalidFieldError
+from gdts.job import Job, validate_name
+from gdts.manager.jobstore import JobStore
+from gdts.runlog import RunLog
+
+log = logging.getLogger(__name__)
+
+JOB_STORE = web.AppKey("job_store", JobStore)
+RUN_LOG = web.AppKey("run_log", RunLog)
+
+DEFAULT_LOG_LIMIT = 20
+MAX_LOG_LIMIT = 1000
+ERRNO_FAILED = -1  # what the original GDTS answered for every failure
+
+
+def ok(data: Any) -> web.Response:
+    return web.json_response({"errno": 0, "msg": "success", "data": data})
+
+
+def failure(status: int, msg: str, field: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"errno": ERRNO_FAILED, "msg": msg, "data": None}
+    if field is not None:
+        body["field"] = field
+    return web.json_response(body, status=status)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place failures become HTTP answers; never a traceback on the wire."""
+    try:
+        return await handler(request)
+    except InvalidFieldError as exc:
+        return failure(exc.http_status, str(exc), exc.field)
+    except GdtsError as exc:
+        if exc.http_status >= 500:
+            log.warning("%s %s failed: %s", request.method, request.path, exc)
+        return failure(exc.http_status, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400 or not _is_api(request):
+            raise
+        return failure(exc.status, exc.reason)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return failure(500, "internal error; see the manager's log")
+
+
+def _is_api(request: web.Request) -> bool:
+    return request.path.startswith(("/job/", "/worker/"))
+
+
+async def read_params(request: web.Request) -> Mapping[str, Any]:
+    """Query string, then the form or JSON body: the original clients send forms."""
+    params: dict[str, Any] = dict(request.query)
+    if request.method == "POST" and request.body_exists:
+        if request.content_type == "application/json":
+            try:
+                body = await request.json()
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise InvalidFieldError("body", f"is not valid JSON ({exc})") from None
+            if not isinstance(body, dict):
+                raise InvalidFieldError("body", "must be a JSON object")
+            params.update(body)
+        else:
+            try:
+                form = await request.post()
+            except ValueError as exc:
+                raise InvalidFieldError("body", f"is not a valid form ({exc})") from None
+            params.update({k: v for k, v in form.items() if isinstance(v, str)})
+    return params
+
+
+def _required_name(params: Mapping[str, Any]) -> str:
+    if "name" not in params:
+        raise InvalidFieldError("name", "is required")
+    return validate_name(params["name"])
+
+
+def _int_param(params: Mapping[str, Any], field: str, default: int, low: int, high: int) -> int:
+    raw = params.get(field)
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        raise InvalidFieldError(field, f"must be an integer, got {raw!r}")
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise InvalidFieldError(field, f"must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise InvalidFieldError(field, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+async def save_job(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    if "job" not in params:
+        raise InvalidFieldError("job", "is required")
+    raw = params["job"]
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidFieldError("job", f"is not valid JSON ({exc})") from None
+    job = Job.from_api(raw)
+    return ok(await request.app[JOB_STORE].save(job))
+
+
+async def delete_job(request: web.Request) -> web.Response:
+    name = _required_name(await read_params(request))
+    return ok(await request.app[JOB_STORE].delete(name))
+
+
+async def kill_job(request: web.Request) -> web.Response:
+    name = _required_name(await read_params(request))
+    await request.app[JOB_STORE].kill(name)
+    return ok(None)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    return ok(await request.app[JOB_STORE].list())
+
+
+async def job_log(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    name = _required_name(params)
+    skip = _int_param(params, "skip", 0, 0, 10**9)
+    limit = _int_param(params, "limit", DEFAULT_LOG_LIMIT, 1, MAX_LOG_LIMIT)
+    return ok(await request.app[RUN_LOG].find(name, skip, limit))
+
+
+async def list_workers(request: web.Request) -> web.Response:
+    return ok(await request.app[JOB_STORE].workers())
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/job/save", save_job)
+    app.router.add_post("/job/delete", delete_job)
+    app.router.add_post("/job/kill", kill_job)
+    app.router.add_get("/job/list", list_jobs)
+    app.router.add_get("/job/log", job_log)
+    app.router.add_get("/worker/list", list_workers)

@@ -1,0 +1,69 @@
+"""The manager's aiohttp application: the API plus the console in ``webroot/``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from gdts.config import ManagerConfig
+from gdts.etcd import EtcdClient
+from gdts.keys import KeyLayout
+from gdts.manager.api import JOB_STORE, RUN_LOG, add_routes, error_middleware
+from gdts.manager.jobstore import JobStore
+from gdts.runlog import RunLog, open_mongo
+
+CONFIG = web.AppKey("config", ManagerConfig)
+MAX_BODY_BYTES = 1024 * 1024  # a command is at most 64 KiB; anything near 1 MiB is not a job
+
+
+def create_app(config: ManagerConfig) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app[CONFIG] = config
+    app.cleanup_ctx.append(_stores)
+    add_routes(app)
+    _add_console(app, Path(config.webroot))
+    return app
+
+
+def _add_console(app: web.Application, webroot: Path) -> None:
+    """Serve what webroot holds, each entry under its own path: a static route on "/" would
+    swallow every unknown URL, and API mistakes must get JSON errors, not file-not-found."""
+    if not webroot.is_dir():
+        return
+    for entry in sorted(webroot.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            app.router.add_static(f"/{entry.name}", entry, follow_symlinks=False)
+        elif entry.is_file():
+            app.router.add_get(f"/{entry.name}", _file_handler(entry))
+    index = webroot / "index.html"
+    if index.is_file():
+        app.router.add_get("/", _file_handler(index))
+
+
+def _file_handler(path: Path) -> web.Handler:
+    async def serve(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(path)
+
+    return serve
+
+
+async def _stores(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    etcd = EtcdClient(
+        config.etcd_endpoints,
+        timeout=config.etcd_dial_timeout / 1000,
+        username=config.etcd_username,
+        password=config.etcd_password,
+    )
+    mongo = open_mongo(config.mongodb_uri, config.mongodb_connect_timeout)
+    app[JOB_STORE] = JobStore(etcd, KeyLayout(config.etcd_prefix), config.kill_marker_ttl)
+    app[RUN_LOG] = RunLog(mongo, config.mongodb_database)
+    try:
+        yield
+    finally:
+        await mongo.close()
+        await etcd.close()
