@@ -1,0 +1,103 @@
+"""``python -m gdts manager|worker|dev``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from gdts.config import ManagerConfig, WorkerConfig, load_config
+from gdts.errors import ConfigError
+
+log = logging.getLogger("gdts")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def _until_signalled(body: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``body(stop)``; SIGTERM and SIGINT only set ``stop``, the body shuts down in order."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await body(stop)
+
+
+async def _run_manager(config: ManagerConfig, stop: asyncio.Event) -> None:
+    from aiohttp import web
+
+    from gdts.manager.app import create_app
+
+    runner = web.AppRunner(create_app(config), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.api_host, config.api_port)
+        await site.start()
+        log.info("manager listening on http://%s:%d", config.api_host, config.api_port)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+    log.info("manager stopped")
+
+
+async def _run_worker(config: WorkerConfig, stop: asyncio.Event) -> None:
+    from gdts.worker.worker import Worker
+
+    await Worker(config).run(stop)
+
+
+def _event_loop_runner() -> Callable[..., object]:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional at run time; asyncio's own loop is fine
+        return asyncio.run
+    return uvloop.run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gdts", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("manager", "run the API and console"), ("worker", "run jobs")):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("-c", "--config", type=Path, help=f"path to {name}.json")
+    dev = commands.add_parser("dev", help="all-in-one: local etcd, mongod, a manager and workers")
+    dev.add_argument("--port", type=int, default=8070)
+    dev.add_argument("--workers", type=int, default=2)
+    dev.add_argument("--data-dir", type=Path, default=Path("./var"))
+    args = parser.parse_args(argv)
+
+    run = _event_loop_runner()
+    try:
+        if args.command == "dev":
+            from gdts.dev import prepare_data_dir, run_dev
+
+            _setup_logging("INFO")
+            data_dir = prepare_data_dir(args.data_dir)
+            return int(run(run_dev(args.port, args.workers, data_dir)) or 0)
+        if args.command == "manager":
+            manager_config = load_config(ManagerConfig, args.config, os.environ)
+            _setup_logging(manager_config.log_level)
+            run(_until_signalled(lambda stop: _run_manager(manager_config, stop)))
+        else:
+            worker_config = load_config(WorkerConfig, args.config, os.environ)
+            _setup_logging(worker_config.log_level)
+            run(_until_signalled(lambda stop: _run_worker(worker_config, stop)))
+    except ConfigError as exc:
+        print(f"gdts {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
