@@ -1,0 +1,58 @@
+"""Real etcd and mongod for the whole session, and a unique prefix and database per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from gdts.localstack import EtcdProcess, MongoProcess
+from tests.support import Cluster, Stack
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EtcdProcess]:
+    base = tmp_path_factory.mktemp("etcd")
+    async with EtcdProcess(base / "data", log_path=base / "etcd.log") as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MongoProcess]:
+    base = tmp_path_factory.mktemp("mongo")
+    async with MongoProcess(base / "data", log_path=base / "mongod.log") as server:
+        yield server
+
+
+@pytest.fixture
+def stack(etcd_server: EtcdProcess, mongo_server: MongoProcess, tmp_path: Path) -> Stack:
+    unique = uuid.uuid4().hex[:12]
+    return Stack(
+        etcd_endpoint=etcd_server.endpoint,
+        mongo_uri=mongo_server.uri,
+        prefix=f"/gdts-test-{unique}/",
+        database=f"gdts_test_{unique}",
+        tmp=tmp_path,
+    )
+
+
+@pytest_asyncio.fixture
+async def cluster(stack: Stack, request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
+    cluster = Cluster(stack)
+    try:
+        yield cluster
+    finally:
+        await cluster.stop_all()
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            print(cluster.logs())
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    report = yield
+    setattr(item, "rep_" + report.when, report)
+    return report

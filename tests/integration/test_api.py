@@ -1,0 +1,241 @@
+"""The HTTP API against real etcd and MongoDB: the wire contract and every bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from gdts.config import ManagerConfig
+from gdts.etcd import EtcdClient, read_prefix
+from gdts.localstack import free_port
+from gdts.manager.app import create_app
+from gdts.runlog import RunLog, open_mongo
+from gdts.runrecord import RunRecord, RunStatus
+from tests.support import REPO_ROOT, Stack
+
+pytestmark = pytest.mark.asyncio
+
+
+def manager_config(stack: Stack, **overrides: Any) -> ManagerConfig:
+    values: dict[str, Any] = {
+        "etcd_endpoints": (stack.etcd_endpoint,),
+        "etcd_prefix": stack.prefix,
+        "etcd_dial_timeout": 2000,
+        "mongodb_uri": stack.mongo_uri,
+        "mongodb_database": stack.database,
+        "mongodb_connect_timeout": 1000,
+        "webroot": str(REPO_ROOT / "webroot"),
+        **overrides,
+    }
+    return ManagerConfig(**values)
+
+
+@pytest_asyncio.fixture
+async def client(stack: Stack) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    async with TestClient(TestServer(create_app(manager_config(stack)))) as test_client:
+        yield test_client
+
+
+@pytest_asyncio.fixture
+async def etcd(stack: Stack) -> AsyncIterator[EtcdClient]:
+    client = EtcdClient([stack.etcd_endpoint], timeout=5)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def call(client: TestClient, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+    response = await client.request(method, path, **kwargs)
+    return response.status, await response.json()
+
+
+def job_form(name: str = "backup", command: str = "echo hi", cron: str = "*/5 * * * * *") -> dict:
+    return {"job": json.dumps({"name": name, "command": command, "cronExpr": cron})}
+
+
+async def snapshot(etcd: EtcdClient, stack: Stack) -> list[tuple[bytes, bytes]]:
+    kvs, _ = await read_prefix(etcd, stack.prefix.encode())
+    return [(kv.key, kv.value) for kv in kvs]
+
+
+async def test_save_returns_previous_version_and_list_shows_job(client, etcd, stack) -> None:
+    status, body = await call(client, "POST", "/job/save", data=job_form(command="echo one"))
+    assert (status, body) == (200, {"errno": 0, "msg": "success", "data": None})
+    status, body = await call(client, "POST", "/job/save", data=job_form(command="echo two"))
+    assert status == 200
+    assert body["data"] == {"name": "backup", "command": "echo one", "cronExpr": "*/5 * * * * *"}
+    status, body = await call(client, "GET", "/job/list")
+    assert body["data"] == [{"name": "backup", "command": "echo two", "cronExpr": "*/5 * * * * *"}]
+    # Stored under the documented key, with a record version.
+    stored = dict(await snapshot(etcd, stack))
+    record = json.loads(stored[f"{stack.prefix}jobs/backup".encode()])
+    assert record == {"v": 1, "name": "backup", "command": "echo two", "cronExpr": "*/5 * * * * *"}
+
+
+async def test_json_bodies_are_accepted(client) -> None:
+    job = {"name": "js", "command": "true", "cronExpr": "@daily"}
+    status, body = await call(client, "POST", "/job/save", json={"job": job})
+    assert (status, body["errno"]) == (200, 0)
+    status, body = await call(client, "POST", "/job/save", json={"job": json.dumps(job)})
+    assert body["data"] == job
+    status, body = await call(client, "POST", "/job/delete", json={"name": "js"})
+    assert body["data"] == job
+
+
+async def test_delete_returns_deleted_job_then_null(client) -> None:
+    await call(client, "POST", "/job/save", data=job_form())
+    status, body = await call(client, "POST", "/job/delete", data={"name": "backup"})
+    assert status == 200 and body["data"]["name"] == "backup"
+    status, body = await call(client, "POST", "/job/delete", data={"name": "backup"})
+    assert (status, body["data"]) == (200, None)
+    assert (await call(client, "GET", "/job/list"))[1]["data"] == []
+
+
+async def test_kill_puts_a_marker_that_expires_by_itself(client, etcd, stack) -> None:
+    status, body = await call(client, "POST", "/job/kill", data={"name": "backup"})
+    assert (status, body["errno"]) == (200, 0)
+    marker = await etcd.get(f"{stack.prefix}killer/backup".encode())
+    assert marker is not None and marker.lease != 0  # on a lease, so it cannot linger
+
+
+async def test_worker_list_reads_registrations(client, etcd, stack) -> None:
+    lease = await etcd.lease(5)
+    info = {"id": "w-1", "host": "h", "pid": 1, "startedAt": 1}
+    await etcd.put(f"{stack.prefix}workers/w-1".encode(), json.dumps(info).encode(), lease=lease)
+    status, body = await call(client, "GET", "/worker/list")
+    assert body["data"] == [info]
+    await lease.revoke()
+    assert (await call(client, "GET", "/worker/list"))[1]["data"] == []
+
+
+async def test_job_log_is_newest_first_with_skip_and_limit(client, stack) -> None:
+    mongo = open_mongo(stack.mongo_uri, 3000)
+    try:
+        runlog = RunLog(mongo, stack.database)
+        await runlog.ensure_indexes()
+        await runlog.insert([_run("backup", i).to_document() for i in range(30)])
+        await runlog.insert([_run("other", 0).to_document()])
+    finally:
+        await mongo.close()
+    status, body = await call(client, "GET", "/job/log", params={"name": "backup"})
+    assert status == 200
+    assert [r["planTime"] for r in body["data"]] == [1000 * i for i in range(29, 9, -1)]  # 20
+    assert "_id" not in body["data"][0]
+    _, body = await call(
+        client, "GET", "/job/log", params={"name": "backup", "skip": 25, "limit": 3}
+    )
+    assert [r["planTime"] for r in body["data"]] == [4000, 3000, 2000]
+    _, body = await call(client, "GET", "/job/log", params={"name": "nobody"})
+    assert body["data"] == []
+
+
+def _run(name: str, i: int) -> RunRecord:
+    return RunRecord(
+        job_name=name, command="true", worker="w", plan_time=1000 * i, schedule_time=1000 * i,
+        start_time=1000 * i + 5, end_time=1000 * i + 9, output=f"run {i}", err="", exit_code=0,
+        status=RunStatus.SUCCEEDED,
+    )  # fmt: skip
+
+
+def _job(**fields: Any) -> dict[str, str]:
+    job = {"name": "ok", "command": "true", "cronExpr": "@daily"}
+    job.update(fields)
+    return {"job": json.dumps({k: v for k, v in job.items() if v is not _MISSING})}
+
+
+_MISSING: Any = object()
+
+BAD_REQUESTS = [
+    # (id, method, path, request kwargs, status, field named in msg)
+    ("no job field", "POST", "/job/save", {"data": {}}, 400, "job"),
+    ("job not json", "POST", "/job/save", {"data": {"job": "{nope"}}, 400, "job"),
+    ("job is a list", "POST", "/job/save", {"data": {"job": "[1]"}}, 400, "job"),
+    ("unknown job field", "POST", "/job/save", {"data": _job(cronexpr="x")}, 400, "job"),
+    ("name missing", "POST", "/job/save", {"data": _job(name=_MISSING)}, 400, "name"),
+    ("name empty", "POST", "/job/save", {"data": _job(name="")}, 400, "name"),
+    ("name too long", "POST", "/job/save", {"data": _job(name="n" * 129)}, 400, "name"),
+    ("name with slash", "POST", "/job/save", {"data": _job(name="a/b")}, 400, "name"),
+    ("name dot-dot", "POST", "/job/save", {"data": _job(name="..")}, 400, "name"),
+    ("name control char", "POST", "/job/save", {"data": _job(name="a\nb")}, 400, "name"),
+    ("name NUL", "POST", "/job/save", {"data": _job(name="a\x00b")}, 400, "name"),
+    ("name padded", "POST", "/job/save", {"data": _job(name=" a")}, 400, "name"),
+    ("name not string", "POST", "/job/save", {"data": _job(name=5)}, 400, "name"),
+    ("command empty", "POST", "/job/save", {"data": _job(command="  ")}, 400, "command"),
+    ("command too big", "POST", "/job/save", {"data": _job(command="x" * 65537)}, 400, "command"),
+    ("command null", "POST", "/job/save", {"data": _job(command=None)}, 400, "command"),
+    ("cron garbage", "POST", "/job/save", {"data": _job(cronExpr="every day")}, 400, "cronExpr"),
+    ("cron range", "POST", "/job/save", {"data": _job(cronExpr="61 * * * * *")}, 400, "cronExpr"),
+    ("cron missing", "POST", "/job/save", {"data": _job(cronExpr=_MISSING)}, 400, "cronExpr"),
+    ("json body broken", "POST", "/job/save",
+     {"data": b"{", "headers": {"Content-Type": "application/json"}}, 400, "body"),
+    ("json body array", "POST", "/job/save", {"json": [1]}, 400, "body"),
+    ("delete no name", "POST", "/job/delete", {"data": {}}, 400, "name"),
+    ("delete bad name", "POST", "/job/delete", {"data": {"name": "x/../y"}}, 400, "name"),
+    ("kill no name", "POST", "/job/kill", {"data": {}}, 400, "name"),
+    ("kill bad name", "POST", "/job/kill", {"data": {"name": "\x07"}}, 400, "name"),
+    ("log no name", "GET", "/job/log", {}, 400, "name"),
+    ("log skip negative", "GET", "/job/log", {"params": {"name": "a", "skip": "-1"}}, 400, "skip"),
+    ("log limit zero", "GET", "/job/log", {"params": {"name": "a", "limit": "0"}}, 400, "limit"),
+    ("log limit big", "GET", "/job/log", {"params": {"name": "a", "limit": "1001"}}, 400, "limit"),
+    ("log limit text", "GET", "/job/log", {"params": {"name": "a", "limit": "ten"}}, 400, "limit"),
+    ("wrong method", "GET", "/job/save", {}, 405, None),
+    ("unknown path", "GET", "/job/nothing", {}, 404, None),
+    ("body too large", "POST", "/job/save",
+     {"data": io.BytesIO(b"job=" + b"x" * (2 * 1024 * 1024)),
+      "headers": {"Content-Type": "application/x-www-form-urlencoded"}}, 413, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "field"),
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_REQUESTS],
+)
+async def test_bad_input_gets_4xx_naming_the_field_and_leaves_etcd_alone(
+    client, etcd, stack, method, path, kwargs, status, field
+) -> None:
+    await call(client, "POST", "/job/save", data=job_form(name="keep"))
+    before = await snapshot(etcd, stack)
+    got_status, body = await call(client, method, path, **kwargs)
+    assert got_status == status, body
+    assert body["errno"] != 0 and body["data"] is None
+    if field is not None:
+        assert body["msg"].startswith(f"{field}: "), body
+        assert body["field"] == field
+    assert await snapshot(etcd, stack) == before  # nothing stored was changed or lost
+
+
+async def test_etcd_unreachable_is_a_503_that_says_so(stack) -> None:
+    config = manager_config(stack, etcd_endpoints=(f"127.0.0.1:{free_port()}",))
+    async with TestClient(TestServer(create_app(config))) as dead:
+        for method, path, kwargs in [
+            ("GET", "/job/list", {}),
+            ("POST", "/job/save", {"data": job_form()}),
+            ("POST", "/job/kill", {"data": {"name": "x"}}),
+            ("GET", "/worker/list", {}),
+        ]:
+            status, body = await call(dead, method, path, **kwargs)
+            assert status == 503, (path, body)
+            assert body["errno"] != 0 and body["msg"].startswith("etcd unavailable"), body
+
+
+async def test_mongodb_unreachable_is_a_503_that_says_so(stack) -> None:
+    config = manager_config(stack, mongodb_uri=f"mongodb://127.0.0.1:{free_port()}")
+    async with TestClient(TestServer(create_app(config))) as dead:
+        status, body = await call(dead, "GET", "/job/log", params={"name": "a"})
+    assert status == 503 and body["msg"].startswith("MongoDB unavailable"), body
+
+
+async def test_console_page_is_served(client) -> None:
+    response = await client.get("/")
+    assert response.status == 200
+    assert "<html" in (await response.text()).lower()
+    vendor = await client.get("/vendor/jquery/jquery.min.js")
+    assert vendor.status == 200

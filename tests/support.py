@@ -1,0 +1,289 @@
+"""Helpers shared by the integration and end-to-end tests: real processes, real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+
+from gdts.localstack import free_port, pdeathsig_preexec
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[T]], timeout: float, what: str, interval: float = 0.05
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        last = await check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class Stack:
+    """Where this test's etcd keys and Mongo documents live; unique per test."""
+
+    etcd_endpoint: str
+    mongo_uri: str
+    prefix: str
+    database: str
+    tmp: Path
+
+    def store_config(self) -> dict[str, Any]:
+        return {
+            "etcdEndpoints": [self.etcd_endpoint],
+            "etcdPrefix": self.prefix,
+            "etcdDialTimeout": 3000,
+            "mongodbUri": self.mongo_uri,
+            "mongodbDatabase": self.database,
+            "mongodbConnectTimeout": 3000,
+        }
+
+    def worker_config(self, **overrides: Any) -> dict[str, Any]:
+        return {
+            **self.store_config(),
+            "workerLeaseTtl": 3,
+            "jobLogCommitTimeout": 100,
+            "killGracePeriod": 1000,
+            "drainTimeout": 5000,
+            **overrides,
+        }
+
+    def manager_config(self, port: int, **overrides: Any) -> dict[str, Any]:
+        return {
+            **self.store_config(),
+            "apiHost": "127.0.0.1",
+            "apiPort": port,
+            "webroot": str(REPO_ROOT / "webroot"),
+            **overrides,
+        }
+
+
+@dataclass
+class GdtsProcess:
+    """A ``python -m gdts manager|worker`` child with its output in a log file."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def terminate(self, timeout: float = 30.0) -> int:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.process.wait(), timeout)
+
+    async def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.process.wait()
+
+
+@dataclass
+class Cluster:
+    """The manager and workers of one test; stops them all at the end."""
+
+    stack: Stack
+    processes: list[GdtsProcess] = field(default_factory=list)
+    api: str = ""
+
+    async def spawn(self, kind: str, name: str, config: dict[str, Any]) -> GdtsProcess:
+        config_path = self.stack.tmp / f"{name}.json"
+        config_path.write_text(json.dumps(config))
+        log_path = self.stack.tmp / f"{name}.log"
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+        with log_path.open("wb") as log_file:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gdts", kind, "-c", str(config_path),
+                stdout=log_file, stderr=log_file, env=env, cwd=REPO_ROOT,
+                preexec_fn=pdeathsig_preexec(),
+            )  # fmt: skip
+        child = GdtsProcess(name, process, log_path)
+        self.processes.append(child)
+        return child
+
+    async def start_manager(self, **overrides: Any) -> GdtsProcess:
+        port = free_port()
+        manager = await self.spawn(
+            "manager", "manager", self.stack.manager_config(port, **overrides)
+        )
+        self.api = f"http://127.0.0.1:{port}"
+
+        async def answers() -> bool:
+            if manager.process.returncode is not None:
+                raise AssertionError(f"manager exited:\n{manager.log_text()}")
+            try:
+                await api_get(self.api, "/job/list")
+                return True
+            except aiohttp.ClientConnectionError:
+                return False
+
+        await wait_until(answers, 30, "the manager to answer")
+        return manager
+
+    async def start_worker(self, worker_id: str, **overrides: Any) -> GdtsProcess:
+        worker = await self.spawn(
+            "worker", worker_id, self.stack.worker_config(workerId=worker_id, **overrides)
+        )
+
+        async def registered() -> bool:
+            if worker.process.returncode is not None:
+                raise AssertionError(f"worker {worker_id} exited:\n{worker.log_text()}")
+            return "started" in worker.log_text() and "loaded" in worker.log_text()
+
+        await wait_until(registered, 30, f"worker {worker_id} to start")
+        return worker
+
+    async def stop_all(self) -> None:
+        for child in reversed(self.processes):
+            try:
+                await child.terminate(timeout=20)
+            except TimeoutError:
+                await child.kill()
+
+    def logs(self) -> str:
+        return "\n".join(f"===== {p.name}\n{p.log_text()[-4000:]}" for p in self.processes)
+
+
+async def api_call(
+    base: str, method: str, path: str, data: dict[str, str] | None = None, **kwargs: Any
+) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, base + path, data=data, **kwargs) as response:
+            return response.status, await response.json()
+
+
+async def api_get(base: str, path: str, **params: Any) -> Any:
+    status, body = await api_call(base, "GET", path, params={k: str(v) for k, v in params.items()})
+    assert status == 200 and body["errno"] == 0, (status, body)
+    return body["data"]
+
+
+async def api_post(base: str, path: str, **form: str) -> Any:
+    status, body = await api_call(base, "POST", path, data=form)
+    assert status == 200 and body["errno"] == 0, (status, body)
+    return body["data"]
+
+
+async def save_job(base: str, name: str, command: str, cron_expr: str) -> Any:
+    job = json.dumps({"name": name, "command": command, "cronExpr": cron_expr})
+    return await api_post(base, "/job/save", job=job)
+
+
+def cron_at(epoch_s: float) -> str:
+    """A 7-field expression that fires once, at the whole second ``epoch_s`` (UTC)."""
+    t = time.gmtime(epoch_s)
+    return f"{t.tm_sec} {t.tm_min} {t.tm_hour} {t.tm_mday} {t.tm_mon} * {t.tm_year}"
+
+
+def read_ticks(path: Path) -> list[tuple[int, str]]:
+    """Lines "<planTime> <worker>" appended by the jobs under test."""
+    if not path.exists():
+        return []
+    ticks = []
+    for line in path.read_text().splitlines():
+        plan, worker = line.split()
+        ticks.append((int(plan), worker))
+    return ticks
+
+
+def record_command(path: Path, extra: str = "") -> str:
+    """A job command that appends its planned tick and worker to ``path`` (O_APPEND: atomic)."""
+    return f'echo "$GDTS_PLAN_TIME $GDTS_WORKER_ID" >> {path}{extra}'
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie awaiting its reaper counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class TcpProxy:
+    """A loopback TCP proxy in front of a server, which a test can cut and heal to simulate a
+    network partition between one client and that server."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.cut_off = False
+        self.port = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut_off:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update((writer, up_writer))
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.ensure_future(self._pipe(src, dst))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            dst.close()
+            self._writers.discard(dst)
+
+    def cut(self) -> None:
+        self.cut_off = True
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    def heal(self) -> None:
+        self.cut_off = False
+
+    async def close(self) -> None:
+        self.cut()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

@@ -1,0 +1,159 @@
+"""gdts.keys: the exact etcd key bytes, prefix validation, and parsing keys back to names."""
+
+import pytest
+
+from gdts.errors import ConfigError
+from gdts.keys import KeyLayout
+
+# --- default layout -----------------------------------------------------------------------------
+
+
+def test_default_prefix_is_gdts() -> None:
+    assert KeyLayout().prefix == "/gdts/"
+
+
+def test_job_key() -> None:
+    assert KeyLayout().job("backup") == b"/gdts/jobs/backup"
+
+
+def test_killer_key() -> None:
+    assert KeyLayout().killer("backup") == b"/gdts/killer/backup"
+
+
+def test_worker_key() -> None:
+    assert KeyLayout().worker("host-1:4242") == b"/gdts/workers/host-1:4242"
+
+
+def test_tick_claim_key() -> None:
+    assert KeyLayout().tick_claim("backup", 1715953200000) == (
+        b"/gdts/lock/backup/tick/1715953200000"
+    )
+
+
+def test_running_key() -> None:
+    assert KeyLayout().running("backup") == b"/gdts/lock/backup/running"
+
+
+def test_prefixes_end_with_a_slash() -> None:
+    keys = KeyLayout()
+    assert keys.jobs_prefix == b"/gdts/jobs/"
+    assert keys.killer_prefix == b"/gdts/killer/"
+    assert keys.workers_prefix == b"/gdts/workers/"
+    assert keys.lock_prefix == b"/gdts/lock/"
+
+
+def test_keys_are_utf8_encoded() -> None:
+    keys = KeyLayout()
+    assert keys.job("café") == b"/gdts/jobs/caf\xc3\xa9"
+    assert keys.running("日") == b"/gdts/lock/\xe6\x97\xa5/running"
+
+
+def test_each_kind_lives_under_its_own_prefix() -> None:
+    keys = KeyLayout()
+    assert keys.job("x").startswith(keys.jobs_prefix)
+    assert keys.killer("x").startswith(keys.killer_prefix)
+    assert keys.worker("x").startswith(keys.workers_prefix)
+    assert keys.tick_claim("x", 1).startswith(keys.lock_prefix)
+    assert keys.running("x").startswith(keys.lock_prefix)
+    assert not keys.killer("x").startswith(keys.jobs_prefix)
+    assert not keys.job("x").startswith(keys.killer_prefix)
+
+
+# --- custom prefix ------------------------------------------------------------------------------
+
+
+def test_custom_prefix_is_used_for_every_key() -> None:
+    keys = KeyLayout("/prod/cron/")
+    assert keys.job("backup") == b"/prod/cron/jobs/backup"
+    assert keys.killer("backup") == b"/prod/cron/killer/backup"
+    assert keys.worker("w1") == b"/prod/cron/workers/w1"
+    assert keys.tick_claim("backup", 0) == b"/prod/cron/lock/backup/tick/0"
+    assert keys.running("backup") == b"/prod/cron/lock/backup/running"
+    assert keys.jobs_prefix == b"/prod/cron/jobs/"
+    assert keys.lock_prefix == b"/prod/cron/lock/"
+
+
+def test_root_prefix_is_accepted() -> None:
+    assert KeyLayout("/").job("a") == b"/jobs/a"
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["", "gdts", "gdts/", "/gdts", "//", "//gdts/", "/gdts//", "/a//b/"],
+)
+def test_bad_prefix_is_rejected(prefix: str) -> None:
+    with pytest.raises(
+        ConfigError, match=r"^config etcdPrefix: must start and end with '/'"
+    ) as exc:
+        KeyLayout(prefix)
+    assert exc.value.key == "etcdPrefix"
+
+
+# --- parsing keys back --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a", "backup-db", "my job", "café", "日本語", "n" * 128])
+def test_job_name_round_trip(name: str) -> None:
+    keys = KeyLayout()
+    assert keys.job_name(keys.job(name)) == name
+
+
+@pytest.mark.parametrize("name", ["a", "backup-db", "café"])
+def test_killer_name_round_trip(name: str) -> None:
+    keys = KeyLayout("/prod/")
+    assert keys.killer_name(keys.killer(name)) == name
+
+
+def test_job_name_from_literal_key() -> None:
+    assert KeyLayout().job_name(b"/gdts/jobs/backup") == "backup"
+    assert KeyLayout().killer_name(b"/gdts/killer/backup") == "backup"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [b"/other/jobs/a", b"/gdts2/jobs/a", b"/gdt/jobs/a", b"gdts/jobs/a", b"/GDTS/jobs/a"],
+)
+def test_job_name_rejects_a_key_from_another_prefix(key: bytes) -> None:
+    with pytest.raises(ValueError, match=r"is not under b'/gdts/jobs/'"):
+        KeyLayout().job_name(key)
+
+
+def test_killer_name_rejects_a_key_from_another_prefix() -> None:
+    other = KeyLayout("/other/").killer("a")
+    with pytest.raises(ValueError, match=r"is not under b'/gdts/killer/'"):
+        KeyLayout().killer_name(other)
+
+
+def test_job_name_and_killer_name_reject_each_others_keys() -> None:
+    keys = KeyLayout()
+    with pytest.raises(ValueError, match="is not under"):
+        keys.job_name(keys.killer("a"))
+    with pytest.raises(ValueError, match="is not under"):
+        keys.killer_name(keys.job("a"))
+    with pytest.raises(ValueError, match="is not under"):
+        keys.job_name(keys.running("a"))
+
+
+# --- lock ranges of names that prefix each other ------------------------------------------------
+
+
+def lock_range(keys: KeyLayout, name: str) -> bytes:
+    """The prefix under which every lock key of one job lives: lock/<name>/."""
+    return keys.lock_prefix + name.encode() + b"/"
+
+
+def test_lock_keys_of_a_and_ab_do_not_share_a_range() -> None:
+    keys = KeyLayout()
+    a_keys = [keys.running("a"), keys.tick_claim("a", 1715953200000)]
+    ab_keys = [keys.running("ab"), keys.tick_claim("ab", 1715953200000)]
+    range_a, range_ab = lock_range(keys, "a"), lock_range(keys, "ab")
+    assert range_a == b"/gdts/lock/a/"
+    assert range_ab == b"/gdts/lock/ab/"
+    for key in a_keys:
+        assert key.startswith(range_a)
+        assert not key.startswith(range_ab)
+    for key in ab_keys:
+        assert key.startswith(range_ab)
+        assert not key.startswith(range_a)
+    assert not range_ab.startswith(range_a)
+    assert not range_a.startswith(range_ab)
