@@ -22,17 +22,17 @@ T = TypeVar("T")
 
 
 async def wait_until(
-    check: Callable[[], Awaitable[T]], timeout: float, what: str, interval: float = 0.05
+    check: Callable[[], Awaitable[T]], seconds: float, what: str, interval: float = 0.05
 ) -> T:
     """Poll ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + seconds
     last: T | None = None
     while True:
         last = await check()
         if last:
             return last
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+            raise AssertionError(f"timed out after {seconds}s waiting for {what} (last: {last!r})")
         await asyncio.sleep(interval)
 
 
@@ -91,10 +91,10 @@ class GdtsProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    async def terminate(self, timeout: float = 30.0) -> int:
+    async def terminate(self, grace: float = 30.0) -> int:
         if self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.process.wait(), timeout)
+        return await asyncio.wait_for(self.process.wait(), grace)
 
     async def kill(self) -> None:
         if self.process.returncode is None:
@@ -160,7 +160,7 @@ class Cluster:
     async def stop_all(self) -> None:
         for child in reversed(self.processes):
             try:
-                await child.terminate(timeout=20)
+                await child.terminate(grace=20)
             except TimeoutError:
                 await child.kill()
 
