@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from gdts.config import ManagerConfig, WorkerConfig, load_config
-from gdts.errors import ConfigError
+from gdts.errors import ConfigError, GdtsError
 
 log = logging.getLogger("gdts")
 
@@ -96,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gdts {args.command}: {exc}", file=sys.stderr)
         return 2
+    except (GdtsError, RuntimeError) as exc:
+        # Start-up failures an operator can act on (etcd down, duplicate worker id): one line,
+        # no traceback; systemd restarts us.
+        log.error("gdts %s cannot run: %s", args.command, exc)
+        return 1
     return 0
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-_READ_CHUNK = 64 * 1024
 # After the shell exits, a background child may still hold the output pipe open; we stop
 # reading after this long instead of tying the run to that child's lifetime.
 _PIPE_DRAIN_S = 1.0
@@ -63,8 +62,11 @@ class RunningCommand:
         self, bash_path: str, command: str, env: Mapping[str, str], output_limit: int
     ) -> ExecResult:
         start_ms = now_ms()
+        loop = asyncio.get_running_loop()
+        protocol = _CaptureProtocol(_Capture(output_limit))
         try:
-            process = await asyncio.create_subprocess_exec(
+            transport, _ = await loop.subprocess_exec(
+                lambda: protocol,
                 bash_path,
                 "-c",
                 command,
@@ -78,39 +80,56 @@ class RunningCommand:
             return ExecResult(
                 start_ms, now_ms(), "", None, f"cannot start {bash_path}: {exc}", False
             )
-        self._pgid = process.pid
-        if self.kill_requested:  # killed while starting
-            self._killer = asyncio.get_running_loop().create_task(self._terminate())
-        assert process.stdout is not None
-        capture = _Capture(output_limit)
-        reader = asyncio.create_task(capture.read_all(process.stdout))
+        self._pgid = transport.get_pid()
         try:
-            returncode = await process.wait()
-        except asyncio.CancelledError:
-            # The worker is going down hard: do not leave the group running behind us.
-            _signal_group(process.pid, signal.SIGKILL)
-            reader.cancel()
-            raise
-        self._exited.set()
-        end_ms = now_ms()
-        if self._killer is not None:
-            # The shell is gone; the killer now sends SIGKILL to whatever is left of the group.
-            await self._killer
-        try:
-            await asyncio.wait_for(asyncio.shield(reader), _PIPE_DRAIN_S)
-        except TimeoutError:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-            capture.note("[output closed: a background process still held it open]")
+            if self.kill_requested:  # killed while starting
+                self._killer = loop.create_task(self._terminate())
+            try:
+                await protocol.exited.wait()
+            except asyncio.CancelledError:
+                # The worker is going down hard: do not leave the group running behind us.
+                _signal_group(self._pgid, signal.SIGKILL)
+                raise
+            self._exited.set()
+            end_ms = now_ms()
+            if self._killer is not None:
+                # The shell is gone; the killer now sends SIGKILL to whatever is left of the group.
+                await self._killer
+            try:
+                await asyncio.wait_for(protocol.output_closed.wait(), _PIPE_DRAIN_S)
+            except TimeoutError:
+                protocol.capture.note("[output closed: a background process still held it open]")
+            returncode = transport.get_returncode()
+            assert returncode is not None
+        finally:
+            transport.close()
         return ExecResult(
             start_ms=start_ms,
             end_ms=end_ms,
-            output=capture.text(),
+            output=protocol.capture.text(),
             exit_code=returncode if returncode >= 0 else None,
             err=_describe_exit(returncode, self.kill_requested),
             killed=self.kill_requested,
         )
+
+
+class _CaptureProtocol(asyncio.SubprocessProtocol):
+    """Learns of the shell's exit as soon as it happens. asyncio's Process.wait() also waits for
+    the pipes to close, which ties a run to any background child that inherited them."""
+
+    def __init__(self, capture: _Capture) -> None:
+        self.capture = capture
+        self.exited = asyncio.Event()
+        self.output_closed = asyncio.Event()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self.capture.feed(data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self.output_closed.set()
+
+    def process_exited(self) -> None:
+        self.exited.set()
 
 
 class _Capture:
@@ -121,13 +140,13 @@ class _Capture:
         self._dropped = 0
         self._notes: list[str] = []
 
-    async def read_all(self, stream: asyncio.StreamReader) -> None:
-        while chunk := await stream.read(_READ_CHUNK):
-            room = self._limit - self._kept
-            if room > 0:
-                self._chunks.append(chunk[:room])
-                self._kept += min(room, len(chunk))
-            self._dropped += max(0, len(chunk) - max(room, 0))
+    def feed(self, chunk: bytes) -> None:
+        # Past the limit only a count is kept, so a chatty job cannot grow the worker's memory.
+        room = self._limit - self._kept
+        if room > 0:
+            self._chunks.append(chunk[:room])
+            self._kept += min(room, len(chunk))
+        self._dropped += max(0, len(chunk) - max(room, 0))
 
     def note(self, text: str) -> None:
         self._notes.append(text)

@@ -1,0 +1,137 @@
+"""The command line as operators use it: config errors, start-up refusals, and ``dev``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from gdts.localstack import free_port
+from tests.support import REPO_ROOT, Cluster, Stack, api_get, process_alive, wait_until
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
+
+
+async def run_cli(*args: str, limit_s: float = 60) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gdts", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=REPO_ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("GDTS_")},
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(process.communicate(), limit_s)
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ({"apiPortt": 8070}, "apiPortt"),
+        ({"apiPort": "8070"}, "apiPort"),
+        ({"etcdEndpoints": "127.0.0.1:2379"}, "etcdEndpoints"),
+        ({"jobLogBatchSize": 10}, "jobLogBatchSize"),  # a worker key is unknown to the manager
+    ],
+)
+async def test_manager_refuses_bad_config_naming_the_key(tmp_path: Path, config, named) -> None:
+    path = tmp_path / "manager.json"
+    path.write_text(json.dumps(config))
+    code, output = await run_cli("manager", "-c", str(path))
+    assert code == 2
+    assert f"config {named}:" in output and "Traceback" not in output
+
+
+async def test_worker_refuses_bad_config_and_bad_env(tmp_path: Path) -> None:
+    path = tmp_path / "worker.json"
+    path.write_text(json.dumps({"workerLeaseTtl": 1}))
+    code, output = await run_cli("worker", "-c", str(path))
+    assert code == 2 and "config workerLeaseTtl: must be at least 2 s" in output
+    path.write_text("{not json")
+    code, output = await run_cli("worker", "-c", str(path))
+    assert code == 2 and "is not valid JSON" in output
+
+
+async def test_a_second_worker_with_a_live_workers_id_is_refused(cluster: Cluster) -> None:
+    await cluster.start_worker("twin")
+    path = cluster.stack.tmp / "twin2.json"
+    path.write_text(json.dumps(cluster.stack.worker_config(workerId="twin")))
+    code, output = await run_cli("worker", "-c", str(path))
+    assert code == 1
+    assert "'twin' is already registered by a live worker" in output
+
+
+async def test_worker_without_etcd_says_so(stack: Stack) -> None:
+    path = stack.tmp / "w.json"
+    config = stack.worker_config(etcdEndpoints=[f"127.0.0.1:{free_port()}"], etcdDialTimeout=500)
+    path.write_text(json.dumps(config))
+    code, output = await run_cli("worker", "-c", str(path))
+    assert code == 1 and "etcd unavailable" in output and "Traceback" not in output
+
+
+async def test_dev_runs_everything_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    port = free_port()
+    log_path = tmp_path / "dev.log"
+    with log_path.open("wb") as log_file:
+        dev = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gdts", "dev", "--port", str(port), "--workers", "2",
+            "--data-dir", str(tmp_path / "var"),
+            stdout=log_file, stderr=log_file, cwd=REPO_ROOT,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        async def two_workers() -> bool:
+            try:
+                return len(await api_get(base, "/worker/list")) == 2
+            except aiohttp.ClientConnectionError:
+                return False
+
+        await wait_until(two_workers, 60, "dev to come up with two workers")
+        assert f"open http://localhost:{port}" in log_path.read_text()
+        async with aiohttp.ClientSession() as session, session.get(base + "/") as page:
+            assert page.status == 200
+        descendants = _descendants(dev.pid)
+        names = {_name(pid) for pid in descendants}
+        assert {"etcd", "mongod"} <= names, names
+        assert len(descendants) >= 5  # etcd, mongod, manager, two workers
+
+        dev.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(dev.wait(), 60) == 0
+        survivors = [pid for pid in descendants if process_alive(pid)]
+        assert survivors == [], f"left behind: {[(p, _name(p)) for p in survivors]}"
+        text = log_path.read_text()
+        assert text.count("revoked") == 2  # both workers drained and released their leases
+    finally:
+        if dev.returncode is None:
+            dev.kill()
+            await dev.wait()
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"

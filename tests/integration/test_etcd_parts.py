@@ -1,0 +1,214 @@
+"""The worker's etcd parts against a real etcd: tick claims, paged snapshot reads, and a job
+watch that survives a broken connection and a compacted revision."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from gdts.etcd import EtcdClient, WatchCompactedError, read_prefix, watch_prefixes
+from gdts.job import Job
+from gdts.keys import KeyLayout
+from gdts.worker.jobsync import JobSync
+from gdts.worker.lock import ClaimOutcome, TickClaimer
+from tests.support import Stack, TcpProxy, wait_until
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture
+async def etcd(stack: Stack) -> AsyncIterator[EtcdClient]:
+    client = EtcdClient([stack.etcd_endpoint], timeout=5)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def test_a_tick_is_won_once_and_a_running_job_blocks_its_next_tick(etcd, stack) -> None:
+    keys = KeyLayout(stack.prefix)
+    lease_a, lease_b = await etcd.lease(30), await etcd.lease(30)
+    worker_a = TickClaimer(etcd, keys, "a", start_window_s=10)
+    worker_b = TickClaimer(etcd, keys, "b", start_window_s=10)
+
+    assert await worker_a.claim("job", 1000, lease_a.id) is ClaimOutcome.WON
+    assert await worker_b.claim("job", 1000, lease_b.id) is ClaimOutcome.TAKEN
+    # The run of tick 1000 is still going, so tick 2000 is skipped cluster-wide.
+    assert await worker_b.claim("job", 2000, lease_b.id) is ClaimOutcome.BUSY
+    # Another job is independent, even one whose name extends this one.
+    assert await worker_b.claim("jobs", 2000, lease_b.id) is ClaimOutcome.WON
+
+    await worker_b.release("job", 1000)  # not b's run: must not remove a's marker
+    assert await worker_b.claim("job", 3000, lease_b.id) is ClaimOutcome.BUSY
+    await worker_a.release("job", 1000)
+    assert await worker_b.claim("job", 3000, lease_b.id) is ClaimOutcome.WON
+    # The finished tick stays claimed: nobody can run it again after the run ended.
+    await worker_b.release("job", 3000)
+    assert await worker_a.claim("job", 1000, lease_a.id) is ClaimOutcome.TAKEN
+
+
+async def test_tick_claim_outlives_the_worker_lease_and_the_start_window(etcd, stack) -> None:
+    keys = KeyLayout(stack.prefix)
+    worker_lease = await etcd.lease(30)
+    claimer = TickClaimer(etcd, keys, "a", start_window_s=10)
+    assert await claimer.claim("job", 5000, worker_lease.id) is ClaimOutcome.WON
+    claim = await etcd.get(keys.tick_claim("job", 5000))
+    running = await etcd.get(keys.running("job"))
+    assert json.loads(claim.value) == {"worker": "a", "planTime": 5000}
+    assert running.lease == worker_lease.id
+    assert claim.lease != worker_lease.id
+    claim_ttl = (await etcd.get_lease_info(claim.lease)).TTL
+    assert claim_ttl > 10  # longer than the start window
+
+    await worker_lease.revoke()  # the worker dies
+    assert await etcd.get(keys.running("job")) is None  # its job may run elsewhere now
+    assert await etcd.get(keys.tick_claim("job", 5000)) is not None  # but not this tick
+    other = TickClaimer(etcd, keys, "b", start_window_s=10)
+    assert await other.claim("job", 5000, (await etcd.lease(30)).id) is ClaimOutcome.TAKEN
+
+
+async def test_paged_read_is_one_snapshot_even_while_keys_change(etcd, stack) -> None:
+    prefix = f"{stack.prefix}snap/".encode()
+    for i in range(25):
+        await etcd.put(prefix + b"k%02d" % i, b"v%d" % i)
+    real_range = etcd.kvstub.Range
+    pages = 0
+
+    async def range_with_writes_between_pages(request: Any, **kwargs: Any) -> Any:
+        nonlocal pages
+        pages += 1
+        if pages > 1:  # after the first page: add, change and delete keys
+            await etcd.put(prefix + b"k99", b"new")
+            await etcd.put(prefix + b"k20", b"changed")
+            await etcd.delete(prefix + b"k24")
+        return await real_range(request, **kwargs)
+
+    etcd.kvstub.Range = range_with_writes_between_pages
+    try:
+        kvs, revision = await read_prefix(etcd, prefix, page_size=7)
+    finally:
+        etcd.kvstub.Range = real_range
+    assert pages == 4
+    assert [kv.key for kv in kvs] == [prefix + b"k%02d" % i for i in range(25)]
+    assert [kv.value for kv in kvs] == [b"v%d" % i for i in range(25)]
+    assert all(kv.mod_revision <= revision for kv in kvs)
+    now, _ = await read_prefix(etcd, prefix)
+    assert len(now) == 25 and now[-1].key == prefix + b"k99"  # the writes did happen
+
+
+class Recorder:
+    """A JobListener that keeps what a worker's scheduler would hold."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, Job] = {}
+        self.kills: list[str] = []
+        self.resets = 0
+
+    def jobs_reset(self, jobs: list[Job]) -> None:
+        self.jobs = {job.name: job for job in jobs}
+        self.resets += 1
+
+    def job_saved(self, job: Job) -> None:
+        self.jobs[job.name] = job
+
+    def job_deleted(self, name: str) -> None:
+        self.jobs.pop(name, None)
+
+    def kill_requested(self, name: str) -> None:
+        self.kills.append(name)
+
+
+def _job(name: str, command: str = "true") -> Job:
+    return Job.create(name, command, "@daily")
+
+
+@contextlib.asynccontextmanager
+async def running(sync: JobSync) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(sync.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_job_watch_resumes_after_a_broken_connection_without_losing_events(
+    etcd, stack
+) -> None:
+    keys = KeyLayout(stack.prefix)
+    await etcd.put(keys.job("a"), _job("a").to_record())
+    proxy = TcpProxy(*stack.etcd_endpoint.split(":"))
+    await proxy.start()
+    watched = EtcdClient([proxy.endpoint], timeout=2)
+    recorder = Recorder()
+    sync = JobSync(watched, keys, recorder)
+    try:
+        async with running(sync):
+            await wait_until(lambda: _has(recorder, {"a"}), 10, "the initial read")
+            proxy.cut()
+            # Changes made while the worker cannot see etcd.
+            await etcd.put(keys.job("b"), _job("b").to_record())
+            await etcd.put(keys.job("a"), _job("a", "echo changed").to_record())
+            await etcd.put(keys.killer("a"), b"")
+            proxy.heal()
+            await wait_until(lambda: _has(recorder, {"a", "b"}), 20, "the missed changes")
+            await wait_until(_true(lambda: recorder.kills == ["a"]), 10, "the missed kill")
+            assert recorder.jobs["a"].command == "echo changed"
+            assert recorder.resets == 1  # resumed from its revision, no full re-read needed
+    finally:
+        await watched.close()
+        await proxy.close()
+
+
+async def test_job_watch_reads_everything_again_when_its_revision_was_compacted(
+    etcd, stack
+) -> None:
+    keys = KeyLayout(stack.prefix)
+    await etcd.put(keys.job("a"), _job("a").to_record())
+    proxy = TcpProxy(*stack.etcd_endpoint.split(":"))
+    await proxy.start()
+    watched = EtcdClient([proxy.endpoint], timeout=2)
+    recorder = Recorder()
+    sync = JobSync(watched, keys, recorder)
+    try:
+        async with running(sync):
+            await wait_until(lambda: _has(recorder, {"a"}), 10, "the initial read")
+            proxy.cut()
+            await etcd.put(keys.job("b"), _job("b").to_record())
+            await etcd.delete(keys.job("a"))
+            reply = await etcd.put(keys.job("c"), _job("c").to_record())
+            await etcd.compact(reply.header.revision)
+            proxy.heal()
+            await wait_until(lambda: _has(recorder, {"b", "c"}), 20, "the state after compaction")
+            assert recorder.resets == 2  # the watch could not resume, so it read everything
+    finally:
+        await watched.close()
+        await proxy.close()
+
+
+async def test_watch_from_a_compacted_revision_raises(etcd, stack) -> None:
+    key = f"{stack.prefix}compact/x".encode()
+    first = await etcd.put(key, b"1")
+    latest = await etcd.put(key, b"2")
+    await etcd.compact(latest.header.revision)
+    with pytest.raises(WatchCompactedError):
+        async for _ in watch_prefixes(etcd, [key], [first.header.revision]):
+            pass
+
+
+async def _has(recorder: Recorder, names: set[str]) -> bool:
+    return set(recorder.jobs) == names
+
+
+def _true(predicate: Any) -> Any:
+    async def check() -> bool:
+        return bool(predicate())
+
+    return check

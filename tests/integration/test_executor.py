@@ -1,0 +1,85 @@
+"""Running real commands: output capture and cap, process-group kill, failures to start."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from gdts.worker.executor import RunningCommand
+from tests.support import process_alive, wait_until
+
+pytestmark = pytest.mark.asyncio
+
+ENV = dict(os.environ)
+
+
+async def run(command: str, limit: int = 1024 * 1024, grace: float = 1.0, **kw: object):
+    return await RunningCommand(grace).run("/bin/bash", command, ENV, limit)
+
+
+async def test_output_and_exit_code_are_captured() -> None:
+    result = await run("echo out; echo err >&2; exit 4")
+    assert result.exit_code == 4 and not result.killed
+    assert result.err == "exit status 4"
+    assert sorted(result.output.splitlines()) == ["err", "out"]
+    assert result.start_ms <= result.end_ms
+
+
+async def test_output_over_the_cap_is_cut_with_a_visible_marker() -> None:
+    result = await run("head -c 5000 /dev/zero | tr '\\0' 'x'", limit=1000)
+    kept, marker = result.output.split("\n", 1)
+    assert kept == "x" * 1000
+    assert marker == "[output truncated: 4000 more bytes not kept]"
+    assert result.exit_code == 0
+
+
+async def test_a_background_child_holding_the_output_does_not_hold_the_run(tmp_path) -> None:
+    pid_file = tmp_path / "bg.pid"
+    started = time.monotonic()
+    result = await run(f"sleep 30 & echo $! > {pid_file}; echo done")
+    assert time.monotonic() - started < 10  # not the 30 s of the background sleep
+    assert result.output.startswith("done\n")
+    assert "background process still held it open" in result.output
+    os.kill(int(pid_file.read_text()), 9)
+
+
+async def test_kill_terminates_the_whole_group_and_escalates_to_sigkill(tmp_path) -> None:
+    pids = tmp_path / "pids"
+    # The shell and its child both ignore SIGTERM: only SIGKILL after the grace period works.
+    command = f"trap '' TERM; (trap '' TERM; sleep 600) & echo $$ $! > {pids}; wait"
+    runner = RunningCommand(kill_grace_s=0.5)
+    task = asyncio.create_task(runner.run("/bin/bash", command, ENV, 1024))
+
+    async def started() -> list[int] | None:
+        text = pids.read_text().split() if pids.exists() else []
+        return [int(p) for p in text] if len(text) == 2 else None
+
+    shell, child = await wait_until(started, 10, "the command to start")
+    runner.kill()
+    result = await asyncio.wait_for(task, 10)
+    assert result.killed and result.exit_code is None
+    assert result.err == "killed on request; terminated by signal SIGKILL"
+    await wait_until(_gone(shell, child), 5, "both processes to die")
+
+
+async def test_kill_before_start_still_kills() -> None:
+    runner = RunningCommand(kill_grace_s=0.5)
+    runner.kill()
+    result = await asyncio.wait_for(runner.run("/bin/bash", "sleep 600", ENV, 1024), 10)
+    assert result.killed and "SIGTERM" in result.err
+
+
+async def test_a_missing_shell_is_a_failed_run_not_a_crash() -> None:
+    result = await RunningCommand(1.0).run("/nonexistent/bash", "true", ENV, 1024)
+    assert result.exit_code is None and not result.killed
+    assert result.err.startswith("cannot start /nonexistent/bash")
+
+
+def _gone(*pids: int):
+    async def check() -> bool:
+        return not any(process_alive(pid) for pid in pids)
+
+    return check
