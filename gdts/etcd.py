@@ -43,7 +43,8 @@ def channel_target(endpoints: Sequence[str]) -> str:
     """A grpc target for the endpoints: one ``host:port``, or ``ipv4:a:p,b:p`` for several."""
     hostports = [_hostport(e) for e in endpoints]
     if len(hostports) == 1:
-        return f"{hostports[0][0]}:{hostports[0][1]}"
+        host, port = hostports[0]
+        return f"[{host}]:{port}" if _ip_family(host) == 6 else f"{host}:{port}"
     families = {_ip_family(host) for host, _ in hostports}
     if families == {4}:
         return "ipv4:" + ",".join(f"{h}:{p}" for h, p in hostports)
@@ -62,9 +63,13 @@ def _hostport(endpoint: str) -> tuple[str, int]:
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
         raise ConfigError("etcdEndpoints", f"{endpoint!r} is not host:port")
     try:
-        port = parts.port or 2379
+        port = parts.port
     except ValueError:
-        raise ConfigError("etcdEndpoints", f"{endpoint!r} has a bad port") from None
+        port = 0
+    if port is None:
+        port = 2379
+    if not 0 < port < 65536:
+        raise ConfigError("etcdEndpoints", f"{endpoint!r} has a bad port")
     return parts.hostname, port
 
 

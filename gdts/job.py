@@ -32,6 +32,7 @@ def validate_name(value: object, field_name: str = "name") -> str:
         raise InvalidFieldError(field_name, f"must not be {value!r}")
     if any(unicodedata.category(ch) == "Cc" for ch in value):
         raise InvalidFieldError(field_name, "must not contain control characters")
+    _require_utf8(field_name, value)
     if value != value.strip():
         raise InvalidFieldError(field_name, "must not start or end with white space")
     return value
@@ -42,7 +43,7 @@ def _validate_command(value: object) -> str:
         raise InvalidFieldError("command", f"must be a string, got {_type_name(value)}")
     if not value.strip():
         raise InvalidFieldError("command", "must not be empty")
-    size = len(value.encode())
+    size = len(_require_utf8("command", value))
     if size > MAX_COMMAND_BYTES:
         raise InvalidFieldError(
             "command", f"must be at most {MAX_COMMAND_BYTES} bytes (got {size})"
@@ -112,9 +113,19 @@ class Job:
             raise InvalidFieldError("job", "stored value is not a JSON object")
         # Records written by the original Go GDTS have no "v"; they are version 1 in content.
         version = data.pop("v", JOB_RECORD_VERSION)
-        if not isinstance(version, int) or version > JOB_RECORD_VERSION:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InvalidFieldError("v", f"must be a positive integer, got {version!r}")
+        if version > JOB_RECORD_VERSION:
             raise UnsupportedVersionError(version, JOB_RECORD_VERSION)
         return cls.from_api(data)
+
+
+def _require_utf8(field_name: str, value: str) -> bytes:
+    # JSON can carry lone surrogates ("\ud800"), which no UTF-8 key or argv can hold.
+    try:
+        return value.encode()
+    except UnicodeEncodeError:
+        raise InvalidFieldError(field_name, "must be valid Unicode (no lone surrogates)") from None
 
 
 def _type_name(value: object) -> str:

@@ -70,4 +70,8 @@ class KeyLayout:
 def _strip(key: bytes, prefix: bytes) -> str:
     if not key.startswith(prefix):
         raise ValueError(f"key {key!r} is not under {prefix!r}")
-    return key[len(prefix) :].decode()
+    name = key[len(prefix) :].decode(errors="replace")
+    if not name or "/" in name:
+        # e.g. another deployment whose prefix nests under ours: not one of our jobs.
+        raise ValueError(f"key {key!r} does not name a job under {prefix!r}")
+    return name

@@ -76,24 +76,36 @@ class JobSync:
         prefixes = [self._keys.jobs_prefix, self._keys.killer_prefix]
         async for event in watch_prefixes(self._client, prefixes, list(next_revisions)):
             next_revisions[event.prefix_index] = event.mod_revision + 1
-            if event.prefix_index == _JOBS:
-                name = self._keys.job_name(event.key)
-                if event.deleted:
-                    self._listener.job_deleted(name)
-                elif (job := self._decode(event.key, event.value)) is not None:
-                    self._listener.job_saved(job)
-                else:
-                    # Unreadable value: stop running whatever was there rather than a stale copy.
-                    self._listener.job_deleted(name)
-            elif not event.deleted:
-                self._listener.kill_requested(self._keys.killer_name(event.key))
+            is_job = event.prefix_index == _JOBS
+            try:
+                name = (self._keys.job_name if is_job else self._keys.killer_name)(event.key)
+            except ValueError as exc:
+                log.warning("ignoring %s", exc)
+                continue
+            if not is_job:
+                if not event.deleted:
+                    self._listener.kill_requested(name)
+            elif event.deleted:
+                self._listener.job_deleted(name)
+            elif (job := self._decode(event.key, event.value)) is not None:
+                self._listener.job_saved(job)
+            else:
+                # Unreadable value: stop running whatever was there rather than a stale copy.
+                self._listener.job_deleted(name)
 
     def _decode(self, key: bytes, value: bytes) -> Job | None:
         try:
-            return Job.from_record(value)
-        except InvalidFieldError as exc:
+            name = self._keys.job_name(key)
+            job = Job.from_record(value)
+        except (InvalidFieldError, ValueError) as exc:
             log.error("ignoring job at %r: %s", key.decode(errors="replace"), exc)
             return None
+        if job.name != name:
+            log.error(
+                "ignoring job at %r: its record names %r", key.decode(errors="replace"), job.name
+            )
+            return None
+        return job
 
 
 def _brief(exc: BaseException) -> str:

@@ -11,13 +11,17 @@ import heapq
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from gdts.job import Job
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
 
 def to_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+    # Integer arithmetic: float timestamps lose the last millisecond for some instants.
+    return (moment - _EPOCH) // _ONE_MS
 
 
 def from_ms(ms: int) -> datetime:
@@ -76,8 +80,10 @@ class TickTable:
 
     def pop_due(self, now_ms: int, oldest_ms: int) -> tuple[list[DueTick], int]:
         """Ticks planned at or before ``now_ms``; returns (due, missed). Ticks older than
-        ``oldest_ms`` (after a stall or a clock jump) are counted as missed, not returned, and the
-        job is rescheduled from ``oldest_ms`` so a long gap is never replayed as a burst."""
+        ``oldest_ms`` (after a stall or a clock jump) are not returned: the job is rescheduled
+        from ``oldest_ms`` so a long gap is never replayed as a burst. ``missed`` counts the jobs
+        that skipped ticks this way, not the ticks: counting every tick of a long gap would cost
+        one cron evaluation per skipped tick (a week of a one-second job: 600,000)."""
         due: list[DueTick] = []
         missed = 0
         while True:

@@ -45,7 +45,7 @@ class Worker:
         self._running: defaultdict[str, set[RunningCommand]] = defaultdict(set)
         self._fires: set[asyncio.Task[None]] = set()
         self._start_window_ms = config.start_window
-        self.missed_ticks = 0
+        self.jobs_with_missed_ticks = 0
 
     # -- JobListener: called by JobSync for every change in etcd --------------------------------
 
@@ -155,8 +155,8 @@ class Worker:
             now = now_ms()
             due, missed = self._table.pop_due(now, now - self._start_window_ms)
             if missed:
-                self.missed_ticks += missed
-                log.warning("%d tick(s) were older than the start window and were skipped", missed)
+                self.jobs_with_missed_ticks += missed
+                log.warning("%d job(s) skipped ticks older than the start window", missed)
             for tick in due:
                 self._start_fire(tick)
             next_ms = self._table.next_ms()

@@ -307,9 +307,10 @@ def test_record_from_a_newer_gdts_is_refused_with_an_upgrade_hint(version: int) 
     assert isinstance(exc.value, InvalidFieldError)
 
 
-def test_record_with_non_integer_version_is_refused() -> None:
-    raw = b'{"v":"2","name":"job1","command":"true","cronExpr":"* * * * *"}'
-    with pytest.raises(UnsupportedVersionError, match=r"^v: "):
+@pytest.mark.parametrize("version", ['"2"', "true", "0", "-1", "1.5"])
+def test_record_with_a_malformed_version_is_refused(version: str) -> None:
+    raw = b'{"v":%s,"name":"job1","command":"true","cronExpr":"* * * * *"}' % version.encode()
+    with pytest.raises(InvalidFieldError, match=r"^v: must be a positive integer"):
         Job.from_record(raw)
 
 
