@@ -43,8 +43,10 @@ class StoreConfig:
 class ManagerConfig(StoreConfig):
     api_host: str = "0.0.0.0"
     api_port: int = 8070
-    api_read_timeout: int = 5000  # ms; kept from the original config
-    api_write_timeout: int = 5000  # ms; kept from the original config
+    # Accepted so the original GDTS's manager.json loads; requests are bounded by the store
+    # deadlines (etcdDialTimeout, mongodbConnectTimeout) instead.
+    api_read_timeout: int = 5000
+    api_write_timeout: int = 5000
     webroot: str = "./webroot"
     kill_marker_ttl: int = 10  # s; how long a kill marker lives in etcd
 
