@@ -13,16 +13,9 @@ from pathlib import Path
 
 from gdts.config import ManagerConfig, WorkerConfig, load_config
 from gdts.errors import ConfigError, GdtsError
+from gdts.logs import setup_logging
 
 log = logging.getLogger("gdts")
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
-        stream=sys.stderr,
-    )
 
 
 async def _until_signalled(body: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -82,16 +75,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "dev":
             from gdts.dev import prepare_data_dir, run_dev
 
-            _setup_logging("INFO")
+            setup_logging("INFO")
             data_dir = prepare_data_dir(args.data_dir)
             return int(run(run_dev(args.port, args.workers, data_dir)) or 0)
         if args.command == "manager":
             manager_config = load_config(ManagerConfig, args.config, os.environ)
-            _setup_logging(manager_config.log_level)
+            setup_logging(manager_config.log_level, manager_config.log_format)
             run(_until_signalled(lambda stop: _run_manager(manager_config, stop)))
         else:
             worker_config = load_config(WorkerConfig, args.config, os.environ)
-            _setup_logging(worker_config.log_level)
+            from gdts.worker.worker import default_worker_id
+
+            setup_logging(
+                worker_config.log_level,
+                worker_config.log_format,
+                worker=worker_config.worker_id or default_worker_id(),
+            )
             run(_until_signalled(lambda stop: _run_worker(worker_config, stop)))
     except ConfigError as exc:
         print(f"gdts {args.command}: {exc}", file=sys.stderr)

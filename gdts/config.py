@@ -28,8 +28,11 @@ class StoreConfig:
     mongodb_connect_timeout: int = 5000  # ms
     mongodb_database: str = "gdts"
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one JSON object per line
 
     def validate(self) -> None:
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("logFormat", f"must be text or json, got {self.log_format!r}")
         if not self.etcd_endpoints:
             raise ConfigError("etcdEndpoints", "must list at least one endpoint")
         _positive(self, "etcd_dial_timeout", "mongodb_connect_timeout")
@@ -69,6 +72,10 @@ class WorkerConfig(StoreConfig):
     drain_timeout: int = 30_000  # ms running jobs get to finish on SIGTERM
     start_window: int = 10_000  # ms after its planned time a tick may still start
     output_limit: int = 1024 * 1024  # bytes of output kept per run
+    spill_dir: str = "var/spill"  # results MongoDB could not take yet, on local disk
+    http_listen: str = ""  # host:port for /health/* and /metrics; empty: no listener
+    clock_skew_warning: int = 1000  # ms off MongoDB's clock before the worker warns
+    clock_offset: int = 0  # ms added to this worker's clock; for fault tests only
 
     def validate(self) -> None:
         super().validate()
@@ -88,9 +95,18 @@ class WorkerConfig(StoreConfig):
             )
         if "/" in self.worker_id:
             raise ConfigError("workerId", "must not contain '/'")
+        if self.http_listen:
+            parse_listen(self.http_listen)
 
 
 ConfigT = TypeVar("ConfigT", bound=StoreConfig)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError("httpListen", f"must be host:port, got {text!r}")
+    return host.strip("[]"), int(port)
 
 
 def json_key(field_name: str) -> str:

@@ -199,16 +199,25 @@ class WatchCanceledError(Exception):
 
 
 @dataclass(frozen=True)
+class WatchSpec:
+    prefix: bytes
+    start_revision: int
+    deletes_only: bool = False  # filtered by etcd, so puts cost no traffic
+    prev_kv: bool = False  # deletes then carry the deleted value and its lease
+
+
+@dataclass(frozen=True)
 class WatchEvent:
-    prefix_index: int
+    spec_index: int
     deleted: bool
     key: bytes
-    value: bytes
-    mod_revision: int
+    value: bytes  # for a delete with prev_kv: the deleted value
+    lease: int  # the key's lease (for a delete with prev_kv: the deleted key's lease)
+    mod_revision: int  # for a delete: the revision that deleted it
 
 
 async def watch_prefixes(
-    client: EtcdClient, prefixes: Sequence[bytes], start_revisions: Sequence[int]
+    client: EtcdClient, specs: Sequence[WatchSpec]
 ) -> AsyncIterator[WatchEvent]:
     """Events under each prefix from its start revision, on one stream, in revision order per
     prefix. Ends (or raises) when the stream breaks; the caller resumes from the revisions it saw.
@@ -220,13 +229,15 @@ async def watch_prefixes(
     creates = [
         rpc.WatchRequest(
             create_request=rpc.WatchCreateRequest(
-                key=prefix,
-                range_end=utils.prefix_range_end(prefix),
-                start_revision=start,
+                key=spec.prefix,
+                range_end=utils.prefix_range_end(spec.prefix),
+                start_revision=spec.start_revision,
                 watch_id=index + 1,
+                prev_kv=spec.prev_kv,
+                filters=[rpc.WatchCreateRequest.FilterType.NOPUT] if spec.deletes_only else [],
             )
         )
-        for index, (prefix, start) in enumerate(zip(prefixes, start_revisions, strict=True))
+        for index, spec in enumerate(specs)
     ]
     hold_open = asyncio.Event()
 
@@ -243,11 +254,14 @@ async def watch_prefixes(
             if reply.canceled:
                 raise WatchCanceledError(reply.cancel_reason or "watch canceled by etcd")
             for event in reply.events:
+                deleted = event.type == rpc.Event.DELETE
+                source = event.prev_kv if deleted and event.HasField("prev_kv") else event.kv
                 yield WatchEvent(
-                    prefix_index=reply.watch_id - 1,
-                    deleted=event.type == rpc.Event.DELETE,
+                    spec_index=reply.watch_id - 1,
+                    deleted=deleted,
                     key=event.kv.key,
-                    value=event.kv.value,
+                    value=source.value,
+                    lease=source.lease,
                     mod_revision=event.kv.mod_revision,
                 )
     finally:

@@ -4,11 +4,12 @@ Layout under the prefix (default ``/gdts/``)::
 
     jobs/<name>               job JSON (no lease)
     killer/<name>             kill marker, on a short lease so it expires by itself
-    lock/<name>/tick/<ms>     claim of one planned tick, on a lease that outlives the start window
-    lock/<name>/running       "a run of <name> is going", on the running worker's lease
+    lock/tick/<name>/<ms>     claim of one planned tick, on a lease that outlives the start window
+    lock/running/<name>       "a run of <name> is going", on the running worker's lease
     workers/<worker-id>       registration, on the worker's lease
 
-Job names never contain ``/``, so ``lock/<name>/`` cannot collide between two jobs.
+Job names never contain ``/``, so ``lock/tick/<name>/`` cannot collide between two jobs. Running
+markers have a prefix of their own so workers can watch them alone, without the tick claims.
 """
 
 from __future__ import annotations
@@ -54,11 +55,21 @@ class KeyLayout:
     def worker(self, worker_id: str) -> bytes:
         return self._key("workers", worker_id)
 
+    @property
+    def running_prefix(self) -> bytes:
+        return self._key("lock", "running", "")
+
     def tick_claim(self, name: str, plan_ms: int) -> bytes:
-        return self._key("lock", name, "tick", str(plan_ms))
+        return self._key("lock", "tick", name, str(plan_ms))
 
     def running(self, name: str) -> bytes:
-        return self._key("lock", name, "running")
+        return self._key("lock", "running", name)
+
+    def running_name(self, key: bytes) -> str:
+        return _strip(key, self.running_prefix)
+
+    def worker_id(self, key: bytes) -> str:
+        return _strip(key, self.workers_prefix)
 
     def job_name(self, key: bytes) -> str:
         return _strip(key, self.jobs_prefix)

@@ -47,16 +47,38 @@ class RunLog:
 
     async def insert(self, documents: Sequence[dict[str, Any]]) -> int:
         """Insert runs; returns how many the unique index refused as duplicates (already stored
-        by an earlier, partly failed attempt of the same batch, or a tick that ran twice)."""
+        by an earlier, partly failed attempt of the same batch, or a tick that ran twice).
+
+        A real result for a run already recorded as ``lost`` (its worker was cut off, not dead,
+        and finished after all) replaces the lost record: the real outcome is what happened."""
+        documents = list(documents)
         try:
-            await self._runs.insert_many(list(documents), ordered=False)
+            await self._runs.insert_many(documents, ordered=False)
             return 0
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             other = [e for e in errors if e.get("code") != _DUPLICATE_KEY]
             if other or exc.details.get("writeConcernErrors"):
                 raise
-            return len(errors)
+            refused = [documents[e["index"]] for e in errors]
+        duplicates = 0
+        for document in refused:
+            if document.get("status") == "lost" or not await self._replace_lost(document):
+                duplicates += 1
+        return duplicates
+
+    async def _replace_lost(self, document: dict[str, Any]) -> bool:
+        fields = {k: v for k, v in document.items() if k != "_id"}
+        result = await self._runs.replace_one(
+            {
+                "jobName": fields["jobName"],
+                "planTime": fields["planTime"],
+                "attempt": fields["attempt"],
+                "status": "lost",
+            },
+            fields,
+        )
+        return result.modified_count == 1
 
     async def find(self, job_name: str, skip: int, limit: int) -> list[dict[str, Any]]:
         try:

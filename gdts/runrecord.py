@@ -11,6 +11,7 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     KILLED = "killed"
+    LOST = "lost"  # the worker running it died; what the command did is unknown
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class RunRecord:
     worker: str
     plan_time: int
     schedule_time: int
-    start_time: int
+    start_time: int | None
     end_time: int
     output: str
     err: str

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 
 from gdts.etcd import EtcdClient
 from gdts.keys import KeyLayout
+from gdts.worker.lostruns import running_marker
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,14 @@ class ClaimLease:
             return self._lease_id
 
 
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    job_name: str
+    plan_ms: int
+    marker: bytes  # the running marker this claim wrote, if it won; release compares it
+
+
 class TickClaimer:
     def __init__(self, client: EtcdClient, keys: KeyLayout, worker_id: str, start_window_s: float):
         self._client = client
@@ -63,13 +72,10 @@ class TickClaimer:
         self._worker_id = worker_id
         self._claim_lease = ClaimLease(client, start_window_s)
 
-    def _marker(self, plan_ms: int) -> bytes:
-        return json.dumps({"worker": self._worker_id, "planTime": plan_ms}).encode()
-
-    async def claim(self, job_name: str, plan_ms: int, worker_lease: int) -> ClaimOutcome:
+    async def claim(self, job_name: str, plan_ms: int, worker_lease: int, now_ms: int) -> Claim:
         tick_key = self._keys.tick_claim(job_name, plan_ms)
         running_key = self._keys.running(job_name)
-        marker = self._marker(plan_ms)
+        marker = running_marker(self._worker_id, plan_ms, now_ms)
         txn = self._client.transactions
         claim_lease = await self._claim_lease.current()
         won, replies = await self._client.transaction(
@@ -81,16 +87,18 @@ class TickClaimer:
             failure=[txn.get(tick_key)],
         )
         if won:
-            return ClaimOutcome.WON
-        return ClaimOutcome.TAKEN if replies and replies[0] else ClaimOutcome.BUSY
+            outcome = ClaimOutcome.WON
+        else:
+            outcome = ClaimOutcome.TAKEN if replies and replies[0] else ClaimOutcome.BUSY
+        return Claim(outcome, job_name, plan_ms, marker)
 
-    async def release(self, job_name: str, plan_ms: int) -> None:
-        """Remove this worker's running marker; only ours, in case the lease was lost and another
+    async def release(self, claim: Claim) -> None:
+        """Remove this claim's running marker; only ours, in case the lease was lost and another
         worker's run has since put its own."""
-        running_key = self._keys.running(job_name)
+        running_key = self._keys.running(claim.job_name)
         txn = self._client.transactions
         await self._client.transaction(
-            compare=[txn.value(running_key) == self._marker(plan_ms)],
+            compare=[txn.value(running_key) == claim.marker],
             success=[txn.delete(running_key)],
             failure=[],
         )

@@ -8,25 +8,40 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
-from gdts.config import WorkerConfig
+from aiohttp import web
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
+
+from gdts.config import WorkerConfig, parse_listen
 from gdts.errors import GdtsError
 from gdts.etcd import ETCD_ERRORS, EtcdClient, etcd_errors
 from gdts.job import Job
 from gdts.keys import KeyLayout
+from gdts.logs import event
 from gdts.runlog import RunLog, open_mongo
 from gdts.runrecord import RunRecord, RunStatus
-from gdts.worker.executor import RunningCommand, now_ms
-from gdts.worker.jobsync import JobSync
-from gdts.worker.lock import ClaimOutcome, TickClaimer
+from gdts.worker.clusterwatch import ClusterWatch
+from gdts.worker.executor import RunningCommand
+from gdts.worker.lock import Claim, ClaimOutcome, TickClaimer
 from gdts.worker.logsink import LogSink
+from gdts.worker.lostruns import LostRun, LostRunDetector
+from gdts.worker.probes import create_probe_app
 from gdts.worker.registration import Registration
+from gdts.worker.spill import SpillDir
+from gdts.worker.stats import WorkerStats
 from gdts.worker.ticktable import DueTick, TickTable
 
 log = logging.getLogger(__name__)
 
 _RELEASE_RETRY_MAX_S = 5.0
+_MONGO_CHECK_EVERY_S = 10.0
+_MONGO_STALE_S = 3 * _MONGO_CHECK_EVERY_S
 
 
 def default_worker_id() -> str:
@@ -44,17 +59,31 @@ class Worker:
         self._table_changed = asyncio.Event()
         self._running: defaultdict[str, set[RunningCommand]] = defaultdict(set)
         self._fires: set[asyncio.Task[None]] = set()
-        self._start_window_ms = config.start_window
-        self.jobs_with_missed_ticks = 0
+        self._workers: dict[str, int] = {}  # live worker id -> its lease, from etcd
+        self._lost = LostRunDetector(horizon_ms=max(10_000, 2000 * config.worker_lease_ttl))
+        self._mongo_ok_at = -float("inf")
+        self.stats = WorkerStats(
+            jobs=lambda: len(self._table),
+            running=lambda: sum(len(c) for c in self._running.values()),
+            buffered=lambda: len(self._sink),
+            spilled_segments=lambda: self._sink.spilled_segments,
+            result_write_errors=lambda: self._sink.write_errors,
+            watch_restarts=lambda: self._watch.interruptions + max(0, self._watch.full_reads - 1),
+            lease_alive=lambda: 1.0 if self._registration.can_claim() else 0.0,
+        )
 
-    # -- JobListener: called by JobSync for every change in etcd --------------------------------
+    def now_ms(self) -> int:
+        """This worker's clock; ``clockOffset`` shifts it for fault tests."""
+        return time.time_ns() // 1_000_000 + self.config.clock_offset
+
+    # -- ClusterListener: called by ClusterWatch for every change in etcd -------------------------
 
     def jobs_reset(self, jobs: list[Job]) -> None:
-        self._table.replace_all(jobs, now_ms())
+        self._table.replace_all(jobs, self.now_ms())
         self._table_changed.set()
 
     def job_saved(self, job: Job) -> None:
-        if self._table.put(job, now_ms()):
+        if self._table.put(job, self.now_ms()):
             self._table_changed.set()
 
     def job_deleted(self, name: str) -> None:
@@ -64,9 +93,57 @@ class Worker:
     def kill_requested(self, name: str) -> None:
         commands = self._running.get(name)
         if commands:
-            log.info("killing %d running process group(s) of job %r", len(commands), name)
+            log.info("killing %d running process group(s)", len(commands), extra=event(job=name))
             for command in commands:
                 command.kill()
+
+    def workers_reset(self, workers: dict[str, int]) -> None:
+        self._workers = dict(workers)
+
+    def worker_registered(self, worker_id: str, lease: int) -> None:
+        self._workers[worker_id] = lease
+
+    def worker_gone(self, worker_id: str, lease: int, revision: int) -> None:
+        if self._workers.get(worker_id) == lease:
+            del self._workers[worker_id]
+        for run in self._lost.registration_deleted(lease, revision, self.now_ms()):
+            self._record_lost(run)
+
+    def running_marker_gone(self, job_name: str, lease: int, revision: int, value: bytes) -> None:
+        now = self.now_ms()
+        self._lost.expire(now)
+        run = self._lost.marker_deleted(job_name, lease, revision, value, now)
+        if run is not None:
+            self._record_lost(run)
+
+    def _record_lost(self, run: LostRun) -> None:
+        # One live worker reports (the lowest id, as every worker sees it); should two views
+        # differ for a moment, the run log's unique index keeps a single record.
+        if min([*self._workers, self.worker_id]) != self.worker_id:
+            return
+        job = self._table.get(run.job_name)
+        log.warning(
+            "run lost: worker %s died while running it", run.worker,
+            extra=event(job=run.job_name, tick=run.plan_ms),
+        )  # fmt: skip
+        self.stats.lost_runs.inc()
+        self.stats.runs.inc(status=RunStatus.LOST.value)
+        self._sink.add(
+            RunRecord(
+                job_name=run.job_name,
+                command=job.command if job is not None else "",
+                worker=run.worker,
+                plan_time=run.plan_ms,
+                schedule_time=run.claimed_ms or run.plan_ms,
+                start_time=run.claimed_ms,
+                end_time=self.now_ms(),
+                output="",
+                err=f"worker {run.worker} lost its lease while running this job; "
+                "what the command did is unknown",
+                exit_code=None,
+                status=RunStatus.LOST,
+            )
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -87,6 +164,7 @@ class Worker:
                 batch_size=config.job_log_batch_size,
                 commit_timeout_s=config.job_log_commit_timeout / 1000,
                 limit=config.job_log_buffer_limit,
+                spill=SpillDir(Path(config.spill_dir)),
             )
             self._registration = Registration(
                 etcd,
@@ -96,39 +174,82 @@ class Worker:
                     "id": self.worker_id,
                     "host": socket.gethostname(),
                     "pid": os.getpid(),
-                    "startedAt": now_ms(),
+                    "startedAt": self.now_ms(),
                 },
                 config.worker_lease_ttl,
             )
             self._claimer = TickClaimer(
                 etcd, self._keys, self.worker_id, config.start_window / 1000
             )
+            self._watch = ClusterWatch(etcd, self._keys, self)
             await self._registration.register()
             stack.push_async_callback(self._registration.revoke)
-            sync = JobSync(etcd, self._keys, self)
+            if config.http_listen:
+                await self._start_probes(stack)
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 side_tasks = [
                     group.create_task(self._registration.keep_alive(), name="keepalive"),
-                    group.create_task(sync.run(), name="jobsync"),
-                    group.create_task(self._sink.run(), name="logsink"),
+                    group.create_task(self._watch.run(), name="watch"),
+                    group.create_task(self._sink.run(), name="results"),
+                    group.create_task(self._check_mongo(mongo), name="mongo-check"),
                 ]
-                scheduler = group.create_task(self._schedule(sync), name="scheduler")
+                scheduler = group.create_task(self._schedule(), name="scheduler")
                 log.info("worker %s started", self.worker_id)
                 await stop.wait()
                 log.info("worker %s stopping", self.worker_id)
                 await _cancel(scheduler)
                 await self._drain()
-                await _cancel(side_tasks[0], side_tasks[1], side_tasks[2])
-                flushed = await self._sink.flush(
-                    timeout_s=max(5.0, config.etcd_dial_timeout / 1000)
-                )
+                await _cancel(*side_tasks)
+                saved = await self._sink.flush(timeout_s=max(5.0, config.etcd_dial_timeout / 1000))
                 log.info(
-                    "flushed results (%s, %d written in all)",
-                    "all" if flushed else "NOT all",
-                    self._sink.written,
-                )
+                    "results flushed (%s; %d written in all)",
+                    "all saved" if saved else "SOME LOST", self._sink.written,
+                )  # fmt: skip
         log.info("worker %s stopped", self.worker_id)
+
+    async def _start_probes(self, stack: contextlib.AsyncExitStack) -> None:
+        host, port = parse_listen(self.config.http_listen)
+        runner = web.AppRunner(create_probe_app(self._readiness, self.stats.registry))
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await web.TCPSite(runner, host, port).start()
+        log.info("probes and metrics on http://%s:%d", host, port)
+
+    def _readiness(self) -> dict[str, Any]:
+        etcd_ok = self._registration.can_claim() and self._watch.synced.is_set()
+        mongo_ok = time.monotonic() - self._mongo_ok_at < _MONGO_STALE_S
+        return {
+            "ready": etcd_ok and mongo_ok,
+            "etcd": etcd_ok,
+            "mongodb": mongo_ok,
+            "worker": self.worker_id,
+            "jobs": len(self._table),
+            "running": sum(len(c) for c in self._running.values()),
+        }
+
+    async def _check_mongo(self, mongo: AsyncMongoClient[dict[str, Any]]) -> None:
+        """Every few seconds: is MongoDB answering, and how far is our clock from its clock?"""
+        warned = False
+        while True:
+            try:
+                sent = self.now_ms()
+                reply = await mongo.admin.command("hello")
+                received = self.now_ms()
+                self._mongo_ok_at = time.monotonic()
+                server: datetime = reply["localTime"]
+                offset_ms = (sent + received) / 2 - server.timestamp() * 1000
+                self.stats.clock_offset.set(offset_ms / 1000)
+                off = abs(offset_ms) > self.config.clock_skew_warning
+                if off and not warned:
+                    log.warning(
+                        "this worker's clock is %.1fs off MongoDB's clock; ticks fire by this "
+                        "worker's clock, so fix its time sync", offset_ms / 1000,
+                    )  # fmt: skip
+                warned = off
+            except PyMongoError as exc:
+                log.debug("MongoDB check failed: %s", exc)
+            await asyncio.sleep(_MONGO_CHECK_EVERY_S)
 
     async def _drain(self) -> None:
         """Let running jobs finish within the drain timeout; kill the rest and wait for them."""
@@ -136,9 +257,8 @@ class Worker:
             return
         log.info(
             "waiting up to %.0fs for %d running job(s)",
-            self.config.drain_timeout / 1000,
-            len(self._fires),
-        )
+            self.config.drain_timeout / 1000, len(self._fires),
+        )  # fmt: skip
         _, pending = await asyncio.wait(self._fires, timeout=self.config.drain_timeout / 1000)
         if pending:
             log.warning("killing %d job(s) still running after the drain timeout", len(pending))
@@ -149,48 +269,55 @@ class Worker:
 
     # -- scheduling -----------------------------------------------------------------------------
 
-    async def _schedule(self, sync: JobSync) -> None:
-        await sync.synced.wait()
+    async def _schedule(self) -> None:
+        await self._watch.synced.wait()
+        window = self.config.start_window
         while True:
-            now = now_ms()
-            due, missed = self._table.pop_due(now, now - self._start_window_ms)
+            now = self.now_ms()
+            due, missed = self._table.pop_due(now, now - window)
             if missed:
-                self.jobs_with_missed_ticks += missed
+                self.stats.missed_ticks.inc(missed)
                 log.warning("%d job(s) skipped ticks older than the start window", missed)
             for tick in due:
-                self._start_fire(tick)
+                task = self._group.create_task(self._fire(tick, now))
+                self._fires.add(task)
+                task.add_done_callback(self._fires.discard)
             next_ms = self._table.next_ms()
-            delay = None if next_ms is None else max(0.0, (next_ms - now_ms()) / 1000)
+            delay = None if next_ms is None else max(0.0, (next_ms - self.now_ms()) / 1000)
             self._table_changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._table_changed.wait(), delay)
 
-    def _start_fire(self, tick: DueTick) -> None:
-        task = self._group.create_task(self._fire(tick, now_ms()))
-        self._fires.add(task)
-        task.add_done_callback(self._fires.discard)
-
     async def _fire(self, tick: DueTick, schedule_ms: int) -> None:
         job = tick.job
+        tags = event(job=job.name, tick=tick.plan_ms)
         if not self._registration.can_claim():
-            log.warning("not claiming %s@%d: lease not confirmed alive", job.name, tick.plan_ms)
+            # Self-fencing: our lease may already be gone in etcd; claim nothing on it.
+            self.stats.claims.inc(outcome="fenced")
+            log.warning("not claiming: lease not confirmed alive", extra=tags)
             return
         try:
             with etcd_errors():
-                outcome = await self._claimer.claim(
-                    job.name, tick.plan_ms, self._registration.lease_id
+                claim = await self._claimer.claim(
+                    job.name, tick.plan_ms, self._registration.lease_id, self.now_ms()
                 )
         except GdtsError as exc:
-            log.warning("cannot claim %s@%d: %s", job.name, tick.plan_ms, exc)
+            self.stats.claims.inc(outcome="error")
+            self.stats.etcd_errors.inc(operation="claim")
+            log.warning("cannot claim: %s", exc, extra=tags)
             return
-        if outcome is not ClaimOutcome.WON:
-            log.debug("tick %s@%d %s", job.name, tick.plan_ms, outcome.value)
+        self.stats.claims.inc(outcome=claim.outcome.value)
+        if claim.outcome is not ClaimOutcome.WON:
+            log.debug("tick %s", claim.outcome.value, extra=tags)
             return
         try:
             record = await self._execute(job, tick.plan_ms, schedule_ms)
         finally:
             # Shielded: even on cancellation the marker must go, or the job never runs again.
-            await asyncio.shield(self._release(job.name, tick.plan_ms))
+            await asyncio.shield(self._release(claim))
+        self.stats.runs.inc(status=record.status.value)
+        if record.start_time is not None:
+            self.stats.fire_lag.observe(max(0.0, (record.start_time - tick.plan_ms) / 1000))
         self._sink.add(record)
 
     async def _execute(self, job: Job, plan_ms: int, schedule_ms: int) -> RunRecord:
@@ -214,30 +341,35 @@ class Worker:
             status = RunStatus.SUCCEEDED
         else:
             status = RunStatus.FAILED
+        offset = self.config.clock_offset
         return RunRecord(
             job_name=job.name,
             command=job.command,
             worker=self.worker_id,
             plan_time=plan_ms,
             schedule_time=schedule_ms,
-            start_time=result.start_ms,
-            end_time=result.end_ms,
+            start_time=result.start_ms + offset,
+            end_time=result.end_ms + offset,
             output=result.output,
             err=result.err,
             exit_code=result.exit_code,
             status=status,
         )
 
-    async def _release(self, job_name: str, plan_ms: int) -> None:
+    async def _release(self, claim: Claim) -> None:
         delay = 0.2
         while True:
             try:
-                await self._claimer.release(job_name, plan_ms)
+                await self._claimer.release(claim)
                 return
             except ETCD_ERRORS as exc:
                 if not self._registration.lease_id:
                     return  # lease gone: the marker went with it
-                log.warning("cannot release running marker of %s (%s); retrying", job_name, exc)
+                self.stats.etcd_errors.inc(operation="release")
+                log.warning(
+                    "cannot release running marker (%s); retrying", exc,
+                    extra=event(job=claim.job_name, tick=claim.plan_ms),
+                )  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RELEASE_RETRY_MAX_S)
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from gdts.etcd import EtcdClient, WatchCompactedError, read_prefix, watch_prefixes
+from gdts.etcd import EtcdClient, WatchCompactedError, WatchSpec, read_prefix, watch_prefixes
 from gdts.job import Job
 from gdts.keys import KeyLayout
-from gdts.worker.jobsync import JobSync
+from gdts.worker.clusterwatch import ClusterWatch
 from gdts.worker.lock import ClaimOutcome, TickClaimer
 from tests.support import Stack, TcpProxy, wait_until
 
@@ -37,30 +37,33 @@ async def test_a_tick_is_won_once_and_a_running_job_blocks_its_next_tick(etcd, s
     worker_a = TickClaimer(etcd, keys, "a", start_window_s=10)
     worker_b = TickClaimer(etcd, keys, "b", start_window_s=10)
 
-    assert await worker_a.claim("job", 1000, lease_a.id) is ClaimOutcome.WON
-    assert await worker_b.claim("job", 1000, lease_b.id) is ClaimOutcome.TAKEN
+    a_1000 = await worker_a.claim("job", 1000, lease_a.id, now_ms=1001)
+    b_1000 = await worker_b.claim("job", 1000, lease_b.id, now_ms=1001)
+    assert (a_1000.outcome, b_1000.outcome) == (ClaimOutcome.WON, ClaimOutcome.TAKEN)
     # The run of tick 1000 is still going, so tick 2000 is skipped cluster-wide.
-    assert await worker_b.claim("job", 2000, lease_b.id) is ClaimOutcome.BUSY
+    assert (await worker_b.claim("job", 2000, lease_b.id, 2001)).outcome is ClaimOutcome.BUSY
     # Another job is independent, even one whose name extends this one.
-    assert await worker_b.claim("jobs", 2000, lease_b.id) is ClaimOutcome.WON
+    assert (await worker_b.claim("jobs", 2000, lease_b.id, 2001)).outcome is ClaimOutcome.WON
 
-    await worker_b.release("job", 1000)  # not b's run: must not remove a's marker
-    assert await worker_b.claim("job", 3000, lease_b.id) is ClaimOutcome.BUSY
-    await worker_a.release("job", 1000)
-    assert await worker_b.claim("job", 3000, lease_b.id) is ClaimOutcome.WON
+    await worker_b.release(b_1000)  # b lost that tick: releasing must not remove a's marker
+    assert (await worker_b.claim("job", 3000, lease_b.id, 3001)).outcome is ClaimOutcome.BUSY
+    await worker_a.release(a_1000)
+    b_3000 = await worker_b.claim("job", 3000, lease_b.id, 3001)
+    assert b_3000.outcome is ClaimOutcome.WON
     # The finished tick stays claimed: nobody can run it again after the run ended.
-    await worker_b.release("job", 3000)
-    assert await worker_a.claim("job", 1000, lease_a.id) is ClaimOutcome.TAKEN
+    await worker_b.release(b_3000)
+    assert (await worker_a.claim("job", 1000, lease_a.id, 9000)).outcome is ClaimOutcome.TAKEN
 
 
 async def test_tick_claim_outlives_the_worker_lease_and_the_start_window(etcd, stack) -> None:
     keys = KeyLayout(stack.prefix)
     worker_lease = await etcd.lease(30)
     claimer = TickClaimer(etcd, keys, "a", start_window_s=10)
-    assert await claimer.claim("job", 5000, worker_lease.id) is ClaimOutcome.WON
+    won = await claimer.claim("job", 5000, worker_lease.id, now_ms=5003)
+    assert won.outcome is ClaimOutcome.WON
     claim = await etcd.get(keys.tick_claim("job", 5000))
     running = await etcd.get(keys.running("job"))
-    assert json.loads(claim.value) == {"worker": "a", "planTime": 5000}
+    assert json.loads(running.value) == {"worker": "a", "planTime": 5000, "claimedAt": 5003}
     assert running.lease == worker_lease.id
     assert claim.lease != worker_lease.id
     claim_ttl = (await etcd.get_lease_info(claim.lease)).TTL
@@ -70,7 +73,8 @@ async def test_tick_claim_outlives_the_worker_lease_and_the_start_window(etcd, s
     assert await etcd.get(keys.running("job")) is None  # its job may run elsewhere now
     assert await etcd.get(keys.tick_claim("job", 5000)) is not None  # but not this tick
     other = TickClaimer(etcd, keys, "b", start_window_s=10)
-    assert await other.claim("job", 5000, (await etcd.lease(30)).id) is ClaimOutcome.TAKEN
+    late = await other.claim("job", 5000, (await etcd.lease(30)).id, now_ms=9000)
+    assert late.outcome is ClaimOutcome.TAKEN
 
 
 async def test_paged_read_is_one_snapshot_even_while_keys_change(etcd, stack) -> None:
@@ -109,6 +113,9 @@ class Recorder:
         self.jobs: dict[str, Job] = {}
         self.kills: list[str] = []
         self.resets = 0
+        self.workers: dict[str, int] = {}
+        self.gone: list[tuple[str, int, int]] = []
+        self.markers_gone: list[tuple[str, int, int, bytes]] = []
 
     def jobs_reset(self, jobs: list[Job]) -> None:
         self.jobs = {job.name: job for job in jobs}
@@ -123,13 +130,26 @@ class Recorder:
     def kill_requested(self, name: str) -> None:
         self.kills.append(name)
 
+    def workers_reset(self, workers: dict[str, int]) -> None:
+        self.workers = dict(workers)
+
+    def worker_registered(self, worker_id: str, lease: int) -> None:
+        self.workers[worker_id] = lease
+
+    def worker_gone(self, worker_id: str, lease: int, revision: int) -> None:
+        self.workers.pop(worker_id, None)
+        self.gone.append((worker_id, lease, revision))
+
+    def running_marker_gone(self, job_name: str, lease: int, revision: int, value: bytes) -> None:
+        self.markers_gone.append((job_name, lease, revision, value))
+
 
 def _job(name: str, command: str = "true") -> Job:
     return Job.create(name, command, "@daily")
 
 
 @contextlib.asynccontextmanager
-async def running(sync: JobSync) -> AsyncIterator[asyncio.Task[None]]:
+async def running(sync: ClusterWatch) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(sync.run())
     try:
         yield task
@@ -148,7 +168,7 @@ async def test_job_watch_resumes_after_a_broken_connection_without_losing_events
     await proxy.start()
     watched = EtcdClient([proxy.endpoint], timeout=2)
     recorder = Recorder()
-    sync = JobSync(watched, keys, recorder)
+    sync = ClusterWatch(watched, keys, recorder)
     try:
         async with running(sync):
             await wait_until(lambda: _has(recorder, {"a"}), 10, "the initial read")
@@ -176,7 +196,7 @@ async def test_job_watch_reads_everything_again_when_its_revision_was_compacted(
     await proxy.start()
     watched = EtcdClient([proxy.endpoint], timeout=2)
     recorder = Recorder()
-    sync = JobSync(watched, keys, recorder)
+    sync = ClusterWatch(watched, keys, recorder)
     try:
         async with running(sync):
             await wait_until(lambda: _has(recorder, {"a"}), 10, "the initial read")
@@ -199,7 +219,7 @@ async def test_watch_from_a_compacted_revision_raises(etcd, stack) -> None:
     latest = await etcd.put(key, b"2")
     await etcd.compact(latest.header.revision)
     with pytest.raises(WatchCompactedError):
-        async for _ in watch_prefixes(etcd, [key], [first.header.revision]):
+        async for _ in watch_prefixes(etcd, [WatchSpec(key, first.header.revision)]):
             pass
 
 
@@ -212,3 +232,28 @@ def _true(predicate: Any) -> Any:
         return bool(predicate())
 
     return check
+
+
+async def test_lease_expiry_deletes_marker_and_registration_in_one_revision(etcd, stack) -> None:
+    """What lost-run detection rests on: the watch sees both deletions with the same lease and
+    revision, and a marker released by its worker at another revision."""
+    keys = KeyLayout(stack.prefix)
+    recorder = Recorder()
+    sync = ClusterWatch(etcd, keys, recorder)
+    lease = await etcd.lease(30)
+    async with running(sync):
+        await wait_until(_true(lambda: sync.synced.is_set()), 10, "the initial read")
+        await etcd.put(keys.worker("w9"), b"{}", lease=lease)
+        await wait_until(_true(lambda: recorder.workers.get("w9") == lease.id), 10, "w9 seen")
+        await etcd.put(keys.running("released"), b'{"worker":"w9","planTime":1}', lease=lease)
+        await etcd.delete(keys.running("released"))  # what a finished run does
+        await etcd.put(keys.running("dying"), b'{"worker":"w9","planTime":2}', lease=lease)
+        await lease.revoke()  # what expiry does: every key on the lease in one revision
+        await wait_until(_true(lambda: len(recorder.markers_gone) == 2 and recorder.gone), 10,
+                         "both deletions")  # fmt: skip
+    ((_, gone_lease, gone_revision),) = recorder.gone
+    released, dying = recorder.markers_gone
+    assert gone_lease == lease.id
+    assert dying[:3] == ("dying", lease.id, gone_revision)
+    assert dying[3] == b'{"worker":"w9","planTime":2}'  # the deleted value comes with it
+    assert released[0] == "released" and released[2] != gone_revision

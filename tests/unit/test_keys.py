@@ -26,12 +26,12 @@ def test_worker_key() -> None:
 
 def test_tick_claim_key() -> None:
     assert KeyLayout().tick_claim("backup", 1715953200000) == (
-        b"/gdts/lock/backup/tick/1715953200000"
+        b"/gdts/lock/tick/backup/1715953200000"
     )
 
 
 def test_running_key() -> None:
-    assert KeyLayout().running("backup") == b"/gdts/lock/backup/running"
+    assert KeyLayout().running("backup") == b"/gdts/lock/running/backup"
 
 
 def test_prefixes_end_with_a_slash() -> None:
@@ -45,7 +45,7 @@ def test_prefixes_end_with_a_slash() -> None:
 def test_keys_are_utf8_encoded() -> None:
     keys = KeyLayout()
     assert keys.job("café") == b"/gdts/jobs/caf\xc3\xa9"
-    assert keys.running("日") == b"/gdts/lock/\xe6\x97\xa5/running"
+    assert keys.running("日") == b"/gdts/lock/running/\xe6\x97\xa5"
 
 
 def test_each_kind_lives_under_its_own_prefix() -> None:
@@ -67,8 +67,8 @@ def test_custom_prefix_is_used_for_every_key() -> None:
     assert keys.job("backup") == b"/prod/cron/jobs/backup"
     assert keys.killer("backup") == b"/prod/cron/killer/backup"
     assert keys.worker("w1") == b"/prod/cron/workers/w1"
-    assert keys.tick_claim("backup", 0) == b"/prod/cron/lock/backup/tick/0"
-    assert keys.running("backup") == b"/prod/cron/lock/backup/running"
+    assert keys.tick_claim("backup", 0) == b"/prod/cron/lock/tick/backup/0"
+    assert keys.running("backup") == b"/prod/cron/lock/running/backup"
     assert keys.jobs_prefix == b"/prod/cron/jobs/"
     assert keys.lock_prefix == b"/prod/cron/lock/"
 
@@ -137,23 +137,22 @@ def test_job_name_and_killer_name_reject_each_others_keys() -> None:
 # --- lock ranges of names that prefix each other ------------------------------------------------
 
 
-def lock_range(keys: KeyLayout, name: str) -> bytes:
-    """The prefix under which every lock key of one job lives: lock/<name>/."""
-    return keys.lock_prefix + name.encode() + b"/"
-
-
-def test_lock_keys_of_a_and_ab_do_not_share_a_range() -> None:
+def test_tick_claims_of_a_and_ab_do_not_share_a_range() -> None:
     keys = KeyLayout()
-    a_keys = [keys.running("a"), keys.tick_claim("a", 1715953200000)]
-    ab_keys = [keys.running("ab"), keys.tick_claim("ab", 1715953200000)]
-    range_a, range_ab = lock_range(keys, "a"), lock_range(keys, "ab")
-    assert range_a == b"/gdts/lock/a/"
-    assert range_ab == b"/gdts/lock/ab/"
-    for key in a_keys:
-        assert key.startswith(range_a)
-        assert not key.startswith(range_ab)
-    for key in ab_keys:
-        assert key.startswith(range_ab)
-        assert not key.startswith(range_a)
-    assert not range_ab.startswith(range_a)
-    assert not range_a.startswith(range_ab)
+    range_a = keys.lock_prefix + b"tick/a/"
+    range_ab = keys.lock_prefix + b"tick/ab/"
+    assert keys.tick_claim("a", 1715953200000).startswith(range_a)
+    assert not keys.tick_claim("a", 1715953200000).startswith(range_ab)
+    assert keys.tick_claim("ab", 1715953200000).startswith(range_ab)
+    assert not keys.tick_claim("ab", 1715953200000).startswith(range_a)
+
+
+def test_running_markers_have_a_prefix_of_their_own() -> None:
+    keys = KeyLayout("/p/")
+    assert keys.running_prefix == b"/p/lock/running/"
+    assert keys.running("a").startswith(keys.running_prefix)
+    assert not keys.tick_claim("a", 1).startswith(keys.running_prefix)
+    assert keys.running_name(keys.running("a b")) == "a b"
+    assert keys.worker_id(keys.worker("host:12")) == "host:12"
+    with pytest.raises(ValueError):
+        keys.running_name(keys.tick_claim("a", 1))

@@ -1,0 +1,155 @@
+"""Keeps the worker's view of the cluster current: jobs, kill markers, live workers, and the
+deletion of running markers (how lost runs are noticed).
+
+One consistent read of ``jobs/`` and ``workers/`` (each paged at a single revision), then one
+watch stream from the revision after each read, so no change in between is lost. When the stream
+breaks the watch resumes from the next revision it has not seen, per prefix; when that revision
+has been compacted away, it reads everything again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from gdts.errors import GdtsError, InvalidFieldError
+from gdts.etcd import (
+    ETCD_ERRORS,
+    EtcdClient,
+    WatchCanceledError,
+    WatchCompactedError,
+    WatchEvent,
+    WatchSpec,
+    read_prefix,
+    watch_prefixes,
+)
+from gdts.job import Job
+from gdts.keys import KeyLayout
+
+log = logging.getLogger(__name__)
+
+_RETRY_MIN_S = 0.2
+_RETRY_MAX_S = 5.0
+_JOBS, _KILLER, _WORKERS, _RUNNING = range(4)
+
+
+class ClusterListener(Protocol):
+    def jobs_reset(self, jobs: list[Job]) -> None: ...
+    def job_saved(self, job: Job) -> None: ...
+    def job_deleted(self, name: str) -> None: ...
+    def kill_requested(self, name: str) -> None: ...
+    def workers_reset(self, workers: dict[str, int]) -> None: ...
+    def worker_registered(self, worker_id: str, lease: int) -> None: ...
+    def worker_gone(self, worker_id: str, lease: int, revision: int) -> None: ...
+    def running_marker_gone(
+        self, job_name: str, lease: int, revision: int, value: bytes
+    ) -> None: ...
+
+
+class ClusterWatch:
+    def __init__(self, client: EtcdClient, keys: KeyLayout, listener: ClusterListener) -> None:
+        self._client = client
+        self._keys = keys
+        self._listener = listener
+        self.synced = asyncio.Event()  # set once the first full read is applied
+        self.full_reads = 0
+        self.interruptions = 0
+
+    async def run(self) -> None:
+        next_revisions: list[int] | None = None
+        backoff = _RETRY_MIN_S
+        while True:
+            try:
+                if next_revisions is None:
+                    next_revisions = await self._read_all()
+                await self._follow(next_revisions)
+                backoff = _RETRY_MIN_S  # the stream ended cleanly: resume at once
+            except (WatchCompactedError, WatchCanceledError) as exc:
+                log.warning("cluster watch must start over: %s", exc)
+                next_revisions = None
+            except (*ETCD_ERRORS, GdtsError) as exc:
+                self.interruptions += 1
+                log.warning(
+                    "cluster watch interrupted (%s); resuming in %.1fs", _brief(exc), backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _RETRY_MAX_S)
+
+    async def _read_all(self) -> list[int]:
+        job_kvs, jobs_revision = await read_prefix(self._client, self._keys.jobs_prefix)
+        worker_kvs, workers_revision = await read_prefix(self._client, self._keys.workers_prefix)
+        jobs = [job for kv in job_kvs if (job := self._decode(kv.key, kv.value)) is not None]
+        workers = {}
+        for kv in worker_kvs:
+            try:
+                workers[self._keys.worker_id(kv.key)] = kv.lease
+            except ValueError as exc:
+                log.warning("ignoring %s", exc)
+        self._listener.jobs_reset(jobs)
+        self._listener.workers_reset(workers)
+        self.full_reads += 1
+        self.synced.set()
+        log.info("loaded %d jobs and %d workers at revision %d", len(jobs), len(workers),
+                 jobs_revision)  # fmt: skip
+        # Kill markers and running-marker deletions older than the read do not matter.
+        return [jobs_revision + 1, jobs_revision + 1, workers_revision + 1, jobs_revision + 1]
+
+    async def _follow(self, next_revisions: list[int]) -> None:
+        keys = self._keys
+        specs = [
+            WatchSpec(keys.jobs_prefix, next_revisions[_JOBS]),
+            WatchSpec(keys.killer_prefix, next_revisions[_KILLER]),
+            WatchSpec(keys.workers_prefix, next_revisions[_WORKERS], prev_kv=True),
+            WatchSpec(
+                keys.running_prefix, next_revisions[_RUNNING], deletes_only=True, prev_kv=True
+            ),
+        ]
+        async for event in watch_prefixes(self._client, specs):
+            next_revisions[event.spec_index] = event.mod_revision + 1
+            try:
+                self._dispatch(event)
+            except ValueError as exc:  # a key that does not belong to this layout
+                log.warning("ignoring %s", exc)
+
+    def _dispatch(self, event: WatchEvent) -> None:
+        keys, listener = self._keys, self._listener
+        if event.spec_index == _JOBS:
+            name = keys.job_name(event.key)
+            if event.deleted:
+                listener.job_deleted(name)
+            elif (job := self._decode(event.key, event.value)) is not None:
+                listener.job_saved(job)
+            else:
+                # Unreadable value: stop running whatever was there rather than a stale copy.
+                listener.job_deleted(name)
+        elif event.spec_index == _KILLER:
+            if not event.deleted:
+                listener.kill_requested(keys.killer_name(event.key))
+        elif event.spec_index == _WORKERS:
+            worker_id = keys.worker_id(event.key)
+            if event.deleted:
+                listener.worker_gone(worker_id, event.lease, event.mod_revision)
+            else:
+                listener.worker_registered(worker_id, event.lease)
+        else:
+            listener.running_marker_gone(
+                keys.running_name(event.key), event.lease, event.mod_revision, event.value
+            )
+
+    def _decode(self, key: bytes, value: bytes) -> Job | None:
+        try:
+            name = self._keys.job_name(key)
+            job = Job.from_record(value)
+        except (InvalidFieldError, ValueError) as exc:
+            log.error("ignoring job at %r: %s", key.decode(errors="replace"), exc)
+            return None
+        if job.name != name:
+            log.error("ignoring job at %r: its record names %r", key.decode(errors="replace"),
+                      job.name)  # fmt: skip
+            return None
+        return job
+
+
+def _brief(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]

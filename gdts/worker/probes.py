@@ -1,0 +1,31 @@
+"""The worker's small HTTP listener: liveness, readiness and Prometheus metrics, for probes and
+scrapes. Managers never call it: managers and workers meet only in etcd and MongoDB."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from gdts.metrics import CONTENT_TYPE, Registry
+
+
+def create_probe_app(
+    readiness: Callable[[], dict[str, Any]], registry: Registry
+) -> web.Application:
+    async def alive(_: web.Request) -> web.Response:
+        return web.json_response({"alive": True})
+
+    async def ready(_: web.Request) -> web.Response:
+        checks = readiness()
+        return web.json_response(checks, status=200 if checks["ready"] else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=registry.render().encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    app = web.Application()
+    app.router.add_get("/health/alive", alive)
+    app.router.add_get("/health/ready", ready)
+    app.router.add_get("/metrics", metrics)
+    return app
