@@ -11,6 +11,7 @@ from gdts.config import ManagerConfig
 from gdts.etcd import EtcdClient
 from gdts.keys import KeyLayout
 from gdts.manager.api import JOB_STORE, RUN_LOG, add_routes, error_middleware
+from gdts.manager.health import add_health_routes, count_requests
 from gdts.manager.jobstore import JobStore
 from gdts.runlog import RunLog, open_mongo
 
@@ -19,10 +20,13 @@ MAX_BODY_BYTES = 1024 * 1024  # a command is at most 64 KiB; anything near 1 MiB
 
 
 def create_app(config: ManagerConfig) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[count_requests, error_middleware], client_max_size=MAX_BODY_BYTES
+    )
     app[CONFIG] = config
     app.cleanup_ctx.append(_stores)
     add_routes(app)
+    add_health_routes(app)
     _add_console(app, Path(config.webroot))
     return app
 

@@ -239,3 +239,34 @@ async def test_console_page_is_served(client) -> None:
     assert "<html" in (await response.text()).lower()
     vendor = await client.get("/vendor/jquery/jquery.min.js")
     assert vendor.status == 200
+
+
+async def test_health_probes_and_metrics(client, stack) -> None:
+    status, body = await call(client, "GET", "/health/alive")
+    assert (status, body) == (200, {"alive": True})
+    status, body = await call(client, "GET", "/health/ready")
+    assert (status, body) == (200, {"ready": True, "etcd": "ok", "mongodb": "ok"})
+    await call(client, "GET", "/job/list")
+    assert (await client.get("/no/such/thing")).status == 404
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = await response.text()
+    assert 'gdts_http_requests_total{route="/job/list",status="200"} 1' in text
+    assert 'route="other",status="404"' in text  # unknown paths share one label
+    assert "gdts_http_request_seconds_count" in text
+
+
+async def test_ready_is_503_when_a_store_is_down(stack) -> None:
+    config = manager_config(
+        stack,
+        etcd_endpoints=(f"127.0.0.1:{free_port()}",),
+        mongodb_uri=f"mongodb://127.0.0.1:{free_port()}",
+    )
+    async with TestClient(TestServer(create_app(config))) as dead:
+        status, body = await call(dead, "GET", "/health/ready")
+        assert status == 503 and body["ready"] is False
+        assert body["etcd"].startswith("etcd unavailable")
+        assert body["mongodb"] != "ok"
+        status, _ = await call(dead, "GET", "/health/alive")  # alive: the process itself is fine
+        assert status == 200
