@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+import socket
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -39,9 +40,12 @@ _CHANNEL_OPTIONS = (
 )
 
 
-def channel_target(endpoints: Sequence[str]) -> str:
-    """A grpc target for the endpoints: one ``host:port``, or ``ipv4:a:p,b:p`` for several."""
-    hostports = [_hostport(e) for e in endpoints]
+def channel_target(endpoints: Sequence[str], addresses: Mapping[str, str] | None = None) -> str:
+    """A grpc target for the endpoints: one ``host:port``, or ``ipv4:a:p,b:p`` for several.
+    grpc's multi-address targets take IP literals only: ``addresses`` maps host names to the
+    addresses they were resolved to (see ``names_to_resolve``)."""
+    resolved = addresses or {}
+    hostports = [(resolved.get(h, h), p) for h, p in (_hostport(e) for e in endpoints)]
     if len(hostports) == 1:
         host, port = hostports[0]
         return f"[{host}]:{port}" if _ip_family(host) == 6 else f"{host}:{port}"
@@ -53,6 +57,12 @@ def channel_target(endpoints: Sequence[str]) -> str:
     raise ConfigError(
         "etcdEndpoints", "several endpoints must all be IPv4 or all IPv6 addresses, not host names"
     )
+
+
+def names_to_resolve(endpoints: Sequence[str]) -> list[str]:
+    """Host names that must be resolved before several endpoints can share one channel."""
+    hosts = [_hostport(e)[0] for e in endpoints]
+    return [] if len(hosts) < 2 else [h for h in hosts if _ip_family(h) is None]
 
 
 def _hostport(endpoint: str) -> tuple[str, int]:
@@ -96,7 +106,20 @@ class EtcdClient(aetcd.Client):
             username=username or None,
             password=password or None,
         )
-        self._target = channel_target(endpoints)
+        self._endpoints = list(endpoints)
+        for endpoint in self._endpoints:
+            _hostport(endpoint)  # a bad endpoint is a config error now, not at first use
+
+    async def _target(self) -> str:
+        loop = asyncio.get_running_loop()
+        addresses = {}
+        for name in names_to_resolve(self._endpoints):
+            try:
+                infos = await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise StoreUnavailableError("etcd", f"cannot resolve {name}: {exc}") from exc
+            addresses[name] = sorted(infos, key=lambda info: info[0] != socket.AF_INET)[0][4][0]
+        return channel_target(self._endpoints, addresses)
 
     @property
     def timeout(self) -> float:
@@ -110,7 +133,8 @@ class EtcdClient(aetcd.Client):
             return
         self._is_connecting = True
         try:
-            self.channel = grpc.aio.insecure_channel(self._target, options=_CHANNEL_OPTIONS)
+            target = await self._target()
+            self.channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
             if self._username is not None:
                 self.auth_stub = rpc.AuthStub(self.channel)
                 reply = await self.auth_stub.Authenticate(

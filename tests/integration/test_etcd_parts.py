@@ -257,3 +257,16 @@ async def test_lease_expiry_deletes_marker_and_registration_in_one_revision(etcd
     assert dying[:3] == ("dying", lease.id, gone_revision)
     assert dying[3] == b'{"worker":"w9","planTime":2}'  # the deleted value comes with it
     assert released[0] == "released" and released[2] != gone_revision
+
+
+async def test_client_fails_over_to_the_next_endpoint_and_resolves_names(stack) -> None:
+    from gdts.localstack import free_port
+
+    port = stack.etcd_endpoint.rsplit(":", 1)[1]
+    dead_first = EtcdClient([f"127.0.0.1:{free_port()}", f"localhost:{port}"], timeout=5)
+    try:
+        await dead_first.put(f"{stack.prefix}failover".encode(), b"ok")
+        got = await dead_first.get(f"{stack.prefix}failover".encode())
+        assert got is not None and got.value == b"ok"
+    finally:
+        await dead_first.close()

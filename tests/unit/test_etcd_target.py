@@ -3,7 +3,7 @@
 import pytest
 
 from gdts.errors import ConfigError
-from gdts.etcd import channel_target
+from gdts.etcd import channel_target, names_to_resolve
 
 # --- one endpoint -------------------------------------------------------------------------------
 
@@ -103,3 +103,15 @@ def test_port_zero_is_refused_not_replaced_by_the_default() -> None:
 def test_endpoint_that_is_not_host_port_is_refused(endpoint: str) -> None:
     with pytest.raises(ConfigError, match=r"^config etcdEndpoints: .* is not host:port"):
         channel_target([endpoint])
+
+
+def test_several_host_names_need_resolving_and_then_share_one_target() -> None:
+    endpoints = ["etcd-a:2379", "10.0.0.2:2379", "etcd-c:2380"]
+    assert names_to_resolve(endpoints) == ["etcd-a", "etcd-c"]
+    target = channel_target(endpoints, {"etcd-a": "10.0.0.1", "etcd-c": "10.0.0.3"})
+    assert target == "ipv4:10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2380"
+
+
+def test_a_single_host_name_is_left_to_grpc() -> None:
+    assert names_to_resolve(["etcd.internal:2379"]) == []
+    assert names_to_resolve(["10.0.0.1:1", "10.0.0.2:2"]) == []
