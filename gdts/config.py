@@ -71,6 +71,7 @@ class WorkerConfig(StoreConfig):
     kill_grace_period: int = 5000  # ms between SIGTERM and SIGKILL
     drain_timeout: int = 30_000  # ms running jobs get to finish on SIGTERM
     start_window: int = 10_000  # ms after its planned time a tick may still start
+    busy_wait: int = 1000  # ms a tick waits for the job's previous run to end before skipping
     output_limit: int = 1024 * 1024  # bytes of output kept per run
     spill_dir: str = "var/spill"  # results MongoDB could not take yet, on local disk
     http_listen: str = ""  # host:port for /health/* and /metrics; empty: no listener
@@ -88,7 +89,13 @@ class WorkerConfig(StoreConfig):
             "drain_timeout",
             "start_window",
             "output_limit",
+            "busy_wait",
         )
+        if self.output_limit > MAX_OUTPUT_LIMIT:
+            # Decoding replaces bad bytes with 3-byte characters: stay far below MongoDB's 16 MiB.
+            raise ConfigError(
+                "outputLimit", f"must be at most {MAX_OUTPUT_LIMIT} bytes, got {self.output_limit}"
+            )
         if self.worker_lease_ttl < 2:
             raise ConfigError(
                 "workerLeaseTtl", f"must be at least 2 s, got {self.worker_lease_ttl}"
@@ -100,6 +107,7 @@ class WorkerConfig(StoreConfig):
 
 
 ConfigT = TypeVar("ConfigT", bound=StoreConfig)
+MAX_OUTPUT_LIMIT = 4 * 1024 * 1024
 
 
 def parse_listen(text: str) -> tuple[str, int]:

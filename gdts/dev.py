@@ -17,7 +17,13 @@ import signal
 import sys
 from pathlib import Path
 
-from gdts.localstack import EtcdProcess, LocalStackError, MongoProcess, pdeathsig_preexec
+from gdts.localstack import (
+    EtcdProcess,
+    LocalStackError,
+    MongoProcess,
+    free_port,
+    pdeathsig_preexec,
+)
 
 log = logging.getLogger("gdts.dev")
 
@@ -65,12 +71,22 @@ async def _run_processes(
     manager_conf = _write_json(
         data_dir / "manager.json", {**stores, "apiPort": port, "webroot": str(WEBROOT)}
     )
-    worker_conf = _write_json(data_dir / "worker.json", {**stores, "drainTimeout": 20_000})
     children: list[tuple[str, asyncio.subprocess.Process]] = []
     try:
         children.append(("manager", await _spawn("manager", manager_conf)))
-        for index in range(workers):
-            children.append((f"worker-{index + 1}", await _spawn("worker", worker_conf)))
+        for index in range(1, workers + 1):
+            probe_port = free_port()
+            worker_conf = _write_json(
+                data_dir / f"worker-{index}.json",
+                {
+                    **stores,
+                    "drainTimeout": 20_000,
+                    "spillDir": str(data_dir / f"spill-{index}"),
+                    "httpListen": f"127.0.0.1:{probe_port}",
+                },
+            )
+            children.append((f"worker-{index}", await _spawn("worker", worker_conf)))
+            log.info("worker-%d: metrics at http://127.0.0.1:%d/metrics", index, probe_port)
         log.info("GDTS is up: open http://localhost:%d  (Ctrl-C stops everything)", port)
         exited = [asyncio.ensure_future(proc.wait()) for _, proc in children]
         stopping = asyncio.ensure_future(stop.wait())

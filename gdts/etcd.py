@@ -29,9 +29,11 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 1000
 _CHANNEL_OPTIONS = (
     # A partitioned peer sends no RST; pings are how a watch or keepalive stream learns it is dead.
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
+    # etcd answers pings more often than every 5 s (or on a connection with no stream) with
+    # GOAWAY "too_many_pings"; 6 s + 3 s still shows a dead link before a 10 s lease expires.
+    ("grpc.keepalive_time_ms", 6_000),
+    ("grpc.keepalive_timeout_ms", 3_000),
+    ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     # Reconnect quickly after an etcd restart instead of grpc's default two-minute backoff cap.
@@ -270,7 +272,10 @@ async def watch_prefixes(
             yield request
         await hold_open.wait()  # closing the request stream would end the watch
 
-    call = rpc.WatchStub(client.channel).Watch(requests(), metadata=client.metadata)
+    # "hasleader": a member cut off from its cluster ends the stream instead of keeping a
+    # healthy-looking watch that never delivers another event.
+    metadata = (*(client.metadata or ()), ("hasleader", "true"))
+    call = rpc.WatchStub(client.channel).Watch(requests(), metadata=metadata)
     try:
         async for reply in call:
             if reply.compact_revision:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,3 +132,12 @@ def _require_utf8(field_name: str, value: str) -> bytes:
 
 def _type_name(value: object) -> str:
     return "null" if value is None else type(value).__name__
+
+
+def jobs_digest(jobs: Iterable[Job]) -> str:
+    """A fingerprint of a set of jobs: two processes with the same digest schedule the same jobs
+    (how a test or an operator checks that every worker has converged)."""
+    digest = hashlib.sha256()
+    for job in sorted(jobs, key=lambda j: j.name):
+        digest.update(json.dumps(job.to_api(), sort_keys=True).encode() + b"\n")
+    return digest.hexdigest()[:16]

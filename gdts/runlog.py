@@ -23,6 +23,9 @@ def open_mongo(uri: str, connect_timeout_ms: int) -> AsyncMongoClient[dict[str, 
         uri,
         connectTimeoutMS=connect_timeout_ms,
         serverSelectionTimeoutMS=connect_timeout_ms,
+        # One deadline for a whole operation, retries included: a stalled mongod gets a 503
+        # after this long, not after several socket timeouts in a row.
+        timeoutMS=max(connect_timeout_ms, 5000),
         retryWrites=True,
         tz_aware=True,
     )
@@ -56,11 +59,19 @@ class RunLog:
             await self._runs.insert_many(documents, ordered=False)
             return 0
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            other = [e for e in errors if e.get("code") != _DUPLICATE_KEY]
-            if other or exc.details.get("writeConcernErrors"):
+            if exc.details.get("writeConcernErrors"):
                 raise
-            refused = [documents[e["index"]] for e in errors]
+            errors = exc.details.get("writeErrors", [])
+            for error in errors:
+                if error.get("code") != _DUPLICATE_KEY:
+                    # A per-document error is the server's final word on that document (e.g.
+                    # too large); retrying would block every result behind it forever.
+                    document = documents[error["index"]]
+                    log.error(
+                        "MongoDB refused the result of %s@%s for good: %s",
+                        document.get("jobName"), document.get("planTime"), error.get("errmsg"),
+                    )  # fmt: skip
+            refused = [documents[e["index"]] for e in errors if e.get("code") == _DUPLICATE_KEY]
         duplicates = 0
         for document in refused:
             if document.get("status") == "lost" or not await self._replace_lost(document):

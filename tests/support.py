@@ -145,6 +145,7 @@ class Cluster:
         return manager
 
     async def start_worker(self, worker_id: str, **overrides: Any) -> GdtsProcess:
+        overrides.setdefault("spillDir", str(self.stack.tmp / f"spill-{worker_id}"))
         worker = await self.spawn(
             "worker", worker_id, self.stack.worker_config(workerId=worker_id, **overrides)
         )
@@ -287,3 +288,26 @@ class TcpProxy:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+def tick_report(path: Path, after_ms: int, before_ms: int) -> tuple[dict[int, int], list[int]]:
+    """(duplicates, misses) of a job that fires every second, between two instants."""
+    plans = [plan for plan, _ in read_ticks(path)]
+    counts: dict[int, int] = {}
+    for plan in plans:
+        counts[plan] = counts.get(plan, 0) + 1
+    duplicates = {plan: n for plan, n in counts.items() if n > 1}
+    if not plans:
+        return duplicates, []
+    # Never earlier than the first recorded tick: "after 0" must not mean "since 1970".
+    first = max((after_ms // 1000 + 1) * 1000, min(plans))
+    misses = [t for t in range(first, before_ms - 999, 1000) if t not in counts]
+    return duplicates, misses
+
+
+async def probe(port: int, path: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}{path}") as response:
+            if path == "/metrics":
+                return response.status, await response.text()
+            return response.status, await response.json()

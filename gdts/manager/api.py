@@ -70,15 +70,17 @@ async def read_params(request: web.Request) -> Mapping[str, Any]:
         if request.content_type == "application/json":
             try:
                 body = await request.json()
-            except (ValueError, UnicodeDecodeError) as exc:
+            except (ValueError, UnicodeDecodeError, LookupError) as exc:
                 raise InvalidFieldError("body", f"is not valid JSON ({exc})") from None
+            except RecursionError:
+                raise InvalidFieldError("body", "is nested too deeply") from None
             if not isinstance(body, dict):
                 raise InvalidFieldError("body", "must be a JSON object")
             params.update(body)
         else:
             try:
                 form = await request.post()
-            except ValueError as exc:
+            except (ValueError, LookupError) as exc:
                 raise InvalidFieldError("body", f"is not a valid form ({exc})") from None
             params.update({k: v for k, v in form.items() if isinstance(v, str)})
     return params
@@ -115,6 +117,8 @@ async def save_job(request: web.Request) -> web.Response:
             raw = json.loads(raw)
         except ValueError as exc:
             raise InvalidFieldError("job", f"is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise InvalidFieldError("job", "is nested too deeply") from None
     job = Job.from_api(raw)
     return ok(await request.app[JOB_STORE].save(job))
 

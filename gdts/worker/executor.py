@@ -44,7 +44,8 @@ class RunningCommand:
         self._killer: asyncio.Task[None] | None = None
 
     def kill(self) -> None:
-        if self.kill_requested:
+        # After the shell exited there is nothing to kill: the run already has its outcome.
+        if self.kill_requested or self._exited.is_set():
             return
         self.kill_requested = True
         if self._pgid is not None and not self._exited.is_set():
@@ -164,7 +165,11 @@ def _describe_exit(returncode: int, killed: bool) -> str:
     if returncode == 0 and not killed:
         return ""
     if returncode < 0:
-        text = f"terminated by signal {signal.Signals(-returncode).name}"
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:  # real-time signals have no name
+            name = f"{-returncode}"
+        text = f"terminated by signal {name}"
     else:
         text = f"exit status {returncode}"
     return f"killed on request; {text}" if killed else text

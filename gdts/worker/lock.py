@@ -72,10 +72,14 @@ class TickClaimer:
         self._worker_id = worker_id
         self._claim_lease = ClaimLease(client, start_window_s)
 
-    async def claim(self, job_name: str, plan_ms: int, worker_lease: int, now_ms: int) -> Claim:
+    def marker(self, plan_ms: int, now_ms: int) -> bytes:
+        return running_marker(self._worker_id, plan_ms, now_ms)
+
+    async def claim(self, job_name: str, plan_ms: int, worker_lease: int, marker: bytes) -> Claim:
+        """Try to claim a tick. Safe to repeat with the same ``marker`` after an error: a first
+        attempt that committed although its answer was lost is recognised as a win."""
         tick_key = self._keys.tick_claim(job_name, plan_ms)
         running_key = self._keys.running(job_name)
-        marker = running_marker(self._worker_id, plan_ms, now_ms)
         txn = self._client.transactions
         claim_lease = await self._claim_lease.current()
         won, replies = await self._client.transaction(
@@ -86,11 +90,26 @@ class TickClaimer:
             ],
             failure=[txn.get(tick_key)],
         )
-        if won:
+        holder = replies[0][0][0] if not won and replies and replies[0] else None
+        if won or holder == marker:
             outcome = ClaimOutcome.WON
+        elif holder is not None:
+            outcome = ClaimOutcome.TAKEN
         else:
-            outcome = ClaimOutcome.TAKEN if replies and replies[0] else ClaimOutcome.BUSY
+            outcome = ClaimOutcome.BUSY
         return Claim(outcome, job_name, plan_ms, marker)
+
+    async def restore(self, claim: Claim, worker_lease: int) -> bool:
+        """Put a running run's marker back on a new lease (the old one expired while the run
+        went on); fails if another worker has started the job since."""
+        running_key = self._keys.running(claim.job_name)
+        txn = self._client.transactions
+        restored, _ = await self._client.transaction(
+            compare=[txn.create(running_key) == 0],
+            success=[txn.put(running_key, claim.marker, lease=worker_lease)],
+            failure=[],
+        )
+        return bool(restored)
 
     async def release(self, claim: Claim) -> None:
         """Remove this claim's running marker; only ours, in case the lease was lost and another

@@ -137,10 +137,14 @@ class LogSink:
         if segment is None:
             self.spilled_segments = 0
             return
-        documents = await asyncio.to_thread(read_segment, segment)
+        try:
+            documents = await asyncio.to_thread(read_segment, segment)
+        except FileNotFoundError:  # another worker sharing the directory took it
+            return
         for start in range(0, len(documents), self._batch_size):
             await self._insert(documents[start : start + self._batch_size])
-        await asyncio.to_thread(segment.unlink)
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(segment.unlink)
         self.spilled_segments = max(0, self.spilled_segments - 1)
         log.info("wrote %d spilled result(s) from %s", len(documents), segment.name)
 

@@ -8,6 +8,7 @@ the lease, so it never starts a tick on a lease that may already be gone (self-f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -39,7 +40,7 @@ class Registration:
         self.ttl = ttl
         self.lease_id = 0
         self._alive_until = 0.0  # monotonic time until which the lease is surely alive
-        self.lease_lost = asyncio.Event()
+        self.new_lease = asyncio.Event()  # set after re-registering on a new lease
 
     def can_claim(self) -> bool:
         # Stop a full second early: etcd's clock and ours tick at slightly different rates.
@@ -53,16 +54,21 @@ class Registration:
             with etcd_errors():
                 sent = time.monotonic()
                 lease = await self._client.lease(self.ttl)
-                txn = self._client.transactions
-                created, _ = await self._client.transaction(
-                    compare=[txn.create(self._key) == 0],
-                    success=[txn.put(self._key, self._info, lease=lease)],
-                    failure=[],
-                )
+            try:
+                with etcd_errors():
+                    txn = self._client.transactions
+                    created, _ = await self._client.transaction(
+                        compare=[txn.create(self._key) == 0],
+                        success=[txn.put(self._key, self._info, lease=lease)],
+                        failure=[],
+                    )
+            except StoreUnavailableError:
+                with contextlib.suppress(*ETCD_ERRORS):
+                    await self._client.revoke_lease(lease.id)  # do not leak it
+                raise
             if created:
                 self.lease_id = lease.id
                 self._alive_until = sent + lease.ttl
-                self.lease_lost.clear()
                 log.info(
                     "registered as %s (lease %x, ttl %ss)", self._worker_id, lease.id, self.ttl
                 )
@@ -75,20 +81,25 @@ class Registration:
 
     async def keep_alive(self) -> None:
         """Renew forever; re-register if the lease was lost (e.g. etcd was down past the TTL)."""
+        failed = False
         while True:
-            await asyncio.sleep(self.ttl / 3 if self.can_claim() else 0.5)
+            # After a failure, try again soon: every lost second brings the fence closer.
+            await asyncio.sleep(0.5 if failed or not self.can_claim() else self.ttl / 3)
             try:
                 sent = time.monotonic()
                 with etcd_errors():
                     reply = await self._client.refresh_lease(self.lease_id)
                 if reply is not None and reply.TTL > 0:
                     self._alive_until = sent + reply.TTL
+                    failed = False
                     continue
                 log.warning("lease %x expired; registering again", self.lease_id)
                 self.lease_id = 0
-                self.lease_lost.set()
                 await self.register(wait_for_old=self.ttl + 2)
+                self.new_lease.set()
+                failed = False
             except StoreUnavailableError as exc:
+                failed = True
                 log.warning("cannot renew lease: %s", exc)
 
     async def revoke(self) -> None:

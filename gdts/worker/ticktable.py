@@ -37,6 +37,7 @@ class DueTick:
 class TickTable:
     def __init__(self) -> None:
         self._jobs: dict[str, tuple[Job, int]] = {}  # name -> (job, generation)
+        self._pending: dict[str, int] = {}  # name -> planned ms of its entry in the heap
         self._heap: list[tuple[int, int, str]] = []  # (plan_ms, generation, name)
         self._generations = itertools.count()
 
@@ -45,6 +46,9 @@ class TickTable:
 
     def __contains__(self, name: str) -> bool:
         return name in self._jobs
+
+    def jobs(self) -> list[Job]:
+        return [job for job, _ in self._jobs.values()]
 
     def get(self, name: str) -> Job | None:
         entry = self._jobs.get(name)
@@ -58,20 +62,30 @@ class TickTable:
             return False
         generation = next(self._generations)
         self._jobs[job.name] = (job, generation)
-        self._push_next(job, generation, now_ms)
+        # An edit that arrives just after a tick fell due (but before it was popped) must not
+        # drop that tick: schedule from just before the pending one when that is earlier.
+        after = now_ms
+        pending = self._pending.get(job.name)
+        if pending is not None:
+            after = min(after, pending - 1)
+        self._push_next(job, generation, after)
+        self._maybe_compact()
         return True
 
     def remove(self, name: str) -> bool:
-        return self._jobs.pop(name, None) is not None
+        self._pending.pop(name, None)
+        removed = self._jobs.pop(name, None) is not None
+        self._maybe_compact()
+        return removed
 
     def replace_all(self, jobs: Iterable[Job], now_ms: int) -> None:
         wanted = {job.name: job for job in jobs}
         for name in [n for n in self._jobs if n not in wanted]:
             del self._jobs[name]
+        for name in [n for n in self._pending if n not in wanted]:
+            del self._pending[name]
         for job in wanted.values():
             self.put(job, now_ms)
-        if len(self._heap) > 2 * len(self._jobs) + 64:
-            self._compact()
 
     def next_ms(self) -> int | None:
         """The earliest pending tick, or None when no job will ever fire again."""
@@ -101,8 +115,17 @@ class TickTable:
 
     def _push_next(self, job: Job, generation: int, after_ms: int) -> None:
         upcoming = job.schedule.next_after(from_ms(after_ms))
-        if upcoming is not None:
-            heapq.heappush(self._heap, (to_ms(upcoming), generation, job.name))
+        if upcoming is None:
+            self._pending.pop(job.name, None)
+            return
+        plan_ms = to_ms(upcoming)
+        self._pending[job.name] = plan_ms
+        heapq.heappush(self._heap, (plan_ms, generation, job.name))
+
+    def _maybe_compact(self) -> None:
+        # Edits and deletes leave stale entries; rebuild before they outnumber the live ones.
+        if len(self._heap) > 2 * len(self._jobs) + 64:
+            self._compact()
 
     def _drop_stale(self) -> None:
         heap = self._heap

@@ -21,13 +21,13 @@ from pymongo.errors import PyMongoError
 from gdts.config import WorkerConfig, parse_listen
 from gdts.errors import GdtsError
 from gdts.etcd import ETCD_ERRORS, EtcdClient, etcd_errors
-from gdts.job import Job
+from gdts.job import Job, jobs_digest
 from gdts.keys import KeyLayout
 from gdts.logs import event
 from gdts.runlog import RunLog, open_mongo
 from gdts.runrecord import RunRecord, RunStatus
 from gdts.worker.clusterwatch import ClusterWatch
-from gdts.worker.executor import RunningCommand
+from gdts.worker.executor import ExecResult, RunningCommand
 from gdts.worker.lock import Claim, ClaimOutcome, TickClaimer
 from gdts.worker.logsink import LogSink
 from gdts.worker.lostruns import LostRun, LostRunDetector
@@ -62,6 +62,10 @@ class Worker:
         self._workers: dict[str, int] = {}  # live worker id -> its lease, from etcd
         self._lost = LostRunDetector(horizon_ms=max(10_000, 2000 * config.worker_lease_ttl))
         self._mongo_ok_at = -float("inf")
+        self._stopping = False  # set on SIGTERM: claim nothing new
+        self._killing_all = False  # set when the drain timed out: kill whatever starts now
+        self._killed_at: dict[str, int] = {}  # job -> when its last kill marker arrived
+        self._claims: dict[str, Claim] = {}  # job -> claim of its run going here
         self.stats = WorkerStats(
             jobs=lambda: len(self._table),
             running=lambda: sum(len(c) for c in self._running.values()),
@@ -91,6 +95,8 @@ class Worker:
             self._table_changed.set()
 
     def kill_requested(self, name: str) -> None:
+        # Remembered, so a run whose claim was in flight when the kill came is killed at spawn.
+        self._killed_at[name] = self.now_ms()
         commands = self._running.get(name)
         if commands:
             log.info("killing %d running process group(s)", len(commands), extra=event(job=name))
@@ -193,19 +199,25 @@ class Worker:
                     group.create_task(self._watch.run(), name="watch"),
                     group.create_task(self._sink.run(), name="results"),
                     group.create_task(self._check_mongo(mongo), name="mongo-check"),
+                    group.create_task(self._restore_markers(), name="marker-restore"),
                 ]
                 scheduler = group.create_task(self._schedule(), name="scheduler")
                 log.info("worker %s started", self.worker_id)
                 await stop.wait()
                 log.info("worker %s stopping", self.worker_id)
+                self._stopping = True
                 await _cancel(scheduler)
                 await self._drain()
-                await _cancel(*side_tasks)
-                saved = await self._sink.flush(timeout_s=max(5.0, config.etcd_dial_timeout / 1000))
+                # The lease is kept alive through the flush: revoked, not expired, at the end.
+                await _cancel(*side_tasks[1:])
+                saved = await self._sink.flush(
+                    timeout_s=max(5.0, config.mongodb_connect_timeout / 1000)
+                )
                 log.info(
                     "results flushed (%s; %d written in all)",
                     "all saved" if saved else "SOME LOST", self._sink.written,
                 )  # fmt: skip
+                await _cancel(side_tasks[0])
         log.info("worker %s stopped", self.worker_id)
 
     async def _start_probes(self, stack: contextlib.AsyncExitStack) -> None:
@@ -225,6 +237,7 @@ class Worker:
             "mongodb": mongo_ok,
             "worker": self.worker_id,
             "jobs": len(self._table),
+            "jobsDigest": jobs_digest(self._table.jobs()),
             "running": sum(len(c) for c in self._running.values()),
         }
 
@@ -262,10 +275,16 @@ class Worker:
         _, pending = await asyncio.wait(self._fires, timeout=self.config.drain_timeout / 1000)
         if pending:
             log.warning("killing %d job(s) still running after the drain timeout", len(pending))
+            self._killing_all = True
             for commands in self._running.values():
                 for command in commands:
                     command.kill()
-            await asyncio.wait(pending, timeout=self.config.kill_grace_period / 1000 + 5)
+            _, pending = await asyncio.wait(
+                pending, timeout=self.config.kill_grace_period / 1000 + 5
+            )
+        # Whatever is left waits on etcd (a claim or a release); results are already in the
+        # sink, and revoking the lease removes the markers.
+        await _cancel(*pending)
 
     # -- scheduling -----------------------------------------------------------------------------
 
@@ -283,47 +302,90 @@ class Worker:
                 self._fires.add(task)
                 task.add_done_callback(self._fires.discard)
             next_ms = self._table.next_ms()
-            delay = None if next_ms is None else max(0.0, (next_ms - self.now_ms()) / 1000)
+            # Never sleep more than a second: the wait runs on the monotonic clock, and a step
+            # of the wall clock must not turn the next tick into a miss.
+            delay = 1.0 if next_ms is None else min(1.0, max(0.0, (next_ms - self.now_ms()) / 1000))
             self._table_changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._table_changed.wait(), delay)
 
     async def _fire(self, tick: DueTick, schedule_ms: int) -> None:
-        job = tick.job
-        tags = event(job=job.name, tick=tick.plan_ms)
-        if not self._registration.can_claim():
-            # Self-fencing: our lease may already be gone in etcd; claim nothing on it.
-            self.stats.claims.inc(outcome="fenced")
-            log.warning("not claiming: lease not confirmed alive", extra=tags)
-            return
+        tags = event(job=tick.job.name, tick=tick.plan_ms)
         try:
-            with etcd_errors():
-                claim = await self._claimer.claim(
-                    job.name, tick.plan_ms, self._registration.lease_id, self.now_ms()
-                )
-        except GdtsError as exc:
-            self.stats.claims.inc(outcome="error")
-            self.stats.etcd_errors.inc(operation="claim")
-            log.warning("cannot claim: %s", exc, extra=tags)
+            claim = await self._claim(tick)
+            if claim is None:
+                return
+            self._claims[tick.job.name] = claim
+            try:
+                record = await self._execute(tick.job, tick.plan_ms, schedule_ms)
+                # Into the sink before the release: if etcd is down at shutdown, the release
+                # may be abandoned, but the result is flushed.
+                self._sink.add(record)
+            finally:
+                self._claims.pop(tick.job.name, None)
+                # Shielded: even on cancellation the marker must go, or the job never runs again.
+                await asyncio.shield(self._release(claim))
+        except Exception:
+            # A bug must cost one run, never the worker and every other running job with it.
+            log.exception("run failed inside the worker", extra=tags)
             return
-        self.stats.claims.inc(outcome=claim.outcome.value)
-        if claim.outcome is not ClaimOutcome.WON:
-            log.debug("tick %s", claim.outcome.value, extra=tags)
-            return
-        try:
-            record = await self._execute(job, tick.plan_ms, schedule_ms)
-        finally:
-            # Shielded: even on cancellation the marker must go, or the job never runs again.
-            await asyncio.shield(self._release(claim))
         self.stats.runs.inc(status=record.status.value)
         if record.start_time is not None:
             self.stats.fire_lag.observe(max(0.0, (record.start_time - tick.plan_ms) / 1000))
-        self._sink.add(record)
+
+    async def _claim(self, tick: DueTick) -> Claim | None:
+        """Claim the tick, retrying passing failures until its start window closes."""
+        job = tick.job
+        tags = event(job=job.name, tick=tick.plan_ms)
+        window_ends = tick.plan_ms + self.config.start_window
+        marker = self._claimer.marker(tick.plan_ms, self.now_ms())
+        delay = 0.1
+        while not self._stopping:
+            remaining_s = (window_ends - self.now_ms()) / 1000
+            if remaining_s <= 0:
+                self.stats.missed_ticks.inc()
+                log.warning("tick not claimed within its start window", extra=tags)
+                return None
+            if not self._registration.can_claim():
+                # Self-fencing: our lease may already be gone in etcd; claim nothing on it.
+                self.stats.claims.inc(outcome="fenced")
+                log.warning("not claiming: lease not confirmed alive", extra=tags)
+            else:
+                try:
+                    with etcd_errors():
+                        async with asyncio.timeout(remaining_s):
+                            claim = await self._claimer.claim(
+                                job.name, tick.plan_ms, self._registration.lease_id, marker
+                            )
+                    if claim.outcome is ClaimOutcome.WON:
+                        self.stats.claims.inc(outcome="won")
+                        return claim
+                    busy_until = tick.plan_ms + min(self.config.busy_wait, self.config.start_window)
+                    if (
+                        claim.outcome is ClaimOutcome.TAKEN
+                        or self.now_ms() + delay * 1000 > busy_until
+                    ):
+                        self.stats.claims.inc(outcome=claim.outcome.value)
+                        log.debug("tick %s", claim.outcome.value, extra=tags)
+                        return None
+                    # BUSY: the previous run is still going. Runs that end a moment after the
+                    # next tick (or a worker whose clock is ahead starting a later tick at the
+                    # same instant) would otherwise turn into a skipped tick.
+                except GdtsError as exc:
+                    self.stats.claims.inc(outcome="error")
+                    self.stats.etcd_errors.inc(operation="claim")
+                    log.warning("cannot claim (%s); retrying", exc, extra=tags)
+            await asyncio.sleep(min(delay, max(0.0, (window_ends - self.now_ms()) / 1000)))
+            delay = min(delay * 2, 1.0)
+        return None
 
     async def _execute(self, job: Job, plan_ms: int, schedule_ms: int) -> RunRecord:
         command = RunningCommand(self.config.kill_grace_period / 1000)
         self._running[job.name].add(command)
-        env = dict(os.environ)
+        if self._killing_all or self._killed_at.get(job.name, -1) >= schedule_ms:
+            command.kill()  # the kill came while this run was being claimed
+        # The worker's own GDTS_* settings (etcd password, MongoDB URI) are not the job's.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GDTS_")}
         env.update(
             GDTS_JOB_NAME=job.name, GDTS_PLAN_TIME=str(plan_ms), GDTS_WORKER_ID=self.worker_id
         )
@@ -331,6 +393,10 @@ class Worker:
             result = await command.run(
                 self.config.bash_path, job.command, env, self.config.output_limit
             )
+        except Exception as exc:  # a bug of ours: record the run as failed, keep the worker
+            log.exception("cannot run the command", extra=event(job=job.name, tick=plan_ms))
+            at = time.time_ns() // 1_000_000
+            result = ExecResult(at, at, "", None, f"worker error: {exc!r}", False)
         finally:
             self._running[job.name].discard(command)
             if not self._running[job.name]:
@@ -363,8 +429,9 @@ class Worker:
                 await self._claimer.release(claim)
                 return
             except ETCD_ERRORS as exc:
-                if not self._registration.lease_id:
-                    return  # lease gone: the marker went with it
+                if not self._registration.lease_id or self._stopping:
+                    # Lease gone: the marker went with it; stopping: the revoke removes it.
+                    return
                 self.stats.etcd_errors.inc(operation="release")
                 log.warning(
                     "cannot release running marker (%s); retrying", exc,
@@ -372,6 +439,24 @@ class Worker:
                 )  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RELEASE_RETRY_MAX_S)
+
+    async def _restore_markers(self) -> None:
+        """After the lease was lost and a new one granted, put back the running markers of runs
+        still going here, so the cluster keeps skipping those jobs' next ticks."""
+        while True:
+            await self._registration.new_lease.wait()
+            self._registration.new_lease.clear()
+            for claim in list(self._claims.values()):
+                tags = event(job=claim.job_name, tick=claim.plan_ms)
+                try:
+                    with etcd_errors():
+                        restored = await self._claimer.restore(claim, self._registration.lease_id)
+                except GdtsError as exc:
+                    log.warning("cannot restore running marker: %s", exc, extra=tags)
+                    continue
+                if not restored:
+                    log.warning("another worker started this job while our lease was lost; "
+                                "both runs go on", extra=tags)  # fmt: skip
 
 
 async def _cancel(*tasks: asyncio.Task[None]) -> None:

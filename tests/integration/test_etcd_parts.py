@@ -37,29 +37,37 @@ async def test_a_tick_is_won_once_and_a_running_job_blocks_its_next_tick(etcd, s
     worker_a = TickClaimer(etcd, keys, "a", start_window_s=10)
     worker_b = TickClaimer(etcd, keys, "b", start_window_s=10)
 
-    a_1000 = await worker_a.claim("job", 1000, lease_a.id, now_ms=1001)
-    b_1000 = await worker_b.claim("job", 1000, lease_b.id, now_ms=1001)
+    a_1000 = await worker_a.claim("job", 1000, lease_a.id, worker_a.marker(1000, 1001))
+    b_1000 = await worker_b.claim("job", 1000, lease_b.id, worker_b.marker(1000, 1001))
     assert (a_1000.outcome, b_1000.outcome) == (ClaimOutcome.WON, ClaimOutcome.TAKEN)
     # The run of tick 1000 is still going, so tick 2000 is skipped cluster-wide.
-    assert (await worker_b.claim("job", 2000, lease_b.id, 2001)).outcome is ClaimOutcome.BUSY
+    assert (
+        await worker_b.claim("job", 2000, lease_b.id, worker_b.marker(2000, 2001))
+    ).outcome is ClaimOutcome.BUSY
     # Another job is independent, even one whose name extends this one.
-    assert (await worker_b.claim("jobs", 2000, lease_b.id, 2001)).outcome is ClaimOutcome.WON
+    assert (
+        await worker_b.claim("jobs", 2000, lease_b.id, worker_b.marker(2000, 2001))
+    ).outcome is ClaimOutcome.WON
 
     await worker_b.release(b_1000)  # b lost that tick: releasing must not remove a's marker
-    assert (await worker_b.claim("job", 3000, lease_b.id, 3001)).outcome is ClaimOutcome.BUSY
+    assert (
+        await worker_b.claim("job", 3000, lease_b.id, worker_b.marker(3000, 3001))
+    ).outcome is ClaimOutcome.BUSY
     await worker_a.release(a_1000)
-    b_3000 = await worker_b.claim("job", 3000, lease_b.id, 3001)
+    b_3000 = await worker_b.claim("job", 3000, lease_b.id, worker_b.marker(3000, 3001))
     assert b_3000.outcome is ClaimOutcome.WON
     # The finished tick stays claimed: nobody can run it again after the run ended.
     await worker_b.release(b_3000)
-    assert (await worker_a.claim("job", 1000, lease_a.id, 9000)).outcome is ClaimOutcome.TAKEN
+    assert (
+        await worker_a.claim("job", 1000, lease_a.id, worker_a.marker(1000, 9000))
+    ).outcome is ClaimOutcome.TAKEN
 
 
 async def test_tick_claim_outlives_the_worker_lease_and_the_start_window(etcd, stack) -> None:
     keys = KeyLayout(stack.prefix)
     worker_lease = await etcd.lease(30)
     claimer = TickClaimer(etcd, keys, "a", start_window_s=10)
-    won = await claimer.claim("job", 5000, worker_lease.id, now_ms=5003)
+    won = await claimer.claim("job", 5000, worker_lease.id, claimer.marker(5000, 5003))
     assert won.outcome is ClaimOutcome.WON
     claim = await etcd.get(keys.tick_claim("job", 5000))
     running = await etcd.get(keys.running("job"))
@@ -73,8 +81,34 @@ async def test_tick_claim_outlives_the_worker_lease_and_the_start_window(etcd, s
     assert await etcd.get(keys.running("job")) is None  # its job may run elsewhere now
     assert await etcd.get(keys.tick_claim("job", 5000)) is not None  # but not this tick
     other = TickClaimer(etcd, keys, "b", start_window_s=10)
-    late = await other.claim("job", 5000, (await etcd.lease(30)).id, now_ms=9000)
+    late = await other.claim("job", 5000, (await etcd.lease(30)).id, other.marker(5000, 9000))
     assert late.outcome is ClaimOutcome.TAKEN
+
+
+async def test_a_claim_repeated_after_a_lost_answer_is_recognised_as_won(etcd, stack) -> None:
+    keys = KeyLayout(stack.prefix)
+    lease = await etcd.lease(30)
+    claimer = TickClaimer(etcd, keys, "a", start_window_s=10)
+    marker = claimer.marker(7000, 7001)
+    first = await claimer.claim("job", 7000, lease.id, marker)
+    again = await claimer.claim("job", 7000, lease.id, marker)  # as after a timed-out answer
+    assert first.outcome is again.outcome is ClaimOutcome.WON
+    other = await claimer.claim("job", 7000, lease.id, claimer.marker(7000, 7500))
+    assert other.outcome is ClaimOutcome.TAKEN  # a different attempt is not ours
+
+
+async def test_restore_puts_a_running_marker_on_a_new_lease_unless_taken(etcd, stack) -> None:
+    keys = KeyLayout(stack.prefix)
+    old, new = await etcd.lease(30), await etcd.lease(30)
+    claimer = TickClaimer(etcd, keys, "a", start_window_s=10)
+    claim = await claimer.claim("job", 8000, old.id, claimer.marker(8000, 8001))
+    await old.revoke()  # the lease expired while the run went on
+    assert await claimer.restore(claim, new.id) is True
+    assert (await etcd.get(keys.running("job"))).lease == new.id
+    await etcd.delete(keys.running("job"))
+    await etcd.put(keys.running("job"), b"someone else")
+    assert await claimer.restore(claim, new.id) is False
+    assert (await etcd.get(keys.running("job"))).value == b"someone else"
 
 
 async def test_paged_read_is_one_snapshot_even_while_keys_change(etcd, stack) -> None:

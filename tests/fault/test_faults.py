@@ -1,0 +1,304 @@
+"""Fault injection: crashes, partitions, clock skew, store outages, racing managers, shutdown.
+
+Each scenario runs jobs every second on several workers and checks the side-effect record (one
+line per run, appended by the job itself) for duplicates and misses. Run alone: ``pytest -m
+fault``. The cluster-failover scenarios are in test_failover.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import time
+
+import pytest
+
+from gdts.job import Job, jobs_digest
+from gdts.localstack import MongoProcess, free_port
+from tests.support import (
+    Cluster,
+    GdtsProcess,
+    Stack,
+    TcpProxy,
+    api_get,
+    api_post,
+    cron_at,
+    probe,
+    read_ticks,
+    record_command,
+    save_job,
+    tick_report,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.fault]
+
+EVERY_SECOND = "* * * * * *"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def start_workers(cluster: Cluster, count: int, **overrides) -> list[GdtsProcess]:
+    return [await cluster.start_worker(f"w{i}", **overrides) for i in range(1, count + 1)]
+
+
+async def logged(cluster: Cluster, name: str) -> list[dict]:
+    return await api_get(cluster.api, "/job/log", name=name, limit=1000)
+
+
+async def test_sigkill_mid_run_marks_the_run_lost_and_the_job_moves_on(
+    cluster: Cluster, stack: Stack
+) -> None:
+    await cluster.start_manager()
+    workers = {w.name: w for w in await start_workers(cluster, 3)}
+    beat, slow = stack.tmp / "beat.txt", stack.tmp / "slow.txt"
+    await save_job(cluster.api, "beat", record_command(beat), EVERY_SECOND)
+    # A long run, so the crash lands mid-run; "forbid" keeps one run at a time cluster-wide.
+    pids = stack.tmp / "slow.pids"
+    await save_job(
+        cluster.api, "slow", record_command(slow, f"; echo $$ >> {pids}; sleep 30"), EVERY_SECOND
+    )
+    try:
+        await _sigkill_mid_run(cluster, stack, workers, beat, slow)
+    finally:
+        # The killed worker's run outlives it (as under any supervisor that does not kill the
+        # whole group); do not leave it behind.
+        for pid in pids.read_text().split() if pids.exists() else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+
+
+async def _sigkill_mid_run(cluster, stack, workers, beat, slow) -> None:
+    started = await wait_until(lambda: _lines(slow, 1), 20, "slow to start")
+    lost_plan, victim_id = started[0]
+    victim = workers[victim_id]
+    await victim.kill()
+    killed_at = now_ms()
+    ttl_ms = stack.worker_config()["workerLeaseTtl"] * 1000
+
+    async def lost_record() -> dict | None:
+        runs = [r for r in await logged(cluster, "slow") if r["planTime"] == lost_plan]
+        return runs[0] if runs and runs[0]["status"] == "lost" else None
+
+    record = await wait_until(lost_record, 2 * ttl_ms / 1000, "the run to be marked lost")
+    assert record["worker"] == victim_id and record["exitCode"] is None
+    assert now_ms() - killed_at <= 2 * ttl_ms
+    # The next tick of slow runs on a surviving worker.
+    moved = await wait_until(lambda: _lines(slow, 2), 20, "slow to run again elsewhere")
+    assert moved[1][1] != victim_id and moved[1][0] > lost_plan
+    duplicates, _ = tick_report(beat, killed_at, now_ms())
+    assert duplicates == {}
+    assert len({p for p, _ in read_ticks(slow)}) == len(read_ticks(slow))  # slow never twice
+
+
+async def test_partitioned_worker_fences_itself_and_healing_adds_no_duplicate(
+    cluster: Cluster, stack: Stack
+) -> None:
+    await cluster.start_manager()
+    await start_workers(cluster, 2)
+    host, port = stack.etcd_endpoint.split(":")
+    proxy = TcpProxy(host, int(port))
+    await proxy.start()
+    try:
+        cut_off = await cluster.start_worker("w3", etcdEndpoints=[proxy.endpoint])
+        ticks = stack.tmp / "ticks.txt"
+        await save_job(cluster.api, "beat", record_command(ticks), EVERY_SECOND)
+        await wait_until(lambda: _ran_on(ticks, "w3"), 30, "w3 to take a tick")
+        begin = now_ms()
+        proxy.cut()
+        cut_at = now_ms()
+        ttl = stack.worker_config()["workerLeaseTtl"]
+
+        async def fenced() -> bool:
+            return "not claiming: lease not confirmed alive" in cut_off.log_text()
+
+        await wait_until(fenced, ttl + 10, "w3 to stop claiming (self-fencing)")
+        await wait_until(lambda: _count_after(ticks, cut_at + ttl * 1000, 3), 20,
+                         "w1/w2 to carry on")  # fmt: skip
+        proxy.heal()
+        healed_at = now_ms()
+        await wait_until(lambda: _ran_on(ticks, "w3", after=healed_at), 40, "w3 back at work")
+        end = now_ms() - 2000
+        duplicates, misses = tick_report(ticks, begin, end)
+        assert duplicates == {}
+        assert misses == [], f"missed during the partition: {misses}"
+        assert all(w != "w3" for plan, w in read_ticks(ticks) if cut_at + 1000 < plan < healed_at)
+    finally:
+        await proxy.close()
+
+
+async def test_a_worker_whose_clock_runs_ahead_causes_no_duplicate_and_no_miss(
+    cluster: Cluster, stack: Stack
+) -> None:
+    await cluster.start_manager()
+    await start_workers(cluster, 2)
+    metrics_port = free_port()
+    skewed = await cluster.start_worker(
+        "w3", clockOffset=3000, httpListen=f"127.0.0.1:{metrics_port}"
+    )
+    ticks = stack.tmp / "ticks.txt"
+    begin = now_ms()
+    await save_job(cluster.api, "beat", record_command(ticks), EVERY_SECOND)
+    await wait_until(lambda: _count(ticks, 15), 40, "15 s of ticks")
+    await api_post(cluster.api, "/job/delete", name="beat")
+    end = max(plan for plan, _ in read_ticks(ticks))
+    duplicates, misses = tick_report(ticks, begin + 5000, end)  # the first ticks: save latency
+    assert duplicates == {} and misses == []
+
+    async def warned() -> bool:
+        return "clock is 3.0s off MongoDB's clock" in skewed.log_text()
+
+    await wait_until(warned, 15, "the skewed worker to warn")
+    _, metrics = await probe(metrics_port, "/metrics")
+    offset = next(
+        float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith("gdts_clock_offset_seconds ")
+    )
+    assert 2.5 < offset < 3.5
+
+
+async def test_mongodb_down_for_30s_loses_no_result(stack: Stack) -> None:
+    mongo = MongoProcess(stack.tmp / "mongo", log_path=stack.tmp / "mongod.log")
+    await mongo.start()
+    own = Stack(stack.etcd_endpoint, mongo.uri, stack.prefix, stack.database, stack.tmp)
+    cluster = Cluster(own)
+    try:
+        await cluster.start_manager()
+        # A tiny in-memory buffer, so the outage also exercises the spill to disk.
+        await start_workers(cluster, 3, jobLogBufferLimit=4, mongodbConnectTimeout=1000)
+        ticks = stack.tmp / "ticks.txt"
+        await save_job(cluster.api, "beat", record_command(ticks), EVERY_SECOND)
+        await wait_until(lambda: logged(cluster, "beat"), 20, "a first logged run")
+        await mongo.stop()
+        down_at = time.monotonic()
+        while time.monotonic() - down_at < 30:  # the outage lasts 30 s; the job keeps running
+            target = len(read_ticks(ticks)) + 1
+            await wait_until(lambda: _count(ticks, target), 10, "a run")  # noqa: B023
+        assert any(list((stack.tmp / f"spill-w{i}").glob("*.jsonl")) for i in (1, 2, 3)), (
+            "nothing was spilled to disk"
+        )
+        await mongo.start()
+        await api_post(cluster.api, "/job/delete", name="beat")
+        await wait_until(lambda: _all_logged(cluster, "beat", ticks), 60, "every run logged")
+    finally:
+        await cluster.stop_all()
+        await mongo.stop()
+
+
+async def test_two_managers_racing_leave_one_whole_write_and_workers_converge(
+    cluster: Cluster, stack: Stack
+) -> None:
+    first = await cluster.start_manager()
+    api_one = cluster.api
+    await cluster.start_manager()
+    api_two = cluster.api
+    assert first.process.returncode is None and api_one != api_two
+    ports = [free_port() for _ in range(3)]
+    for i, port in enumerate(ports, 1):
+        await cluster.start_worker(f"w{i}", httpListen=f"127.0.0.1:{port}")
+    rng = random.Random(7)
+    written: dict[str, list[dict]] = {f"job{i}": [] for i in range(5)}
+
+    async def one_write(api: str, writer: str, round_no: int) -> None:
+        name = rng.choice(sorted(written))
+        if rng.random() < 0.3:
+            await api_post(api, "/job/delete", name=name)
+            return
+        job = {"name": name, "command": f"echo {writer}-{round_no}-" + "x" * rng.randint(0, 300),
+               "cronExpr": rng.choice(["@daily", "@hourly", "0 0 1 1 *"])}  # fmt: skip
+        written[name].append(job)
+        await api_post(api, "/job/save", job=json.dumps(job))
+
+    for round_no in range(30):
+        await asyncio.gather(*(one_write(api, f"m{i}", round_no)
+                               for i, api in enumerate([api_one, api_two] * 4)))  # fmt: skip
+    final_one = await api_get(api_one, "/job/list")
+    final_two = await api_get(api_two, "/job/list")
+    assert final_one == final_two
+    for job in final_one:
+        assert job in written[job["name"]], f"{job} is not one of the writes (a mix?)"
+    expected = jobs_digest(Job.from_api(job) for job in final_one)
+
+    async def converged() -> bool:
+        digests = [(await probe(port, "/health/ready"))[1]["jobsDigest"] for port in ports]
+        return all(d == expected for d in digests)
+
+    await wait_until(converged, 20, "every worker to hold the final jobs")
+
+
+async def test_sigterm_lets_a_running_job_finish_then_flushes_and_revokes(
+    cluster: Cluster, stack: Stack
+) -> None:
+    await cluster.start_manager()
+    workers = {w.name: w for w in await start_workers(cluster, 2, drainTimeout=20_000)}
+    slow, beat = stack.tmp / "slow.txt", stack.tmp / "beat.txt"
+    await save_job(cluster.api, "beat", record_command(beat), EVERY_SECOND)
+    await save_job(
+        cluster.api, "slow", record_command(slow, f"; sleep 3; echo done >> {slow}.done"),
+        cron_at(time.time() + 3),
+    )  # fmt: skip
+    ((plan, runner_id),) = await wait_until(lambda: _lines(slow, 1), 20, "slow to start")
+    runner = workers[runner_id]
+    runner.process.send_signal(15)
+    stopped_at = now_ms()
+
+    async def gone_from_list() -> bool:
+        return runner_id not in {w["id"] for w in await api_get(cluster.api, "/worker/list")}
+
+    assert await asyncio.wait_for(runner.process.wait(), 30) == 0
+    assert (stack.tmp / "slow.txt.done").exists()  # the run finished before the worker left
+    assert await gone_from_list()  # revoked at once, not after the lease TTL
+    runs = await logged(cluster, "slow")
+    assert [(r["planTime"], r["status"]) for r in runs] == [(plan, "succeeded")]
+    later = [w for p, w in read_ticks(beat) if p > stopped_at + 1000]
+    await wait_until(lambda: _count_after(beat, stopped_at + 1000, 2), 10, "beat to go on")
+    later = [w for p, w in read_ticks(beat) if p > stopped_at + 1000]
+    assert later and runner_id not in later  # it stopped claiming
+    await wait_until(lambda: _all_logged(cluster, "beat", beat, upto=stopped_at), 10,
+                     "its earlier results flushed")  # fmt: skip
+
+
+async def test_sigterm_kills_a_job_that_outlives_the_drain_timeout(
+    cluster: Cluster, stack: Stack
+) -> None:
+    await cluster.start_manager()
+    worker = await cluster.start_worker("w1", drainTimeout=1000, killGracePeriod=500)
+    slow = stack.tmp / "slow.txt"
+    await save_job(cluster.api, "slow", record_command(slow, "; sleep 600"),
+                   cron_at(time.time() + 2))  # fmt: skip
+    ((plan, _),) = await wait_until(lambda: _lines(slow, 1), 20, "slow to start")
+    assert await worker.terminate(grace=30) == 0
+    runs = await logged(cluster, "slow")
+    assert [(r["planTime"], r["status"]) for r in runs] == [(plan, "killed")]
+
+
+async def _lines(path, count: int) -> list[tuple[int, str]] | None:
+    ticks = read_ticks(path)
+    return ticks if len(ticks) >= count else None
+
+
+async def _count(path, at_least: int) -> bool:
+    return len(read_ticks(path)) >= at_least
+
+
+async def _count_after(path, after_ms: int, at_least: int) -> bool:
+    return sum(1 for plan, _ in read_ticks(path) if plan > after_ms) >= at_least
+
+
+async def _ran_on(path, worker: str, after: int = 0) -> bool:
+    return any(w == worker and plan > after for plan, w in read_ticks(path))
+
+
+async def _all_logged(cluster: Cluster, name: str, path, upto: int | None = None) -> bool:
+    plans = sorted(p for p, _ in read_ticks(path) if upto is None or p <= upto)
+    logged_plans = sorted(r["planTime"] for r in await logged(cluster, name))
+    if upto is not None:
+        logged_plans = [p for p in logged_plans if p <= upto]
+    return bool(plans) and logged_plans == plans
