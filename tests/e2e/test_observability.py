@@ -1,0 +1,58 @@
+"""What operators watch: worker probes and metrics, JSON logs with job, tick and worker."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from gdts.localstack import free_port
+from tests.support import Cluster, probe, record_command, save_job, wait_until
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
+
+
+def sample(metrics: str, name: str, labels: str = "") -> float:
+    pattern = "^" + re.escape(name + (f"{{{labels}}}" if labels else "")) + r" (\S+)$"
+    match = re.search(pattern, metrics, re.MULTILINE)
+    assert match, f"{name}{{{labels}}} not in metrics"
+    return float(match.group(1))
+
+
+async def test_worker_probes_metrics_and_json_logs(cluster: Cluster) -> None:
+    await cluster.start_manager()
+    port = free_port()
+    worker = await cluster.start_worker("w1", httpListen=f"127.0.0.1:{port}", logFormat="json")
+    ticks = cluster.stack.tmp / "ticks.txt"
+    await save_job(cluster.api, "beat", record_command(ticks), "* * * * * *")
+    await save_job(cluster.api, "bad", "exit 2", "* * * * * *")
+
+    async def ran_both() -> str | None:
+        _, text = await probe(port, "/metrics")
+        ok = 'gdts_runs_total{status="succeeded"}' in text
+        return text if ok and 'gdts_runs_total{status="failed"}' in text else None
+
+    metrics = await wait_until(ran_both, 20, "runs in the metrics")
+    assert sample(metrics, "gdts_runs_total", 'status="succeeded"') >= 1
+    assert sample(metrics, "gdts_runs_total", 'status="failed"') >= 1
+    assert sample(metrics, "gdts_claims_total", 'outcome="won"') >= 2
+    assert sample(metrics, "gdts_fire_lag_seconds_count") >= 2
+    assert sample(metrics, "gdts_jobs") == 2
+    assert sample(metrics, "gdts_lease_alive") == 1
+
+    status, alive = await probe(port, "/health/alive")
+    assert (status, alive) == (200, {"alive": True})
+    status, ready = await probe(port, "/health/ready")
+    assert status == 200 and ready["ready"] and ready["etcd"] and ready["mongodb"]
+    assert ready["worker"] == "w1" and ready["jobs"] == 2
+
+    lines = [json.loads(line) for line in worker.log_text().splitlines() if line.startswith("{")]
+    assert lines, "no JSON log lines"
+    assert all(line["worker"] == "w1" for line in lines)
+    started = [line for line in lines if line["msg"].startswith("worker w1 started")]
+    assert started and started[0]["level"] == "INFO"
+
+    await worker.terminate()
+    events = [json.loads(line) for line in worker.log_text().splitlines() if line.startswith("{")]
+    assert any(line["msg"].startswith("results flushed") for line in events)
