@@ -41,7 +41,8 @@ class _Metric:
         return tuple(str(labels[n]) for n in self.label_names)
 
     def header(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+        help_text = self.help.replace("\\", "\\\\").replace("\n", "\\n")
+        return [f"# HELP {self.name} {help_text}", f"# TYPE {self.name} {self.kind}"]
 
     def samples(self) -> list[str]:
         raise NotImplementedError

@@ -27,13 +27,17 @@ class SpillDir:
         name = f"{time.time_ns():020d}-{os.getpid()}-{next(self._sequence):06d}.jsonl"
         final = self.path / name
         temporary = final.with_suffix(".tmp")
-        with temporary.open("w") as handle:
-            for document in documents:
-                clean = {k: v for k, v in document.items() if k != "_id"}
-                handle.write(json.dumps(clean, separators=(",", ":")) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.rename(final)
+        try:
+            with temporary.open("w") as handle:
+                for document in documents:
+                    clean = {k: v for k, v in document.items() if k != "_id"}
+                    handle.write(json.dumps(clean, separators=(",", ":")) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            temporary.rename(final)
+        except BaseException:
+            temporary.unlink(missing_ok=True)  # never leave half a segment behind
+            raise
         return final
 
     def oldest(self) -> Path | None:
@@ -51,9 +55,12 @@ class SpillDir:
 def read_segment(segment: Path) -> list[dict[str, Any]]:
     """Blocking: the documents of one segment; a damaged line is skipped, not fatal."""
     documents = []
-    for line in segment.read_text().splitlines():
+    # Bytes, line by line: one undecodable line must not cost the rest of the segment.
+    for line in segment.read_bytes().splitlines():
         try:
-            documents.append(json.loads(line))
+            document = json.loads(line)
         except ValueError:
             continue
+        if isinstance(document, dict):
+            documents.append(document)
     return documents

@@ -104,6 +104,10 @@ def test_repo_worker_json_loads() -> None:
         "killGracePeriod": config.kill_grace_period,
         "drainTimeout": config.drain_timeout,
         "startWindow": config.start_window,
+        "busyWait": config.busy_wait,
+        "spillDir": config.spill_dir,
+        "httpListen": config.http_listen,
+        "logFormat": config.log_format,
     }
     for key, value in json.loads(path.read_text()).items():
         assert by_key[key] == value, key
