@@ -116,7 +116,29 @@ def pdeathsig_preexec() -> Callable[[], None] | None:
     return preexec
 
 
-class _ServerProcess:
+class _StartStop:
+    """``async with`` starts on entry and stops on exit."""
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class _ServerProcess(_StartStop):
     """Spawn/stop/log plumbing shared by the etcd and mongod wrappers."""
 
     _what: str
@@ -281,18 +303,6 @@ class _ServerProcess:
             proc.kill()
         await proc.wait()
         self._proc = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 class EtcdProcess(_ServerProcess):
@@ -600,7 +610,7 @@ async def _start_together(starts: Sequence[Coroutine[Any, Any, None]]) -> None:
 _M = TypeVar("_M", bound=_ServerProcess)
 
 
-class _Cluster(Generic[_M]):
+class _Cluster(_StartStop, Generic[_M]):
     """Members, start/stop/kill/restart plumbing shared by EtcdCluster and MongoReplicaSet."""
 
     _what: str
@@ -640,18 +650,6 @@ class _Cluster(Generic[_M]):
     async def stop(self) -> None:
         """Stop every member (SIGTERM, then SIGKILL after 10 s); idempotent."""
         await _gather_all([member.stop() for member in self.members])
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109
         raise NotImplementedError

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from gdts.etcd import EtcdClient
 from gdts.localstack import EtcdProcess, MongoProcess
 from tests.support import Cluster, Stack
 
@@ -37,6 +38,16 @@ def stack(etcd_server: EtcdProcess, mongo_server: MongoProcess, tmp_path: Path) 
         database=f"gdts_test_{unique}",
         tmp=tmp_path,
     )
+
+
+@pytest_asyncio.fixture
+async def etcd(stack: Stack) -> AsyncIterator[EtcdClient]:
+    """A client of the session's etcd, for tests that look at or change keys directly."""
+    client = EtcdClient([stack.etcd_endpoint], timeout=5)
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 @pytest_asyncio.fixture

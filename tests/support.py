@@ -19,6 +19,11 @@ from gdts.localstack import free_port, pdeathsig_preexec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+EVERY_SECOND = "* * * * * *"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 async def wait_until(
@@ -311,3 +316,11 @@ async def probe(port: int, path: str) -> tuple[int, Any]:
             if path == "/metrics":
                 return response.status, await response.text()
             return response.status, await response.json()
+
+
+async def count_at_least(path: Path, at_least: int) -> bool:
+    return len(read_ticks(path)) >= at_least
+
+
+async def count_after(path: Path, after_ms: int, at_least: int) -> bool:
+    return sum(1 for plan, _ in read_ticks(path) if plan > after_ms) >= at_least

@@ -12,11 +12,14 @@ import pytest
 
 from gdts.localstack import EtcdProcess, MongoProcess
 from tests.support import (
+    EVERY_SECOND,
     Cluster,
     Stack,
     api_get,
     api_post,
+    count_at_least,
     cron_at,
+    now_ms,
     process_alive,
     read_ticks,
     record_command,
@@ -26,15 +29,9 @@ from tests.support import (
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
 
-EVERY_SECOND = "* * * * * *"
-
 
 async def runs(cluster: Cluster, name: str, limit: int = 1000) -> list[dict]:
     return await api_get(cluster.api, "/job/log", name=name, limit=limit)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 async def test_job_runs_on_schedule_and_its_run_is_logged_with_output(cluster: Cluster) -> None:
@@ -62,7 +59,7 @@ async def test_delete_stops_future_runs(cluster: Cluster, stack: Stack) -> None:
     ticks = stack.tmp / "ticks.txt"
     sentinel = stack.tmp / "sentinel.txt"
     await save_job(cluster.api, "doomed", record_command(ticks), EVERY_SECOND)
-    await wait_until(lambda: _count(ticks, 2), 20, "two runs of doomed")
+    await wait_until(lambda: count_at_least(ticks, 2), 20, "two runs of doomed")
 
     deleted = await api_post(cluster.api, "/job/delete", name="doomed")
     deleted_at = now_ms()
@@ -70,7 +67,7 @@ async def test_delete_stops_future_runs(cluster: Cluster, stack: Stack) -> None:
     # Saved after the delete, so the worker sees it after the delete: once the sentinel has run
     # twice, the worker has long applied the delete.
     await save_job(cluster.api, "sentinel", record_command(sentinel), EVERY_SECOND)
-    await wait_until(lambda: _count(sentinel, 2), 20, "two runs of sentinel")
+    await wait_until(lambda: count_at_least(sentinel, 2), 20, "two runs of sentinel")
     late = [plan for plan, _ in read_ticks(ticks) if plan > deleted_at]
     assert late == [], f"doomed ran after it was deleted: {late}"
 
@@ -146,7 +143,7 @@ async def test_sigkilled_worker_leaves_worker_list_and_job_runs_on(
     await cluster.start_worker("w3")
     ticks = stack.tmp / "ticks.txt"
     await save_job(cluster.api, "steady", record_command(ticks), EVERY_SECOND)
-    await wait_until(lambda: _count(ticks, 3), 20, "the job to run")
+    await wait_until(lambda: count_at_least(ticks, 3), 20, "the job to run")
     listed = {w["id"] for w in await api_get(cluster.api, "/worker/list")}
     assert listed == {"w1", "w2", "w3"}
 
@@ -177,7 +174,7 @@ async def test_sigterm_flushes_buffered_results(cluster: Cluster, stack: Stack) 
     worker = await cluster.start_worker("w1", jobLogCommitTimeout=600_000, jobLogBatchSize=1000)
     ticks = stack.tmp / "ticks.txt"
     await save_job(cluster.api, "buffered", record_command(ticks), EVERY_SECOND)
-    await wait_until(lambda: _count(ticks, 3), 20, "three runs")
+    await wait_until(lambda: count_at_least(ticks, 3), 20, "three runs")
     await api_post(cluster.api, "/job/delete", name="buffered")
     assert await runs(cluster, "buffered") == []  # all still in the worker's buffer
 
@@ -201,7 +198,9 @@ async def test_results_wait_while_mongodb_is_down(stack: Stack) -> None:
         await wait_until(lambda: runs(cluster, "patient"), 20, "a first logged run")
         await mongo.stop()
         down_count = len(read_ticks(ticks))
-        await wait_until(lambda: _count(ticks, down_count + 3), 20, "runs while MongoDB is down")
+        await wait_until(
+            lambda: count_at_least(ticks, down_count + 3), 20, "runs while MongoDB is down"
+        )
         await mongo.start()
         await api_post(cluster.api, "/job/delete", name="patient")
         await wait_until(
@@ -222,16 +221,20 @@ async def test_worker_survives_an_etcd_restart(stack: Stack) -> None:
         worker = await cluster.start_worker("w1")
         before, after = stack.tmp / "before.txt", stack.tmp / "after.txt"
         await save_job(cluster.api, "before", record_command(before), EVERY_SECOND)
-        await wait_until(lambda: _count(before, 2), 20, "runs before the restart")
+        await wait_until(lambda: count_at_least(before, 2), 20, "runs before the restart")
         await etcd.stop()
         await etcd.start()
         # A job saved after the restart runs only if the worker re-watched by itself.
         await wait_until(
             lambda: _save_ok(cluster, "after", record_command(after)), 20, "etcd back up"
         )
-        await wait_until(lambda: _count(after, 2), 30, "the new job to run after the restart")
+        await wait_until(
+            lambda: count_at_least(after, 2), 30, "the new job to run after the restart"
+        )
         count = len(read_ticks(before))
-        await wait_until(lambda: _count(before, count + 2), 20, "the old job to keep running")
+        await wait_until(
+            lambda: count_at_least(before, count + 2), 20, "the old job to keep running"
+        )
         assert worker.process.returncode is None  # the same process, never restarted
     finally:
         await cluster.stop_all()
@@ -244,10 +247,6 @@ async def _save_ok(cluster: Cluster, name: str, command: str) -> bool:
         return True
     except AssertionError:
         return False
-
-
-async def _count(path: Path, at_least: int) -> bool:
-    return len(read_ticks(path)) >= at_least
 
 
 async def _logged_equals_file(cluster: Cluster, name: str, ticks: Path) -> bool:

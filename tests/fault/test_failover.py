@@ -3,16 +3,17 @@ three-member MongoDB replica set losing its primary, under jobs that run every s
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from gdts.localstack import EtcdCluster, MongoReplicaSet
 from tests.support import (
+    EVERY_SECOND,
     Cluster,
     Stack,
     api_get,
     api_post,
+    count_after,
+    now_ms,
     read_ticks,
     record_command,
     save_job,
@@ -21,16 +22,6 @@ from tests.support import (
 )
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.fault]
-
-EVERY_SECOND = "* * * * * *"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-async def _count_after(path, after_ms: int, at_least: int) -> bool:
-    return sum(1 for plan, _ in read_ticks(path) if plan > after_ms) >= at_least
 
 
 async def test_etcd_leader_killed_no_duplicate_misses_only_in_the_election(stack: Stack) -> None:
@@ -44,17 +35,17 @@ async def test_etcd_leader_killed_no_duplicate_misses_only_in_the_election(stack
         workers = [await cluster.start_worker(f"w{i}", etcdEndpoints=endpoints) for i in (1, 2, 3)]
         ticks = stack.tmp / "ticks.txt"
         await save_job(cluster.api, "beat", record_command(ticks), EVERY_SECOND)
-        await wait_until(lambda: _count_after(ticks, 0, 3), 30, "the job to run")
+        await wait_until(lambda: count_after(ticks, 0, 3), 30, "the job to run")
         begin = now_ms()
         leader = await etcd.leader_index()
         await etcd.kill_member(leader)
         killed_at = now_ms()
         await etcd.wait_healthy(30)
         elected_at = now_ms()
-        await wait_until(lambda: _count_after(ticks, elected_at + 3000, 3), 30, "runs after it")
+        await wait_until(lambda: count_after(ticks, elected_at + 3000, 3), 30, "runs after it")
         await etcd.restart_member(leader)
         restarted_at = now_ms()
-        await wait_until(lambda: _count_after(ticks, restarted_at + 1000, 3), 30,
+        await wait_until(lambda: count_after(ticks, restarted_at + 1000, 3), 30,
                          "runs after the member came back")  # fmt: skip
         assert all(w.process.returncode is None for w in workers)  # healed without restarts
         assert len(await api_get(cluster.api, "/worker/list")) == 3
@@ -85,7 +76,7 @@ async def test_mongodb_primary_killed_every_result_is_stored(stack: Stack) -> No
         await replicas.kill_member(primary)
         killed_at = now_ms()
         await replicas.wait_primary(60)
-        await wait_until(lambda: _count_after(ticks, killed_at + 3000, 3), 30, "runs after it")
+        await wait_until(lambda: count_after(ticks, killed_at + 3000, 3), 30, "runs after it")
         await replicas.restart_member(primary)
         await api_post(cluster.api, "/job/delete", name="beat")
 

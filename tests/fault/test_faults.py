@@ -20,13 +20,17 @@ import pytest
 from gdts.job import Job, jobs_digest
 from gdts.localstack import MongoProcess, free_port
 from tests.support import (
+    EVERY_SECOND,
     Cluster,
     GdtsProcess,
     Stack,
     TcpProxy,
     api_get,
     api_post,
+    count_after,
+    count_at_least,
     cron_at,
+    now_ms,
     probe,
     read_ticks,
     record_command,
@@ -36,12 +40,6 @@ from tests.support import (
 )
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.fault]
-
-EVERY_SECOND = "* * * * * *"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 async def start_workers(cluster: Cluster, count: int, **overrides) -> list[GdtsProcess]:
@@ -119,7 +117,7 @@ async def test_partitioned_worker_fences_itself_and_healing_adds_no_duplicate(
             return "not claiming: lease not confirmed alive" in cut_off.log_text()
 
         await wait_until(fenced, ttl + 10, "w3 to stop claiming (self-fencing)")
-        await wait_until(lambda: _count_after(ticks, cut_at + ttl * 1000, 3), 20,
+        await wait_until(lambda: count_after(ticks, cut_at + ttl * 1000, 3), 20,
                          "w1/w2 to carry on")  # fmt: skip
         proxy.heal()
         healed_at = now_ms()
@@ -145,7 +143,7 @@ async def test_a_worker_whose_clock_runs_ahead_causes_no_duplicate_and_no_miss(
     ticks = stack.tmp / "ticks.txt"
     begin = now_ms()
     await save_job(cluster.api, "beat", record_command(ticks), EVERY_SECOND)
-    await wait_until(lambda: _count(ticks, 15), 40, "15 s of ticks")
+    await wait_until(lambda: count_at_least(ticks, 15), 40, "15 s of ticks")
     await api_post(cluster.api, "/job/delete", name="beat")
     end = max(plan for plan, _ in read_ticks(ticks))
     duplicates, misses = tick_report(ticks, begin + 5000, end)  # the first ticks: save latency
@@ -180,7 +178,7 @@ async def test_mongodb_down_for_30s_loses_no_result(stack: Stack) -> None:
         down_at = time.monotonic()
         while time.monotonic() - down_at < 30:  # the outage lasts 30 s; the job keeps running
             target = len(read_ticks(ticks)) + 1
-            await wait_until(lambda: _count(ticks, target), 10, "a run")  # noqa: B023
+            await wait_until(lambda: count_at_least(ticks, target), 10, "a run")  # noqa: B023
         assert any(list((stack.tmp / f"spill-w{i}").glob("*.jsonl")) for i in (1, 2, 3)), (
             "nothing was spilled to disk"
         )
@@ -258,7 +256,7 @@ async def test_sigterm_lets_a_running_job_finish_then_flushes_and_revokes(
     runs = await logged(cluster, "slow")
     assert [(r["planTime"], r["status"]) for r in runs] == [(plan, "succeeded")]
     later = [w for p, w in read_ticks(beat) if p > stopped_at + 1000]
-    await wait_until(lambda: _count_after(beat, stopped_at + 1000, 2), 10, "beat to go on")
+    await wait_until(lambda: count_after(beat, stopped_at + 1000, 2), 10, "beat to go on")
     later = [w for p, w in read_ticks(beat) if p > stopped_at + 1000]
     assert later and runner_id not in later  # it stopped claiming
     await wait_until(lambda: _all_logged(cluster, "beat", beat, upto=stopped_at), 10,
@@ -282,14 +280,6 @@ async def test_sigterm_kills_a_job_that_outlives_the_drain_timeout(
 async def _lines(path, count: int) -> list[tuple[int, str]] | None:
     ticks = read_ticks(path)
     return ticks if len(ticks) >= count else None
-
-
-async def _count(path, at_least: int) -> bool:
-    return len(read_ticks(path)) >= at_least
-
-
-async def _count_after(path, after_ms: int, at_least: int) -> bool:
-    return sum(1 for plan, _ in read_ticks(path) if plan > after_ms) >= at_least
 
 
 async def _ran_on(path, worker: str, after: int = 0) -> bool:

@@ -43,15 +43,6 @@ async def client(stack: Stack) -> AsyncIterator[TestClient[web.Request, web.Appl
         yield test_client
 
 
-@pytest_asyncio.fixture
-async def etcd(stack: Stack) -> AsyncIterator[EtcdClient]:
-    client = EtcdClient([stack.etcd_endpoint], timeout=5)
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
 async def call(client: TestClient, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
     response = await client.request(method, path, **kwargs)
     return response.status, await response.json()

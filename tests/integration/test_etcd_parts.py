@@ -10,25 +10,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from gdts.etcd import EtcdClient, WatchCompactedError, WatchSpec, read_prefix, watch_prefixes
 from gdts.job import Job
 from gdts.keys import KeyLayout
 from gdts.worker.clusterwatch import ClusterWatch
 from gdts.worker.lock import ClaimOutcome, TickClaimer
-from tests.support import Stack, TcpProxy, wait_until
+from tests.support import TcpProxy, wait_until
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest_asyncio.fixture
-async def etcd(stack: Stack) -> AsyncIterator[EtcdClient]:
-    client = EtcdClient([stack.etcd_endpoint], timeout=5)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def test_a_tick_is_won_once_and_a_running_job_blocks_its_next_tick(etcd, stack) -> None:
