@@ -72,6 +72,7 @@ class WorkerConfig(StoreConfig):
     drain_timeout: int = 30_000  # ms running jobs get to finish on SIGTERM
     start_window: int = 10_000  # ms after its planned time a tick may still start
     busy_wait: int = 1000  # ms a tick waits for the job's previous run to end before skipping
+    takeover_delay: int = 500  # ms a non-owner waits for the owner's claim before stepping in
     output_limit: int = 1024 * 1024  # bytes of output kept per run
     spill_dir: str = "var/spill"  # results MongoDB could not take yet, on local disk
     http_listen: str = ""  # host:port for /health/* and /metrics; empty: no listener
@@ -90,6 +91,7 @@ class WorkerConfig(StoreConfig):
             "start_window",
             "output_limit",
             "busy_wait",
+            "takeover_delay",
         )
         if self.output_limit > MAX_OUTPUT_LIMIT:
             # Decoding replaces bad bytes with 3-byte characters: stay far below MongoDB's 16 MiB.
@@ -104,6 +106,8 @@ class WorkerConfig(StoreConfig):
             raise ConfigError("workerId", "must not contain '/'")
         if self.http_listen:
             parse_listen(self.http_listen)
+        if self.takeover_delay >= self.start_window:
+            raise ConfigError("takeoverDelay", "must be shorter than startWindow")
 
 
 ConfigT = TypeVar("ConfigT", bound=StoreConfig)

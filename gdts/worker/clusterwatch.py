@@ -1,7 +1,8 @@
 """Keeps the worker's view of the cluster current: jobs, kill markers, live workers, and the
 deletion of running markers (how lost runs are noticed).
 
-One consistent read of ``jobs/`` and ``workers/`` (each paged at a single revision), then one
+One consistent read of ``jobs/``, ``workers/`` and the running markers (each paged at a single
+revision), then one
 watch stream from the revision after each read, so no change in between is lost. When the stream
 breaks the watch resumes from the next revision it has not seen, per prefix; when that revision
 has been compacted away, it reads everything again.
@@ -10,6 +11,7 @@ has been compacted away, it reads everything again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Protocol
 
@@ -77,23 +79,27 @@ class ClusterWatch:
                 backoff = min(backoff * 2, _RETRY_MAX_S)
 
     async def _read_all(self) -> list[int]:
-        job_kvs, jobs_revision = await read_prefix(self._client, self._keys.jobs_prefix)
-        worker_kvs, workers_revision = await read_prefix(self._client, self._keys.workers_prefix)
+        keys = self._keys
+        job_kvs, jobs_revision = await read_prefix(self._client, keys.jobs_prefix)
+        worker_kvs, workers_revision = await read_prefix(self._client, keys.workers_prefix)
+        running_kvs, running_revision = await read_prefix(self._client, keys.running_prefix)
         jobs = [job for kv in job_kvs if (job := self._decode(kv.key, kv.value)) is not None]
-        workers = {}
+        workers, markers = {}, {}
         for kv in worker_kvs:
-            try:
-                workers[self._keys.worker_id(kv.key)] = kv.lease
-            except ValueError as exc:
-                log.warning("ignoring %s", exc)
+            with contextlib.suppress(ValueError):
+                workers[keys.worker_id(kv.key)] = kv.lease
+        for kv in running_kvs:
+            with contextlib.suppress(ValueError):
+                markers[keys.running_name(kv.key)] = kv.value
         self._listener.jobs_reset(jobs)
         self._listener.workers_reset(workers)
+        self._listener.running_reset(markers)
         self.full_reads += 1
         self.synced.set()
         log.info("loaded %d jobs and %d workers at revision %d", len(jobs), len(workers),
                  jobs_revision)  # fmt: skip
-        # Kill markers and running-marker deletions older than the read do not matter.
-        return [jobs_revision + 1, jobs_revision + 1, workers_revision + 1, jobs_revision + 1]
+        # Kill markers older than the read do not matter: nothing of theirs runs here yet.
+        return [jobs_revision + 1, jobs_revision + 1, workers_revision + 1, running_revision + 1]
 
     async def _follow(self, next_revisions: list[int]) -> None:
         keys = self._keys
@@ -101,9 +107,7 @@ class ClusterWatch:
             WatchSpec(keys.jobs_prefix, next_revisions[_JOBS]),
             WatchSpec(keys.killer_prefix, next_revisions[_KILLER]),
             WatchSpec(keys.workers_prefix, next_revisions[_WORKERS], prev_kv=True),
-            WatchSpec(
-                keys.running_prefix, next_revisions[_RUNNING], deletes_only=True, prev_kv=True
-            ),
+            WatchSpec(keys.running_prefix, next_revisions[_RUNNING], prev_kv=True),
         ]
         async for event in watch_prefixes(self._client, specs):
             next_revisions[event.spec_index] = event.mod_revision + 1
@@ -132,10 +136,12 @@ class ClusterWatch:
                 listener.worker_gone(worker_id, event.lease, event.mod_revision)
             else:
                 listener.worker_registered(worker_id, event.lease)
-        else:
+        elif event.deleted:
             listener.running_marker_gone(
                 keys.running_name(event.key), event.lease, event.mod_revision, event.value
             )
+        else:
+            listener.running_marker_put(keys.running_name(event.key), event.value)
 
     def _decode(self, key: bytes, value: bytes) -> Job | None:
         try:

@@ -71,3 +71,11 @@ def _decode(job_name: str, value: bytes) -> LostRun | None:
         return LostRun(job_name, int(data["planTime"]), str(data["worker"]), data.get("claimedAt"))
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def marker_plan(value: bytes) -> int | None:
+    """The planned tick a running marker names, or None if it is not one of ours."""
+    try:
+        return int(json.loads(value)["planTime"])
+    except (ValueError, KeyError, TypeError):
+        return None

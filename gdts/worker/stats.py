@@ -29,7 +29,8 @@ class WorkerStats:
         self.claims = registry.counter(
             "gdts_claims_total",
             "Tick claims by outcome: won, taken (another worker won), busy (previous run still "
-            "going), fenced (own lease not confirmed), error (etcd did not answer).",
+            "going), deferred (left to the job's owner, which claimed it), fenced (own lease "
+            "not confirmed), error (etcd did not answer).",
             ["outcome"],
         )
         self.missed_ticks = registry.counter(

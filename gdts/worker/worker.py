@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,8 @@ from gdts.worker.clusterwatch import ClusterWatch
 from gdts.worker.executor import ExecResult, RunningCommand
 from gdts.worker.lock import Claim, ClaimOutcome, TickClaimer
 from gdts.worker.logsink import LogSink
-from gdts.worker.lostruns import LostRun, LostRunDetector
+from gdts.worker.lostruns import LostRun, LostRunDetector, marker_plan
+from gdts.worker.owner import owner_of
 from gdts.worker.probes import create_probe_app
 from gdts.worker.registration import Registration
 from gdts.worker.spill import SpillDir
@@ -66,6 +67,11 @@ class Worker:
         self._killing_all = False  # set when the drain timed out: kill whatever starts now
         self._killed_at: dict[str, int] = {}  # job -> when its last kill marker arrived
         self._claims: dict[str, Claim] = {}  # job -> claim of its run going here
+        # From the running-marker watch: which jobs run anywhere, and which ticks were claimed
+        # (kept for two start windows), so a non-owner decides to step in without asking etcd.
+        self._running_anywhere: dict[str, bytes] = {}
+        self._claimed_ticks: set[tuple[str, int]] = set()
+        self._claimed_order: deque[tuple[int, tuple[str, int]]] = deque()
         self.stats = WorkerStats(
             jobs=lambda: len(self._table),
             running=lambda: sum(len(c) for c in self._running.values()),
@@ -115,7 +121,31 @@ class Worker:
         for run in self._lost.registration_deleted(lease, revision, self.now_ms()):
             self._record_lost(run)
 
+    def running_reset(self, markers: dict[str, bytes]) -> None:
+        self._running_anywhere = dict(markers)
+        for job_name, value in markers.items():
+            self._note_claimed(job_name, value)
+
+    def running_marker_put(self, job_name: str, value: bytes) -> None:
+        self._running_anywhere[job_name] = value
+        self._note_claimed(job_name, value)
+
+    def _note_claimed(self, job_name: str, value: bytes) -> None:
+        plan_ms = marker_plan(value)
+        if plan_ms is None:
+            return
+        now = self.now_ms()
+        key = (job_name, plan_ms)
+        if key not in self._claimed_ticks:
+            self._claimed_ticks.add(key)
+            self._claimed_order.append((now, key))
+        horizon = now - 2 * self.config.start_window
+        while self._claimed_order and self._claimed_order[0][0] < horizon:
+            self._claimed_ticks.discard(self._claimed_order.popleft()[1])
+
     def running_marker_gone(self, job_name: str, lease: int, revision: int, value: bytes) -> None:
+        if self._running_anywhere.get(job_name) == value:
+            del self._running_anywhere[job_name]
         now = self.now_ms()
         self._lost.expire(now)
         run = self._lost.marker_deleted(job_name, lease, revision, value, now)
@@ -222,7 +252,10 @@ class Worker:
 
     async def _start_probes(self, stack: contextlib.AsyncExitStack) -> None:
         host, port = parse_listen(self.config.http_listen)
-        runner = web.AppRunner(create_probe_app(self._readiness, self.stats.registry))
+        # No access log: a scrape every few seconds would drown the worker's own events.
+        runner = web.AppRunner(
+            create_probe_app(self._readiness, self.stats.registry), access_log=None
+        )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, host, port).start()
@@ -312,6 +345,8 @@ class Worker:
     async def _fire(self, tick: DueTick, schedule_ms: int) -> None:
         tags = event(job=tick.job.name, tick=tick.plan_ms)
         try:
+            if not await self._should_claim(tick):
+                return
             claim = await self._claim(tick)
             if claim is None:
                 return
@@ -332,6 +367,24 @@ class Worker:
         self.stats.runs.inc(status=record.status.value)
         if record.start_time is not None:
             self.stats.fire_lag.observe(max(0.0, (record.start_time - tick.plan_ms) / 1000))
+
+    async def _should_claim(self, tick: DueTick) -> bool:
+        """The job's owner claims at once; any other worker waits ``takeoverDelay`` and claims
+        only if, as far as the watch shows, nobody did and the job is not running anywhere."""
+        job_name = tick.job.name
+        if owner_of(job_name, [*self._workers, self.worker_id]) == self.worker_id:
+            return True
+        wait_s = (tick.plan_ms + self.config.takeover_delay - self.now_ms()) / 1000
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+        if self._stopping or (job_name, tick.plan_ms) in self._claimed_ticks:
+            self.stats.claims.inc(outcome="deferred")
+            return False
+        if job_name in self._running_anywhere:
+            self.stats.claims.inc(outcome="busy")
+            return False
+        log.info("stepping in for the job's owner", extra=event(job=job_name, tick=tick.plan_ms))
+        return True
 
     async def _claim(self, tick: DueTick) -> Claim | None:
         """Claim the tick, retrying passing failures until its start window closes."""

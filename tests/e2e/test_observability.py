@@ -56,3 +56,32 @@ async def test_worker_probes_metrics_and_json_logs(cluster: Cluster) -> None:
     await worker.terminate()
     events = [json.loads(line) for line in worker.log_text().splitlines() if line.startswith("{")]
     assert any(line["msg"].startswith("results flushed") for line in events)
+
+
+async def test_only_the_owner_claims_so_workers_do_not_race_for_ticks(cluster: Cluster) -> None:
+    await cluster.start_manager()
+    ports = [free_port() for _ in range(3)]
+    for i, port in enumerate(ports, 1):
+        await cluster.start_worker(f"w{i}", httpListen=f"127.0.0.1:{port}")
+    for j in range(5):
+        ticks = cluster.stack.tmp / f"ticks-{j}.txt"
+        await save_job(cluster.api, f"job-{j}", record_command(ticks), "* * * * * *")
+
+    async def totals() -> dict[str, float] | None:
+        outcomes: dict[str, float] = {}
+        for port in ports:
+            _, text = await probe(port, "/metrics")
+            for match in re.finditer(r'^gdts_claims_total\{outcome="(\w+)"\} (\S+)$', text, re.M):
+                outcomes[match[1]] = outcomes.get(match[1], 0) + float(match[2])
+        return outcomes if outcomes.get("won", 0) >= 40 else None
+
+    outcomes = await wait_until(totals, 40, "40 won claims")
+    # Every tick is claimed by one worker; the others see the claim and ask etcd nothing.
+    assert outcomes.get("taken", 0) <= 0.05 * outcomes["won"], outcomes
+    assert outcomes.get("deferred", 0) >= outcomes["won"], outcomes
+    owners = {
+        line.split()[1]
+        for j in range(5)
+        for line in (cluster.stack.tmp / f"ticks-{j}.txt").read_text().splitlines()
+    }
+    assert len(owners) >= 2  # jobs are spread over the workers, not all on one

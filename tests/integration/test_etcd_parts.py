@@ -140,6 +140,7 @@ class Recorder:
         self.workers: dict[str, int] = {}
         self.gone: list[tuple[str, int, int]] = []
         self.markers_gone: list[tuple[str, int, int, bytes]] = []
+        self.markers: dict[str, bytes] = {}
 
     def jobs_reset(self, jobs: list[Job]) -> None:
         self.jobs = {job.name: job for job in jobs}
@@ -164,7 +165,14 @@ class Recorder:
         self.workers.pop(worker_id, None)
         self.gone.append((worker_id, lease, revision))
 
+    def running_reset(self, markers: dict[str, bytes]) -> None:
+        self.markers = dict(markers)
+
+    def running_marker_put(self, job_name: str, value: bytes) -> None:
+        self.markers[job_name] = value
+
     def running_marker_gone(self, job_name: str, lease: int, revision: int, value: bytes) -> None:
+        self.markers.pop(job_name, None)
         self.markers_gone.append((job_name, lease, revision, value))
 
 
