@@ -46,6 +46,10 @@ run: setup
 test: setup
 	$(PY) -m pytest
 
+# The benchmark starts its own stack; pass options with ARGS="--jobs 500 --duration 600".
+bench: setup
+	$(PY) -m bench.run $(ARGS)
+
 lint: setup
 	$(PY) -m ruff check gdts tests bench
 	$(PY) -m ruff format --check gdts tests bench

@@ -177,17 +177,24 @@ def etcd_errors() -> Iterator[None]:
 
 
 async def read_prefix(
-    client: EtcdClient, prefix: bytes, page_size: int = PAGE_SIZE
+    client: EtcdClient,
+    prefix: bytes,
+    page_size: int = PAGE_SIZE,
+    *,
+    start_after: bytes | None = None,
+    limit: int | None = None,
 ) -> tuple[list[rpc.KeyValue], int]:
-    """Every key under ``prefix`` as of one revision, read in pages; returns (kvs, revision).
+    """Keys under ``prefix`` as of one revision, read in pages; returns (kvs, revision).
+    ``start_after`` and ``limit`` select a window of them, in key order.
 
     Pages after the first are read at the first page's revision, so the result is one consistent
     snapshot however large it is. If that revision is compacted mid-read, start again.
     """
     await client.connect()
+    first = prefix if start_after is None else start_after + b"\x00"
     while True:
         try:
-            return await _read_pages(client, prefix, page_size)
+            return await _read_pages(client, prefix, first, page_size, limit)
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.OUT_OF_RANGE:  # OUT_OF_RANGE: revision compacted
                 raise
@@ -195,19 +202,20 @@ async def read_prefix(
 
 
 async def _read_pages(
-    client: EtcdClient, prefix: bytes, page_size: int
+    client: EtcdClient, prefix: bytes, first: bytes, page_size: int, limit: int | None
 ) -> tuple[list[rpc.KeyValue], int]:
     range_end = utils.prefix_range_end(prefix)
-    key, revision, kvs = prefix, 0, []
+    key, revision, kvs = first, 0, []
     while True:
+        want = page_size if limit is None else min(page_size, limit - len(kvs))
         reply = await client.kvstub.Range(
-            rpc.RangeRequest(key=key, range_end=range_end, limit=page_size, revision=revision),
+            rpc.RangeRequest(key=key, range_end=range_end, limit=want, revision=revision),
             timeout=client.timeout,
             metadata=client.metadata,
         )
         revision = revision or reply.header.revision
         kvs.extend(reply.kvs)
-        if not reply.more or not reply.kvs:
+        if not reply.more or not reply.kvs or (limit is not None and len(kvs) >= limit):
             return kvs, revision
         key = reply.kvs[-1].key + b"\x00"
 

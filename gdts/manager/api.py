@@ -22,6 +22,7 @@ RUN_LOG = web.AppKey("run_log", RunLog)
 
 DEFAULT_LOG_LIMIT = 20
 MAX_LOG_LIMIT = 1000
+MAX_LIST_LIMIT = 100_000
 ERRNO_FAILED = -1  # what the original GDTS answered for every failure
 
 
@@ -135,7 +136,16 @@ async def kill_job(request: web.Request) -> web.Response:
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    return ok(await request.app[JOB_STORE].list())
+    """All jobs, as the original answered; ``limit`` and ``after`` (the last name of the previous
+    page) page through them in name order, keeping the same response shape."""
+    params = await read_params(request)
+    after = params.get("after")
+    if after is not None and after != "":
+        after = validate_name(after, "after")
+    else:
+        after = None
+    limit = _int_param(params, "limit", 0, 0, MAX_LIST_LIMIT) or None
+    return ok(await request.app[JOB_STORE].list(after, limit))
 
 
 async def job_log(request: web.Request) -> web.Response:

@@ -8,7 +8,7 @@ from typing import Any
 
 from gdts.errors import InvalidFieldError
 from gdts.etcd import EtcdClient, etcd_errors, read_prefix
-from gdts.job import Job
+from gdts.job import Job, api_view
 from gdts.keys import KeyLayout
 
 log = logging.getLogger(__name__)
@@ -31,13 +31,21 @@ class JobStore:
             reply = await self._client.delete(self._keys.job(name), prev_kv=True)
         return _previous(_value_of(reply.prev_kv) if reply else None)
 
-    async def list(self) -> list[dict[str, Any]]:
+    async def list(
+        self, after: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Jobs in name order; ``after`` and ``limit`` page through them."""
         with etcd_errors():
-            kvs, _ = await read_prefix(self._client, self._keys.jobs_prefix)
+            kvs, _ = await read_prefix(
+                self._client,
+                self._keys.jobs_prefix,
+                start_after=None if after is None else self._keys.job(after),
+                limit=limit,
+            )
         jobs = []
         for kv in kvs:
             try:
-                jobs.append(Job.from_record(kv.value).to_api())
+                jobs.append(api_view(kv.value))
             except InvalidFieldError as exc:
                 log.error("skipping unreadable job at %r: %s", kv.key, exc)
         return jobs

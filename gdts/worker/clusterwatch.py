@@ -34,10 +34,11 @@ log = logging.getLogger(__name__)
 _RETRY_MIN_S = 0.2
 _RETRY_MAX_S = 5.0
 _JOBS, _KILLER, _WORKERS, _RUNNING = range(4)
+YIELD_EVERY = 1000  # jobs decoded or scheduled between two yields to the event loop
 
 
 class ClusterListener(Protocol):
-    def jobs_reset(self, jobs: list[Job]) -> None: ...
+    async def jobs_reset(self, jobs: list[Job]) -> None: ...
     def job_saved(self, job: Job) -> None: ...
     def job_deleted(self, name: str) -> None: ...
     def kill_requested(self, name: str) -> None: ...
@@ -83,7 +84,12 @@ class ClusterWatch:
         job_kvs, jobs_revision = await read_prefix(self._client, keys.jobs_prefix)
         worker_kvs, workers_revision = await read_prefix(self._client, keys.workers_prefix)
         running_kvs, running_revision = await read_prefix(self._client, keys.running_prefix)
-        jobs = [job for kv in job_kvs if (job := self._decode(kv.key, kv.value)) is not None]
+        jobs = []
+        for index, kv in enumerate(job_kvs):
+            if (job := self._decode(kv.key, kv.value)) is not None:
+                jobs.append(job)
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # 100,000 jobs must not stall lease renewals
         workers, markers = {}, {}
         for kv in worker_kvs:
             with contextlib.suppress(ValueError):
@@ -91,7 +97,7 @@ class ClusterWatch:
         for kv in running_kvs:
             with contextlib.suppress(ValueError):
                 markers[keys.running_name(kv.key)] = kv.value
-        self._listener.jobs_reset(jobs)
+        await self._listener.jobs_reset(jobs)
         self._listener.workers_reset(workers)
         self._listener.running_reset(markers)
         self.full_reads += 1

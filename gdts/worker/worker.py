@@ -26,7 +26,7 @@ from gdts.keys import KeyLayout
 from gdts.logs import event
 from gdts.runlog import RunLog, open_mongo
 from gdts.runrecord import RunRecord, RunStatus
-from gdts.worker.clusterwatch import ClusterWatch
+from gdts.worker.clusterwatch import YIELD_EVERY, ClusterWatch
 from gdts.worker.executor import ExecResult, RunningCommand
 from gdts.worker.lock import Claim, ClaimOutcome, TickClaimer
 from gdts.worker.logsink import LogSink
@@ -88,8 +88,16 @@ class Worker:
 
     # -- ClusterListener: called by ClusterWatch for every change in etcd -------------------------
 
-    def jobs_reset(self, jobs: list[Job]) -> None:
-        self._table.replace_all(jobs, self.now_ms())
+    async def jobs_reset(self, jobs: list[Job]) -> None:
+        wanted = {job.name for job in jobs}
+        for job in self._table.jobs():
+            if job.name not in wanted:
+                self._table.remove(job.name)
+        now = self.now_ms()
+        for index, job in enumerate(jobs):
+            self._table.put(job, now)
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # computing next ticks for 100,000 jobs takes seconds
         self._table_changed.set()
 
     def job_saved(self, job: Job) -> None:

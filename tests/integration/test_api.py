@@ -261,3 +261,23 @@ async def test_ready_is_503_when_a_store_is_down(stack) -> None:
         assert body["mongodb"] != "ok"
         status, _ = await call(dead, "GET", "/health/alive")  # alive: the process itself is fine
         assert status == 200
+
+
+async def test_job_list_pages_by_name_keeping_the_response_shape(client) -> None:
+    for i in range(7):
+        await call(client, "POST", "/job/save", data=job_form(name=f"job-{i}"))
+    _, body = await call(client, "GET", "/job/list")
+    assert [j["name"] for j in body["data"]] == [f"job-{i}" for i in range(7)]
+    pages, after = [], ""
+    while True:
+        _, body = await call(client, "GET", "/job/list", params={"limit": 3, "after": after})
+        assert body["errno"] == 0 and isinstance(body["data"], list)
+        if not body["data"]:
+            break
+        pages.append([j["name"] for j in body["data"]])
+        after = body["data"][-1]["name"]
+    assert pages == [["job-0", "job-1", "job-2"], ["job-3", "job-4", "job-5"], ["job-6"]]
+    status, body = await call(client, "GET", "/job/list", params={"limit": "-1"})
+    assert status == 400 and body["field"] == "limit"
+    status, body = await call(client, "GET", "/job/list", params={"after": "a/b"})
+    assert status == 400 and body["field"] == "after"

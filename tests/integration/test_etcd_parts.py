@@ -142,7 +142,7 @@ class Recorder:
         self.markers_gone: list[tuple[str, int, int, bytes]] = []
         self.markers: dict[str, bytes] = {}
 
-    def jobs_reset(self, jobs: list[Job]) -> None:
+    async def jobs_reset(self, jobs: list[Job]) -> None:
         self.jobs = {job.name: job for job in jobs}
         self.resets += 1
 
