@@ -105,6 +105,7 @@ class Worker:
             self._table_changed.set()
 
     def job_deleted(self, name: str) -> None:
+        self._killed_at.pop(name, None)
         if self._table.remove(name):
             self._table_changed.set()
 
