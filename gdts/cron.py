@@ -19,9 +19,12 @@ steps and day-of-month/day-of-week semantics match. Differences: cronexpr read S
 L / W / # extensions are refused with a message saying so; reversed ranges and empty list entries,
 which cronexpr silently turned into nothing, are refused.
 
-croniter does the calendar walking but never sees the user's text: each field is parsed here into
-an explicit set of values and croniter only gets comma lists of integers or ``*``. That sidesteps
-the croniter 7.0.0 readings that differ from cron and cronexpr:
+next_after walks the calendar itself: each field is parsed here into an explicit set of values, and
+the sets are compiled into "next allowed value" tables that a carry search (year, month, day, hour,
+minute, second; a lower field restarts at its minimum whenever a higher one moves) steps through,
+in ~1-3 us a call. croniter, which did the walking before and still serves the tests as an
+oracle, never saw the user's text either: the croniter 7.0.0 readings that differ from cron and
+cronexpr are why:
 
 * an equal range means the *whole* field (``5-5`` in minutes fires every minute, and
   ``0 0 * * FRI-FRI`` fires every day);
@@ -29,11 +32,9 @@ the croniter 7.0.0 readings that differ from cron and cronexpr:
 * ``R`` (random) and ``H`` (hash) tokens, ``L``, ``W`` and ``#`` are accepted;
 * a step larger than the field (``*/60``) is accepted;
 * with its default ``max_years_between_matches=50`` a firing more than 50 years after the previous
-  one is reported as "no next date" (``0 0 0 1 1 * 2030,2095`` loses 2095), hence the explicit
-  130 below.
+  one is reported as "no next date" (``0 0 0 1 1 * 2030,2095`` loses 2095).
 """
 
-import copy
 import functools
 import re
 import unicodedata
@@ -42,22 +43,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from croniter import CroniterError, croniter
-
 __all__ = ["CronError", "CronSchedule", "parse_cron"]
 
 _MAX_EXPR_LEN = 256
 _MIN_YEAR = 1970
 _MAX_YEAR = 2099
-# The whole 1970-2099 span, so croniter never gives up between two real firings (see above).
-_MAX_YEARS_BETWEEN_MATCHES = _MAX_YEAR - _MIN_YEAR + 1
 
 # Schedules are evaluated on the UTC wall clock. This is the seam for per-job time zones: a zone
-# would replace this constant per schedule, and next_after would then have to give croniter an
-# aware local datetime so that it applies its DST gap/overlap rules (today it gets naive UTC).
+# would replace this constant per schedule, and the search would then have to run on local
+# wall-clock fields and apply DST gap/overlap rules to what it finds (UTC has none).
 _SCHEDULE_TZ = UTC
-# The last instant before the first possible firing, 1970-01-01T00:00:00Z.
-_FLOOR = datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 _MACROS: Mapping[str, str] = {
     "@yearly": "0 0 1 1 *",
@@ -238,6 +233,14 @@ def _parse_entry(spec: _Field, entry: str) -> tuple[frozenset[int], bool]:
                 )
         elif step_tok is not None:
             hi = spec.high  # 'a/n' is 'a-max/n', as in cronexpr
+            if lo > hi:
+                # Only day-of-week gets here: '7/n' runs from Sunday-as-7 up to Saturday (6),
+                # which is nothing. An empty field would never match (before, it silently
+                # shifted the fields croniter was given).
+                raise CronError(
+                    f"{spec.name} field: {entry!r} selects no day ('a/n' runs from a to "
+                    f"{spec.high}); for Sunday write 0 or 7 without a step, or 0/n"
+                )
         else:
             hi = lo
 
@@ -320,40 +323,161 @@ def _never_fires_reason(
     return f"day-of-month {days} never occurs in month {month_list}{where}"
 
 
-def _croniter_list(parsed: _ParsedField, spec: _Field, *, keep_restricted: bool = False) -> str:
-    if parsed.values == spec.full and not (keep_restricted and parsed.restricted):
-        return "*"
-    return ",".join(str(v) for v in sorted(parsed.values))
+# Cron weekday (Sunday = 0) of the 1st, and the length, of every month the schedules can fire in;
+# index (year - 1970) * 12 + month - 1. 1,560 pairs, so the search never asks the calendar module.
+_MONTH_SHAPES: tuple[tuple[int, int], ...] = tuple(
+    ((first_weekday + 1) % 7, length)
+    for year in range(_MIN_YEAR, _MAX_YEAR + 1)
+    for month in range(1, 13)
+    for first_weekday, length in (monthrange(year, month),)
+)
+
+# How the two day fields combine (see _compile_fields): bit flags; with both set, a day matches
+# if either field allows it.
+_ANY_DAY = 0
+_BY_DOM = 1
+_BY_DOW = 2
+# In _Compiled.days: "no allowed day-of-month from here to the 31st"; longer than any month.
+_NO_DAY = 32
 
 
-def _next(proto: croniter, after: datetime) -> datetime | None:
-    """The shared core of next_after; ``after`` is aware UTC."""
-    after = max(after, _FLOOR)
-    # croniter keeps the start time on the instance, so one shared instance would race between
-    # threads; a shallow copy costs ~2 us and shares the read-only expanded fields.
-    it = copy.copy(proto)
-    try:
-        # Naive UTC in, naive UTC out: croniter then skips its DST machinery, which has nothing
-        # to do on UTC and costs about a third of the call.
-        nxt: datetime = it.get_next(datetime, start_time=after.replace(tzinfo=None))
-    except CroniterError:
-        # With the year restricted, croniter's only way of saying "no more firings".
+def _next_table(values: frozenset[int], low: int, high: int) -> tuple[int | None, ...]:
+    """Index ``v - low`` for ``v`` in ``low..high + 1`` -> the smallest value >= ``v`` in
+    ``values``, or None if there is none. The extra entry past ``high`` is where a carry into
+    the field lands (second 60, hour 24, month 13...), so the search never bounds-checks."""
+    table: list[int | None] = []
+    upcoming: int | None = None
+    for v in range(high + 1, low - 1, -1):
+        if v in values:
+            upcoming = v
+        table.append(upcoming)
+    table.reverse()
+    return tuple(table)
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A parsed expression as lookup tables for _search. Immutable, so shared between threads
+    and between every schedule with the same text (see _compile_text)."""
+
+    # Indexed by the value itself (from 0, so months[0] and the day-of-month entry 0 are unused):
+    # the next allowed value at or after the index, None when the field has none left.
+    seconds: tuple[int | None, ...]  # 61 entries
+    minutes: tuple[int | None, ...]  # 61
+    hours: tuple[int | None, ...]  # 25
+    months: tuple[int | None, ...]  # 14
+    # Indexed by year - 1970, for 1970-2100; entry 2100 is always None.
+    years: tuple[int | None, ...]
+    # Day of month 0-32 -> next allowed day-of-month, or _NO_DAY; only read under _BY_DOM.
+    days: tuple[int, ...]
+    # Cron weekday 0-6 -> days to wait until an allowed weekday (0 if it is one); under _BY_DOW.
+    weekday_wait: tuple[int, ...]
+    day_rule: int
+
+
+def _compile_fields(
+    second: _ParsedField,
+    minute: _ParsedField,
+    hour: _ParsedField,
+    dom: _ParsedField,
+    month: _ParsedField,
+    dow: _ParsedField,
+    year: _ParsedField,
+) -> _Compiled:
+    # Day-of-month and day-of-week: cron's rule, which is also cronexpr's: when both are
+    # restricted a day matches if EITHER matches; when one is '*' or '?' only the other counts.
+    # A restricted field counts even when it holds every value: '0 0 1-31 * MON' is every day
+    # under OR, not only Mondays.
+    day_rule = (_BY_DOM if dom.restricted else 0) | (_BY_DOW if dow.restricted else 0)
+    return _Compiled(
+        seconds=_next_table(second.values, 0, _SECOND.high),
+        minutes=_next_table(minute.values, 0, _MINUTE.high),
+        hours=_next_table(hour.values, 0, _HOUR.high),
+        months=_next_table(month.values, 0, _MONTH.high),
+        years=_next_table(year.values, _MIN_YEAR, _MAX_YEAR),
+        days=tuple(_NO_DAY if d is None else d for d in _next_table(dom.values, 0, _DOM.high)),
+        weekday_wait=tuple(
+            next(wait for wait in range(7) if (w + wait) % 7 in dow.values) for w in range(7)
+        ),
+        day_rule=day_rule,
+    )
+
+
+def _search(
+    c: _Compiled, year: int, month: int, day: int, hour: int, minute: int, second: int
+) -> datetime | None:
+    """The first firing at or after the given UTC wall-clock time, or None if there is none by
+    the end of 2099. The time may have one field just past its maximum (second 60, day 32...),
+    as a "+1" leaves it: that is only a pending carry."""
+    if year > _MAX_YEAR:
         return None
-    if nxt.year > _MAX_YEAR:
-        return None
-    return nxt.replace(tzinfo=_SCHEDULE_TZ)
+    years, months, days, hours = c.years, c.months, c.days, c.hours
+    minutes, seconds, weekday_wait, day_rule = c.minutes, c.seconds, c.weekday_wait, c.day_rule
+    # The classic carry search. Each step finds the next allowed value of one field at or after
+    # the current one; if that moves the field, everything below restarts at its minimum, and if
+    # the field has none left, the field above advances by one and the search starts over from
+    # the top (re-checking, cheaply, the fields that did not move). Every pass moves the time
+    # forward, and the year table ends in None, so it terminates: in one pass for most calls, in
+    # a few for carries, in ~3 per year skipped for the rarest (Feb 29, a year list).
+    while True:
+        upcoming = years[year - _MIN_YEAR]
+        if upcoming is None:
+            return None
+        if upcoming != year:
+            year, month, day, hour, minute, second = upcoming, 1, 1, 0, 0, 0
+
+        upcoming = months[month]
+        if upcoming is None:
+            year, month, day, hour, minute, second = year + 1, 1, 1, 0, 0, 0
+            continue
+        if upcoming != month:
+            month, day, hour, minute, second = upcoming, 1, 0, 0, 0
+
+        first_weekday, length = _MONTH_SHAPES[(year - _MIN_YEAR) * 12 + month - 1]
+        if day_rule == _ANY_DAY:
+            upcoming_day = day
+        else:
+            upcoming_day = days[day] if day_rule & _BY_DOM else _NO_DAY
+            if day_rule & _BY_DOW:
+                by_weekday = day + weekday_wait[(first_weekday + day - 1) % 7]
+                if by_weekday < upcoming_day:
+                    upcoming_day = by_weekday
+        if upcoming_day > length:
+            month, day, hour, minute, second = month + 1, 1, 0, 0, 0
+            continue
+        if upcoming_day != day:
+            day, hour, minute, second = upcoming_day, 0, 0, 0
+
+        upcoming = hours[hour]
+        if upcoming is None:
+            day, hour, minute, second = day + 1, 0, 0, 0
+            continue
+        if upcoming != hour:
+            hour, minute, second = upcoming, 0, 0
+
+        upcoming = minutes[minute]
+        if upcoming is None:
+            hour, minute, second = hour + 1, 0, 0
+            continue
+        if upcoming != minute:
+            minute, second = upcoming, 0
+
+        upcoming = seconds[second]
+        if upcoming is None:
+            minute, second = minute + 1, 0
+            continue
+        return datetime(year, month, day, hour, minute, upcoming, tzinfo=_SCHEDULE_TZ)
 
 
-def _compile(expr: object) -> tuple[str, croniter]:
+def _compile(expr: object) -> tuple[str, _Compiled]:
     text = _check_text(expr)
     return text, _compile_text(text)
 
 
-# Compiling costs ~110-180 us (half of it croniter re-parsing the lists) against ~25-80 us for a
-# next_after, and real job sets repeat a few expressions many times; the result is immutable in
-# use (next_after works on a copy), so it can be shared. Failures are not cached.
+# Compiling costs ~40-50 us against ~1.5-3 us for a next_after, and real job sets repeat a few
+# expressions many times; the result is immutable, so it can be shared. Failures are not cached.
 @functools.lru_cache(maxsize=4096)
-def _compile_text(text: str) -> croniter:
+def _compile_text(text: str) -> _Compiled:
     tokens = _tokens(text)
     layout = _LAYOUTS.get(len(tokens))
     if layout is None:
@@ -374,40 +498,14 @@ def _compile_text(text: str) -> croniter:
     if reason is not None:
         raise CronError(f"schedule never fires: {reason}")
 
-    # Day-of-month and day-of-week: cron's rule, which is also cronexpr's: when both are
-    # restricted a day matches if EITHER matches; when one is '*' or '?' only the other counts.
-    # croniter does exactly this with day_or=True (it takes the earlier of a day-of-month-only
-    # and a day-of-week-only search) as long as it sees '*' for an unrestricted field and a list
-    # for a restricted one. So a restricted field stays a list even when it holds every value:
-    # '0 0 1-31 * MON' is every day under OR, not only Mondays.
-    # The string is in croniter's own 7-field order: minute hour dom month dow second year.
-    native = " ".join(
-        (
-            _croniter_list(parsed[_MINUTE.name], _MINUTE),
-            _croniter_list(parsed[_HOUR.name], _HOUR),
-            _croniter_list(dom, _DOM, keep_restricted=dow.restricted),
-            _croniter_list(parsed[_MONTH.name], _MONTH),
-            _croniter_list(dow, _DOW, keep_restricted=dom.restricted),
-            _croniter_list(second, _SECOND),
-            _croniter_list(year, _YEAR),
-        )
+    compiled = _compile_fields(
+        second, parsed[_MINUTE.name], parsed[_HOUR.name], dom, parsed[_MONTH.name], dow, year
     )
-    try:
-        # A fixed start time: without one croniter reads the clock.
-        proto = croniter(
-            native,
-            _FLOOR.replace(tzinfo=None),
-            day_or=True,
-            max_years_between_matches=_MAX_YEARS_BETWEEN_MATCHES,
-        )
-    except CroniterError as err:  # a gap between our validation and croniter's
-        raise CronError(f"{text!r} was refused by croniter: {err}") from err
-
-    # Cross-check croniter against the analysis above: if it finds no firing at all in
-    # 1970-2099, refuse now rather than store a job that silently never runs.
-    if _next(proto, _FLOOR) is None:
+    # Backstop for the analysis above, run on the very search next_after uses: if it finds no
+    # firing at all in 1970-2099, refuse now rather than store a job that silently never runs.
+    if _search(compiled, _MIN_YEAR, 1, 1, 0, 0, 0) is None:
         raise CronError(f"schedule never fires between {_MIN_YEAR} and {_MAX_YEAR}")
-    return proto
+    return compiled
 
 
 @dataclass(frozen=True)
@@ -419,13 +517,13 @@ class CronSchedule:
     """
 
     expr: str
-    # The prepared croniter; never used directly, see _next.
-    _proto: croniter = field(init=False, repr=False, compare=False)
+    # The lookup tables next_after searches; shared by every schedule with the same text.
+    _compiled: _Compiled = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        text, proto = _compile(self.expr)
+        text, compiled = _compile(self.expr)
         object.__setattr__(self, "expr", text)
-        object.__setattr__(self, "_proto", proto)
+        object.__setattr__(self, "_compiled", compiled)
 
     def next_after(self, after: datetime) -> datetime | None:
         """The first firing strictly after ``after``, as an aware UTC datetime.
@@ -437,7 +535,24 @@ class CronSchedule:
             raise ValueError(f"after must be a timezone-aware datetime, got {after!r}")
         if after.year > _MAX_YEAR + 1:
             return None  # and converting datetime.max-like values could overflow
-        return _next(self._proto, after.astimezone(_SCHEDULE_TZ))
+        if after.year < _MIN_YEAR - 1:
+            # Likewise datetime.min-like values; any UTC offset is less than a day.
+            return _search(self._compiled, _MIN_YEAR, 1, 1, 0, 0, 0)
+        # A no-op (the same object back) when after is already in UTC.
+        after = after.astimezone(_SCHEDULE_TZ)
+        if after.year < _MIN_YEAR:
+            return _search(self._compiled, _MIN_YEAR, 1, 1, 0, 0, 0)
+        # Seconds resolution: drop the microseconds, then "strictly after" is "from the next
+        # whole second" (second 60 is a pending carry, see _search).
+        return _search(
+            self._compiled,
+            after.year,
+            after.month,
+            after.day,
+            after.hour,
+            after.minute,
+            after.second + 1,
+        )
 
 
 def parse_cron(expr: str) -> CronSchedule:

@@ -111,6 +111,13 @@ def test_no_firing_after_2099_even_without_a_year_field() -> None:
 
 def test_instants_before_1970_lead_to_the_first_firing_of_1970() -> None:
     assert parse_cron("@hourly").next_after(utc(1900, 1, 1)) == utc(1970, 1, 1, 0, 0)
+    plus_two = timezone(timedelta(hours=2))
+    assert parse_cron("@hourly").next_after(datetime.min.replace(tzinfo=plus_two)) == utc(
+        1970, 1, 1, 0, 0
+    )
+    # 1970-01-01T01:59:59+02:00 is the last second of 1969 in UTC.
+    just_before = datetime(1970, 1, 1, 1, 59, 59, 999999, tzinfo=plus_two)
+    assert parse_cron("@hourly").next_after(just_before) == utc(1970, 1, 1, 0, 0)
 
 
 # --- macros -------------------------------------------------------------------------------------
@@ -494,6 +501,9 @@ def test_next_after_does_not_depend_on_earlier_calls() -> None:
         ("* * * NOV-FEB *", r"month field: range 'NOV-FEB' is reversed"),
         ("* * * * FRI-MON", r"day-of-week field: range 'FRI-MON' is reversed"),
         ("0 0 0 1 1 * 2050-2040", r"year field: range '2050-2040' is reversed"),
+        # 'a/n' is 'a-max/n': from Sunday-as-7 that is nothing
+        ("0 0 * * 7/2", r"day-of-week field: '7/2' selects no day"),
+        ("0 0 1 * MON,7/1", r"day-of-week field: '7/1' selects no day"),
         # never fires
         ("0 0 30 2 *", r"never fires: day-of-month 30 never occurs in month 2"),
         ("0 0 31 4,6,9,11 *", r"never fires: day-of-month 31 never occurs in month 4,6,9,11"),
