@@ -72,7 +72,9 @@ class WorkerConfig(StoreConfig):
     drain_timeout: int = 30_000  # ms running jobs get to finish on SIGTERM
     start_window: int = 10_000  # ms after its planned time a tick may still start
     busy_wait: int = 1000  # ms a tick waits for the job's previous run to end before skipping
-    takeover_delay: int = 500  # ms a non-owner waits for the owner's claim before stepping in
+    # Well above normal fire lag: a non-owner that steps in while the owner is merely busy costs
+    # a transaction that loses. An owner that is gone costs its ticks this much lateness.
+    takeover_delay: int = 2000  # ms a non-owner waits for the owner's claim before stepping in
     output_limit: int = 1024 * 1024  # bytes of output kept per run
     spill_dir: str = "var/spill"  # results MongoDB could not take yet, on local disk
     http_listen: str = ""  # host:port for /health/* and /metrics; empty: no listener

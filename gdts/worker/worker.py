@@ -63,6 +63,8 @@ class Worker:
         self._workers: dict[str, int] = {}  # live worker id -> its lease, from etcd
         self._lost = LostRunDetector(horizon_ms=max(10_000, 2000 * config.worker_lease_ttl))
         self._mongo_ok_at = -float("inf")
+        self._table_version = 0  # bumped on every change, so readiness hashes only when needed
+        self._digest: tuple[int, str] = (-1, "")
         self._stopping = False  # set on SIGTERM: claim nothing new
         self._killing_all = False  # set when the drain timed out: kill whatever starts now
         self._killed_at: dict[str, int] = {}  # job -> when its last kill marker arrived
@@ -98,15 +100,18 @@ class Worker:
             self._table.put(job, now)
             if index % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # computing next ticks for 100,000 jobs takes seconds
+        self._table_version += 1
         self._table_changed.set()
 
     def job_saved(self, job: Job) -> None:
         if self._table.put(job, self.now_ms()):
+            self._table_version += 1
             self._table_changed.set()
 
     def job_deleted(self, name: str) -> None:
         self._killed_at.pop(name, None)
         if self._table.remove(name):
+            self._table_version += 1
             self._table_changed.set()
 
     def kill_requested(self, name: str) -> None:
@@ -279,9 +284,14 @@ class Worker:
             "mongodb": mongo_ok,
             "worker": self.worker_id,
             "jobs": len(self._table),
-            "jobsDigest": jobs_digest(self._table.jobs()),
+            "jobsDigest": self._jobs_digest(),
             "running": sum(len(c) for c in self._running.values()),
         }
+
+    def _jobs_digest(self) -> str:
+        if self._digest[0] != self._table_version:
+            self._digest = (self._table_version, jobs_digest(self._table.jobs()))
+        return self._digest[1]
 
     async def _check_mongo(self, mongo: AsyncMongoClient[dict[str, Any]]) -> None:
         """Every few seconds: is MongoDB answering, and how far is our clock from its clock?"""
@@ -295,7 +305,10 @@ class Worker:
                 server: datetime = reply["localTime"]
                 offset_ms = (sent + received) / 2 - server.timestamp() * 1000
                 self.stats.clock_offset.set(offset_ms / 1000)
-                off = abs(offset_ms) > self.config.clock_skew_warning
+                # The true offset lies within half the round trip of the estimate: a busy event
+                # loop stretches the round trip, and must not read as a wrong clock.
+                uncertainty_ms = (received - sent) / 2
+                off = abs(offset_ms) - uncertainty_ms > self.config.clock_skew_warning
                 if off and not warned:
                     log.warning(
                         "this worker's clock is %.1fs off MongoDB's clock; ticks fire by this "
@@ -397,17 +410,33 @@ class Worker:
 
     async def _claim(self, tick: DueTick) -> Claim | None:
         """Claim the tick, retrying passing failures until its start window closes."""
+        marker = self._claimer.marker(tick.plan_ms, self.now_ms())
+        outcome, unanswered = await self._try_claim(tick, marker)
+        if outcome is ClaimOutcome.WON:
+            return Claim(ClaimOutcome.WON, tick.job.name, tick.plan_ms, marker)
+        if outcome is None and unanswered:
+            # Every attempt failed, and one whose answer was lost may have committed all the
+            # same: its running marker would block this job on every worker for as long as our
+            # lease lives. Remove it (only if it is ours, as on any release).
+            lost = Claim(ClaimOutcome.WON, tick.job.name, tick.plan_ms, marker)
+            self._group.create_task(self._release(lost))
+        return None
+
+    async def _try_claim(self, tick: DueTick, marker: bytes) -> tuple[ClaimOutcome | None, bool]:
+        """(WON, TAKEN or BUSY as etcd answered, or None when no answer came in time; whether
+        an attempt went out and got no answer)."""
         job = tick.job
         tags = event(job=job.name, tick=tick.plan_ms)
         window_ends = tick.plan_ms + self.config.start_window
-        marker = self._claimer.marker(tick.plan_ms, self.now_ms())
+        busy_until = tick.plan_ms + min(self.config.busy_wait, self.config.start_window)
         delay = 0.1
+        unanswered = False
         while not self._stopping:
             remaining_s = (window_ends - self.now_ms()) / 1000
             if remaining_s <= 0:
                 self.stats.missed_ticks.inc()
                 log.warning("tick not claimed within its start window", extra=tags)
-                return None
+                return None, unanswered
             if not self._registration.can_claim():
                 # Self-fencing: our lease may already be gone in etcd; claim nothing on it.
                 self.stats.claims.inc(outcome="fenced")
@@ -419,27 +448,24 @@ class Worker:
                             claim = await self._claimer.claim(
                                 job.name, tick.plan_ms, self._registration.lease_id, marker
                             )
-                    if claim.outcome is ClaimOutcome.WON:
-                        self.stats.claims.inc(outcome="won")
-                        return claim
-                    busy_until = tick.plan_ms + min(self.config.busy_wait, self.config.start_window)
-                    if (
-                        claim.outcome is ClaimOutcome.TAKEN
-                        or self.now_ms() + delay * 1000 > busy_until
-                    ):
-                        self.stats.claims.inc(outcome=claim.outcome.value)
-                        log.debug("tick %s", claim.outcome.value, extra=tags)
-                        return None
+                    outcome = claim.outcome
                     # BUSY: the previous run is still going. Runs that end a moment after the
                     # next tick (or a worker whose clock is ahead starting a later tick at the
-                    # same instant) would otherwise turn into a skipped tick.
+                    # same instant) would otherwise turn into a skipped tick: retry a little.
+                    if (
+                        outcome is not ClaimOutcome.BUSY
+                        or self.now_ms() + delay * 1000 > busy_until
+                    ):
+                        self.stats.claims.inc(outcome=outcome.value)
+                        return outcome, False
                 except GdtsError as exc:
+                    unanswered = True
                     self.stats.claims.inc(outcome="error")
                     self.stats.etcd_errors.inc(operation="claim")
                     log.warning("cannot claim (%s); retrying", exc, extra=tags)
             await asyncio.sleep(min(delay, max(0.0, (window_ends - self.now_ms()) / 1000)))
             delay = min(delay * 2, 1.0)
-        return None
+        return None, unanswered
 
     async def _execute(self, job: Job, plan_ms: int, schedule_ms: int) -> RunRecord:
         command = RunningCommand(self.config.kill_grace_period / 1000)
