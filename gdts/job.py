@@ -107,19 +107,7 @@ class Job:
 
     @classmethod
     def from_record(cls, raw: bytes) -> Job:
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidFieldError("job", f"stored value is not JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise InvalidFieldError("job", "stored value is not a JSON object")
-        # Records written by the original Go GDTS have no "v"; they are version 1 in content.
-        version = data.pop("v", JOB_RECORD_VERSION)
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise InvalidFieldError("v", f"must be a positive integer, got {version!r}")
-        if version > JOB_RECORD_VERSION:
-            raise UnsupportedVersionError(version, JOB_RECORD_VERSION)
-        return cls.from_api(data)
+        return cls.from_api(_load_record(raw))
 
 
 def _require_utf8(field_name: str, value: str) -> bytes:
@@ -134,18 +122,27 @@ def _type_name(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def api_view(raw: bytes) -> dict[str, Any]:
-    """The API fields of a stored job without building a Job: listing 100,000 jobs must not
-    parse 100,000 cron expressions that were validated when they were saved."""
+def _load_record(raw: bytes) -> dict[str, Any]:
+    """A stored job's JSON object with its version checked and removed."""
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidFieldError("job", f"stored value is not JSON ({exc})") from None
     if not isinstance(data, dict):
         raise InvalidFieldError("job", "stored value is not a JSON object")
-    version = data.get("v", JOB_RECORD_VERSION)
-    if isinstance(version, int) and version > JOB_RECORD_VERSION:
+    # Records written by the original Go GDTS have no "v"; they are version 1 in content.
+    version = data.pop("v", JOB_RECORD_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InvalidFieldError("v", f"must be a positive integer, got {version!r}")
+    if version > JOB_RECORD_VERSION:
         raise UnsupportedVersionError(version, JOB_RECORD_VERSION)
+    return data
+
+
+def api_view(raw: bytes) -> dict[str, Any]:
+    """The API fields of a stored job without building a Job: listing 100,000 jobs must not
+    parse 100,000 cron expressions that were validated when they were saved."""
+    data = _load_record(raw)
     view = {field: data.get(field) for field in _API_FIELDS}
     if not all(isinstance(value, str) for value in view.values()):
         raise InvalidFieldError("job", "stored value lacks a field")
