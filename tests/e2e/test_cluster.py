@@ -3,7 +3,6 @@ mongod, jobs with real side effects. Each tick's side effect is the record we ch
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from pathlib import Path
@@ -250,6 +249,5 @@ async def _save_ok(cluster: Cluster, name: str, command: str) -> bool:
 
 
 async def _logged_equals_file(cluster: Cluster, name: str, ticks: Path) -> bool:
-    await asyncio.sleep(0)
     logged = sorted(r["planTime"] for r in await runs(cluster, name))
     return bool(logged) and logged == sorted(plan for plan, _ in read_ticks(ticks))
