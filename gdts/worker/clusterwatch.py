@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 _RETRY_MIN_S = 0.2
 _RETRY_MAX_S = 5.0
 _JOBS, _KILLER, _WORKERS, _RUNNING = range(4)
+_CONTROL = (_JOBS, _KILLER, _WORKERS)
+_RUNS = (_RUNNING,)
 YIELD_EVERY = 1000  # jobs decoded or scheduled between two yields to the event loop
 
 
@@ -60,17 +62,35 @@ class ClusterWatch:
         self.interruptions = 0
 
     async def run(self) -> None:
-        next_revisions: list[int] | None = None
         backoff = _RETRY_MIN_S
         while True:
             try:
-                if next_revisions is None:
-                    next_revisions = await self._read_all()
-                await self._follow(next_revisions)
-                backoff = _RETRY_MIN_S  # the stream ended cleanly: resume at once
-            except (WatchCompactedError, WatchCanceledError) as exc:
-                log.warning("cluster watch must start over: %s", exc)
-                next_revisions = None
+                next_revisions = await self._read_all()
+            except (*ETCD_ERRORS, GdtsError) as exc:
+                self.interruptions += 1
+                log.warning("cannot read the cluster (%s); again in %.1fs", _brief(exc), backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _RETRY_MAX_S)
+                continue
+            backoff = _RETRY_MIN_S
+            try:
+                async with asyncio.TaskGroup() as group:
+                    # Job changes get a stream (and a task) of their own, so a delete never
+                    # queues behind the running markers' two events per run.
+                    group.create_task(self._stream(_CONTROL, next_revisions))
+                    group.create_task(self._stream(_RUNS, next_revisions))
+            except* (WatchCompactedError, WatchCanceledError) as group:
+                log.warning("cluster watch must start over: %s", group.exceptions[0])
+
+    async def _stream(self, kinds: tuple[int, ...], next_revisions: list[int]) -> None:
+        """Follow some prefixes forever, resuming from the revisions seen after a broken stream;
+        compaction or cancellation is raised for ``run`` to read everything again."""
+        backoff = _RETRY_MIN_S
+        while True:
+            try:
+                await self._follow(kinds, next_revisions)
+                await asyncio.sleep(_RETRY_MIN_S)  # ended cleanly: resume, but never spin
+                backoff = _RETRY_MIN_S
             except (*ETCD_ERRORS, GdtsError) as exc:
                 self.interruptions += 1
                 log.warning(
@@ -107,24 +127,26 @@ class ClusterWatch:
         # Kill markers older than the read do not matter: nothing of theirs runs here yet.
         return [jobs_revision + 1, jobs_revision + 1, workers_revision + 1, running_revision + 1]
 
-    async def _follow(self, next_revisions: list[int]) -> None:
+    async def _follow(self, kinds: tuple[int, ...], next_revisions: list[int]) -> None:
         keys = self._keys
-        specs = [
-            WatchSpec(keys.jobs_prefix, next_revisions[_JOBS]),
-            WatchSpec(keys.killer_prefix, next_revisions[_KILLER]),
-            WatchSpec(keys.workers_prefix, next_revisions[_WORKERS], prev_kv=True),
-            WatchSpec(keys.running_prefix, next_revisions[_RUNNING], prev_kv=True),
-        ]
+        all_specs = {
+            _JOBS: WatchSpec(keys.jobs_prefix, next_revisions[_JOBS]),
+            _KILLER: WatchSpec(keys.killer_prefix, next_revisions[_KILLER]),
+            _WORKERS: WatchSpec(keys.workers_prefix, next_revisions[_WORKERS], prev_kv=True),
+            _RUNNING: WatchSpec(keys.running_prefix, next_revisions[_RUNNING], prev_kv=True),
+        }
+        specs = [all_specs[kind] for kind in kinds]
         async for event in watch_prefixes(self._client, specs):
-            next_revisions[event.spec_index] = event.mod_revision + 1
+            kind = kinds[event.spec_index]
+            next_revisions[kind] = event.mod_revision + 1
             try:
-                self._dispatch(event)
+                self._dispatch(kind, event)
             except ValueError as exc:  # a key that does not belong to this layout
                 log.warning("ignoring %s", exc)
 
-    def _dispatch(self, event: WatchEvent) -> None:
+    def _dispatch(self, kind: int, event: WatchEvent) -> None:
         keys, listener = self._keys, self._listener
-        if event.spec_index == _JOBS:
+        if kind == _JOBS:
             name = keys.job_name(event.key)
             if event.deleted:
                 listener.job_deleted(name)
@@ -133,10 +155,10 @@ class ClusterWatch:
             else:
                 # Unreadable value: stop running whatever was there rather than a stale copy.
                 listener.job_deleted(name)
-        elif event.spec_index == _KILLER:
+        elif kind == _KILLER:
             if not event.deleted:
                 listener.kill_requested(keys.killer_name(event.key))
-        elif event.spec_index == _WORKERS:
+        elif kind == _WORKERS:
             worker_id = keys.worker_id(event.key)
             if event.deleted:
                 listener.worker_gone(worker_id, event.lease, event.mod_revision)
