@@ -125,7 +125,11 @@ async def test_partitioned_worker_fences_itself_and_healing_adds_no_duplicate(
         end = now_ms() - 2000
         duplicates, misses = tick_report(ticks, begin, end)
         assert duplicates == {}
-        assert misses == [], f"missed during the partition: {misses}"
+        # Until w3's lease expires, a run it finished but could not release still counts as
+        # going (forbid policy), so those ticks may be skipped; none outside that window.
+        allowed_until = cut_at + (ttl + 1) * 1000
+        outside = [m for m in misses if not cut_at - 1000 <= m <= allowed_until]
+        assert outside == [], f"missed outside the cut-off worker's lease: {outside}"
         assert all(w != "w3" for plan, w in read_ticks(ticks) if cut_at + 1000 < plan < healed_at)
     finally:
         await proxy.close()

@@ -200,6 +200,9 @@ async def test_start_deadline_kills_the_child(tmp_path: Path) -> None:
 _PDEATHSIG_HARNESS = """
 import ctypes, os, signal, subprocess, sys, time
 
+# A SIGCHLD set to "ignore" is inherited across exec and makes the kernel reap children at
+# once, so waitpid could never see the servers' exit: take the default back.
+signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 PR_SET_CHILD_SUBREAPER = 36
 ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1)
 # Starting the servers is not what this checks, and under a loaded machine a free port can be
