@@ -3,6 +3,7 @@ mongod, jobs with real side effects. Each tick's side effect is the record we ch
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from pathlib import Path
@@ -187,7 +188,7 @@ async def test_sigterm_flushes_buffered_results(cluster: Cluster, stack: Stack) 
 async def test_results_wait_while_mongodb_is_down(stack: Stack) -> None:
     mongo = MongoProcess(stack.tmp / "mongo", log_path=stack.tmp / "mongod.log")
     await mongo.start()
-    own = Stack(stack.etcd_endpoint, mongo.uri, stack.prefix, stack.database, stack.tmp)
+    own = dataclasses.replace(stack, mongo_uri=mongo.uri)
     cluster = Cluster(own)
     try:
         await cluster.start_manager()
@@ -213,7 +214,7 @@ async def test_results_wait_while_mongodb_is_down(stack: Stack) -> None:
 async def test_worker_survives_an_etcd_restart(stack: Stack) -> None:
     etcd = EtcdProcess(stack.tmp / "etcd", log_path=stack.tmp / "etcd.log")
     await etcd.start()
-    own = Stack(etcd.endpoint, stack.mongo_uri, stack.prefix, stack.database, stack.tmp)
+    own = dataclasses.replace(stack, etcd_endpoint=etcd.endpoint)
     cluster = Cluster(own)
     try:
         await cluster.start_manager()

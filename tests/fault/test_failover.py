@@ -3,6 +3,8 @@ three-member MongoDB replica set losing its primary, under jobs that run every s
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from gdts.localstack import EtcdCluster, MongoReplicaSet
@@ -27,7 +29,7 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.fault]
 async def test_etcd_leader_killed_no_duplicate_misses_only_in_the_election(stack: Stack) -> None:
     etcd = EtcdCluster(stack.tmp / "etcd", log_dir=stack.tmp)
     await etcd.start()
-    own = Stack(",".join(etcd.endpoints), stack.mongo_uri, stack.prefix, stack.database, stack.tmp)
+    own = dataclasses.replace(stack, etcd_endpoint=",".join(etcd.endpoints))
     cluster = Cluster(own)
     endpoints = etcd.endpoints
     try:
@@ -63,7 +65,7 @@ async def test_etcd_leader_killed_no_duplicate_misses_only_in_the_election(stack
 async def test_mongodb_primary_killed_every_result_is_stored(stack: Stack) -> None:
     replicas = MongoReplicaSet(stack.tmp / "mongo", log_dir=stack.tmp)
     await replicas.start()
-    own = Stack(stack.etcd_endpoint, replicas.uri, stack.prefix, stack.database, stack.tmp)
+    own = dataclasses.replace(stack, mongo_uri=replicas.uri)
     cluster = Cluster(own)
     try:
         await cluster.start_manager()

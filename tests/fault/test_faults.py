@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -169,7 +170,7 @@ async def test_a_worker_whose_clock_runs_ahead_causes_no_duplicate_and_no_miss(
 async def test_mongodb_down_for_30s_loses_no_result(stack: Stack) -> None:
     mongo = MongoProcess(stack.tmp / "mongo", log_path=stack.tmp / "mongod.log")
     await mongo.start()
-    own = Stack(stack.etcd_endpoint, mongo.uri, stack.prefix, stack.database, stack.tmp)
+    own = dataclasses.replace(stack, mongo_uri=mongo.uri)
     cluster = Cluster(own)
     try:
         await cluster.start_manager()
