@@ -131,7 +131,13 @@ async def test_partitioned_worker_fences_itself_and_healing_adds_no_duplicate(
         allowed_until = cut_at + (ttl + 1) * 1000
         outside = [m for m in misses if not cut_at - 1000 <= m <= allowed_until]
         assert outside == [], f"missed outside the cut-off worker's lease: {outside}"
-        assert all(w != "w3" for plan, w in read_ticks(ticks) if cut_at + 1000 < plan < healed_at)
+        # Cut off, w3 ran nothing; a tick planned within one start window of the healing may
+        # still be claimed by w3's retries once healed (once, late, never twice).
+        window = stack.worker_config().get("startWindow", 10_000)
+        cut_off_ticks = [
+            w for plan, w in read_ticks(ticks) if cut_at + 1000 < plan < healed_at - window
+        ]
+        assert "w3" not in cut_off_ticks
     finally:
         await proxy.close()
 
