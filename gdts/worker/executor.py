@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,21 @@ class ExecResult:
     exit_code: int | None  # None when the process died from a signal or never started
     err: str
     killed: bool
+
+
+def watch_children_with_pidfds() -> None:
+    """Learn of job exits through pidfds on the running loop. Python 3.11's default child watcher
+    starts a thread per process to block in waitpid(); under load that thread churn cost the
+    worker about a tenth of its CPU. 3.12 picks pidfds by itself (and deprecates this API)."""
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:  # kernel before 5.3, or pidfd_open blocked by a seccomp policy
+        return
+    watcher = asyncio.PidfdChildWatcher()
+    watcher.attach_loop(asyncio.get_running_loop())
+    asyncio.set_child_watcher(watcher)
 
 
 def now_ms() -> int:

@@ -10,6 +10,9 @@ of the job is going anywhere (``lock/<job>/running``). It writes both keys:
   the lease costs one grant per period, not one per tick.
 * the running marker goes on the worker's own lease, so it vanishes if the worker dies and the
   job's next tick can run elsewhere.
+
+Claims (and releases) made at the same moment go to etcd as one transaction each way; see
+``TickClaimer``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 
 from gdts.etcd import EtcdClient
 from gdts.keys import KeyLayout
+from gdts.worker.coalescer import Coalescer
 from gdts.worker.lostruns import running_marker
 
 log = logging.getLogger(__name__)
@@ -65,39 +69,89 @@ class Claim:
     marker: bytes  # the running marker this claim wrote, if it won; release compares it
 
 
+# etcd refuses a transaction with more than --max-txn-ops (default 128) compares or operations
+# in a branch; a claim takes two of each.
+MAX_BATCH = 64
+
+
+@dataclass(frozen=True)
+class _ClaimRequest:
+    job_name: str
+    plan_ms: int
+    worker_lease: int
+    marker: bytes
+
+
 class TickClaimer:
+    """Claims and releases made at the same moment share one transaction (see coalescer). A
+    batch commits only if every claim in it would have won alone; otherwise the same atomic
+    reply says which did not, and the rest go again, so no claim's outcome depends on its
+    neighbours."""
+
     def __init__(self, client: EtcdClient, keys: KeyLayout, worker_id: str, start_window_s: float):
         self._client = client
         self._keys = keys
         self._worker_id = worker_id
         self._claim_lease = ClaimLease(client, start_window_s)
+        self._claims = Coalescer(self._claim_batch, max_batch=MAX_BATCH, key=lambda r: r.job_name)
+        self._releases = Coalescer(
+            self._release_batch, max_batch=MAX_BATCH, key=lambda c: c.job_name
+        )
 
     def marker(self, plan_ms: int, now_ms: int) -> bytes:
         return running_marker(self._worker_id, plan_ms, now_ms)
 
+    @property
+    def transactions_sent(self) -> int:
+        return self._claims.batches + self._releases.batches
+
+    async def close(self) -> None:
+        await self._claims.close()
+        await self._releases.close()
+
     async def claim(self, job_name: str, plan_ms: int, worker_lease: int, marker: bytes) -> Claim:
         """Try to claim a tick. Safe to repeat with the same ``marker`` after an error: a first
         attempt that committed although its answer was lost is recognised as a win."""
-        tick_key = self._keys.tick_claim(job_name, plan_ms)
-        running_key = self._keys.running(job_name)
+        request = _ClaimRequest(job_name, plan_ms, worker_lease, marker)
+        outcome = await self._claims.submit(request)
+        return Claim(outcome, job_name, plan_ms, marker)
+
+    async def _claim_batch(self, requests: list[_ClaimRequest]) -> list[ClaimOutcome]:
         txn = self._client.transactions
         claim_lease = await self._claim_lease.current()
-        won, replies = await self._client.transaction(
-            compare=[txn.create(tick_key) == 0, txn.create(running_key) == 0],
-            success=[
-                txn.put(tick_key, marker, lease=claim_lease),
-                txn.put(running_key, marker, lease=worker_lease),
-            ],
-            failure=[txn.get(tick_key)],
-        )
-        holder = replies[0][0][0] if not won and replies and replies[0] else None
-        if won or holder == marker:
-            outcome = ClaimOutcome.WON
-        elif holder is not None:
-            outcome = ClaimOutcome.TAKEN
-        else:
-            outcome = ClaimOutcome.BUSY
-        return Claim(outcome, job_name, plan_ms, marker)
+        outcomes: dict[int, ClaimOutcome] = {}
+        undecided = list(range(len(requests)))
+        while undecided:
+            compare, success, failure = [], [], []
+            for i in undecided:
+                request = requests[i]
+                tick_key = self._keys.tick_claim(request.job_name, request.plan_ms)
+                running_key = self._keys.running(request.job_name)
+                compare += [txn.create(tick_key) == 0, txn.create(running_key) == 0]
+                success += [
+                    txn.put(tick_key, request.marker, lease=claim_lease),
+                    txn.put(running_key, request.marker, lease=request.worker_lease),
+                ]
+                failure += [txn.get(tick_key), txn.get(running_key)]
+            won, replies = await self._client.transaction(
+                compare=compare, success=success, failure=failure
+            )
+            if won:
+                outcomes.update(dict.fromkeys(undecided, ClaimOutcome.WON))
+                break
+            again = []
+            for n, i in enumerate(undecided):
+                tick_reply, running_reply = replies[2 * n], replies[2 * n + 1]
+                if tick_reply:
+                    holder = tick_reply[0][0]
+                    mine = holder == requests[i].marker
+                    outcomes[i] = ClaimOutcome.WON if mine else ClaimOutcome.TAKEN
+                elif running_reply:
+                    outcomes[i] = ClaimOutcome.BUSY
+                else:  # would have won alone: the batch failed on another claim
+                    again.append(i)
+            undecided = again
+        return [outcomes[i] for i in range(len(requests))]
 
     async def restore(self, claim: Claim, worker_lease: int) -> bool:
         """Put a running run's marker back on a new lease (the old one expired while the run
@@ -114,10 +168,24 @@ class TickClaimer:
     async def release(self, claim: Claim) -> None:
         """Remove this claim's running marker; only ours, in case the lease was lost and another
         worker's run has since put its own."""
-        running_key = self._keys.running(claim.job_name)
+        await self._releases.submit(claim)
+
+    async def _release_batch(self, claims: list[Claim]) -> list[None]:
         txn = self._client.transactions
-        await self._client.transaction(
-            compare=[txn.value(running_key) == claim.marker],
-            success=[txn.delete(running_key)],
-            failure=[],
-        )
+        ours = claims
+        while ours:
+            keys = [self._keys.running(claim.job_name) for claim in ours]
+            released, replies = await self._client.transaction(
+                compare=[txn.value(key) == c.marker for key, c in zip(keys, ours, strict=True)],
+                success=[txn.delete(key) for key in keys],
+                failure=[txn.get(key) for key in keys],
+            )
+            if released:
+                break
+            # Markers that are gone or another run's are not ours to delete: drop them.
+            ours = [
+                claim
+                for claim, reply in zip(ours, replies, strict=True)
+                if reply and reply[0][0] == claim.marker
+            ]
+        return [None] * len(claims)

@@ -10,6 +10,7 @@ different watches, in either order, so each side waits a while for the other.
 from __future__ import annotations
 
 import json
+from collections import deque
 from dataclasses import dataclass
 
 Join = tuple[int, int]  # (lease id, revision)
@@ -26,8 +27,11 @@ class LostRun:
 class LostRunDetector:
     def __init__(self, horizon_ms: int) -> None:
         self._horizon_ms = horizon_ms
-        self._markers: dict[Join, list[tuple[LostRun, int]]] = {}
-        self._registrations: dict[Join, int] = {}
+        self._markers: dict[Join, list[LostRun]] = {}
+        self._registrations: set[Join] = set()
+        # Arrival order, so expiry pops the old end instead of scanning everything: it runs on
+        # every marker deletion, hundreds a second under load.
+        self._arrivals: deque[tuple[int, bool, Join]] = deque()  # (at, is_marker, join)
 
     def marker_deleted(
         self, job_name: str, lease: int, revision: int, value: bytes, now_ms: int
@@ -36,26 +40,36 @@ class LostRunDetector:
         run = _decode(job_name, value)
         if run is None or lease == 0:
             return None
-        if (lease, revision) in self._registrations:
+        join = (lease, revision)
+        if join in self._registrations:
             return run
-        self._markers.setdefault((lease, revision), []).append((run, now_ms))
+        self._markers.setdefault(join, []).append(run)
+        self._arrivals.append((now_ms, True, join))
         return None
 
     def registration_deleted(self, lease: int, revision: int, now_ms: int) -> list[LostRun]:
         """A worker's registration vanished; returns the runs that went with its lease."""
-        waiting = self._markers.pop((lease, revision), [])
-        self._registrations[(lease, revision)] = now_ms
-        return [run for run, _ in waiting]
+        join = (lease, revision)
+        waiting = self._markers.pop(join, [])
+        self._registrations.add(join)
+        self._arrivals.append((now_ms, False, join))
+        return waiting
 
     def expire(self, now_ms: int) -> None:
         """Forget deletions too old to be joined any more (markers released by their worker)."""
         oldest = now_ms - self._horizon_ms
-        self._markers = {
-            join: kept
-            for join, runs in self._markers.items()
-            if (kept := [(run, at) for run, at in runs if at >= oldest])
-        }
-        self._registrations = {j: at for j, at in self._registrations.items() if at >= oldest}
+        arrivals = self._arrivals
+        while arrivals and arrivals[0][0] < oldest:
+            _, is_marker, join = arrivals.popleft()
+            if not is_marker:
+                self._registrations.discard(join)
+                continue
+            runs = self._markers.get(join)
+            if runs is None:  # already joined with its registration
+                continue
+            runs.pop(0)
+            if not runs:
+                del self._markers[join]
 
     def __len__(self) -> int:
         return sum(len(runs) for runs in self._markers.values()) + len(self._registrations)

@@ -231,6 +231,7 @@ class Worker:
             self._claimer = TickClaimer(
                 etcd, self._keys, self.worker_id, config.start_window / 1000
             )
+            stack.push_async_callback(self._claimer.close)
             self._watch = ClusterWatch(etcd, self._keys, self)
             await self._registration.register()
             stack.push_async_callback(self._registration.revoke)

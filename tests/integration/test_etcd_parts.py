@@ -302,3 +302,47 @@ async def test_client_fails_over_to_the_next_endpoint_and_resolves_names(stack) 
         assert got is not None and got.value == b"ok"
     finally:
         await dead_first.close()
+
+
+async def test_claims_made_together_share_a_transaction_yet_each_gets_its_own_outcome(
+    etcd, stack
+) -> None:
+    keys = KeyLayout(stack.prefix)
+    lease_a, lease_b = await etcd.lease(30), await etcd.lease(30)
+    worker_a = TickClaimer(etcd, keys, "a", start_window_s=10)
+    worker_b = TickClaimer(etcd, keys, "b", start_window_s=10)
+    taken = await worker_b.claim("taken", 1000, lease_b.id, worker_b.marker(1000, 1))
+    running = await worker_b.claim("running", 500, lease_b.id, worker_b.marker(500, 1))
+    assert (taken.outcome, running.outcome) == (ClaimOutcome.WON, ClaimOutcome.WON)
+
+    names = ["free-1", "taken", "free-2", "running", "free-3"]
+    sent_before = worker_a.transactions_sent
+    claims = await asyncio.gather(
+        *(worker_a.claim(n, 1000, lease_a.id, worker_a.marker(1000, 2)) for n in names)
+    )
+    outcomes = {claim.job_name: claim.outcome for claim in claims}
+    assert outcomes == {
+        "free-1": ClaimOutcome.WON,
+        "taken": ClaimOutcome.TAKEN,
+        "free-2": ClaimOutcome.WON,
+        "running": ClaimOutcome.BUSY,
+        "free-3": ClaimOutcome.WON,
+    }
+    assert worker_a.transactions_sent == sent_before + 1  # one batch, however it went
+    won = [claim for claim in claims if claim.outcome is ClaimOutcome.WON]
+    for claim in won:
+        stored = await etcd.get(keys.running(claim.job_name))
+        assert stored is not None and stored.value == claim.marker
+    # What the batch lost is untouched: b's markers are still b's.
+    assert (await etcd.get(keys.running("taken"))).value == taken.marker
+    assert (await etcd.get(keys.running("running"))).value == running.marker
+
+    # Releases together, one of them not ours any more: ours go, b's marker stays.
+    await etcd.put(keys.running("free-2"), b"someone else's run")
+    stale = [claim for claim in won if claim.job_name == "free-2"]
+    await asyncio.gather(*(worker_a.release(claim) for claim in won + stale))
+    assert await etcd.get(keys.running("free-1")) is None
+    assert await etcd.get(keys.running("free-3")) is None
+    assert (await etcd.get(keys.running("free-2"))).value == b"someone else's run"
+    await worker_a.close()
+    await worker_b.close()
