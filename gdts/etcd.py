@@ -26,7 +26,11 @@ from gdts.errors import ConfigError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 1000
+# etcd 3.4 counts every key from a page's start to the prefix's end to answer each page, so
+# small pages make a full read quadratic: 100,000 jobs took 2.1 s in pages of 1,000 and 0.3 s
+# in pages of 10,000. A page too large for one gRPC message is split (see _read_pages).
+PAGE_SIZE = 10_000
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _CHANNEL_OPTIONS = (
     # A partitioned peer sends no RST; pings are how a watch or keepalive stream learns it is dead.
     # etcd answers pings more often than every 5 s (or on a connection with no stream) with
@@ -35,7 +39,6 @@ _CHANNEL_OPTIONS = (
     ("grpc.keepalive_timeout_ms", 3_000),
     ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     # Reconnect quickly after an etcd restart instead of grpc's default two-minute backoff cap.
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2_000),
@@ -102,6 +105,7 @@ class EtcdClient(aetcd.Client):
         timeout: float,
         username: str = "",
         password: str = "",
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         super().__init__(
             timeout=timeout,  # type: ignore[arg-type]  # aetcd passes it straight to grpc
@@ -109,6 +113,10 @@ class EtcdClient(aetcd.Client):
             password=password or None,
         )
         self._endpoints = list(endpoints)
+        self._channel_options = (
+            *_CHANNEL_OPTIONS,
+            ("grpc.max_receive_message_length", max_message_bytes),
+        )
         for endpoint in self._endpoints:
             _hostport(endpoint)  # a bad endpoint is a config error now, not at first use
 
@@ -136,7 +144,7 @@ class EtcdClient(aetcd.Client):
         self._is_connecting = True
         try:
             target = await self._target()
-            self.channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+            self.channel = grpc.aio.insecure_channel(target, options=self._channel_options)
             if self._username is not None:
                 self.auth_stub = rpc.AuthStub(self.channel)
                 reply = await self.auth_stub.Authenticate(
@@ -208,11 +216,18 @@ async def _read_pages(
     key, revision, kvs = first, 0, []
     while True:
         want = page_size if limit is None else min(page_size, limit - len(kvs))
-        reply = await client.kvstub.Range(
-            rpc.RangeRequest(key=key, range_end=range_end, limit=want, revision=revision),
-            timeout=client.timeout,
-            metadata=client.metadata,
-        )
+        try:
+            reply = await client.kvstub.Range(
+                rpc.RangeRequest(key=key, range_end=range_end, limit=want, revision=revision),
+                timeout=client.timeout,
+                metadata=client.metadata,
+            )
+        except grpc.aio.AioRpcError as exc:
+            # Larger than max_receive_message_length (jobs with long commands): smaller pages.
+            if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or want == 1:
+                raise
+            page_size = max(1, want // 2)
+            continue
         revision = revision or reply.header.revision
         kvs.extend(reply.kvs)
         if not reply.more or not reply.kvs or (limit is not None and len(kvs) >= limit):

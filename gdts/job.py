@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,19 +130,62 @@ def _load_record(raw: bytes) -> dict[str, Any]:
         raise InvalidFieldError("job", f"stored value is not JSON ({exc})") from None
     if not isinstance(data, dict):
         raise InvalidFieldError("job", "stored value is not a JSON object")
+    checked = _checked_version(data)
+    if isinstance(checked, InvalidFieldError):
+        raise checked
+    return checked
+
+
+def _checked_version(data: dict[str, Any]) -> dict[str, Any] | InvalidFieldError:
     # Records written by the original Go GDTS have no "v"; they are version 1 in content.
     version = data.pop("v", JOB_RECORD_VERSION)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise InvalidFieldError("v", f"must be a positive integer, got {version!r}")
+        return InvalidFieldError("v", f"must be a positive integer, got {version!r}")
     if version > JOB_RECORD_VERSION:
-        raise UnsupportedVersionError(version, JOB_RECORD_VERSION)
+        return UnsupportedVersionError(version, JOB_RECORD_VERSION)
     return data
 
 
 def api_view(raw: bytes) -> dict[str, Any]:
     """The API fields of a stored job without building a Job: listing 100,000 jobs must not
     parse 100,000 cron expressions that were validated when they were saved."""
-    data = _load_record(raw)
+    return _view_of(_load_record(raw))
+
+
+def api_views(raws: Sequence[bytes]) -> list[dict[str, Any] | InvalidFieldError]:
+    """``api_view`` of many records, each a view or the error that makes it unreadable.
+
+    One JSON parse of all of them: parsing 100,000 records one call at a time was half the time
+    of listing them. Should any record not be one JSON object of its own, the parse of the
+    whole cannot be trusted to line up with the records, so each is parsed alone."""
+    if all(raw[:1] == b"{" and raw[-1:] == b"}" for raw in raws):
+        try:
+            records = json.loads(b"[" + b",".join(raws) + b"]")
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            records = None
+        if isinstance(records, list) and len(records) == len(raws):
+            return [_checked_view(record) for record in records]
+    return [_checked(api_view, raw) for raw in raws]
+
+
+def _checked_view(record: object) -> dict[str, Any] | InvalidFieldError:
+    if not isinstance(record, dict):
+        return InvalidFieldError("job", "stored value is not a JSON object")
+    return _checked(_view_of, _checked_version(record))
+
+
+def _checked(
+    view: Callable[[Any], dict[str, Any]], value: Any
+) -> dict[str, Any] | InvalidFieldError:
+    if isinstance(value, InvalidFieldError):
+        return value
+    try:
+        return view(value)
+    except InvalidFieldError as exc:
+        return exc
+
+
+def _view_of(data: dict[str, Any]) -> dict[str, Any]:
     view = {field: data.get(field) for field in _API_FIELDS}
     if not all(isinstance(value, str) for value in view.values()):
         raise InvalidFieldError("job", "stored value lacks a field")

@@ -145,7 +145,11 @@ async def list_jobs(request: web.Request) -> web.Response:
     else:
         after = None
     limit = _int_param(params, "limit", 0, 0, MAX_LIST_LIMIT) or None
-    return ok(await request.app[JOB_STORE].list(after, limit))
+    jobs = await request.app[JOB_STORE].list_json(after, limit)
+    return web.Response(
+        body=b'{"errno": 0, "msg": "success", "data": ' + jobs + b"}",
+        content_type="application/json",
+    )
 
 
 async def job_log(request: web.Request) -> web.Response:

@@ -8,10 +8,15 @@ from typing import Any
 
 from gdts.errors import InvalidFieldError
 from gdts.etcd import EtcdClient, etcd_errors, read_prefix
-from gdts.job import Job, api_view
+from gdts.job import Job, api_views
 from gdts.keys import KeyLayout
 
 log = logging.getLogger(__name__)
+
+
+# Paged listings only ever add to what is remembered; past this many entries it starts over.
+_MAX_REMEMBERED = 500_000
+_UNKNOWN = (-1, b"")
 
 
 class JobStore:
@@ -19,6 +24,7 @@ class JobStore:
         self._client = client
         self._keys = keys
         self._kill_marker_ttl = kill_marker_ttl
+        self._encoded: dict[bytes, tuple[int, bytes]] = {}  # job key -> (mod_revision, view)
 
     async def save(self, job: Job) -> dict[str, Any] | None:
         """Create or replace; returns the previous job (API form) or None."""
@@ -31,10 +37,11 @@ class JobStore:
             reply = await self._client.delete(self._keys.job(name), prev_kv=True)
         return _previous(_value_of(reply.prev_kv) if reply else None)
 
-    async def list(
-        self, after: str | None = None, limit: int | None = None
-    ) -> list[dict[str, Any]]:
-        """Jobs in name order; ``after`` and ``limit`` page through them."""
+    async def list_json(self, after: str | None = None, limit: int | None = None) -> bytes:
+        """Jobs in name order as a JSON array of their API views; ``after`` and ``limit`` page
+        through them. Read from etcd every time (a list right after a save shows it); only the
+        JSON of each view is remembered, by key and revision, since decoding, checking and
+        encoding 100,000 records again on every listing was most of its time."""
         with etcd_errors():
             kvs, _ = await read_prefix(
                 self._client,
@@ -42,13 +49,29 @@ class JobStore:
                 start_after=None if after is None else self._keys.job(after),
                 limit=limit,
             )
-        jobs = []
-        for kv in kvs:
-            try:
-                jobs.append(api_view(kv.value))
-            except InvalidFieldError as exc:
-                log.error("skipping unreadable job at %r: %s", kv.key, exc)
-        return jobs
+        # Each attribute read of a protobuf KeyValue copies it: read each once.
+        keys = [kv.key for kv in kvs]
+        revisions = [kv.mod_revision for kv in kvs]
+        encoded = self._encoded
+        stale = [
+            i
+            for i, (key, revision) in enumerate(zip(keys, revisions, strict=True))
+            if encoded.get(key, _UNKNOWN)[0] != revision
+        ]
+        for i, view in zip(stale, api_views([kvs[i].value for i in stale]), strict=True):
+            if isinstance(view, InvalidFieldError):
+                log.error("skipping unreadable job at %r: %s", keys[i], view)
+                encoded[keys[i]] = (revisions[i], b"")
+            else:
+                encoded[keys[i]] = (revisions[i], json.dumps(view).encode())
+        entries = [encoded[key] for key in keys]
+        parts = [part for _, part in entries if part]
+        if after is None and limit is None:
+            # A full listing knows every job: forget the deleted ones.
+            self._encoded = dict(zip(keys, entries, strict=True))
+        elif len(encoded) > _MAX_REMEMBERED:
+            self._encoded = {}
+        return b"[" + b",".join(parts) + b"]"
 
     async def kill(self, name: str) -> None:
         """Every worker watches ``killer/``; the marker's lease removes it after a few seconds."""

@@ -71,6 +71,26 @@ async def test_save_returns_previous_version_and_list_shows_job(client, etcd, st
     assert record == {"v": 1, "name": "backup", "command": "echo two", "cronExpr": "*/5 * * * * *"}
 
 
+async def test_every_listing_shows_etcd_as_it_is_now(client, etcd, stack) -> None:
+    # The manager remembers encoded views between listings; what changed must never be stale.
+    for name in ("a", "b", "c"):
+        await call(client, "POST", "/job/save", data=job_form(name=name, command=f"echo {name}"))
+    _, body = await call(client, "GET", "/job/list")
+    assert [j["command"] for j in body["data"]] == ["echo a", "echo b", "echo c"]
+    await call(client, "POST", "/job/save", data=job_form(name="b", command="echo B"))
+    await call(client, "POST", "/job/delete", data={"name": "c"})
+    key_a = f"{stack.prefix}jobs/a".encode()
+    await etcd.put(key_a, b'{"v":1,"name":"a","command":"echo from etcd","cronExpr":"@daily"}')
+    await etcd.put(f"{stack.prefix}jobs/broken".encode(), b"{not json")
+    _, body = await call(client, "GET", "/job/list")
+    assert body["data"] == [
+        {"name": "a", "command": "echo from etcd", "cronExpr": "@daily"},
+        {"name": "b", "command": "echo B", "cronExpr": "*/5 * * * * *"},
+    ]  # the unreadable record is skipped, not fatal
+    _, body = await call(client, "GET", "/job/list", params={"limit": 1, "after": "a"})
+    assert [j["command"] for j in body["data"]] == ["echo B"]
+
+
 async def test_json_bodies_are_accepted(client) -> None:
     job = {"name": "js", "command": "true", "cronExpr": "@daily"}
     status, body = await call(client, "POST", "/job/save", json={"job": job})

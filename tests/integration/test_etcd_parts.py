@@ -130,6 +130,20 @@ async def test_paged_read_is_one_snapshot_even_while_keys_change(etcd, stack) ->
     assert len(now) == 25 and now[-1].key == prefix + b"k99"  # the writes did happen
 
 
+async def test_a_page_too_large_for_one_message_is_read_in_smaller_pages(etcd, stack) -> None:
+    prefix = KeyLayout(stack.prefix).jobs_prefix
+    values = {prefix + b"big%02d" % i: bytes([65 + i % 26]) * 60_000 for i in range(40)}
+    for key, value in values.items():
+        await etcd.put(key, value)
+    # 40 values of 60 kB do not fit a 1 MB message: the read must split its pages.
+    small = EtcdClient([stack.etcd_endpoint], timeout=5, max_message_bytes=1_000_000)
+    try:
+        kvs, _ = await read_prefix(small, prefix, page_size=1000)
+    finally:
+        await small.close()
+    assert {kv.key: kv.value for kv in kvs} == values
+
+
 class Recorder:
     """A JobListener that keeps what a worker's scheduler would hold."""
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from gdts.errors import InvalidFieldError, UnsupportedVersionError
-from gdts.job import Job, validate_name
+from gdts.job import Job, api_view, api_views, validate_name
 
 EVERY_MINUTE = "* * * * *"
 
@@ -354,3 +354,50 @@ def test_job_equality_ignores_the_schedule_object_but_not_the_fields() -> None:
     assert a != Job.create("a", "false", EVERY_MINUTE)
     assert a != Job.create("a", "true", "*/2 * * * *")
     assert a != Job.create("b", "true", EVERY_MINUTE)
+
+
+# --- many stored records at once (the listing path) ------------------------------------------
+
+
+def _records(count: int) -> list[bytes]:
+    return [Job.create(f"job{i}", f"echo {i}", "* * * * *").to_record() for i in range(count)]
+
+
+def test_api_views_of_good_records_equal_each_api_view() -> None:
+    raws = _records(5) + [b'{"name":"go","command":"ls","cronExpr":"@daily"}']  # Go's, no "v"
+    assert api_views(raws) == [api_view(raw) for raw in raws]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"v":1,"name":"x"}',
+        b'{"v":99,"name":"x","command":"c","cronExpr":"* * * * *"}',
+        b'{"v":1,"name":"x","command":"c","cronExpr":"* * * * *"',
+        b"\xff\xfe{}",
+    ],
+)
+def test_an_unreadable_record_is_reported_in_its_place_and_the_others_still_read(
+    bad: bytes,
+) -> None:
+    raws = _records(2)
+    views = api_views([raws[0], bad, raws[1]])
+    assert views[0] == api_view(raws[0]) and views[2] == api_view(raws[1])
+    assert isinstance(views[1], InvalidFieldError)
+
+
+def test_records_that_parse_only_together_are_not_mistaken_for_jobs() -> None:
+    # Each is broken alone; joined with a comma they would make one valid object.
+    first = b'{"v":1,"name":"a","command":"c","cronExpr":"* * * * *","x":"}'
+    second = b'{"y":"'
+    third = b'"}'
+    views = api_views([first, second, third])
+    assert all(isinstance(view, InvalidFieldError) for view in views)
+
+
+def test_a_future_record_version_stays_an_unsupported_version_error() -> None:
+    raw = b'{"v":2,"name":"x","command":"c","cronExpr":"* * * * *"}'
+    (view,) = api_views([raw, *_records(1)])[:1]
+    assert isinstance(view, UnsupportedVersionError)
