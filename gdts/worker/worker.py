@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import os
 import socket
@@ -61,6 +62,10 @@ class Worker:
         self._running: defaultdict[str, set[RunningCommand]] = defaultdict(set)
         self._fires: set[asyncio.Task[None]] = set()
         self._workers: dict[str, int] = {}  # live worker id -> its lease, from etcd
+        self._owned: dict[str, bool] = {}  # job -> whether we own it, for the current workers
+        # Ticks of jobs another worker owns: (takeover deadline, sequence, tick), checked then.
+        self._takeovers: list[tuple[int, int, DueTick]] = []
+        self._takeover_seq = 0
         self._lost = LostRunDetector(horizon_ms=max(10_000, 2000 * config.worker_lease_ttl))
         self._mongo_ok_at = -float("inf")
         self._table_version = 0  # bumped on every change, so readiness hashes only when needed
@@ -125,13 +130,17 @@ class Worker:
 
     def workers_reset(self, workers: dict[str, int]) -> None:
         self._workers = dict(workers)
+        self._owned.clear()
 
     def worker_registered(self, worker_id: str, lease: int) -> None:
+        if worker_id not in self._workers:
+            self._owned.clear()
         self._workers[worker_id] = lease
 
     def worker_gone(self, worker_id: str, lease: int, revision: int) -> None:
         if self._workers.get(worker_id) == lease:
             del self._workers[worker_id]
+            self._owned.clear()
         for run in self._lost.registration_deleted(lease, revision, self.now_ms()):
             self._record_lost(run)
 
@@ -353,11 +362,24 @@ class Worker:
             if missed:
                 self.stats.missed_ticks.inc(missed)
                 log.warning("%d job(s) skipped ticks older than the start window", missed)
+            takeover_at = now - self.config.takeover_delay
             for tick in due:
-                task = self._group.create_task(self._fire(tick, now))
-                self._fires.add(task)
-                task.add_done_callback(self._fires.discard)
+                if self._owns(tick.job.name):
+                    self._start_fire(tick, now)
+                elif tick.plan_ms > takeover_at:
+                    self._takeover_seq += 1
+                    deadline = tick.plan_ms + self.config.takeover_delay
+                    heapq.heappush(self._takeovers, (deadline, self._takeover_seq, tick))
+                elif self._should_take_over(tick):
+                    self._start_fire(tick, now)
+            while self._takeovers and self._takeovers[0][0] <= now:
+                tick = heapq.heappop(self._takeovers)[2]
+                if self._should_take_over(tick):
+                    self._start_fire(tick, now)
             next_ms = self._table.next_ms()
+            if self._takeovers:
+                first = self._takeovers[0][0]
+                next_ms = first if next_ms is None else min(next_ms, first)
             # Never sleep more than a second: the wait runs on the monotonic clock, and a step
             # of the wall clock must not turn the next tick into a miss.
             delay = 1.0 if next_ms is None else min(1.0, max(0.0, (next_ms - self.now_ms()) / 1000))
@@ -365,11 +387,14 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._table_changed.wait(), delay)
 
+    def _start_fire(self, tick: DueTick, schedule_ms: int) -> None:
+        task = self._group.create_task(self._fire(tick, schedule_ms))
+        self._fires.add(task)
+        task.add_done_callback(self._fires.discard)
+
     async def _fire(self, tick: DueTick, schedule_ms: int) -> None:
         tags = event(job=tick.job.name, tick=tick.plan_ms)
         try:
-            if not await self._should_claim(tick):
-                return
             claim = await self._claim(tick)
             if claim is None:
                 return
@@ -391,15 +416,20 @@ class Worker:
         if record.start_time is not None:
             self.stats.fire_lag.observe(max(0.0, (record.start_time - tick.plan_ms) / 1000))
 
-    async def _should_claim(self, tick: DueTick) -> bool:
-        """The job's owner claims at once; any other worker waits ``takeoverDelay`` and claims
-        only if, as far as the watch shows, nobody did and the job is not running anywhere."""
+    def _owns(self, job_name: str) -> bool:
+        owned = self._owned.get(job_name)
+        if owned is None:
+            owner = owner_of(job_name, [*self._workers, self.worker_id])
+            owned = self._owned[job_name] = owner == self.worker_id
+        return owned
+
+    def _should_take_over(self, tick: DueTick) -> bool:
+        """The job's owner claims at once; any other worker, ``takeoverDelay`` later, claims
+        only if, as far as the watch shows, nobody did and the job is not running anywhere.
+        (The owner may have changed meanwhile: the new owner's claim shows the same way.)"""
         job_name = tick.job.name
-        if owner_of(job_name, [*self._workers, self.worker_id]) == self.worker_id:
-            return True
-        wait_s = (tick.plan_ms + self.config.takeover_delay - self.now_ms()) / 1000
-        if wait_s > 0:
-            await asyncio.sleep(wait_s)
+        if self._table.get(job_name) is None:  # deleted meanwhile
+            return False
         if self._stopping or (job_name, tick.plan_ms) in self._claimed_ticks:
             self.stats.claims.inc(outcome="deferred")
             return False
@@ -444,12 +474,20 @@ class Worker:
                 log.warning("not claiming: lease not confirmed alive", extra=tags)
             else:
                 try:
+                    # No deadline of our own: each etcd call has its timeout, and a claim given
+                    # up while its batch is in flight could still commit, leaving a running
+                    # marker that nobody runs or removes.
                     with etcd_errors():
-                        async with asyncio.timeout(remaining_s):
-                            claim = await self._claimer.claim(
-                                job.name, tick.plan_ms, self._registration.lease_id, marker
-                            )
+                        claim = await self._claimer.claim(
+                            job.name, tick.plan_ms, self._registration.lease_id, marker
+                        )
                     outcome = claim.outcome
+                    if outcome is ClaimOutcome.WON and self.now_ms() > window_ends:
+                        # Won, but too late to start: release it and count the tick missed.
+                        self.stats.claims.inc(outcome="late")
+                        self.stats.missed_ticks.inc()
+                        log.warning("tick claimed after its start window; not run", extra=tags)
+                        return None, True
                     # BUSY: the previous run is still going. Runs that end a moment after the
                     # next tick (or a worker whose clock is ahead starting a later tick at the
                     # same instant) would otherwise turn into a skipped tick: retry a little.
