@@ -1,6 +1,7 @@
 """Cron expressions: parsing, validation and next-firing maths.
 
-Pure: no I/O, no clock reads, no logging. "Now" is always an argument.
+Pure: no clock reads, no logging, and no I/O except reading the system tz database when a zone is
+first used. "Now" is always an argument.
 
 Accepted syntax:
 
@@ -33,6 +34,28 @@ cronexpr are why:
 * a step larger than the field (``*/60``) is accepted;
 * with its default ``max_years_between_matches=50`` a firing more than 50 years after the previous
   one is reported as "no next date" (``0 0 0 1 1 * 2030,2095`` loses 2095).
+
+Time zones. A schedule is evaluated in UTC unless it is given an IANA time zone (``parse_cron(expr,
+"Europe/Berlin")``); the fields then match the zone's local wall clock, and next_after still takes
+any aware datetime and answers in UTC. Zone names are checked against the tz database's list of
+zones (zoneinfo.available_timezones(), minus the machine-dependent ``localtime`` and the
+placeholder ``Factory``); a name differing only in letter case is accepted and stored in the
+database's spelling, and nothing else is rewritten (``US/Eastern`` stays ``US/Eastern``). A bad
+name raises :class:`ZoneError`, a CronError whose ``field`` is ``zone`` and whose message starts
+with ``zone: ``. The year field and the 1970-2099 limit apply to local years. Daylight saving time:
+
+1. Gap (the clocks spring forward, e.g. Europe/Berlin on 2026-03-29, 02:00 -> 03:00): a firing
+   whose local time does not exist runs at the first instant after the gap, the instant the clocks
+   jump (03:00 local). All firings inside one gap collapse into that single run, together with a
+   firing at the gap's end itself (03:00), which is the same instant. A daily ``30 2 * * *`` job
+   runs at 03:00 that day; a ``*/15 * * * *`` job runs once at 03:00 for 02:00, 02:15, 02:30,
+   02:45 and 03:00, then at 03:15.
+2. Overlap (the clocks go back, e.g. Europe/Berlin on 2026-10-25, 03:00 -> 02:00, so 02:00-02:59
+   happens twice): if the hour field allows every hour (``*``, or the same set written otherwise,
+   such as ``0-23`` or ``*/1``; @hourly qualifies, @daily does not) the firings follow real time
+   and happen in both passes: an every-minute job runs every minute, 120 times in those two real
+   hours. Otherwise each local time fires once, at its first occurrence: a daily ``30 2 * * *`` job
+   runs once, at the first 02:30 (00:30 UTC).
 """
 
 import functools
@@ -41,18 +64,35 @@ import unicodedata
 from calendar import monthrange
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, available_timezones
 
-__all__ = ["CronError", "CronSchedule", "parse_cron"]
+__all__ = ["CronError", "CronSchedule", "ZoneError", "check_zone", "parse_cron"]
 
 _MAX_EXPR_LEN = 256
 _MIN_YEAR = 1970
 _MAX_YEAR = 2099
 
-# Schedules are evaluated on the UTC wall clock. This is the seam for per-job time zones: a zone
-# would replace this constant per schedule, and the search would then have to run on local
-# wall-clock fields and apply DST gap/overlap rules to what it finds (UTC has none).
+# The zone of schedules without one, searched directly: UTC has no gaps or overlaps, so the wall
+# clock _search walks is the answer. Zoned schedules search local wall-clock time instead and
+# resolve what they find with the DST rules (_next_in_zone).
 _SCHEDULE_TZ = UTC
+_MAX_ZONE_LEN = 64  # the longest tz database name is about half that
+# Names that are UTC under another spelling (tz database links to Etc/UTC and Etc/GMT): they keep
+# their name but take the UTC search, which gives the same answers faster.
+_UTC_ALIASES = frozenset(
+    (
+        "UTC Etc/UTC UCT Etc/UCT Universal Etc/Universal Zulu Etc/Zulu GMT Etc/GMT GMT0 Etc/GMT0 "
+        "GMT+0 Etc/GMT+0 GMT-0 Etc/GMT-0 Greenwich Etc/Greenwich"
+    ).split()
+)
+# 'localtime' is whatever the machine is set to, so two workers could disagree about a job;
+# 'Factory' is tzdata's placeholder for "zone not configured yet".
+_EXCLUDED_ZONES = frozenset({"localtime", "Factory"})
+# Each step of the zoned search crosses a gap or an overlap it cannot use; real tz data needs at
+# most two. The bound only turns a would-be endless loop on corrupt data into an error.
+_MAX_ZONE_STEPS = 16
+_ONE_SECOND = timedelta(seconds=1)
 
 _MACROS: Mapping[str, str] = {
     "@yearly": "0 0 1 1 *",
@@ -105,10 +145,23 @@ _DAY_NAMES: Mapping[str, int] = {
 
 
 class CronError(ValueError):
-    """Bad cron expression; the message starts with ``cronExpr: `` and says what is wrong."""
+    """Bad cron expression; the message starts with ``cronExpr: `` and says what is wrong.
+
+    ``field`` names the API field at fault (``cronExpr`` here, ``zone`` for :class:`ZoneError`)
+    and ``problem`` is the message without that prefix.
+    """
+
+    field = "cronExpr"
 
     def __init__(self, problem: str) -> None:
-        super().__init__(f"cronExpr: {problem}")
+        self.problem = problem
+        super().__init__(f"{self.field}: {problem}")
+
+
+class ZoneError(CronError):
+    """Bad time zone name; the message starts with ``zone: ``."""
+
+    field = "zone"
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +426,8 @@ class _Compiled:
     # Cron weekday 0-6 -> days to wait until an allowed weekday (0 if it is one); under _BY_DOW.
     weekday_wait: tuple[int, ...]
     day_rule: int
+    # The hour field allows all 24 hours: in a DST overlap such a schedule fires in both passes.
+    every_hour: bool
 
 
 def _compile_fields(
@@ -400,13 +455,23 @@ def _compile_fields(
             next(wait for wait in range(7) if (w + wait) % 7 in dow.values) for w in range(7)
         ),
         day_rule=day_rule,
+        # By value, not by spelling: '*', '*/1' and '0-23' are one schedule and behave as one.
+        every_hour=hour.values == _HOUR.full,
     )
 
 
 def _search(
-    c: _Compiled, year: int, month: int, day: int, hour: int, minute: int, second: int
+    c: _Compiled,
+    year: int,
+    month: int,
+    day: int,
+    hour: int,
+    minute: int,
+    second: int,
+    tz: tzinfo | None = _SCHEDULE_TZ,
 ) -> datetime | None:
-    """The first firing at or after the given UTC wall-clock time, or None if there is none by
+    """The first wall-clock time at or after the given one that the fields match, with ``tz``
+    attached (None: naive, for local times still to be resolved), or None if there is none by
     the end of 2099. The time may have one field just past its maximum (second 60, day 32...),
     as a "+1" leaves it: that is only a pending carry."""
     if year > _MAX_YEAR:
@@ -466,7 +531,7 @@ def _search(
         if upcoming is None:
             minute, second = minute + 1, 0
             continue
-        return datetime(year, month, day, hour, minute, upcoming, tzinfo=_SCHEDULE_TZ)
+        return datetime(year, month, day, hour, minute, upcoming, tzinfo=tz)
 
 
 def _compile(expr: object) -> tuple[str, _Compiled]:
@@ -508,33 +573,179 @@ def _compile_text(text: str) -> _Compiled:
     return compiled
 
 
+@functools.cache
+def _known_zones() -> Mapping[str, str]:
+    """Lower-cased name -> the tz database's spelling. Read once (~40 ms, a directory walk): a
+    zone the database gains later is only seen after a restart."""
+    return {name.lower(): name for name in available_timezones() - _EXCLUDED_ZONES}
+
+
+def _zone_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise ZoneError(f"must be a string, got {type(name).__name__}")
+    if not name:
+        raise ZoneError("is empty; give an IANA time zone name such as 'Europe/Berlin', or 'UTC'")
+    # Before the lookup, so no work is ever proportional to an oversized input.
+    if len(name) > _MAX_ZONE_LEN:
+        raise ZoneError(f"is {len(name)} characters long; at most {_MAX_ZONE_LEN} are allowed")
+    if name == "UTC":
+        return name  # the default: no need to read the database list for it
+    # Only names on the database's own list reach ZoneInfo, so paths ('../x', 'posix/...',
+    # 'right/...'), non-zone files ('zone.tab') and NULs never get near the file system.
+    canonical = _known_zones().get(name.lower())
+    if canonical is None:
+        raise ZoneError(
+            f"unknown time zone {name!r}; expected an IANA name such as 'Europe/Berlin'"
+        )
+    return canonical
+
+
+@functools.lru_cache(maxsize=1024)
+def _load_zone(name: str) -> ZoneInfo | None:
+    """The zone to search in; None for the UTC search. ``name`` is already canonical."""
+    if name in _UTC_ALIASES:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (OSError, ValueError, LookupError) as exc:
+        # Listed but unreadable: the database changed under us, or a file is damaged.
+        raise ZoneError(f"cannot load time zone {name!r}: {exc}") from None
+
+
+def check_zone(name: str) -> str:
+    """Validate an IANA time zone name and return it in the tz database's spelling; raise
+    :class:`ZoneError` (message ``zone: ...``) if it is not a zone this module can use."""
+    canonical = _zone_name(name)
+    _load_zone(canonical)
+    return canonical
+
+
+def _search_local(c: _Compiled, wall: datetime, plus: int) -> datetime | None:
+    """The first matching naive local time at or after the wall-clock fields of ``wall`` plus
+    ``plus`` seconds (0 or 1); ``wall``'s microseconds, fold and tzinfo play no part."""
+    if wall.year < _MIN_YEAR:
+        return _search(c, _MIN_YEAR, 1, 1, 0, 0, 0, None)
+    return _search(
+        c, wall.year, wall.month, wall.day, wall.hour, wall.minute, wall.second + plus, None
+    )
+
+
+def _transition(tz: ZoneInfo, before: datetime, after: datetime) -> datetime:
+    """The instant (naive UTC) at which ``tz`` switches offset, given UTC instants on either side,
+    ``before`` < transition <= ``after``, hours apart at most. zoneinfo does not publish its
+    transitions, so bisect on whole seconds: ~13 offset look-ups, and only next to a DST change."""
+    target = tz.fromutc(after.replace(tzinfo=tz)).utcoffset()
+    low, high = 0, int((after - before).total_seconds())
+    while high - low > 1:
+        mid = (low + high) // 2
+        if tz.fromutc((before + timedelta(seconds=mid)).replace(tzinfo=tz)).utcoffset() == target:
+            high = mid
+        else:
+            low = mid
+    return before + timedelta(seconds=high)
+
+
+def _next_in_zone(c: _Compiled, tz: ZoneInfo, after: datetime) -> datetime | None:
+    """next_after for a zoned schedule; ``after`` is aware with a year in 1969-2100.
+
+    Local wall-clock times only go backwards in an overlap, so searching local time forwards from
+    ``after``'s and resolving each candidate to an instant finds the next firing, except when
+    ``after`` is in an overlap's first pass: then real time still runs through the overlap's wall
+    times again, which the every-hour schedules must not miss (handled first)."""
+    if after.year < _MIN_YEAR:
+        # Offsets are under a day, so every local time from 1970 on is later than this.
+        after = datetime(_MIN_YEAR - 1, 1, 1, tzinfo=UTC)
+    local = after.astimezone(tz)
+    # Naive UTC, to compare with the instants computed below; they are whole seconds, so the
+    # microseconds of after need no special care.
+    floor = after.astimezone(UTC).replace(tzinfo=None)
+    candidate = _search_local(c, local, 1)  # reads only the wall-clock fields
+
+    if c.every_hour and local.fold == 0:
+        early = local.utcoffset()
+        late = tz.utcoffset(local.replace(fold=1))
+        if early is not None and late is not None and late < early:
+            # First pass of an overlap: the rest of it, then the second pass from its start.
+            floor = floor.replace(microsecond=0)  # _transition bisects on whole seconds
+            switch = _transition(tz, floor, floor + (early - late))
+            overlap_end = switch + early  # wall clock; overlap_start is switch + late
+            if candidate is not None and candidate < overlap_end:
+                return (candidate - early).replace(tzinfo=UTC)
+            again = _search_local(c, switch + late, 0)
+            if again is not None and again < overlap_end:
+                return (again - late).replace(tzinfo=UTC)
+            # Nothing in the overlap at all: candidate is the first match after it.
+
+    for _ in range(_MAX_ZONE_STEPS):
+        if candidate is None:
+            return None
+        # For a local time in a gap, fold=0 gives the offset before the change and fold=1 the
+        # one after (PEP 495), so early < late; in an overlap, fold=0 is the first pass.
+        early = tz.utcoffset(candidate)
+        late = tz.utcoffset(candidate.replace(fold=1))
+        assert early is not None and late is not None  # a ZoneInfo always has an offset
+        if early == late:
+            instant = candidate - early
+            if instant > floor:
+                return instant.replace(tzinfo=UTC)
+            resume, plus = candidate, 1  # unreachable with real tz data; just move on
+        elif early > late:  # overlap
+            first = candidate - early
+            if first > floor:
+                return first.replace(tzinfo=UTC)
+            second = candidate - late
+            if c.every_hour and second > floor:
+                return second.replace(tzinfo=UTC)
+            # after is in (or past) the second pass, whose times this schedule already ran in
+            # the first: carry on from the end of the overlap.
+            resume, plus = _transition(tz, first, second) + early, 0
+        else:  # gap
+            switch = _transition(tz, candidate - late, candidate - early)
+            if switch > floor:
+                return switch.replace(tzinfo=UTC)
+            resume, plus = switch + late, 0  # unreachable with real tz data: after the gap
+        candidate = _search_local(c, resume, plus)
+    raise RuntimeError(f"no firing found within {_MAX_ZONE_STEPS} DST transitions in {tz.key}")
+
+
 @dataclass(frozen=True)
 class CronSchedule:
-    """A validated cron expression, evaluated in UTC.
+    """A validated cron expression, evaluated in the IANA time zone ``zone`` (default UTC).
 
-    Build it with :func:`parse_cron`; constructing it directly runs the same validation, so an
-    invalid CronSchedule cannot exist. Equality and hashing use ``expr`` only.
+    Build it with :func:`parse_cron`; constructing it directly (``CronSchedule(expr)``,
+    ``CronSchedule(expr, "Europe/Berlin")``) runs the same validation, so an invalid CronSchedule
+    cannot exist. ``zone`` is kept in the tz database's spelling (see :func:`check_zone`).
+    Equality and hashing use ``expr`` and ``zone``.
     """
 
     expr: str
+    zone: str = "UTC"
     # The lookup tables next_after searches; shared by every schedule with the same text.
     _compiled: _Compiled = field(init=False, repr=False, compare=False)
+    # None: search UTC directly (UTC itself, or one of its aliases).
+    _tz: ZoneInfo | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         text, compiled = _compile(self.expr)
+        zone = _zone_name(self.zone)
         object.__setattr__(self, "expr", text)
+        object.__setattr__(self, "zone", zone)
         object.__setattr__(self, "_compiled", compiled)
+        object.__setattr__(self, "_tz", _load_zone(zone))
 
     def next_after(self, after: datetime) -> datetime | None:
         """The first firing strictly after ``after``, as an aware UTC datetime.
 
         None when no firing is left: the year field's last year has passed, or 2099 has (the
-        year domain cronexpr had, which applies to every expression here).
+        year domain cronexpr had, which applies to every expression here; local years in a
+        zone). The fields match the schedule zone's wall clock, with the module's DST rules.
         """
         if after.tzinfo is None or after.utcoffset() is None:
             raise ValueError(f"after must be a timezone-aware datetime, got {after!r}")
         if after.year > _MAX_YEAR + 1:
             return None  # and converting datetime.max-like values could overflow
+        if self._tz is not None:
+            return _next_in_zone(self._compiled, self._tz, after)
         if after.year < _MIN_YEAR - 1:
             # Likewise datetime.min-like values; any UTC offset is less than a day.
             return _search(self._compiled, _MIN_YEAR, 1, 1, 0, 0, 0)
@@ -555,6 +766,8 @@ class CronSchedule:
         )
 
 
-def parse_cron(expr: str) -> CronSchedule:
-    """Validate ``expr`` fully and return its schedule; raise :class:`CronError` if it is bad."""
-    return CronSchedule(expr)
+def parse_cron(expr: str, zone: str | None = None) -> CronSchedule:
+    """Validate ``expr`` fully and return its schedule in ``zone`` (an IANA name; None means
+    UTC); raise :class:`CronError` if the expression is bad, :class:`ZoneError` (a CronError)
+    if the zone is."""
+    return CronSchedule(expr, "UTC" if zone is None else zone)
