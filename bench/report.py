@@ -272,6 +272,16 @@ def print_kills(kills: Mapping[str, Any]) -> None:
         print(f"  FAILED: {failure}")
 
 
+def print_job_log(result: Mapping[str, Any]) -> None:
+    print()
+    print(
+        f"Runs of one job in MongoDB: {result['runs']:,} (written in "
+        f"{result['write_seconds']:.1f} s); query plan: {' <- '.join(result['plan_stages'])}"
+    )
+    for label, dist in result["latency_s"].items():
+        print(f"GET /job/log, {label}: ms {_dist_line(dist, 1000, 1)}")
+
+
 def print_at_rest(result: Mapping[str, Any]) -> None:
     save = result["save"]
     print()

@@ -3,7 +3,8 @@
 Default mode (throughput): start etcd, mongod, one manager and N workers; save --jobs jobs
 through the API, each appending one line to a records file whenever it runs; measure for
 --duration seconds after --warmup; then a kill-latency phase. --jobs-at-rest N instead stores N
-daily jobs and measures one fresh worker loading and idling over them.
+daily jobs and measures one fresh worker loading and idling over them; --log-runs N gives one
+job N runs and times GET /job/log.
 
 Every headline figure comes from side effects (the records file, /proc, etcd's /metrics), never
 from GDTS's own logs or counters. Nothing is written into the repository: the stack lives in a
@@ -30,9 +31,10 @@ from bench import report
 from bench.api import ManagerClient, wait_http_ok
 from bench.atrest import AtRestParams, run_at_rest
 from bench.calibrate import spawn_baseline
+from bench.joblog import LogParams, run_job_log
 from bench.kills import run_kills
 from bench.measure import Processes
-from bench.stack import ETCD_PREFIX, Stack, summarize_log
+from bench.stack import ETCD_PREFIX, MONGO_DB, Stack, summarize_log
 from bench.throughput import ThroughputParams, run_throughput
 from gdts.cron import CronError, parse_cron
 
@@ -71,6 +73,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--idle", type=float, default=30.0, help="at-rest idle seconds")
     parser.add_argument(
+        "--log-runs",
+        type=int,
+        nargs="?",
+        const=1_000_000,
+        default=None,
+        metavar="N",
+        help="instead: one job with N runs (default 1000000) in MongoDB; time GET /job/log",
+    )
+    parser.add_argument(
         "--target",
         metavar="URL",
         help="use this running manager (http://host:port) instead of starting a stack; its "
@@ -97,6 +108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parse_cron(args.cron)
     except CronError as exc:
         parser.error(str(exc))
+    if args.log_runs is not None and (args.target is not None or args.log_runs < 20):
+        parser.error("--log-runs needs a stack of its own (no --target) and N >= 20")
     if args.jobs < 1 or args.workers < 1 or args.duration <= 2 or args.concurrency < 1:
         parser.error("--jobs, --workers and --concurrency must be positive, --duration > 2")
     return args
@@ -142,6 +155,13 @@ async def _run(
         payload["environment"] = await report.environment(session, etcd_url)
         prefix = f"bench-{secrets.token_hex(3)}"
 
+        if args.log_runs is not None:
+            assert stack is not None and stack.mongo is not None
+            log_params = LogParams(args.log_runs, prefix)
+            payload["job_log"] = await run_job_log(
+                session, base_url, stack.mongo.uri, MONGO_DB, log_params
+            )
+            return
         if args.jobs_at_rest is not None:
             params = AtRestParams(args.jobs_at_rest, args.concurrency, args.idle, prefix)
             payload["at_rest"] = await run_at_rest(api, session, params, workdir, stack)
@@ -193,6 +213,9 @@ async def _run(
 
 def _print(payload: dict[str, Any], args: argparse.Namespace) -> None:
     env = payload.get("environment", {})
+    if "job_log" in payload:
+        report.print_header("job log", env, payload["params"])
+        report.print_job_log(payload["job_log"])
     if "at_rest" in payload:
         report.print_header("jobs at rest", env, payload["params"])
         report.print_at_rest(payload["at_rest"])
@@ -223,7 +246,7 @@ async def main_async(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="gdts-bench-", dir=args.tmp_dir))
     stack = Stack(workdir, log_level=args.log_level) if args.target is None else None
     params = {k: v for k, v in vars(args).items() if k not in ("keep", "tmp_dir")}
-    if args.jobs_at_rest is not None:
+    if args.jobs_at_rest is not None or args.log_runs is not None:
         for irrelevant in ("jobs", "workers", "cron", "duration", "warmup", "kills", "settle"):
             params.pop(irrelevant)
     if args.target is not None:
@@ -233,7 +256,12 @@ async def main_async(args: argparse.Namespace) -> int:
         params.pop("target")
         params.pop("etcd_url")
         params.pop("etcd_prefix")
-    payload: dict[str, Any] = {"mode": "at_rest" if args.jobs_at_rest else "throughput"}
+    mode = "throughput"
+    if args.jobs_at_rest is not None:
+        mode = "at_rest"
+    elif args.log_runs is not None:
+        mode = "job_log"
+    payload: dict[str, Any] = {"mode": mode}
     payload["params"] = params
     status = 0
     try:
