@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gdts.cron import CronError, check_zone
 from gdts.errors import ConfigError
 
 
@@ -52,11 +53,16 @@ class ManagerConfig(StoreConfig):
     api_write_timeout: int = 5000
     webroot: str = "./webroot"
     kill_marker_ttl: int = 10  # s; how long a kill marker lives in etcd
+    default_timezone: str = "UTC"  # a saved job that names no timezone gets this one
 
     def validate(self) -> None:
         super().validate()
         if not 0 < self.api_port < 65536:
             raise ConfigError("apiPort", f"must be 1-65535, got {self.api_port}")
+        try:
+            check_zone(self.default_timezone)
+        except CronError as exc:
+            raise ConfigError("defaultTimezone", exc.problem) from None
         _positive(self, "api_read_timeout", "api_write_timeout", "kill_marker_ttl")
 
 

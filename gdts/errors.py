@@ -20,6 +20,18 @@ class InvalidFieldError(GdtsError):
         super().__init__(f"{field}: {problem}")
 
 
+class NotFoundError(InvalidFieldError):
+    """The request names something that does not exist (a job); the field says which."""
+
+    http_status = 404
+
+
+class ConflictError(InvalidFieldError):
+    """The request would overwrite something it must not (a clone onto an existing job)."""
+
+    http_status = 409
+
+
 class UnsupportedVersionError(InvalidFieldError):
     """A stored record was written by a newer GDTS; refuse it rather than drop unknown fields."""
 

@@ -4,103 +4,229 @@ from __future__ import annotations
 
 import hashlib
 import json
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from gdts.cron import CronError, CronSchedule, parse_cron
+from gdts.cron import CronError, CronSchedule, check_zone, parse_cron
 from gdts.errors import InvalidFieldError, UnsupportedVersionError
+from gdts.jobfields import (
+    CONCURRENCY_POLICIES,
+    JOB_TYPES,
+    MAX_COMMAND_BYTES,
+    MAX_MATCH_CHARS,
+    MAX_MISFIRE_GRACE_S,
+    MAX_NAME_CHARS,
+    MAX_RETRIES,
+    MAX_RETRY_BACKOFF_S,
+    MAX_TIMEOUT_S,
+    HttpTarget,
+    parse_http,
+    parse_run_at,
+    type_name,
+    validate_bool,
+    validate_choice,
+    validate_command,
+    validate_int,
+    validate_name,
+    validate_seconds,
+    validate_text,
+)
 
-JOB_RECORD_VERSION = 1
-MAX_NAME_CHARS = 128
-MAX_COMMAND_BYTES = 64 * 1024
-_API_FIELDS = ("name", "command", "cronExpr")
+__all__ = ["MAX_COMMAND_BYTES", "MAX_NAME_CHARS", "HttpTarget", "Job", "validate_name"]
+
+JOB_RECORD_VERSION = 2  # 1: name, command, cronExpr only (and the Go GDTS's records)
+DEFAULT_RETRY_BACKOFF_S = 1.0
+
+# Every field of a job as the API shows it, with its default: a record or request without a
+# field gets the default, so a job saved with only name/command/cronExpr behaves as before.
+API_DEFAULTS: dict[str, Any] = {
+    "name": None,
+    "type": "shell",
+    "command": "",
+    "cronExpr": "",
+    "runAt": None,
+    "timezone": "UTC",
+    "enabled": True,
+    "timeout": None,
+    "retries": 0,
+    "retryBackoff": DEFAULT_RETRY_BACKOFF_S,
+    "concurrencyPolicy": "forbid",
+    "misfireGrace": None,
+    "catchUp": False,
+    "http": None,
+    "expectedExitCode": 0,
+    "outputContains": "",
+    "outputNotContains": "",
+}
+_API_FIELDS = tuple(API_DEFAULTS)
+_NULLABLE = frozenset(field for field, default in API_DEFAULTS.items() if default is None)
 
 
-def validate_name(value: object, field_name: str = "name") -> str:
-    """Check a job name; the name becomes part of etcd keys, so this guards the key layout too."""
+def _parse_schedule(value: object, zone: str) -> CronSchedule:
     if not isinstance(value, str):
-        raise InvalidFieldError(field_name, f"must be a string, got {_type_name(value)}")
-    if not value:
-        raise InvalidFieldError(field_name, "must not be empty")
-    if len(value) > MAX_NAME_CHARS:
-        raise InvalidFieldError(
-            field_name, f"must be at most {MAX_NAME_CHARS} characters (got {len(value)})"
-        )
-    if "/" in value:
-        raise InvalidFieldError(field_name, "must not contain '/'")
-    if value in (".", ".."):
-        raise InvalidFieldError(field_name, f"must not be {value!r}")
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise InvalidFieldError(field_name, "must not contain control characters")
-    _require_utf8(field_name, value)
-    if value != value.strip():
-        raise InvalidFieldError(field_name, "must not start or end with white space")
-    return value
-
-
-def _validate_command(value: object) -> str:
-    if not isinstance(value, str):
-        raise InvalidFieldError("command", f"must be a string, got {_type_name(value)}")
-    if not value.strip():
-        raise InvalidFieldError("command", "must not be empty")
-    size = len(_require_utf8("command", value))
-    if size > MAX_COMMAND_BYTES:
-        raise InvalidFieldError(
-            "command", f"must be at most {MAX_COMMAND_BYTES} bytes (got {size})"
-        )
-    if "\x00" in value:
-        raise InvalidFieldError("command", "must not contain a NUL character")
-    return value
-
-
-def _parse_schedule(value: object) -> CronSchedule:
-    if not isinstance(value, str):
-        raise InvalidFieldError("cronExpr", f"must be a string, got {_type_name(value)}")
+        raise InvalidFieldError("cronExpr", f"must be a string, got {type_name(value)}")
     try:
-        return parse_cron(value)
+        return parse_cron(value, zone)
     except CronError as exc:
-        # CronError messages already start with "cronExpr: "; keep only the problem part.
-        problem = str(exc).removeprefix("cronExpr: ")
-        raise InvalidFieldError("cronExpr", problem) from None
+        field_name = "timezone" if exc.field == "zone" else "cronExpr"
+        raise InvalidFieldError(field_name, exc.problem) from None
+
+
+def _check_zone(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidFieldError("timezone", f"must be a string, got {type_name(value)}")
+    try:
+        return check_zone(value)
+    except CronError as exc:
+        raise InvalidFieldError("timezone", exc.problem) from None
 
 
 @dataclass(frozen=True)
 class Job:
+    """A job as workers run it. ``schedule`` is None for a one-shot job (``run_at_ms``)."""
+
     name: str
     command: str
     cron_expr: str
-    schedule: CronSchedule = field(compare=False, repr=False)
+    schedule: CronSchedule | None = field(compare=False, repr=False)
+    kind: str = "shell"
+    run_at_ms: int | None = None
+    timezone: str = "UTC"
+    enabled: bool = True
+    timeout_s: float | None = None
+    retries: int = 0
+    retry_backoff_s: float = DEFAULT_RETRY_BACKOFF_S
+    concurrency: str = "forbid"
+    misfire_grace_s: float | None = None
+    catch_up: bool = False
+    http: HttpTarget | None = None
+    expected_exit_code: int = 0
+    output_contains: str = ""
+    output_not_contains: str = ""
 
     @classmethod
     def create(cls, name: object, command: object, cron_expr: object) -> Job:
-        """Build a job from untrusted values, naming the first bad field."""
-        checked_name = validate_name(name)
-        checked_command = _validate_command(command)
-        schedule = _parse_schedule(cron_expr)
-        return cls(checked_name, checked_command, schedule.expr, schedule)
+        """A shell job on a cron schedule in UTC: the original GDTS's job."""
+        return cls.from_api({"name": name, "command": command, "cronExpr": cron_expr})
 
     @classmethod
-    def from_api(cls, data: object) -> Job:
-        """The ``job`` object of ``/job/save``: exactly the original GDTS fields."""
+    def from_api(cls, data: object, *, default_zone: str = "UTC", now_ms: int | None = None) -> Job:
+        """Build a job from untrusted values, naming the first bad field. ``default_zone``
+        applies when the request names none; ``now_ms`` (on save) refuses a one-shot time in
+        the past."""
         if not isinstance(data, dict):
-            raise InvalidFieldError("job", f"must be a JSON object, got {_type_name(data)}")
+            raise InvalidFieldError("job", f"must be a JSON object, got {type_name(data)}")
         unknown = sorted(set(data) - set(_API_FIELDS))
         if unknown:
             raise InvalidFieldError(
-                "job", f"unknown field {unknown[0]!r} (known: {', '.join(_API_FIELDS)})"
+                unknown[0], f"unknown job field (known: {', '.join(_API_FIELDS)})"
             )
-        for required in _API_FIELDS:
-            if required not in data:
-                raise InvalidFieldError(required, "is required")
-        return cls.create(data["name"], data["command"], data["cronExpr"])
+        if "name" not in data:
+            raise InvalidFieldError("name", "is required")
+        name = validate_name(data["name"])
+        # null stands for "not given" in the fields that have no value by default.
+        given = {k: v for k, v in data.items() if v is not None or k not in _NULLABLE}
+        kind = validate_choice("type", given.get("type", "shell"), JOB_TYPES)
+
+        command = given.get("command", "")
+        http = None
+        if kind == "shell":
+            if "command" not in given:
+                raise InvalidFieldError("command", "is required")
+            command = validate_command(command)
+            if "http" in given:
+                raise InvalidFieldError("http", 'is only for jobs of type "http"')
+        else:
+            if command != "":
+                raise InvalidFieldError("command", 'must be empty for a job of type "http"')
+            if "http" not in given:
+                raise InvalidFieldError("http", 'is required for a job of type "http"')
+            http = parse_http(given["http"])
+
+        zone = _check_zone(given.get("timezone", default_zone))
+        cron_expr = given.get("cronExpr", "")
+        run_at_ms = None
+        schedule = None
+        if "runAt" in given:
+            if cron_expr != "":
+                raise InvalidFieldError("runAt", "a job has either cronExpr or runAt, not both")
+            run_at_ms = parse_run_at(given["runAt"], now_ms)
+        else:
+            if cron_expr == "" and "cronExpr" in given:
+                raise InvalidFieldError("cronExpr", "must not be empty (or give runAt instead)")
+            if "cronExpr" not in given:
+                raise InvalidFieldError("cronExpr", "is required (or runAt, for a one-shot job)")
+            schedule = _parse_schedule(cron_expr, zone)
+            cron_expr = schedule.expr
+
+        timeout = given.get("timeout")
+        grace = given.get("misfireGrace")
+        return cls(
+            name=name,
+            command=command,
+            cron_expr=cron_expr,
+            schedule=schedule,
+            kind=kind,
+            run_at_ms=run_at_ms,
+            timezone=zone,
+            enabled=validate_bool("enabled", given.get("enabled", True)),
+            timeout_s=None
+            if timeout is None
+            else validate_seconds("timeout", timeout, MAX_TIMEOUT_S),
+            retries=validate_int("retries", given.get("retries", 0), 0, MAX_RETRIES),
+            retry_backoff_s=validate_seconds(
+                "retryBackoff",
+                given.get("retryBackoff", DEFAULT_RETRY_BACKOFF_S),
+                MAX_RETRY_BACKOFF_S,
+            ),
+            concurrency=validate_choice(
+                "concurrencyPolicy", given.get("concurrencyPolicy", "forbid"), CONCURRENCY_POLICIES
+            ),
+            misfire_grace_s=None
+            if grace is None
+            else validate_seconds("misfireGrace", grace, MAX_MISFIRE_GRACE_S),
+            catch_up=validate_bool("catchUp", given.get("catchUp", False)),
+            http=http,
+            expected_exit_code=validate_int(
+                "expectedExitCode", given.get("expectedExitCode", 0), 0, 255
+            ),
+            output_contains=validate_text(
+                "outputContains", given.get("outputContains", ""), MAX_MATCH_CHARS
+            ),
+            output_not_contains=validate_text(
+                "outputNotContains", given.get("outputNotContains", ""), MAX_MATCH_CHARS
+            ),
+        )
+
+    @property
+    def one_shot(self) -> bool:
+        return self.run_at_ms is not None
 
     def to_api(self) -> dict[str, Any]:
-        return {"name": self.name, "command": self.command, "cronExpr": self.cron_expr}
+        return {
+            "name": self.name,
+            "type": self.kind,
+            "command": self.command,
+            "cronExpr": self.cron_expr,
+            "runAt": None if self.run_at_ms is None else iso_ms(self.run_at_ms),
+            "timezone": self.timezone,
+            "enabled": self.enabled,
+            "timeout": self.timeout_s,
+            "retries": self.retries,
+            "retryBackoff": self.retry_backoff_s,
+            "concurrencyPolicy": self.concurrency,
+            "misfireGrace": self.misfire_grace_s,
+            "catchUp": self.catch_up,
+            "http": None if self.http is None else self.http.to_api(),
+            "expectedExitCode": self.expected_exit_code,
+            "outputContains": self.output_contains,
+            "outputNotContains": self.output_not_contains,
+        }
 
     def to_record(self) -> bytes:
-        """The etcd value: the API fields plus a record version."""
+        """The etcd value: the API view plus a record version."""
         return json.dumps(
             {"v": JOB_RECORD_VERSION, **self.to_api()}, separators=(",", ":")
         ).encode()
@@ -109,17 +235,15 @@ class Job:
     def from_record(cls, raw: bytes) -> Job:
         return cls.from_api(_load_record(raw))
 
-
-def _require_utf8(field_name: str, value: str) -> bytes:
-    # JSON can carry lone surrogates ("\ud800"), which no UTF-8 key or argv can hold.
-    try:
-        return value.encode()
-    except UnicodeEncodeError:
-        raise InvalidFieldError(field_name, "must be valid Unicode (no lone surrogates)") from None
+    def with_changes(self, **changes: Any) -> Job:
+        """This job with some API fields replaced, checked as a save would check them."""
+        return Job.from_api({**self.to_api(), **changes}, default_zone=self.timezone)
 
 
-def _type_name(value: object) -> str:
-    return "null" if value is None else type(value).__name__
+def iso_ms(epoch_ms: int) -> str:
+    """Epoch ms as ISO 8601 in UTC with milliseconds (what runAt reads back exactly)."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _load_record(raw: bytes) -> dict[str, Any]:
@@ -137,8 +261,8 @@ def _load_record(raw: bytes) -> dict[str, Any]:
 
 
 def _checked_version(data: dict[str, Any]) -> dict[str, Any] | InvalidFieldError:
-    # Records written by the original Go GDTS have no "v"; they are version 1 in content.
-    version = data.pop("v", JOB_RECORD_VERSION)
+    # Records written by the original Go GDTS have no "v": version 1 in content.
+    version = data.pop("v", 1)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         return InvalidFieldError("v", f"must be a positive integer, got {version!r}")
     if version > JOB_RECORD_VERSION:
@@ -186,9 +310,13 @@ def _checked(
 
 
 def _view_of(data: dict[str, Any]) -> dict[str, Any]:
-    view = {field: data.get(field) for field in _API_FIELDS}
-    if not all(isinstance(value, str) for value in view.values()):
+    # Fields a version-1 record lacks read as their defaults; the record was checked in full
+    # when it was saved, so only its shape is checked here.
+    view = {field: data.get(field, default) for field, default in API_DEFAULTS.items()}
+    if not all(isinstance(view[field], str) for field in ("name", "command", "cronExpr")):
         raise InvalidFieldError("job", "stored value lacks a field")
+    if view["cronExpr"] == "" and view["runAt"] is None:
+        raise InvalidFieldError("job", "stored value has neither cronExpr nor runAt")
     return view
 
 

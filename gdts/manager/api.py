@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 
 JOB_STORE = web.AppKey("job_store", JobStore)
 RUN_LOG = web.AppKey("run_log", RunLog)
+DEFAULT_ZONE = web.AppKey("default_zone", str)
 
 DEFAULT_LOG_LIMIT = 20
 MAX_LOG_LIMIT = 1000
@@ -120,8 +122,32 @@ async def save_job(request: web.Request) -> web.Response:
             raise InvalidFieldError("job", f"is not valid JSON ({exc})") from None
         except RecursionError:
             raise InvalidFieldError("job", "is nested too deeply") from None
-    job = Job.from_api(raw)
+    job = Job.from_api(
+        raw, default_zone=request.app[DEFAULT_ZONE], now_ms=time.time_ns() // 1_000_000
+    )
     return ok(await request.app[JOB_STORE].save(job))
+
+
+async def enable_job(request: web.Request) -> web.Response:
+    """Resume a paused job: workers schedule it again from its next tick."""
+    name = _required_name(await read_params(request))
+    return ok(await request.app[JOB_STORE].update(name, enabled=True))
+
+
+async def disable_job(request: web.Request) -> web.Response:
+    """Pause a job: its definition and history stay, no worker starts it (a run going on goes
+    on; /job/kill stops it)."""
+    name = _required_name(await read_params(request))
+    return ok(await request.app[JOB_STORE].update(name, enabled=False))
+
+
+async def clone_job(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    name = _required_name(params)
+    if "newName" not in params:
+        raise InvalidFieldError("newName", "is required")
+    new_name = validate_name(params["newName"], "newName")
+    return ok(await request.app[JOB_STORE].clone(name, new_name))
 
 
 async def delete_job(request: web.Request) -> web.Response:
@@ -168,6 +194,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/job/save", save_job)
     app.router.add_post("/job/delete", delete_job)
     app.router.add_post("/job/kill", kill_job)
+    app.router.add_post("/job/enable", enable_job)
+    app.router.add_post("/job/disable", disable_job)
+    app.router.add_post("/job/clone", clone_job)
     app.router.add_get("/job/list", list_jobs)
     app.router.add_get("/job/log", job_log)
     app.router.add_get("/worker/list", list_workers)

@@ -10,7 +10,7 @@ from aiohttp import web
 from gdts.config import ManagerConfig
 from gdts.etcd import EtcdClient
 from gdts.keys import KeyLayout
-from gdts.manager.api import JOB_STORE, RUN_LOG, add_routes, error_middleware
+from gdts.manager.api import DEFAULT_ZONE, JOB_STORE, RUN_LOG, add_routes, error_middleware
 from gdts.manager.health import add_health_routes, count_requests
 from gdts.manager.jobstore import JobStore
 from gdts.runlog import RunLog, open_mongo
@@ -66,6 +66,7 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     mongo = open_mongo(config.mongodb_uri, config.mongodb_connect_timeout)
     app[JOB_STORE] = JobStore(etcd, KeyLayout(config.etcd_prefix), config.kill_marker_ttl)
     app[RUN_LOG] = RunLog(mongo, config.mongodb_database)
+    app[DEFAULT_ZONE] = config.default_timezone
     try:
         yield
     finally:

@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from gdts.errors import InvalidFieldError
+from gdts.errors import ConflictError, InvalidFieldError, NotFoundError
 from gdts.etcd import EtcdClient, etcd_errors, read_prefix
 from gdts.job import Job, api_views
 from gdts.keys import KeyLayout
@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 # Paged listings only ever add to what is remembered; past this many entries it starts over.
 _MAX_REMEMBERED = 500_000
 _UNKNOWN = (-1, b"")
+_UPDATE_ATTEMPTS = 5
 
 
 class JobStore:
@@ -31,6 +32,46 @@ class JobStore:
         with etcd_errors():
             reply = await self._client.put(self._keys.job(job.name), job.to_record(), prev_kv=True)
         return _previous(_value_of(reply.prev_kv))
+
+    async def update(self, name: str, **changes: Any) -> dict[str, Any]:
+        """Change some fields of a stored job (read, check, write if unchanged meanwhile);
+        returns the job as it is now."""
+        key = self._keys.job(name)
+        txn = self._client.transactions
+        for _ in range(_UPDATE_ATTEMPTS):
+            with etcd_errors():
+                stored = await self._client.get(key)
+            if stored is None:
+                raise NotFoundError("name", f"no job named {name!r}")
+            job = Job.from_record(stored.value).with_changes(**changes)
+            with etcd_errors():
+                written, _ = await self._client.transaction(
+                    compare=[txn.mod(key) == stored.mod_revision],
+                    success=[txn.put(key, job.to_record())],
+                    failure=[],
+                )
+            if written:
+                return job.to_api()
+        raise ConflictError("name", f"job {name!r} kept changing; try again")
+
+    async def clone(self, name: str, new_name: str) -> dict[str, Any]:
+        """A copy of a job under a new name; never overwrites an existing job."""
+        with etcd_errors():
+            stored = await self._client.get(self._keys.job(name))
+        if stored is None:
+            raise NotFoundError("name", f"no job named {name!r}")
+        job = Job.from_record(stored.value).with_changes(name=new_name)
+        new_key = self._keys.job(new_name)
+        txn = self._client.transactions
+        with etcd_errors():
+            created, _ = await self._client.transaction(
+                compare=[txn.create(new_key) == 0],
+                success=[txn.put(new_key, job.to_record())],
+                failure=[],
+            )
+        if not created:
+            raise ConflictError("newName", f"a job named {new_name!r} already exists")
+        return job.to_api()
 
     async def delete(self, name: str) -> dict[str, Any] | None:
         with etcd_errors():

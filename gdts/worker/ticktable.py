@@ -34,6 +34,18 @@ class DueTick:
     plan_ms: int
 
 
+def next_plan(job: Job, after_ms: int) -> int | None:
+    """The job's first planned tick strictly after ``after_ms``, or None: a paused job has
+    none, a one-shot job only its one instant, a cron job what its schedule says."""
+    if not job.enabled:
+        return None
+    if job.run_at_ms is not None:
+        return job.run_at_ms if job.run_at_ms > after_ms else None
+    assert job.schedule is not None
+    upcoming = job.schedule.next_after(from_ms(after_ms))
+    return None if upcoming is None else to_ms(upcoming)
+
+
 class TickTable:
     def __init__(self) -> None:
         self._jobs: dict[str, tuple[Job, int]] = {}  # name -> (job, generation)
@@ -114,11 +126,10 @@ class TickTable:
                 self._push_next(job, generation, oldest_ms - 1)
 
     def _push_next(self, job: Job, generation: int, after_ms: int) -> None:
-        upcoming = job.schedule.next_after(from_ms(after_ms))
-        if upcoming is None:
+        plan_ms = next_plan(job, after_ms)
+        if plan_ms is None:
             self._pending.pop(job.name, None)
             return
-        plan_ms = to_ms(upcoming)
         self._pending[job.name] = plan_ms
         heapq.heappush(self._heap, (plan_ms, generation, job.name))
 

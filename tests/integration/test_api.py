@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gdts.config import ManagerConfig
 from gdts.etcd import EtcdClient, read_prefix
+from gdts.job import API_DEFAULTS
 from gdts.localstack import free_port
 from gdts.manager.app import create_app
 from gdts.runlog import RunLog, open_mongo
@@ -48,6 +49,11 @@ async def call(client: TestClient, method: str, path: str, **kwargs: Any) -> tup
     return response.status, await response.json()
 
 
+def view(**fields: Any) -> dict[str, Any]:
+    """A job as the API shows it: the given fields, every other one at its default."""
+    return {**API_DEFAULTS, **fields}
+
+
 def job_form(name: str = "backup", command: str = "echo hi", cron: str = "*/5 * * * * *") -> dict:
     return {"job": json.dumps({"name": name, "command": command, "cronExpr": cron})}
 
@@ -62,13 +68,13 @@ async def test_save_returns_previous_version_and_list_shows_job(client, etcd, st
     assert (status, body) == (200, {"errno": 0, "msg": "success", "data": None})
     status, body = await call(client, "POST", "/job/save", data=job_form(command="echo two"))
     assert status == 200
-    assert body["data"] == {"name": "backup", "command": "echo one", "cronExpr": "*/5 * * * * *"}
+    assert body["data"] == view(name="backup", command="echo one", cronExpr="*/5 * * * * *")
     status, body = await call(client, "GET", "/job/list")
-    assert body["data"] == [{"name": "backup", "command": "echo two", "cronExpr": "*/5 * * * * *"}]
+    assert body["data"] == [view(name="backup", command="echo two", cronExpr="*/5 * * * * *")]
     # Stored under the documented key, with a record version.
     stored = dict(await snapshot(etcd, stack))
     record = json.loads(stored[f"{stack.prefix}jobs/backup".encode()])
-    assert record == {"v": 1, "name": "backup", "command": "echo two", "cronExpr": "*/5 * * * * *"}
+    assert record == {"v": 2, **view(name="backup", command="echo two", cronExpr="*/5 * * * * *")}
 
 
 async def test_every_listing_shows_etcd_as_it_is_now(client, etcd, stack) -> None:
@@ -84,11 +90,43 @@ async def test_every_listing_shows_etcd_as_it_is_now(client, etcd, stack) -> Non
     await etcd.put(f"{stack.prefix}jobs/broken".encode(), b"{not json")
     _, body = await call(client, "GET", "/job/list")
     assert body["data"] == [
-        {"name": "a", "command": "echo from etcd", "cronExpr": "@daily"},
-        {"name": "b", "command": "echo B", "cronExpr": "*/5 * * * * *"},
+        view(name="a", command="echo from etcd", cronExpr="@daily"),
+        view(name="b", command="echo B", cronExpr="*/5 * * * * *"),
     ]  # the unreadable record is skipped, not fatal
     _, body = await call(client, "GET", "/job/list", params={"limit": 1, "after": "a"})
     assert [j["command"] for j in body["data"]] == ["echo B"]
+
+
+async def test_disable_and_enable_keep_the_definition_and_flip_only_the_flag(client) -> None:
+    await call(client, "POST", "/job/save", data=_job(name="p", command="echo p", retries=2))
+    status, body = await call(client, "POST", "/job/disable", data={"name": "p"})
+    assert status == 200 and body["data"]["enabled"] is False
+    _, listed = await call(client, "GET", "/job/list")
+    assert listed["data"] == [view(name="p", command="echo p", cronExpr="@daily", retries=2,
+                                   enabled=False)]  # fmt: skip
+    status, body = await call(client, "POST", "/job/enable", data={"name": "p"})
+    assert status == 200 and body["data"] == view(
+        name="p", command="echo p", cronExpr="@daily", retries=2
+    )
+
+
+async def test_clone_copies_every_field_under_the_new_name(client) -> None:
+    await call(client, "POST", "/job/save", data=_job(name="src", timezone="Asia/Tokyo"))
+    status, body = await call(client, "POST", "/job/clone", data={"name": "src", "newName": "dst"})
+    assert status == 200 and body["data"]["name"] == "dst"
+    _, listed = await call(client, "GET", "/job/list")
+    src, dst = sorted(listed["data"], key=lambda j: j["name"], reverse=True)
+    assert dst == {**src, "name": "dst"} and dst["timezone"] == "Asia/Tokyo"
+
+
+async def test_a_job_without_a_zone_gets_the_managers_default(stack) -> None:
+    config = manager_config(stack, default_timezone="America/New_York")
+    async with TestClient(TestServer(create_app(config))) as client:
+        await call(client, "POST", "/job/save", data=_job(name="z"))
+        await call(client, "POST", "/job/save", data=_job(name="u", timezone="UTC"))
+        _, listed = await call(client, "GET", "/job/list")
+    zones = {job["name"]: job["timezone"] for job in listed["data"]}
+    assert zones == {"u": "UTC", "z": "America/New_York"}
 
 
 async def test_json_bodies_are_accepted(client) -> None:
@@ -96,9 +134,9 @@ async def test_json_bodies_are_accepted(client) -> None:
     status, body = await call(client, "POST", "/job/save", json={"job": job})
     assert (status, body["errno"]) == (200, 0)
     status, body = await call(client, "POST", "/job/save", json={"job": json.dumps(job)})
-    assert body["data"] == job
+    assert body["data"] == view(**job)
     status, body = await call(client, "POST", "/job/delete", json={"name": "js"})
-    assert body["data"] == job
+    assert body["data"] == view(**job)
 
 
 async def test_delete_returns_deleted_job_then_null(client) -> None:
@@ -169,7 +207,7 @@ BAD_REQUESTS = [
     ("no job field", "POST", "/job/save", {"data": {}}, 400, "job"),
     ("job not json", "POST", "/job/save", {"data": {"job": "{nope"}}, 400, "job"),
     ("job is a list", "POST", "/job/save", {"data": {"job": "[1]"}}, 400, "job"),
-    ("unknown job field", "POST", "/job/save", {"data": _job(cronexpr="x")}, 400, "job"),
+    ("unknown job field", "POST", "/job/save", {"data": _job(cronexpr="x")}, 400, "cronexpr"),
     ("name missing", "POST", "/job/save", {"data": _job(name=_MISSING)}, 400, "name"),
     ("name empty", "POST", "/job/save", {"data": _job(name="")}, 400, "name"),
     ("name too long", "POST", "/job/save", {"data": _job(name="n" * 129)}, 400, "name"),
@@ -197,6 +235,25 @@ BAD_REQUESTS = [
     ("log limit zero", "GET", "/job/log", {"params": {"name": "a", "limit": "0"}}, 400, "limit"),
     ("log limit big", "GET", "/job/log", {"params": {"name": "a", "limit": "1001"}}, 400, "limit"),
     ("log limit text", "GET", "/job/log", {"params": {"name": "a", "limit": "ten"}}, 400, "limit"),
+    ("zone unknown", "POST", "/job/save", {"data": _job(timezone="Mars/Base")}, 400, "timezone"),
+    ("timeout zero", "POST", "/job/save", {"data": _job(timeout=0)}, 400, "timeout"),
+    ("retries 11", "POST", "/job/save", {"data": _job(retries=11)}, 400, "retries"),
+    ("policy unknown", "POST", "/job/save",
+     {"data": _job(concurrencyPolicy="sometimes")}, 400, "concurrencyPolicy"),
+    ("one-shot past", "POST", "/job/save",
+     {"data": _job(cronExpr=_MISSING, runAt="2001-01-01T00:00:00Z")}, 400, "runAt"),
+    ("http bad url", "POST", "/job/save",
+     {"data": _job(command=_MISSING, type="http", http={"url": "gopher://x"})}, 400, "http.url"),
+    ("enable no name", "POST", "/job/enable", {"data": {}}, 400, "name"),
+    ("enable unknown", "POST", "/job/enable", {"data": {"name": "ghost"}}, 404, "name"),
+    ("disable unknown", "POST", "/job/disable", {"data": {"name": "ghost"}}, 404, "name"),
+    ("clone no new name", "POST", "/job/clone", {"data": {"name": "keep"}}, 400, "newName"),
+    ("clone bad new name", "POST", "/job/clone",
+     {"data": {"name": "keep", "newName": "a/b"}}, 400, "newName"),
+    ("clone unknown", "POST", "/job/clone",
+     {"data": {"name": "ghost", "newName": "new"}}, 404, "name"),
+    ("clone onto existing", "POST", "/job/clone",
+     {"data": {"name": "keep", "newName": "keep"}}, 409, "newName"),
     ("wrong method", "GET", "/job/save", {}, 405, None),
     ("unknown path", "GET", "/job/nothing", {}, 404, None),
     ("body too large", "POST", "/job/save",

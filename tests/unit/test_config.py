@@ -362,3 +362,12 @@ def test_secrets_from_env_are_not_in_repr() -> None:
     assert config.etcd_password == PASSWORD
     assert PASSWORD not in repr(config)
     assert MONGO_SECRET not in repr(config)
+
+
+def test_default_timezone_is_checked_and_kept(write: Any) -> None:
+    assert load_config(ManagerConfig, write({}), {}).default_timezone == "UTC"
+    config = load_config(ManagerConfig, write({"defaultTimezone": "Europe/Berlin"}), {})
+    assert config.default_timezone == "Europe/Berlin"
+    with pytest.raises(ConfigError, match=r"^config defaultTimezone: unknown time zone") as exc:
+        load_config(ManagerConfig, write({"defaultTimezone": "Europe/Atlantis"}), {})
+    assert exc.value.key == "defaultTimezone"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from gdts.errors import InvalidFieldError, UnsupportedVersionError
-from gdts.job import Job, api_view, api_views, validate_name
+from gdts.job import API_DEFAULTS, Job, api_view, api_views, validate_name
 
 EVERY_MINUTE = "* * * * *"
 
@@ -214,21 +214,27 @@ def test_from_api_builds_the_job() -> None:
     assert (job.name, job.command, job.cron_expr) == ("backup", "echo hi", "0 3 * * *")
 
 
-def test_to_api_gives_exactly_the_original_fields() -> None:
+def test_to_api_keeps_the_original_fields_and_shows_every_default() -> None:
     job = Job.create("backup", "echo hi", "0 3 * * *")
-    assert job.to_api() == {"name": "backup", "command": "echo hi", "cronExpr": "0 3 * * *"}
+    view = job.to_api()
+    assert {k: view[k] for k in ("name", "command", "cronExpr")} == {
+        "name": "backup",
+        "command": "echo hi",
+        "cronExpr": "0 3 * * *",
+    }
+    assert view == {**API_DEFAULTS, "name": "backup", "command": "echo hi", "cronExpr": "0 3 * * *"}
 
 
 def test_from_api_rejects_an_unknown_field_naming_it() -> None:
-    data = {"name": "a", "command": "true", "cronExpr": EVERY_MINUTE, "timeout": 5}
-    with pytest.raises(InvalidFieldError, match=r"^job: unknown field 'timeout'") as exc:
+    data = {"name": "a", "command": "true", "cronExpr": EVERY_MINUTE, "timeOut": 5}
+    with pytest.raises(InvalidFieldError, match=r"^timeOut: unknown job field") as exc:
         Job.from_api(data)
-    assert field_of(exc) == "job"
+    assert field_of(exc) == "timeOut"
 
 
 def test_from_api_rejects_a_field_that_differs_only_in_case() -> None:
     data = {"name": "a", "command": "true", "cronexpr": EVERY_MINUTE}
-    with pytest.raises(InvalidFieldError, match=r"^job: unknown field 'cronexpr'"):
+    with pytest.raises(InvalidFieldError, match=r"^cronexpr: unknown job field"):
         Job.from_api(data)
 
 
@@ -236,7 +242,7 @@ def test_from_api_rejects_a_field_that_differs_only_in_case() -> None:
 def test_from_api_names_a_missing_field(missing: str) -> None:
     data = {"name": "a", "command": "true", "cronExpr": EVERY_MINUTE}
     del data[missing]
-    with pytest.raises(InvalidFieldError, match=rf"^{missing}: is required$") as exc:
+    with pytest.raises(InvalidFieldError, match=rf"^{missing}: is required") as exc:
         Job.from_api(data)
     assert field_of(exc) == missing
 
@@ -261,9 +267,9 @@ def test_from_api_validates_the_values() -> None:
 
 def test_to_record_is_compact_json_with_version_first() -> None:
     job = Job.create("backup", "echo hi", "0 3 * * *")
-    assert job.to_record() == (
-        b'{"v":1,"name":"backup","command":"echo hi","cronExpr":"0 3 * * *"}'
-    )
+    record = job.to_record()
+    assert record.startswith(b'{"v":2,"name":"backup","type":"shell","command":"echo hi",')
+    assert b" " not in record.replace(b"echo hi", b"").replace(b"0 3 * * *", b"")
 
 
 @pytest.mark.parametrize(
@@ -295,7 +301,7 @@ def test_record_with_version_1_is_accepted() -> None:
     assert Job.from_record(raw).cron_expr == "@hourly"
 
 
-@pytest.mark.parametrize("version", [2, 99])
+@pytest.mark.parametrize("version", [3, 99])
 def test_record_from_a_newer_gdts_is_refused_with_an_upgrade_hint(version: int) -> None:
     raw = json.dumps(
         {"v": version, "name": "job1", "command": "true", "cronExpr": EVERY_MINUTE}
@@ -316,7 +322,7 @@ def test_record_with_a_malformed_version_is_refused(version: str) -> None:
 
 def test_record_with_unknown_field_is_rejected_naming_it() -> None:
     raw = b'{"v":1,"name":"job1","command":"true","cronExpr":"* * * * *","owner":"x"}'
-    with pytest.raises(InvalidFieldError, match=r"^job: unknown field 'owner'"):
+    with pytest.raises(InvalidFieldError, match=r"^owner: unknown job field"):
         Job.from_record(raw)
 
 
@@ -398,6 +404,6 @@ def test_records_that_parse_only_together_are_not_mistaken_for_jobs() -> None:
 
 
 def test_a_future_record_version_stays_an_unsupported_version_error() -> None:
-    raw = b'{"v":2,"name":"x","command":"c","cronExpr":"* * * * *"}'
+    raw = b'{"v":3,"name":"x","command":"c","cronExpr":"* * * * *"}'
     (view,) = api_views([raw, *_records(1)])[:1]
     assert isinstance(view, UnsupportedVersionError)

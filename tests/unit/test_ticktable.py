@@ -422,3 +422,46 @@ def test_ten_thousand_jobs_only_the_due_one_is_popped_and_nothing_else_is_touche
     assert table.pop_due(instant, instant - 10_000) == ([], 0)
     assert calls == ["0 12 * * *"]
     assert len(table) == 10_000
+
+
+# --- paused, one-shot and zoned jobs ----------------------------------------------------------
+
+
+def test_a_paused_job_has_no_tick_and_resumes_from_now() -> None:
+    table = TickTable()
+    start = ms(2026, 5, 1, 12, 0, 0)
+    table.put(job("p", "* * * * *").with_changes(enabled=False), start)
+    assert "p" in table and table.next_ms() is None
+    table.put(job("p", "* * * * *"), start + 90_000)  # resumed 1.5 minutes later
+    assert table.next_ms() == ms(2026, 5, 1, 12, 2, 0)  # no catching up on the paused ticks
+
+
+def test_a_one_shot_job_fires_once_at_its_instant() -> None:
+    at = ms(2026, 5, 1, 12, 0, 30)
+    once = Job.from_api({"name": "once", "command": "true", "runAt": at / 1000})
+    table = TickTable()
+    table.put(once, at - 5000)
+    assert table.next_ms() == at
+    due, missed = table.pop_due(at, at - 10_000)
+    assert plans(due) == [("once", at)] and missed == 0
+    assert table.next_ms() is None  # never again
+
+
+def test_a_one_shot_job_whose_instant_passed_is_not_scheduled() -> None:
+    at = ms(2026, 5, 1, 12, 0, 30)
+    once = Job.from_api({"name": "once", "command": "true", "runAt": at / 1000})
+    table = TickTable()
+    table.put(once, at + 1)
+    assert table.next_ms() is None
+
+
+def test_a_zoned_job_fires_at_its_local_time() -> None:
+    berlin = Job.from_api(
+        {"name": "b", "command": "true", "cronExpr": "30 2 * * *", "timezone": "Europe/Berlin"}
+    )
+    table = TickTable()
+    table.put(berlin, ms(2026, 7, 1))
+    assert table.next_ms() == ms(2026, 7, 1, 0, 30)  # 02:30 CEST is 00:30 UTC
+    spring_day = berlin.with_changes(cronExpr="30 2 29 3 *")
+    table.put(spring_day, ms(2026, 3, 28))
+    assert table.next_ms() == ms(2026, 3, 29, 1, 0)  # 02:30 does not exist: 03:00 CEST

@@ -1,0 +1,266 @@
+"""Checks for each field of a job as the API receives it. Pure: values in, checked values or an
+InvalidFieldError naming the field out. "Now" is an argument where a check needs it."""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from gdts.errors import InvalidFieldError
+
+MAX_NAME_CHARS = 128
+MAX_COMMAND_BYTES = 64 * 1024
+MAX_TIMEOUT_S = 7 * 24 * 3600
+MAX_RETRIES = 10
+MAX_RETRY_BACKOFF_S = 3600
+MAX_MISFIRE_GRACE_S = 24 * 3600
+MAX_MATCH_CHARS = 4096
+MAX_URL_CHARS = 2048
+MAX_HTTP_HEADERS = 50
+MAX_HTTP_BODY_BYTES = 64 * 1024
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+JOB_TYPES = ("shell", "http")
+CONCURRENCY_POLICIES = ("forbid", "allow", "replace")
+
+# RFC 9110 token characters: what a header name may be made of.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# 2000-01-01 and 2100-01-01 in epoch seconds: what a one-shot instant may plausibly be.
+_MIN_EPOCH_S = 946_684_800
+_MAX_EPOCH_S = 4_102_444_800
+
+
+def type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def require_utf8(field_name: str, value: str) -> bytes:
+    # JSON can carry lone surrogates ("\ud800"), which no UTF-8 key or argv can hold.
+    try:
+        return value.encode()
+    except UnicodeEncodeError:
+        raise InvalidFieldError(field_name, "must be valid Unicode (no lone surrogates)") from None
+
+
+def validate_name(value: object, field_name: str = "name") -> str:
+    """Check a job name; the name becomes part of etcd keys, so this guards the key layout too."""
+    if not isinstance(value, str):
+        raise InvalidFieldError(field_name, f"must be a string, got {type_name(value)}")
+    if not value:
+        raise InvalidFieldError(field_name, "must not be empty")
+    if len(value) > MAX_NAME_CHARS:
+        raise InvalidFieldError(
+            field_name, f"must be at most {MAX_NAME_CHARS} characters (got {len(value)})"
+        )
+    if "/" in value:
+        raise InvalidFieldError(field_name, "must not contain '/'")
+    if value in (".", ".."):
+        raise InvalidFieldError(field_name, f"must not be {value!r}")
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise InvalidFieldError(field_name, "must not contain control characters")
+    require_utf8(field_name, value)
+    if value != value.strip():
+        raise InvalidFieldError(field_name, "must not start or end with white space")
+    return value
+
+
+def validate_command(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidFieldError("command", f"must be a string, got {type_name(value)}")
+    if not value.strip():
+        raise InvalidFieldError("command", "must not be empty")
+    size = len(require_utf8("command", value))
+    if size > MAX_COMMAND_BYTES:
+        raise InvalidFieldError(
+            "command", f"must be at most {MAX_COMMAND_BYTES} bytes (got {size})"
+        )
+    if "\x00" in value:
+        raise InvalidFieldError("command", "must not contain a NUL character")
+    return value
+
+
+def validate_choice(field_name: str, value: object, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidFieldError(field_name, f"must be one of {', '.join(choices)} (got {value!r})")
+    return value
+
+
+def validate_bool(field_name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidFieldError(field_name, f"must be true or false, got {value!r}")
+    return value
+
+
+def validate_int(field_name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidFieldError(field_name, f"must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise InvalidFieldError(field_name, f"must be between {low} and {high} (got {value})")
+    return value
+
+
+def validate_seconds(field_name: str, value: object, high: float) -> float:
+    """A positive number of seconds (fractions allowed), at most ``high``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidFieldError(field_name, f"must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidFieldError(field_name, f"must be greater than 0 (got {value})")
+    if value > high:
+        raise InvalidFieldError(field_name, f"must be at most {high:g} seconds (got {value})")
+    return float(value)
+
+
+def validate_text(field_name: str, value: object, max_chars: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidFieldError(field_name, f"must be a string, got {type_name(value)}")
+    if len(value) > max_chars:
+        raise InvalidFieldError(
+            field_name, f"must be at most {max_chars} characters (got {len(value)})"
+        )
+    require_utf8(field_name, value)
+    return value
+
+
+def parse_run_at(value: object, now_ms: int | None) -> int:
+    """A one-shot instant: ISO 8601 with an offset (``2026-12-01T03:00:00Z``) or epoch seconds
+    (number or numeric string); returns epoch ms. In the past is refused when ``now_ms`` is
+    given (on save; a stored job keeps the instant it was saved with)."""
+    field_name = "runAt"
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidFieldError(
+            field_name, f"must be an ISO 8601 time or epoch seconds, got {type_name(value)}"
+        )
+    seconds: float
+    if isinstance(value, str) and not _looks_numeric(value):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise InvalidFieldError(
+                field_name,
+                f"{value!r} is neither ISO 8601 (2026-12-01T03:00:00Z) nor epoch seconds",
+            ) from None
+        if moment.tzinfo is None:
+            raise InvalidFieldError(
+                field_name, f"{value!r} has no UTC offset: add Z or +hh:mm, or use epoch seconds"
+            )
+        seconds = moment.astimezone(UTC).timestamp()
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds) or not _MIN_EPOCH_S <= seconds < _MAX_EPOCH_S:
+        raise InvalidFieldError(field_name, f"{value!r} is not a time between 2000 and 2099")
+    at_ms = round(seconds * 1000)
+    if now_ms is not None and at_ms <= now_ms:
+        when = datetime.fromtimestamp(at_ms / 1000, UTC).isoformat()
+        raise InvalidFieldError(field_name, f"{when} is in the past")
+    return at_ms
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class HttpTarget:
+    """What an HTTP job requests; the worker's httpjob module sends it."""
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str = ""
+    expected_status: int | None = None
+
+    def to_api(self) -> dict[str, object]:
+        return {
+            "method": self.method,
+            "url": self.url,
+            "headers": dict(self.headers),
+            "body": self.body,
+            "expectedStatus": self.expected_status,
+        }
+
+
+_HTTP_KEYS = ("method", "url", "headers", "body", "expectedStatus")
+
+
+def parse_http(value: object) -> HttpTarget:
+    if not isinstance(value, dict):
+        raise InvalidFieldError("http", f"must be an object, got {type_name(value)}")
+    unknown = sorted(set(value) - set(_HTTP_KEYS))
+    if unknown:
+        raise InvalidFieldError(
+            f"http.{unknown[0]}", f"unknown field (known: {', '.join(_HTTP_KEYS)})"
+        )
+    method = value.get("method", "GET")
+    if isinstance(method, str):
+        method = method.upper()
+    method = validate_choice("http.method", method, HTTP_METHODS)
+    if "url" not in value:
+        raise InvalidFieldError("http.url", "is required")
+    url = _validate_url(value["url"])
+    headers = _validate_headers(value.get("headers", {}))
+    body = value.get("body", "")
+    if not isinstance(body, str):
+        raise InvalidFieldError("http.body", f"must be a string, got {type_name(body)}")
+    size = len(require_utf8("http.body", body))
+    if size > MAX_HTTP_BODY_BYTES:
+        raise InvalidFieldError(
+            "http.body", f"must be at most {MAX_HTTP_BODY_BYTES} bytes (got {size})"
+        )
+    expected = value.get("expectedStatus")
+    if expected is not None:
+        expected = validate_int("http.expectedStatus", expected, 100, 599)
+    return HttpTarget(method, url, headers, body, expected)
+
+
+def _validate_url(value: object) -> str:
+    field_name = "http.url"
+    if not isinstance(value, str):
+        raise InvalidFieldError(field_name, f"must be a string, got {type_name(value)}")
+    if len(value) > MAX_URL_CHARS:
+        raise InvalidFieldError(field_name, f"must be at most {MAX_URL_CHARS} characters")
+    if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value):
+        raise InvalidFieldError(field_name, "must not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises on a port out of range or not a number
+    except ValueError as exc:
+        raise InvalidFieldError(field_name, f"{value!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise InvalidFieldError(field_name, f"{value!r} must start with http:// or https://")
+    if not parts.hostname:
+        raise InvalidFieldError(field_name, f"{value!r} has no host")
+    if port == 0:
+        raise InvalidFieldError(field_name, f"{value!r} has port 0")
+    require_utf8(field_name, value)
+    return value
+
+
+def _validate_headers(value: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        raise InvalidFieldError(
+            "http.headers", f"must be an object of name: value, got {type_name(value)}"
+        )
+    if len(value) > MAX_HTTP_HEADERS:
+        raise InvalidFieldError("http.headers", f"must have at most {MAX_HTTP_HEADERS} entries")
+    headers = []
+    for name, text in value.items():
+        if not _TOKEN.fullmatch(name):
+            raise InvalidFieldError("http.headers", f"{name!r} is not a valid header name")
+        if not isinstance(text, str):
+            raise InvalidFieldError(
+                "http.headers", f"value of {name!r} must be a string, got {type_name(text)}"
+            )
+        if any(ch in text for ch in "\r\n\x00"):
+            raise InvalidFieldError(
+                "http.headers", f"value of {name!r} must not contain CR, LF or NUL"
+            )
+        require_utf8("http.headers", text)
+        headers.append((name, text))
+    return tuple(headers)

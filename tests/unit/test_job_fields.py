@@ -1,0 +1,250 @@
+"""The job fields beyond the original three: each one's default, its accepted forms, and a 4xx
+naming the field for bad input. Pure: no I/O."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from gdts.errors import InvalidFieldError
+from gdts.job import API_DEFAULTS, Job, api_view, iso_ms
+
+NOW_MS = 1_795_000_000_000  # 2026-11-17
+BASE = {"name": "a", "command": "true", "cronExpr": "* * * * *"}
+
+
+def build(**fields: Any) -> Job:
+    return Job.from_api({**BASE, **fields}, now_ms=NOW_MS)
+
+
+def field_of_error(**fields: Any) -> str:
+    with pytest.raises(InvalidFieldError) as exc:
+        build(**fields)
+    return exc.value.field
+
+
+def test_a_job_with_the_original_fields_only_gets_every_default() -> None:
+    job = Job.from_api(BASE)
+    assert job.to_api() == {**API_DEFAULTS, **BASE}
+    assert (job.kind, job.enabled, job.retries, job.concurrency) == ("shell", True, 0, "forbid")
+    assert job.timeout_s is None and job.run_at_ms is None and job.http is None
+
+
+def test_a_version_1_record_reads_as_the_defaults_in_utc() -> None:
+    raw = b'{"v":1,"name":"a","command":"true","cronExpr":"0 3 * * *"}'
+    job = Job.from_record(raw)
+    assert job.timezone == "UTC" and job.enabled and job.concurrency == "forbid"
+    assert api_view(raw) == {
+        **API_DEFAULTS,
+        "name": "a",
+        "command": "true",
+        "cronExpr": "0 3 * * *",
+    }
+
+
+def test_every_field_round_trips_through_the_record_and_the_api() -> None:
+    data = {
+        "name": "full",
+        "type": "http",
+        "command": "",
+        "runAt": "2027-01-02T03:04:05.678Z",
+        "timezone": "Europe/Berlin",
+        "enabled": False,
+        "timeout": 2.5,
+        "retries": 3,
+        "retryBackoff": 0.5,
+        "concurrencyPolicy": "replace",
+        "misfireGrace": 60,
+        "catchUp": True,
+        "http": {
+            "method": "post",
+            "url": "https://example.test:8443/hook?x=1",
+            "headers": {"X-Token": "abc", "Content-Type": "application/json"},
+            "body": '{"ping": true}',
+            "expectedStatus": 202,
+        },
+        "expectedExitCode": 3,
+        "outputContains": "OK",
+        "outputNotContains": "ERROR",
+    }
+    job = Job.from_api(data, now_ms=NOW_MS)
+    back = Job.from_record(job.to_record())
+    assert back == job
+    view = back.to_api()
+    assert view["http"]["method"] == "POST"
+    assert view["runAt"] == "2027-01-02T03:04:05.678Z"
+    assert Job.from_api(json.loads(json.dumps(view))) == job  # the view saves back as it is
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "Asia/Kathmandu"])
+def test_timezone_is_kept_and_drives_the_schedule(zone: str) -> None:
+    job = build(timezone=zone, cronExpr="30 2 * * *")
+    assert job.timezone == zone and job.schedule is not None and job.schedule.zone == zone
+
+
+def test_the_default_zone_applies_when_none_is_given() -> None:
+    job = Job.from_api(BASE, default_zone="Asia/Tokyo")
+    assert job.timezone == "Asia/Tokyo"
+    assert Job.from_api({**BASE, "timezone": "UTC"}, default_zone="Asia/Tokyo").timezone == "UTC"
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "", "../etc/passwd", "UTC\x00", 5])
+def test_a_bad_timezone_is_named(zone: object) -> None:
+    assert field_of_error(timezone=zone) == "timezone"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected_ms"),
+    [
+        ("2027-01-02T03:04:05Z", 1_798_859_045_000),
+        ("2027-01-02T04:04:05+01:00", 1_798_859_045_000),
+        (1_798_859_045, 1_798_859_045_000),
+        ("1798859045.5", 1_798_859_045_500),
+    ],
+)
+def test_run_at_reads_iso_8601_and_epoch_seconds(given: object, expected_ms: int) -> None:
+    job = Job.from_api({"name": "once", "command": "true", "runAt": given}, now_ms=NOW_MS)
+    assert job.one_shot and job.run_at_ms == expected_ms and job.schedule is None
+    assert job.cron_expr == ""
+    assert iso_ms(expected_ms).endswith("Z")
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ("2020-01-01T00:00:00Z", "in the past"),
+        (NOW_MS // 1000 - 1, "in the past"),
+        ("2027-01-02T03:04:05", "no UTC offset"),
+        ("tomorrow", "neither ISO 8601"),
+        (True, "must be an ISO 8601 time"),
+        (10**12, "between 2000 and 2099"),
+    ],
+)
+def test_a_bad_run_at_is_named(given: object, problem: str) -> None:
+    with pytest.raises(InvalidFieldError, match=problem) as exc:
+        Job.from_api({"name": "once", "command": "true", "runAt": given}, now_ms=NOW_MS)
+    assert exc.value.field == "runAt"
+
+
+def test_a_stored_one_shot_in_the_past_still_reads() -> None:
+    job = Job.from_api({"name": "o", "command": "true", "runAt": 1_798_859_045}, now_ms=NOW_MS)
+    assert Job.from_record(job.to_record()).run_at_ms == job.run_at_ms  # no "now" when reading
+
+
+def test_cron_and_run_at_together_are_refused() -> None:
+    assert field_of_error(runAt="2027-01-02T03:04:05Z") == "runAt"
+
+
+def test_neither_cron_nor_run_at_is_refused() -> None:
+    with pytest.raises(InvalidFieldError, match="^cronExpr: is required") as exc:
+        Job.from_api({"name": "a", "command": "true"})
+    assert exc.value.field == "cronExpr"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("timeout", 0),
+        ("timeout", -1),
+        ("timeout", "5"),
+        ("timeout", float("nan")),
+        ("timeout", 8 * 24 * 3600),
+        ("retries", 11),
+        ("retries", -1),
+        ("retries", 1.5),
+        ("retries", True),
+        ("retryBackoff", 0),
+        ("retryBackoff", 3601),
+        ("misfireGrace", 0),
+        ("misfireGrace", 86401),
+        ("enabled", "yes"),
+        ("enabled", 1),
+        ("catchUp", "true"),
+        ("concurrencyPolicy", "parallel"),
+        ("concurrencyPolicy", "Forbid"),
+        ("type", "ssh"),
+        ("expectedExitCode", 256),
+        ("expectedExitCode", -1),
+        ("outputContains", 5),
+        ("outputNotContains", "x" * 4097),
+    ],
+)
+def test_each_bad_value_is_named(field: str, value: object) -> None:
+    assert field_of_error(**{field: value}) == field
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "attribute", "expected"),
+    [
+        ("timeout", 0.25, "timeout_s", 0.25),
+        ("retries", 10, "retries", 10),
+        ("retryBackoff", 2, "retry_backoff_s", 2.0),
+        ("misfireGrace", 30, "misfire_grace_s", 30.0),
+        ("enabled", False, "enabled", False),
+        ("catchUp", True, "catch_up", True),
+        ("concurrencyPolicy", "allow", "concurrency", "allow"),
+        ("expectedExitCode", 255, "expected_exit_code", 255),
+        ("outputContains", "done", "output_contains", "done"),
+        ("timeout", None, "timeout_s", None),
+    ],
+)
+def test_each_good_value_is_kept(
+    field: str, value: object, attribute: str, expected: object
+) -> None:
+    assert getattr(build(**{field: value}), attribute) == expected
+
+
+def http_job(**http: Any) -> dict[str, Any]:
+    return {"name": "h", "type": "http", "cronExpr": "* * * * *", "http": http}
+
+
+def test_an_http_job_needs_no_command() -> None:
+    job = Job.from_api(http_job(url="http://127.0.0.1:8080/ping"))
+    assert job.kind == "http" and job.command == "" and job.http is not None
+    assert (job.http.method, job.http.expected_status) == ("GET", None)
+
+
+@pytest.mark.parametrize(
+    ("http", "field"),
+    [
+        ({"url": "ftp://host/x"}, "http.url"),
+        ({"url": "http://"}, "http.url"),
+        ({"url": "http://host:99999/"}, "http.url"),
+        ({"url": "http://ho st/"}, "http.url"),
+        ({"url": "not a url"}, "http.url"),
+        ({}, "http.url"),
+        ({"url": "http://h/", "method": "FETCH"}, "http.method"),
+        ({"url": "http://h/", "headers": {"Bad Name": "x"}}, "http.headers"),
+        ({"url": "http://h/", "headers": {"X": "a\r\nInjected: 1"}}, "http.headers"),
+        ({"url": "http://h/", "headers": ["X: 1"]}, "http.headers"),
+        ({"url": "http://h/", "expectedStatus": 99}, "http.expectedStatus"),
+        ({"url": "http://h/", "body": 5}, "http.body"),
+        ({"url": "http://h/", "timeout": 5}, "http.timeout"),
+    ],
+)
+def test_bad_http_fields_are_named(http: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidFieldError) as exc:
+        Job.from_api(http_job(**http))
+    assert exc.value.field == field
+
+
+def test_http_and_command_do_not_mix() -> None:
+    with pytest.raises(InvalidFieldError) as exc:
+        Job.from_api({**http_job(url="http://h/"), "command": "echo"})
+    assert exc.value.field == "command"
+    with pytest.raises(InvalidFieldError) as exc:
+        Job.from_api({**BASE, "http": {"url": "http://h/"}})
+    assert exc.value.field == "http"
+    with pytest.raises(InvalidFieldError) as exc:
+        Job.from_api({"name": "h", "type": "http", "cronExpr": "* * * * *"})
+    assert exc.value.field == "http"
+
+
+def test_with_changes_checks_the_result_like_a_save() -> None:
+    job = build()
+    assert job.with_changes(enabled=False).enabled is False
+    with pytest.raises(InvalidFieldError) as exc:
+        job.with_changes(retries=99)
+    assert exc.value.field == "retries"
