@@ -6,6 +6,8 @@ Layout under the prefix (default ``/gdts/``)::
     killer/<name>             kill marker, on a short lease so it expires by itself
     lock/tick/<name>/<ms>     claim of one planned tick, on a lease that outlives the start window
     lock/running/<name>       "a run of <name> is going", on the running worker's lease
+    done/<name>/<ms>          a one-shot job's run at <ms> was claimed: never again (no lease)
+    run/<name>/<ms>           "run <name> now" (POST /job/run), on a lease; the claim deletes it
     workers/<worker-id>       registration, on the worker's lease
 
 Job names never contain ``/``, so ``lock/tick/<name>/`` cannot collide between two jobs. Running
@@ -56,11 +58,32 @@ class KeyLayout:
         return self._key("workers", worker_id)
 
     @property
+    def run_prefix(self) -> bytes:
+        return self._key("run", "")
+
+    def run_request(self, name: str, requested_ms: int) -> bytes:
+        return self._key("run", name, str(requested_ms))
+
+    def run_request_parts(self, key: bytes) -> tuple[str, int]:
+        """(job name, requested ms) of a run request key."""
+        rest = key[len(self.run_prefix) :].decode(errors="replace")
+        name, _, ms = rest.rpartition("/")
+        if not key.startswith(self.run_prefix) or not name or "/" in name or not ms.isdigit():
+            raise ValueError(f"key {key!r} is not a run request under {self.run_prefix!r}")
+        return name, int(ms)
+
+    @property
     def running_prefix(self) -> bytes:
         return self._key("lock", "running", "")
 
     def tick_claim(self, name: str, plan_ms: int) -> bytes:
         return self._key("lock", "tick", name, str(plan_ms))
+
+    def done(self, name: str, plan_ms: int) -> bytes:
+        return self._key("done", name, str(plan_ms))
+
+    def done_prefix(self, name: str) -> bytes:
+        return self._key("done", name, "")
 
     def running(self, name: str) -> bytes:
         return self._key("lock", "running", name)

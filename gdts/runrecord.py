@@ -11,6 +11,7 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     KILLED = "killed"
+    TIMEOUT = "timeout"  # stopped by the job's timeout
     LOST = "lost"  # the worker running it died; what the command did is unknown
 
 
@@ -30,6 +31,7 @@ class RunRecord:
     exit_code: int | None
     status: RunStatus
     attempt: int = 1
+    trigger: str = "schedule"  # or "manual" (POST /job/run)
 
     def to_document(self) -> dict[str, Any]:
         return {
@@ -45,4 +47,5 @@ class RunRecord:
             "status": str(self.status),
             "worker": self.worker,
             "attempt": self.attempt,
+            "trigger": self.trigger,
         }

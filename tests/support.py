@@ -199,6 +199,11 @@ async def save_job(base: str, name: str, command: str, cron_expr: str) -> Any:
     return await api_post(base, "/job/save", job=job)
 
 
+async def save_job_fields(base: str, **fields: Any) -> Any:
+    """Save a job with any of its fields (the JSON form of /job/save)."""
+    return await api_post(base, "/job/save", job=json.dumps(fields))
+
+
 def cron_at(epoch_s: float) -> str:
     """A 7-field expression that fires once, at the whole second ``epoch_s`` (UTC)."""
     t = time.gmtime(epoch_s)

@@ -128,6 +128,13 @@ async def save_job(request: web.Request) -> web.Response:
     return ok(await request.app[JOB_STORE].save(job))
 
 
+async def run_job(request: web.Request) -> web.Response:
+    """Run a job once now on one worker, whatever its schedule; logged with trigger "manual"
+    and the returned planTime."""
+    name = _required_name(await read_params(request))
+    return ok(await request.app[JOB_STORE].request_run(name, time.time_ns() // 1_000_000))
+
+
 async def enable_job(request: web.Request) -> web.Response:
     """Resume a paused job: workers schedule it again from its next tick."""
     name = _required_name(await read_params(request))
@@ -194,6 +201,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/job/save", save_job)
     app.router.add_post("/job/delete", delete_job)
     app.router.add_post("/job/kill", kill_job)
+    app.router.add_post("/job/run", run_job)
     app.router.add_post("/job/enable", enable_job)
     app.router.add_post("/job/disable", disable_job)
     app.router.add_post("/job/clone", clone_job)

@@ -6,6 +6,8 @@ import json
 import logging
 from typing import Any
 
+from aetcd import utils
+
 from gdts.errors import ConflictError, InvalidFieldError, NotFoundError
 from gdts.etcd import EtcdClient, etcd_errors, read_prefix
 from gdts.job import Job, api_views
@@ -18,6 +20,7 @@ log = logging.getLogger(__name__)
 _MAX_REMEMBERED = 500_000
 _UNKNOWN = (-1, b"")
 _UPDATE_ATTEMPTS = 5
+_RUN_REQUEST_TTL_S = 60  # longer than any worker's takeoverDelay plus its start window
 
 
 class JobStore:
@@ -74,9 +77,21 @@ class JobStore:
         return job.to_api()
 
     async def delete(self, name: str) -> dict[str, Any] | None:
+        """Delete a job and its one-shot done markers (a job saved again under the same name
+        starts afresh); returns the deleted job (API form) or None."""
+        txn = self._client.transactions
+        done = self._keys.done_prefix(name)
         with etcd_errors():
-            reply = await self._client.delete(self._keys.job(name), prev_kv=True)
-        return _previous(_value_of(reply.prev_kv) if reply else None)
+            _, replies = await self._client.transaction(
+                compare=[],
+                success=[
+                    txn.delete(self._keys.job(name), prev_kv=True),
+                    txn.delete(done, range_end=utils.prefix_range_end(done)),
+                ],
+                failure=[],
+            )
+        prev_kvs = replies[0].response_delete_range.prev_kvs
+        return _previous(prev_kvs[0].value if prev_kvs else None)
 
     async def list_json(self, after: str | None = None, limit: int | None = None) -> bytes:
         """Jobs in name order as a JSON array of their API views; ``after`` and ``limit`` page
@@ -113,6 +128,25 @@ class JobStore:
         elif len(encoded) > _MAX_REMEMBERED:
             self._encoded = {}
         return b"[" + b",".join(parts) + b"]"
+
+    async def request_run(self, name: str, now_ms: int) -> dict[str, Any]:
+        """Ask the workers to run a job once now (POST /job/run). The request lives on a lease,
+        so one that no worker can take (every worker down) goes away by itself."""
+        # Whole seconds are the ticks' planned times; a manual run must not share one with a
+        # tick in the run log's unique (job, planTime, attempt) index.
+        requested_ms = now_ms + 1 if now_ms % 1000 == 0 else now_ms
+        key = self._keys.run_request(name, requested_ms)
+        txn = self._client.transactions
+        with etcd_errors():
+            lease = await self._client.lease(_RUN_REQUEST_TTL_S)
+            created, _ = await self._client.transaction(
+                compare=[txn.create(self._keys.job(name)) != 0],
+                success=[txn.put(key, b"", lease=lease)],
+                failure=[],
+            )
+        if not created:
+            raise NotFoundError("name", f"no job named {name!r}")
+        return {"name": name, "planTime": requested_ms}
 
     async def kill(self, name: str) -> None:
         """Every worker watches ``killer/``; the marker's lease removes it after a few seconds."""

@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 
 _RETRY_MIN_S = 0.2
 _RETRY_MAX_S = 5.0
-_JOBS, _KILLER, _WORKERS, _RUNNING = range(4)
-_CONTROL = (_JOBS, _KILLER, _WORKERS)
+_JOBS, _KILLER, _WORKERS, _RUNNING, _RUN_REQUESTS = range(5)
+_CONTROL = (_JOBS, _KILLER, _WORKERS, _RUN_REQUESTS)
 _RUNS = (_RUNNING,)
 YIELD_EVERY = 1000  # jobs decoded or scheduled between two yields to the event loop
 
@@ -50,6 +50,11 @@ class ClusterListener(Protocol):
     def running_marker_gone(
         self, job_name: str, lease: int, revision: int, value: bytes
     ) -> None: ...
+    def running_reset(self, markers: dict[str, bytes]) -> None: ...
+    def running_marker_put(self, job_name: str, value: bytes) -> None: ...
+    def run_requests_reset(self, requests: list[tuple[str, int, bytes]]) -> None: ...
+    def run_requested(self, job_name: str, requested_ms: int, key: bytes) -> None: ...
+    def run_request_gone(self, key: bytes) -> None: ...
 
 
 class ClusterWatch:
@@ -104,6 +109,7 @@ class ClusterWatch:
         job_kvs, jobs_revision = await read_prefix(self._client, keys.jobs_prefix)
         worker_kvs, workers_revision = await read_prefix(self._client, keys.workers_prefix)
         running_kvs, running_revision = await read_prefix(self._client, keys.running_prefix)
+        request_kvs, requests_revision = await read_prefix(self._client, keys.run_prefix)
         jobs = []
         for index, kv in enumerate(job_kvs):
             if (job := self._decode(kv.key, kv.value)) is not None:
@@ -117,15 +123,26 @@ class ClusterWatch:
         for kv in running_kvs:
             with contextlib.suppress(ValueError):
                 markers[keys.running_name(kv.key)] = kv.value
+        requests = []
+        for kv in request_kvs:
+            with contextlib.suppress(ValueError):
+                requests.append((*keys.run_request_parts(kv.key), kv.key))
         await self._listener.jobs_reset(jobs)
         self._listener.workers_reset(workers)
         self._listener.running_reset(markers)
+        self._listener.run_requests_reset(requests)
         self.full_reads += 1
         self.synced.set()
         log.info("loaded %d jobs and %d workers at revision %d", len(jobs), len(workers),
                  jobs_revision)  # fmt: skip
         # Kill markers older than the read do not matter: nothing of theirs runs here yet.
-        return [jobs_revision + 1, jobs_revision + 1, workers_revision + 1, running_revision + 1]
+        return [
+            jobs_revision + 1,
+            jobs_revision + 1,
+            workers_revision + 1,
+            running_revision + 1,
+            requests_revision + 1,
+        ]
 
     async def _follow(self, kinds: tuple[int, ...], next_revisions: list[int]) -> None:
         keys = self._keys
@@ -134,6 +151,7 @@ class ClusterWatch:
             _KILLER: WatchSpec(keys.killer_prefix, next_revisions[_KILLER]),
             _WORKERS: WatchSpec(keys.workers_prefix, next_revisions[_WORKERS], prev_kv=True),
             _RUNNING: WatchSpec(keys.running_prefix, next_revisions[_RUNNING], prev_kv=True),
+            _RUN_REQUESTS: WatchSpec(keys.run_prefix, next_revisions[_RUN_REQUESTS]),
         }
         specs = [all_specs[kind] for kind in kinds]
         async for event in watch_prefixes(self._client, specs):
@@ -158,6 +176,11 @@ class ClusterWatch:
         elif kind == _KILLER:
             if not event.deleted:
                 listener.kill_requested(keys.killer_name(event.key))
+        elif kind == _RUN_REQUESTS:
+            if event.deleted:
+                listener.run_request_gone(event.key)
+            else:
+                listener.run_requested(*keys.run_request_parts(event.key), event.key)
         elif kind == _WORKERS:
             worker_id = keys.worker_id(event.key)
             if event.deleted:

@@ -70,8 +70,9 @@ class Claim:
 
 
 # etcd refuses a transaction with more than --max-txn-ops (default 128) compares or operations
-# in a branch; a claim takes two of each.
-MAX_BATCH = 64
+# in a branch; a claim takes up to three compares and four operations (a one-shot job's done
+# marker, a manual run's request to delete).
+MAX_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class _ClaimRequest:
     plan_ms: int
     worker_lease: int
     marker: bytes
+    once: bool  # a one-shot job: the claim also marks it done for good
+    run_request: bytes | None  # a manual run's request key, deleted by the claim
 
 
 class TickClaimer:
@@ -109,10 +112,21 @@ class TickClaimer:
         await self._claims.close()
         await self._releases.close()
 
-    async def claim(self, job_name: str, plan_ms: int, worker_lease: int, marker: bytes) -> Claim:
+    async def claim(
+        self,
+        job_name: str,
+        plan_ms: int,
+        worker_lease: int,
+        marker: bytes,
+        *,
+        once: bool = False,
+        run_request: bytes | None = None,
+    ) -> Claim:
         """Try to claim a tick. Safe to repeat with the same ``marker`` after an error: a first
-        attempt that committed although its answer was lost is recognised as a win."""
-        request = _ClaimRequest(job_name, plan_ms, worker_lease, marker)
+        attempt that committed although its answer was lost is recognised as a win. With
+        ``once`` (a one-shot job) the claim also writes a done marker without a lease, so the
+        run can never be claimed again, whatever the clocks say, until the job is deleted."""
+        request = _ClaimRequest(job_name, plan_ms, worker_lease, marker, once, run_request)
         outcome = await self._claims.submit(request)
         return Claim(outcome, job_name, plan_ms, marker)
 
@@ -133,6 +147,13 @@ class TickClaimer:
                     txn.put(running_key, request.marker, lease=request.worker_lease),
                 ]
                 failure += [txn.get(tick_key), txn.get(running_key)]
+                if request.run_request is not None:
+                    success.append(txn.delete(request.run_request))
+                if request.once:
+                    done_key = self._keys.done(request.job_name, request.plan_ms)
+                    compare.append(txn.create(done_key) == 0)
+                    success.append(txn.put(done_key, request.marker))
+                    failure.append(txn.get(done_key))
             won, replies = await self._client.transaction(
                 compare=compare, success=success, failure=failure
             )
@@ -140,10 +161,13 @@ class TickClaimer:
                 outcomes.update(dict.fromkeys(undecided, ClaimOutcome.WON))
                 break
             again = []
-            for n, i in enumerate(undecided):
-                tick_reply, running_reply = replies[2 * n], replies[2 * n + 1]
-                if tick_reply:
-                    holder = tick_reply[0][0]
+            position = 0
+            for i in undecided:
+                tick_reply, running_reply = replies[position], replies[position + 1]
+                done_reply = replies[position + 2] if requests[i].once else []
+                position += 3 if requests[i].once else 2
+                if tick_reply or done_reply:
+                    holder = (tick_reply or done_reply)[0][0]
                     mine = holder == requests[i].marker
                     outcomes[i] = ClaimOutcome.WON if mine else ClaimOutcome.TAKEN
                 elif running_reply:

@@ -32,6 +32,8 @@ def from_ms(ms: int) -> datetime:
 class DueTick:
     job: Job
     plan_ms: int
+    # A run asked for through POST /job/run: its request key, deleted by the winning claim.
+    run_request: bytes | None = None
 
 
 def next_plan(job: Job, after_ms: int) -> int | None:

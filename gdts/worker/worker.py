@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
@@ -29,9 +30,11 @@ from gdts.runlog import RunLog, open_mongo
 from gdts.runrecord import RunRecord, RunStatus
 from gdts.worker.clusterwatch import YIELD_EVERY, ClusterWatch
 from gdts.worker.executor import ExecResult, RunningCommand
+from gdts.worker.httpjob import HttpRequestSpec, RunningRequest
 from gdts.worker.lock import Claim, ClaimOutcome, TickClaimer
 from gdts.worker.logsink import LogSink
 from gdts.worker.lostruns import LostRun, LostRunDetector, marker_plan
+from gdts.worker.outcome import decide
 from gdts.worker.owner import owner_of
 from gdts.worker.probes import create_probe_app
 from gdts.worker.registration import Registration
@@ -59,13 +62,14 @@ class Worker:
         self._keys = KeyLayout(config.etcd_prefix)
         self._table = TickTable()
         self._table_changed = asyncio.Event()
-        self._running: defaultdict[str, set[RunningCommand]] = defaultdict(set)
+        self._running: defaultdict[str, set[RunningCommand | RunningRequest]] = defaultdict(set)
         self._fires: set[asyncio.Task[None]] = set()
         self._workers: dict[str, int] = {}  # live worker id -> its lease, from etcd
         self._owned: dict[str, bool] = {}  # job -> whether we own it, for the current workers
         # Ticks of jobs another worker owns: (takeover deadline, sequence, tick), checked then.
         self._takeovers: list[tuple[int, int, DueTick]] = []
         self._takeover_seq = 0
+        self._run_requests: set[bytes] = set()  # POST /job/run requests not yet claimed
         self._lost = LostRunDetector(horizon_ms=max(10_000, 2000 * config.worker_lease_ttl))
         self._mongo_ok_at = -float("inf")
         self._table_version = 0  # bumped on every change, so readiness hashes only when needed
@@ -149,6 +153,31 @@ class Worker:
         for job_name, value in markers.items():
             self._note_claimed(job_name, value)
 
+    def run_requests_reset(self, requests: list[tuple[str, int, bytes]]) -> None:
+        self._run_requests.clear()
+        for name, requested_ms, key in requests:
+            self.run_requested(name, requested_ms, key)
+
+    def run_requested(self, job_name: str, requested_ms: int, key: bytes) -> None:
+        """POST /job/run: the job's owner claims the run at once, as it would a tick; any other
+        worker steps in after takeoverDelay if the request is still there."""
+        job = self._table.get(job_name)
+        if job is None or key in self._run_requests or self._stopping:
+            return
+        self._run_requests.add(key)
+        tick = DueTick(job, requested_ms, run_request=key)
+        now = self.now_ms()
+        if self._owns(job_name):
+            self._start_fire(tick, now)
+        else:
+            self._takeover_seq += 1
+            deadline = now + self.config.takeover_delay
+            heapq.heappush(self._takeovers, (deadline, self._takeover_seq, tick))
+            self._table_changed.set()  # the scheduler's next wake-up may now be earlier
+
+    def run_request_gone(self, key: bytes) -> None:
+        self._run_requests.discard(key)
+
     def running_marker_put(self, job_name: str, value: bytes) -> None:
         self._running_anywhere[job_name] = value
         self._note_claimed(job_name, value)
@@ -218,6 +247,9 @@ class Worker:
             stack.push_async_callback(etcd.close)
             mongo = open_mongo(config.mongodb_uri, config.mongodb_connect_timeout)
             stack.push_async_callback(mongo.close)
+            # One session for every HTTP job: connection pooling, closed after the drain.
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+            stack.push_async_callback(self._http.close)
             self._sink = LogSink(
                 RunLog(mongo, config.mongodb_database),
                 batch_size=config.job_log_batch_size,
@@ -400,7 +432,9 @@ class Worker:
                 return
             self._claims[tick.job.name] = claim
             try:
-                record = await self._execute(tick.job, tick.plan_ms, schedule_ms)
+                record = await self._execute(
+                    tick.job, tick.plan_ms, schedule_ms, manual=tick.run_request is not None
+                )
                 # Into the sink before the release: if etcd is down at shutdown, the release
                 # may be abandoned, but the result is flushed.
                 self._sink.add(record)
@@ -430,6 +464,8 @@ class Worker:
         job_name = tick.job.name
         if self._table.get(job_name) is None:  # deleted meanwhile
             return False
+        if tick.run_request is not None and tick.run_request not in self._run_requests:
+            return False  # another worker claimed the manual run (its claim deleted the request)
         if self._stopping or (job_name, tick.plan_ms) in self._claimed_ticks:
             self.stats.claims.inc(outcome="deferred")
             return False
@@ -479,8 +515,10 @@ class Worker:
                     # marker that nobody runs or removes.
                     with etcd_errors():
                         claim = await self._claimer.claim(
-                            job.name, tick.plan_ms, self._registration.lease_id, marker
-                        )
+                            job.name, tick.plan_ms, self._registration.lease_id, marker,
+                            once=job.one_shot and tick.run_request is None,
+                            run_request=tick.run_request,
+                        )  # fmt: skip
                     outcome = claim.outcome
                     if outcome is ClaimOutcome.WON and self.now_ms() > window_ends:
                         # Won, but too late to start: release it and count the tick missed.
@@ -506,48 +544,101 @@ class Worker:
             delay = min(delay * 2, 1.0)
         return None, unanswered
 
-    async def _execute(self, job: Job, plan_ms: int, schedule_ms: int) -> RunRecord:
-        command = RunningCommand(self.config.kill_grace_period / 1000)
-        self._running[job.name].add(command)
+    async def _execute(
+        self, job: Job, plan_ms: int, schedule_ms: int, *, manual: bool = False
+    ) -> RunRecord:
+        runner: RunningCommand | RunningRequest
+        if job.kind == "http":
+            runner = RunningRequest()
+        else:
+            runner = RunningCommand(self.config.kill_grace_period / 1000)
+        self._running[job.name].add(runner)
         if self._killing_all or self._killed_at.get(job.name, -1) >= schedule_ms:
-            command.kill()  # the kill came while this run was being claimed
-        # The worker's own GDTS_* settings (etcd password, MongoDB URI) are not the job's.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GDTS_")}
-        env.update(
-            GDTS_JOB_NAME=job.name, GDTS_PLAN_TIME=str(plan_ms), GDTS_WORKER_ID=self.worker_id
-        )
+            runner.kill()  # the kill came while this run was being claimed
+        timed_out = False
+
+        def time_out() -> None:
+            nonlocal timed_out
+            timed_out = True
+            runner.kill()
+
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(job.timeout_s, time_out) if job.timeout_s else None
+        http_status: int | None = None
+        exit_code: int | None = None
         try:
-            result = await command.run(
-                self.config.bash_path, job.command, env, self.config.output_limit
-            )
+            if isinstance(runner, RunningRequest):
+                http_result = await runner.run(
+                    self._http,
+                    _request_spec(job),
+                    timeout_s=None,  # the timer above, as for commands
+                    output_limit=self.config.output_limit,
+                    env_headers={
+                        "X-GDTS-Job": job.name,
+                        "X-GDTS-Plan-Time": str(plan_ms),
+                        "X-GDTS-Worker": self.worker_id,
+                    },
+                )
+                http_status = http_result.status
+                result = ExecResult(
+                    http_result.start_ms, http_result.end_ms, http_result.output, None,
+                    http_result.err, http_result.killed,
+                )  # fmt: skip
+            else:
+                result = await runner.run(
+                    self.config.bash_path, job.command, self._job_env(job, plan_ms),
+                    self.config.output_limit,
+                )  # fmt: skip
+                exit_code = result.exit_code
         except Exception as exc:  # a bug of ours: record the run as failed, keep the worker
-            log.exception("cannot run the command", extra=event(job=job.name, tick=plan_ms))
+            log.exception("cannot run the job", extra=event(job=job.name, tick=plan_ms))
             at = time.time_ns() // 1_000_000
             result = ExecResult(at, at, "", None, f"worker error: {exc!r}", False)
         finally:
-            self._running[job.name].discard(command)
+            if timer is not None:
+                timer.cancel()
+            self._running[job.name].discard(runner)
             if not self._running[job.name]:
                 del self._running[job.name]
-        if result.killed:
-            status = RunStatus.KILLED
-        elif result.exit_code == 0:
-            status = RunStatus.SUCCEEDED
-        else:
-            status = RunStatus.FAILED
+        outcome = decide(
+            job,
+            output=result.output,
+            exit_code=exit_code,
+            http_status=http_status,
+            killed=result.killed,
+            timed_out=timed_out,
+        )
+        err = result.err
+        if timed_out:
+            # What the kill did to a shell (its signal) is worth keeping; "killed" is not.
+            detail = "" if http_status is None and job.kind == "http" else err
+            detail = detail.removeprefix("killed on request; ").removeprefix("killed")
+            err = "; ".join(filter(None, [outcome.err, detail]))
+        elif outcome.err and outcome.err not in err:
+            err = "; ".join(filter(None, [err, outcome.err]))
         offset = self.config.clock_offset
         return RunRecord(
             job_name=job.name,
-            command=job.command,
+            command=job.command if job.http is None else f"{job.http.method} {job.http.url}",
             worker=self.worker_id,
             plan_time=plan_ms,
             schedule_time=schedule_ms,
             start_time=result.start_ms + offset,
             end_time=result.end_ms + offset,
             output=result.output,
-            err=result.err,
-            exit_code=result.exit_code,
-            status=status,
+            err=err,
+            exit_code=exit_code,
+            status=outcome.status,
+            trigger="manual" if manual else "schedule",
         )
+
+    def _job_env(self, job: Job, plan_ms: int) -> dict[str, str]:
+        # The worker's own GDTS_* settings (etcd password, MongoDB URI) are not the job's.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GDTS_")}
+        env.update(
+            GDTS_JOB_NAME=job.name, GDTS_PLAN_TIME=str(plan_ms), GDTS_WORKER_ID=self.worker_id
+        )
+        return env
 
     async def _release(self, claim: Claim) -> None:
         delay = 0.2
@@ -592,3 +683,11 @@ async def _cancel(*tasks: asyncio.Task[None]) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def _request_spec(job: Job) -> HttpRequestSpec:
+    assert job.http is not None
+    target = job.http
+    return HttpRequestSpec(
+        target.method, target.url, target.headers, target.body, target.expected_status
+    )

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gdts.config import ManagerConfig
 from gdts.etcd import EtcdClient, read_prefix
 from gdts.job import API_DEFAULTS
+from gdts.keys import KeyLayout
 from gdts.localstack import free_port
 from gdts.manager.app import create_app
 from gdts.runlog import RunLog, open_mongo
@@ -358,3 +359,14 @@ async def test_job_list_pages_by_name_keeping_the_response_shape(client) -> None
     assert status == 400 and body["field"] == "limit"
     status, body = await call(client, "GET", "/job/list", params={"after": "a/b"})
     assert status == 400 and body["field"] == "after"
+
+
+async def test_deleting_a_job_forgets_its_one_shot_done_markers(client, etcd, stack) -> None:
+    await call(client, "POST", "/job/save", data=_job(name="once"))
+    keys = KeyLayout(stack.prefix)
+    await etcd.put(keys.done("once", 1000), b"ran")
+    await etcd.put(keys.done("once-more", 1000), b"another job's")
+    status, body = await call(client, "POST", "/job/delete", data={"name": "once"})
+    assert status == 200 and body["data"]["name"] == "once"
+    assert await etcd.get(keys.done("once", 1000)) is None
+    assert await etcd.get(keys.done("once-more", 1000)) is not None

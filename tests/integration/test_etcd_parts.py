@@ -155,6 +155,7 @@ class Recorder:
         self.gone: list[tuple[str, int, int]] = []
         self.markers_gone: list[tuple[str, int, int, bytes]] = []
         self.markers: dict[str, bytes] = {}
+        self.run_requests: dict[bytes, tuple[str, int]] = {}
 
     async def jobs_reset(self, jobs: list[Job]) -> None:
         self.jobs = {job.name: job for job in jobs}
@@ -188,6 +189,15 @@ class Recorder:
     def running_marker_gone(self, job_name: str, lease: int, revision: int, value: bytes) -> None:
         self.markers.pop(job_name, None)
         self.markers_gone.append((job_name, lease, revision, value))
+
+    def run_requests_reset(self, requests: list[tuple[str, int, bytes]]) -> None:
+        self.run_requests = {key: (name, ms) for name, ms, key in requests}
+
+    def run_requested(self, job_name: str, requested_ms: int, key: bytes) -> None:
+        self.run_requests[key] = (job_name, requested_ms)
+
+    def run_request_gone(self, key: bytes) -> None:
+        self.run_requests.pop(key, None)
 
 
 def _job(name: str, command: str = "true") -> Job:
@@ -360,3 +370,42 @@ async def test_claims_made_together_share_a_transaction_yet_each_gets_its_own_ou
     assert (await etcd.get(keys.running("free-2"))).value == b"someone else's run"
     await worker_a.close()
     await worker_b.close()
+
+
+async def test_a_one_shot_claim_marks_the_job_done_for_good(etcd, stack) -> None:
+    keys = KeyLayout(stack.prefix)
+    lease = await etcd.lease(30)
+    worker_a = TickClaimer(etcd, keys, "a", start_window_s=10)
+    worker_b = TickClaimer(etcd, keys, "b", start_window_s=10)
+    won = await worker_a.claim("once", 9000, lease.id, worker_a.marker(9000, 9001), once=True)
+    assert won.outcome is ClaimOutcome.WON
+    await worker_a.release(won)
+    # Long after: the tick claim's lease has expired (deleted here), yet the done marker,
+    # on no lease, still refuses the run, also batched with a claim that wins.
+    await etcd.delete(keys.tick_claim("once", 9000))
+    done = await etcd.get(keys.done("once", 9000))
+    assert done is not None and done.lease == 0
+    again, other = await asyncio.gather(
+        worker_b.claim("once", 9000, lease.id, worker_b.marker(9000, 99_000), once=True),
+        worker_b.claim("other", 9000, lease.id, worker_b.marker(9000, 99_000), once=True),
+    )
+    assert (again.outcome, other.outcome) == (ClaimOutcome.TAKEN, ClaimOutcome.WON)
+    await worker_a.close()
+    await worker_b.close()
+
+
+async def test_run_requests_are_read_then_followed(etcd, stack) -> None:
+    keys = KeyLayout(stack.prefix)
+    before = keys.run_request("a", 1_000_001)
+    await etcd.put(before, b"")
+    recorder = Recorder()
+    sync = ClusterWatch(etcd, keys, recorder)
+    async with running(sync):
+        await wait_until(_true(lambda: before in recorder.run_requests), 10, "the pending one")
+        assert recorder.run_requests[before] == ("a", 1_000_001)
+        after = keys.run_request("b", 2_000_002)
+        await etcd.put(after, b"")
+        await wait_until(_true(lambda: after in recorder.run_requests), 10, "the new one")
+        await etcd.delete(before)
+        await wait_until(_true(lambda: before not in recorder.run_requests), 10, "the claim")
+        assert recorder.run_requests == {after: ("b", 2_000_002)}

@@ -1,0 +1,208 @@
+"""Job semantics beyond name/command/cronExpr, through the real manager, workers, etcd and
+mongod: timeouts, success rules, HTTP jobs, pause/resume and one-shot jobs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from gdts.localstack import free_port
+from tests.support import (
+    EVERY_SECOND,
+    Cluster,
+    Stack,
+    api_call,
+    api_get,
+    api_post,
+    count_at_least,
+    cron_at,
+    now_ms,
+    process_alive,
+    read_ticks,
+    record_command,
+    save_job,
+    save_job_fields,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
+
+
+async def runs(cluster: Cluster, name: str) -> list[dict]:
+    return await api_get(cluster.api, "/job/log", name=name, limit=100)
+
+
+@pytest_asyncio.fixture
+async def running(cluster: Cluster) -> AsyncIterator[Cluster]:
+    await cluster.start_manager()
+    await cluster.start_worker("w1")
+    yield cluster
+
+
+async def test_a_run_past_its_timeout_is_killed_and_logged_as_timeout(
+    running: Cluster, stack: Stack
+) -> None:
+    pid_file = stack.tmp / "slow.pid"
+    await save_job_fields(
+        running.api,
+        name="slow",
+        command=f"echo $$ > {pid_file}; sleep 600",
+        cronExpr=cron_at(time.time() + 2),
+        timeout=1,
+    )
+    logged = await wait_until(lambda: runs(running, "slow"), 30, "the timed-out run")
+    run = logged[0]
+    assert run["status"] == "timeout", run
+    assert run["err"].startswith("timed out after 1 s"), run
+    assert 1000 <= run["endTime"] - run["startTime"] < 10_000
+    assert not process_alive(int(pid_file.read_text()))
+
+
+async def test_success_rules_decide_succeeded_or_failed(running: Cluster) -> None:
+    at = cron_at(time.time() + 2)
+    await save_job_fields(
+        running.api, name="three", command="exit 3", cronExpr=at, expectedExitCode=3
+    )
+    await save_job_fields(
+        running.api, name="notready", command="echo not ready", cronExpr=at, outputContains="READY"
+    )
+    await save_job_fields(
+        running.api, name="warned", command="echo WARNING: x", cronExpr=at, outputNotContains="WARN"
+    )
+    three = (await wait_until(lambda: runs(running, "three"), 30, "a run of three"))[0]
+    assert (three["status"], three["exitCode"]) == ("succeeded", 3)
+    notready = (await wait_until(lambda: runs(running, "notready"), 30, "notready"))[0]
+    assert notready["status"] == "failed" and "does not contain 'READY'" in notready["err"]
+    warned = (await wait_until(lambda: runs(running, "warned"), 30, "warned"))[0]
+    assert warned["status"] == "failed" and "output contains 'WARN'" in warned["err"]
+
+
+@pytest_asyncio.fixture
+async def http_target() -> AsyncIterator[tuple[str, list[web.Request]]]:
+    seen: list[web.Request] = []
+
+    async def ok(request: web.Request) -> web.Response:
+        seen.append(request)
+        return web.json_response({"healthy": True}, headers={"X-Served-By": "test"})
+
+    async def broken(request: web.Request) -> web.Response:
+        seen.append(request)
+        return web.Response(status=500, text="boom")
+
+    app = web.Application()
+    app.router.add_route("*", "/ok", ok)
+    app.router.add_route("*", "/broken", broken)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}", seen
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_http_job_logs_the_response_and_succeeds_on_2xx_only(
+    running: Cluster, http_target: tuple[str, list[web.Request]]
+) -> None:
+    base, seen = http_target
+    at = cron_at(time.time() + 2)
+    await save_job_fields(
+        running.api,
+        name="ping",
+        type="http",
+        cronExpr=at,
+        http={"method": "POST", "url": f"{base}/ok", "headers": {"X-Key": "k1"}, "body": "hi"},
+    )
+    await save_job_fields(
+        running.api, name="down", type="http", cronExpr=at, http={"url": f"{base}/broken"}
+    )
+    ping = (await wait_until(lambda: runs(running, "ping"), 30, "a run of ping"))[0]
+    assert ping["status"] == "succeeded", ping
+    assert ping["output"].startswith("HTTP/1.1 200 OK\n")
+    assert "X-Served-By: test" in ping["output"] and '{"healthy": true}' in ping["output"]
+    assert ping["command"] == f"POST {base}/ok"
+    down = (await wait_until(lambda: runs(running, "down"), 30, "a run of down"))[0]
+    assert down["status"] == "failed" and "HTTP status 500, expected 2xx" in down["err"]
+    assert "boom" in down["output"]
+    posted = next(r for r in seen if r.path == "/ok")
+    assert posted.method == "POST" and posted.headers["X-Key"] == "k1"
+    assert posted.headers["X-GDTS-Job"] == "ping" and posted.headers["X-GDTS-Worker"] == "w1"
+    assert int(posted.headers["X-GDTS-Plan-Time"]) % 1000 == 0
+
+
+async def test_a_paused_job_does_not_run_until_it_is_resumed(
+    running: Cluster, stack: Stack
+) -> None:
+    ticks, sentinel = stack.tmp / "paused.txt", stack.tmp / "sentinel.txt"
+    await save_job_fields(
+        running.api, name="paused", command=record_command(ticks), cronExpr=EVERY_SECOND,
+        enabled=False,
+    )  # fmt: skip
+    # The sentinel is saved after the paused job: once it has run twice, the worker has long
+    # known the paused job.
+    await save_job(running.api, "sentinel", record_command(sentinel), EVERY_SECOND)
+    await wait_until(lambda: count_at_least(sentinel, 2), 30, "two runs of the sentinel")
+    assert read_ticks(ticks) == []
+    resumed_at = now_ms()
+    enabled = await api_post(running.api, "/job/enable", name="paused")
+    assert enabled["enabled"] is True
+    await wait_until(lambda: count_at_least(ticks, 2), 30, "two runs after resuming")
+    assert all(plan > resumed_at - 1000 for plan, _ in read_ticks(ticks))
+    await api_post(running.api, "/job/disable", name="paused")
+    paused_at = now_ms()
+    sentinel_runs = len(read_ticks(sentinel))
+    await wait_until(
+        lambda: count_at_least(sentinel, sentinel_runs + 3), 30, "three more sentinel runs"
+    )
+    assert [p for p, _ in read_ticks(ticks) if p > paused_at + 1000] == []
+
+
+async def test_a_one_shot_job_runs_once_even_across_a_worker_restart(
+    cluster: Cluster, stack: Stack
+) -> None:
+    await cluster.start_manager()
+    worker = await cluster.start_worker("w1")
+    ticks, sentinel = stack.tmp / "once.txt", stack.tmp / "sentinel.txt"
+    run_at = int(time.time()) + 3
+    saved = await save_job_fields(
+        cluster.api, name="once", command=record_command(ticks), runAt=run_at
+    )
+    assert saved is None
+    await wait_until(lambda: count_at_least(ticks, 1), 30, "the one-shot run")
+    assert [plan for plan, _ in read_ticks(ticks)] == [run_at * 1000]
+    await worker.terminate(grace=20)
+    await cluster.start_worker("w2")
+    await save_job(cluster.api, "sentinel", record_command(sentinel), EVERY_SECOND)
+    await wait_until(lambda: count_at_least(sentinel, 2), 30, "two sentinel runs on w2")
+    assert [plan for plan, _ in read_ticks(ticks)] == [run_at * 1000]
+    listed = {job["name"]: job for job in await api_get(cluster.api, "/job/list")}
+    assert listed["once"]["runAt"].endswith("Z") and listed["once"]["cronExpr"] == ""
+
+
+async def test_run_now_runs_the_job_once_on_one_worker(cluster: Cluster, stack: Stack) -> None:
+    await cluster.start_manager()
+    await cluster.start_worker("w1")
+    await cluster.start_worker("w2")
+    ticks = stack.tmp / "manual.txt"
+    # A schedule that will not fire during the test: only the manual run may run it.
+    await save_job(cluster.api, "yearly", record_command(ticks), "0 0 1 1 *")
+    requested = await api_post(cluster.api, "/job/run", name="yearly")
+    assert requested["name"] == "yearly" and requested["planTime"] % 1000 != 0
+    logged = await wait_until(lambda: runs(cluster, "yearly"), 30, "the manual run")
+    assert logged[0]["trigger"] == "manual" and logged[0]["status"] == "succeeded"
+    assert logged[0]["planTime"] == requested["planTime"]
+    # Ask again: a second, separate run; and each request ran exactly once, on one worker.
+    second = await api_post(cluster.api, "/job/run", name="yearly")
+    await wait_until(lambda: count_at_least(ticks, 2), 30, "the second manual run")
+    sentinel = stack.tmp / "sentinel.txt"
+    await save_job(cluster.api, "sentinel", record_command(sentinel), EVERY_SECOND)
+    await wait_until(lambda: count_at_least(sentinel, 3), 30, "three sentinel runs")
+    plans = sorted(plan for plan, _ in read_ticks(ticks))
+    assert plans == [requested["planTime"], second["planTime"]]
+    status, body = await api_call(cluster.api, "POST", "/job/run", data={"name": "nosuch"})
+    assert status == 404 and body["field"] == "name"
