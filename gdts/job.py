@@ -61,6 +61,7 @@ API_DEFAULTS: dict[str, Any] = {
     "outputNotContains": "",
 }
 _API_FIELDS = tuple(API_DEFAULTS)
+_ALWAYS_STORED = frozenset(("name", "command", "cronExpr"))
 _NULLABLE = frozenset(field for field, default in API_DEFAULTS.items() if default is None)
 
 
@@ -83,7 +84,7 @@ def _check_zone(value: object) -> str:
         raise InvalidFieldError("timezone", exc.problem) from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Job:
     """A job as workers run it. ``schedule`` is None for a one-shot job (``run_at_ms``)."""
 
@@ -226,10 +227,12 @@ class Job:
         }
 
     def to_record(self) -> bytes:
-        """The etcd value: the API view plus a record version."""
-        return json.dumps(
-            {"v": JOB_RECORD_VERSION, **self.to_api()}, separators=(",", ":")
-        ).encode()
+        """The etcd value: a record version and the API fields that differ from their defaults
+        (name, command and cronExpr always). 100,000 jobs are read whole by every worker that
+        starts and by every full listing: defaults written out would be most of the bytes."""
+        view = self.to_api()
+        kept = {k: v for k, v in view.items() if k in _ALWAYS_STORED or v != API_DEFAULTS[k]}
+        return json.dumps({"v": JOB_RECORD_VERSION, **kept}, separators=(",", ":")).encode()
 
     @classmethod
     def from_record(cls, raw: bytes) -> Job:

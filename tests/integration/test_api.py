@@ -75,7 +75,7 @@ async def test_save_returns_previous_version_and_list_shows_job(client, etcd, st
     # Stored under the documented key, with a record version.
     stored = dict(await snapshot(etcd, stack))
     record = json.loads(stored[f"{stack.prefix}jobs/backup".encode()])
-    assert record == {"v": 2, **view(name="backup", command="echo two", cronExpr="*/5 * * * * *")}
+    assert record == {"v": 2, "name": "backup", "command": "echo two", "cronExpr": "*/5 * * * * *"}
 
 
 async def test_every_listing_shows_etcd_as_it_is_now(client, etcd, stack) -> None:

@@ -267,9 +267,13 @@ def test_from_api_validates_the_values() -> None:
 
 def test_to_record_is_compact_json_with_version_first() -> None:
     job = Job.create("backup", "echo hi", "0 3 * * *")
-    record = job.to_record()
-    assert record.startswith(b'{"v":2,"name":"backup","type":"shell","command":"echo hi",')
-    assert b" " not in record.replace(b"echo hi", b"").replace(b"0 3 * * *", b"")
+    assert job.to_record() == b'{"v":2,"name":"backup","command":"echo hi","cronExpr":"0 3 * * *"}'
+    # Only what differs from the defaults is stored besides the three original fields.
+    paused = job.with_changes(enabled=False, retries=2)
+    assert paused.to_record() == (
+        b'{"v":2,"name":"backup","command":"echo hi","cronExpr":"0 3 * * *",'
+        b'"enabled":false,"retries":2}'
+    )
 
 
 @pytest.mark.parametrize(
