@@ -61,6 +61,7 @@ API_DEFAULTS: dict[str, Any] = {
     "outputNotContains": "",
 }
 _API_FIELDS = tuple(API_DEFAULTS)
+_STATUS_FIELDS = frozenset(("nextRunTime", "running", "lastRun"))
 _ALWAYS_STORED = frozenset(("name", "command", "cronExpr"))
 _NULLABLE = frozenset(field for field, default in API_DEFAULTS.items() if default is None)
 
@@ -119,6 +120,8 @@ class Job:
         the past."""
         if not isinstance(data, dict):
             raise InvalidFieldError("job", f"must be a JSON object, got {type_name(data)}")
+        # What /job/list adds to a job is read-only: a listed job saves back as it is.
+        data = {k: v for k, v in data.items() if k not in _STATUS_FIELDS}
         unknown = sorted(set(data) - set(_API_FIELDS))
         if unknown:
             raise InvalidFieldError(
@@ -200,6 +203,19 @@ class Job:
                 "outputNotContains", given.get("outputNotContains", ""), MAX_MATCH_CHARS
             ),
         )
+
+    def __post_init__(self) -> None:
+        # Fields the model knows but the workers do not act on yet: refused rather than stored
+        # and silently ignored.
+        for field_name, value, default in (
+            ("concurrencyPolicy", self.concurrency, "forbid"),
+            ("misfireGrace", self.misfire_grace_s, None),
+            ("catchUp", self.catch_up, False),
+        ):
+            if value != default:
+                raise InvalidFieldError(
+                    field_name, f"{value!r} is not supported yet (only {default!r} is)"
+                )
 
     @property
     def one_shot(self) -> bool:

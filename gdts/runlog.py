@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from gdts.errors import StoreUnavailableError
@@ -14,6 +15,10 @@ from gdts.errors import StoreUnavailableError
 log = logging.getLogger(__name__)
 
 COLLECTION = "job_log"
+# One document per job: its latest run's status and times, kept by the workers as they write
+# runs, so /job/list can show every job's last run without searching the log for each.
+LAST_RUNS = "job_last_run"
+LAST_RUN_FIELDS = ("status", "planTime", "startTime", "endTime", "attempt", "trigger")
 _DUPLICATE_KEY = 11000
 
 
@@ -34,6 +39,7 @@ def open_mongo(uri: str, connect_timeout_ms: int) -> AsyncMongoClient[dict[str, 
 class RunLog:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
         self._runs = client[database][COLLECTION]
+        self._last_runs = client[database][LAST_RUNS]
 
     async def ensure_indexes(self) -> None:
         # /job/log: one job's runs, newest first.
@@ -47,6 +53,8 @@ class RunLog:
             name="job_tick_attempt",
             unique=True,
         )
+        # The manager reads the last runs that changed since its previous look.
+        await self._last_runs.create_index([("at", ASCENDING)], name="at")
 
     async def insert(self, documents: Sequence[dict[str, Any]]) -> int:
         """Insert runs; returns how many the unique index refused as duplicates (already stored
@@ -57,6 +65,7 @@ class RunLog:
         documents = list(documents)
         try:
             await self._runs.insert_many(documents, ordered=False)
+            await self._note_last_runs(documents)
             return 0
         except BulkWriteError as exc:
             if exc.details.get("writeConcernErrors"):
@@ -76,7 +85,33 @@ class RunLog:
         for document in refused:
             if document.get("status") == "lost" or not await self._replace_lost(document):
                 duplicates += 1
+        await self._note_last_runs(documents)
         return duplicates
+
+    async def _note_last_runs(self, documents: Sequence[dict[str, Any]]) -> None:
+        """Move each job's last-run summary forward to the newest of these runs (by start time,
+        then attempt). Runs reach MongoDB out of order from several workers, so the update keeps
+        whichever is newer, in the server, in one step."""
+        newest: dict[str, dict[str, Any]] = {}
+        for document in documents:
+            name = document["jobName"]
+            if name not in newest or _order(document) >= _order(newest[name]):
+                newest[name] = document
+        if not newest:
+            return
+        updates = [
+            UpdateOne({"_id": name}, _keep_newer(document), upsert=True)
+            for name, document in newest.items()
+        ]
+        await self._last_runs.bulk_write(updates, ordered=False)
+
+    async def last_runs_since(self, since: datetime | None) -> list[dict[str, Any]]:
+        """Last-run summaries changed at or after ``since`` (all of them for None)."""
+        query = {} if since is None else {"at": {"$gte": since}}
+        try:
+            return await self._last_runs.find(query).to_list()
+        except PyMongoError as exc:
+            raise StoreUnavailableError("MongoDB", type(exc).__name__ + ": " + str(exc)) from exc
 
     async def _replace_lost(self, document: dict[str, Any]) -> bool:
         fields = {k: v for k, v in document.items() if k != "_id"}
@@ -108,3 +143,26 @@ class RunLog:
             await self._runs.database.command("ping")
         except PyMongoError as exc:
             raise StoreUnavailableError("MongoDB", str(exc)) from exc
+
+
+def _order(document: dict[str, Any]) -> int:
+    # Start time (planned time for a run that never started), then attempt, as one number.
+    started = document.get("startTime") or document.get("planTime") or 0
+    return int(started) * 16 + min(int(document.get("attempt") or 1), 15)
+
+
+def _keep_newer(document: dict[str, Any]) -> list[dict[str, Any]]:
+    order = _order(document)
+    newer = {"$gte": [order, {"$ifNull": ["$order", -1]}]}
+    fields = {field: document.get(field) for field in LAST_RUN_FIELDS}
+    return [
+        {"$set": {"_newer": newer}},
+        {
+            "$set": {
+                "order": {"$cond": ["$_newer", order, "$order"]},
+                **{f: {"$cond": ["$_newer", {"$literal": v}, f"${f}"]} for f, v in fields.items()},
+                "at": "$$NOW",
+            }
+        },
+        {"$unset": "_newer"},
+    ]

@@ -14,6 +14,7 @@ from aiohttp import web
 from gdts.errors import GdtsError, InvalidFieldError
 from gdts.job import Job, validate_name
 from gdts.manager.jobstore import JobStore
+from gdts.manager.listing import JobListing
 from gdts.runlog import RunLog
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 JOB_STORE = web.AppKey("job_store", JobStore)
 RUN_LOG = web.AppKey("run_log", RunLog)
 DEFAULT_ZONE = web.AppKey("default_zone", str)
+JOB_LISTING = web.AppKey("job_listing", JobListing)
 
 DEFAULT_LOG_LIMIT = 20
 MAX_LOG_LIMIT = 1000
@@ -178,7 +180,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     else:
         after = None
     limit = _int_param(params, "limit", 0, 0, MAX_LIST_LIMIT) or None
-    jobs = await request.app[JOB_STORE].list_json(after, limit)
+    jobs = await request.app[JOB_LISTING].json(after, limit, time.time_ns() // 1_000_000)
     return web.Response(
         body=b'{"errno": 0, "msg": "success", "data": ' + jobs + b"}",
         content_type="application/json",

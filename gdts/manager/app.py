@@ -10,9 +10,17 @@ from aiohttp import web
 from gdts.config import ManagerConfig
 from gdts.etcd import EtcdClient
 from gdts.keys import KeyLayout
-from gdts.manager.api import DEFAULT_ZONE, JOB_STORE, RUN_LOG, add_routes, error_middleware
+from gdts.manager.api import (
+    DEFAULT_ZONE,
+    JOB_LISTING,
+    JOB_STORE,
+    RUN_LOG,
+    add_routes,
+    error_middleware,
+)
 from gdts.manager.health import add_health_routes, count_requests
 from gdts.manager.jobstore import JobStore
+from gdts.manager.listing import JobListing
 from gdts.runlog import RunLog, open_mongo
 
 CONFIG = web.AppKey("config", ManagerConfig)
@@ -66,6 +74,7 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     mongo = open_mongo(config.mongodb_uri, config.mongodb_connect_timeout)
     app[JOB_STORE] = JobStore(etcd, KeyLayout(config.etcd_prefix), config.kill_marker_ttl)
     app[RUN_LOG] = RunLog(mongo, config.mongodb_database)
+    app[JOB_LISTING] = JobListing(etcd, KeyLayout(config.etcd_prefix), app[RUN_LOG])
     app[DEFAULT_ZONE] = config.default_timezone
     try:
         yield

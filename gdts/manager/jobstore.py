@@ -10,15 +10,12 @@ from aetcd import utils
 
 from gdts.errors import ConflictError, InvalidFieldError, NotFoundError
 from gdts.etcd import EtcdClient, etcd_errors, read_prefix
-from gdts.job import Job, api_views
+from gdts.job import Job
 from gdts.keys import KeyLayout
 
 log = logging.getLogger(__name__)
 
 
-# Paged listings only ever add to what is remembered; past this many entries it starts over.
-_MAX_REMEMBERED = 500_000
-_UNKNOWN = (-1, b"")
 _UPDATE_ATTEMPTS = 5
 _RUN_REQUEST_TTL_S = 60  # longer than any worker's takeoverDelay plus its start window
 
@@ -28,7 +25,6 @@ class JobStore:
         self._client = client
         self._keys = keys
         self._kill_marker_ttl = kill_marker_ttl
-        self._encoded: dict[bytes, tuple[int, bytes]] = {}  # job key -> (mod_revision, view)
 
     async def save(self, job: Job) -> dict[str, Any] | None:
         """Create or replace; returns the previous job (API form) or None."""
@@ -92,42 +88,6 @@ class JobStore:
             )
         prev_kvs = replies[0].response_delete_range.prev_kvs
         return _previous(prev_kvs[0].value if prev_kvs else None)
-
-    async def list_json(self, after: str | None = None, limit: int | None = None) -> bytes:
-        """Jobs in name order as a JSON array of their API views; ``after`` and ``limit`` page
-        through them. Read from etcd every time (a list right after a save shows it); only the
-        JSON of each view is remembered, by key and revision, since decoding, checking and
-        encoding 100,000 records again on every listing was most of its time."""
-        with etcd_errors():
-            kvs, _ = await read_prefix(
-                self._client,
-                self._keys.jobs_prefix,
-                start_after=None if after is None else self._keys.job(after),
-                limit=limit,
-            )
-        # Each attribute read of a protobuf KeyValue copies it: read each once.
-        keys = [kv.key for kv in kvs]
-        revisions = [kv.mod_revision for kv in kvs]
-        encoded = self._encoded
-        stale = [
-            i
-            for i, (key, revision) in enumerate(zip(keys, revisions, strict=True))
-            if encoded.get(key, _UNKNOWN)[0] != revision
-        ]
-        for i, view in zip(stale, api_views([kvs[i].value for i in stale]), strict=True):
-            if isinstance(view, InvalidFieldError):
-                log.error("skipping unreadable job at %r: %s", keys[i], view)
-                encoded[keys[i]] = (revisions[i], b"")
-            else:
-                encoded[keys[i]] = (revisions[i], json.dumps(view).encode())
-        entries = [encoded[key] for key in keys]
-        parts = [part for _, part in entries if part]
-        if after is None and limit is None:
-            # A full listing knows every job: forget the deleted ones.
-            self._encoded = dict(zip(keys, entries, strict=True))
-        elif len(encoded) > _MAX_REMEMBERED:
-            self._encoded = {}
-        return b"[" + b",".join(parts) + b"]"
 
     async def request_run(self, name: str, now_ms: int) -> dict[str, Any]:
         """Ask the workers to run a job once now (POST /job/run). The request lives on a lease,

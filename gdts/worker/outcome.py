@@ -18,7 +18,8 @@ from gdts.worker.httpjob import http_succeeded
 @dataclass(frozen=True)
 class Outcome:
     status: RunStatus
-    err: str  # why it is not a success, appended to what the executor said; "" if it is
+    # Why it is not a success, when what the executor said does not already tell; "" if it is.
+    err: str
 
 
 def decide(
@@ -41,6 +42,8 @@ def decide(
             got = "no response" if http_status is None else f"HTTP status {http_status}"
             return Outcome(RunStatus.FAILED, f"{got}, expected {wanted}")
     elif exit_code != job.expected_exit_code:
+        if job.expected_exit_code == 0:
+            return Outcome(RunStatus.FAILED, "")  # the executor's "exit status 3" says it all
         got = "no exit status" if exit_code is None else f"exit status {exit_code}"
         return Outcome(RunStatus.FAILED, f"{got}, expected {job.expected_exit_code}")
     if job.output_contains and job.output_contains not in output:

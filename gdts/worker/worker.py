@@ -40,11 +40,12 @@ from gdts.worker.probes import create_probe_app
 from gdts.worker.registration import Registration
 from gdts.worker.spill import SpillDir
 from gdts.worker.stats import WorkerStats
-from gdts.worker.ticktable import DueTick, TickTable
+from gdts.worker.ticktable import DueTick, TickTable, next_plan
 
 log = logging.getLogger(__name__)
 
 _RELEASE_RETRY_MAX_S = 5.0
+_RETRIED = frozenset((RunStatus.FAILED, RunStatus.TIMEOUT))
 _MONGO_CHECK_EVERY_S = 10.0
 _MONGO_STALE_S = 3 * _MONGO_CHECK_EVERY_S
 
@@ -75,6 +76,7 @@ class Worker:
         self._table_version = 0  # bumped on every change, so readiness hashes only when needed
         self._digest: tuple[int, str] = (-1, "")
         self._stopping = False  # set on SIGTERM: claim nothing new
+        self._stop_requested = asyncio.Event()  # the same, for waits to end on
         self._killing_all = False  # set when the drain timed out: kill whatever starts now
         self._killed_at: dict[str, int] = {}  # job -> when its last kill marker arrived
         self._claims: dict[str, Claim] = {}  # job -> claim of its run going here
@@ -292,6 +294,7 @@ class Worker:
                 await stop.wait()
                 log.info("worker %s stopping", self.worker_id)
                 self._stopping = True
+                self._stop_requested.set()
                 await _cancel(scheduler)
                 await self._drain()
                 # The lease is kept alive through the flush: revoked, not expired, at the end.
@@ -432,12 +435,7 @@ class Worker:
                 return
             self._claims[tick.job.name] = claim
             try:
-                record = await self._execute(
-                    tick.job, tick.plan_ms, schedule_ms, manual=tick.run_request is not None
-                )
-                # Into the sink before the release: if etcd is down at shutdown, the release
-                # may be abandoned, but the result is flushed.
-                self._sink.add(record)
+                record = await self._run_attempts(tick, schedule_ms)
             finally:
                 self._claims.pop(tick.job.name, None)
                 # Shielded: even on cancellation the marker must go, or the job never runs again.
@@ -446,9 +444,42 @@ class Worker:
             # A bug must cost one run, never the worker and every other running job with it.
             log.exception("run failed inside the worker", extra=tags)
             return
-        self.stats.runs.inc(status=record.status.value)
         if record.start_time is not None:
             self.stats.fire_lag.observe(max(0.0, (record.start_time - tick.plan_ms) / 1000))
+
+    async def _run_attempts(self, tick: DueTick, schedule_ms: int) -> RunRecord:
+        """Run the claimed tick, and again while it fails and the job's ``retries`` allow:
+        after ``retryBackoff`` seconds, doubling, never when the retry would start at or after
+        the job's next planned tick. Every attempt is logged; the claim holds throughout.
+        Returns the first attempt's record."""
+        job, plan_ms = tick.job, tick.plan_ms
+        tags = event(job=job.name, tick=plan_ms)
+        first: RunRecord | None = None
+        attempt = 1
+        while True:
+            started_ms = self.now_ms()
+            record = await self._execute(
+                job, plan_ms, schedule_ms, manual=tick.run_request is not None, attempt=attempt
+            )
+            # Into the sink before the release: if etcd is down at shutdown, the release may be
+            # abandoned, but the result is flushed.
+            self._sink.add(record)
+            self.stats.runs.inc(status=record.status.value)
+            first = first or record
+            if record.status not in _RETRIED or attempt > job.retries:
+                return first
+            delay_s = job.retry_backoff_s * 2 ** (attempt - 1)
+            next_tick = next_plan(job, plan_ms) if tick.run_request is None else None
+            if next_tick is not None and self.now_ms() + delay_s * 1000 >= next_tick:
+                log.info("no retry: it would reach the next tick", extra=tags)
+                return first
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_requested.wait(), delay_s)
+            killed = self._killed_at.get(job.name, -1) >= started_ms
+            if self._stopping or killed or self._table.get(job.name) is None:
+                return first  # stopping, killed during the backoff, or deleted
+            attempt += 1
+            log.info("retrying (attempt %d of %d)", attempt, job.retries + 1, extra=tags)
 
     def _owns(self, job_name: str) -> bool:
         owned = self._owned.get(job_name)
@@ -545,7 +576,7 @@ class Worker:
         return None, unanswered
 
     async def _execute(
-        self, job: Job, plan_ms: int, schedule_ms: int, *, manual: bool = False
+        self, job: Job, plan_ms: int, schedule_ms: int, *, manual: bool = False, attempt: int = 1
     ) -> RunRecord:
         runner: RunningCommand | RunningRequest
         if job.kind == "http":
@@ -630,6 +661,7 @@ class Worker:
             exit_code=exit_code,
             status=outcome.status,
             trigger="manual" if manual else "schedule",
+            attempt=attempt,
         )
 
     def _job_env(self, job: Job, plan_ms: int) -> dict[str, str]:

@@ -206,3 +206,51 @@ async def test_run_now_runs_the_job_once_on_one_worker(cluster: Cluster, stack: 
     assert plans == [requested["planTime"], second["planTime"]]
     status, body = await api_call(cluster.api, "POST", "/job/run", data={"name": "nosuch"})
     assert status == 404 and body["field"] == "name"
+
+
+async def test_a_failed_run_is_retried_with_each_attempt_logged(
+    running: Cluster, stack: Stack
+) -> None:
+    counter = stack.tmp / "attempts"
+    command = (
+        f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; "
+        'echo "attempt $n"; [ "$n" -ge 3 ]'
+    )
+    await save_job_fields(
+        running.api, name="flaky", command=command, cronExpr=cron_at(time.time() + 2),
+        retries=5, retryBackoff=0.2,
+    )  # fmt: skip
+
+    async def three_attempts() -> list[dict] | None:
+        logged = await runs(running, "flaky")
+        return logged if len(logged) >= 3 else None
+
+    logged = sorted(
+        await wait_until(three_attempts, 30, "three attempts"), key=lambda r: r["attempt"]
+    )
+    assert [(r["attempt"], r["status"]) for r in logged] == [
+        (1, "failed"), (2, "failed"), (3, "succeeded")
+    ]  # fmt: skip
+    assert len({r["planTime"] for r in logged}) == 1  # all on the same tick
+    assert [r["output"] for r in logged] == ["attempt 1\n", "attempt 2\n", "attempt 3\n"]
+    assert logged[1]["startTime"] - logged[0]["endTime"] >= 200
+    assert logged[2]["startTime"] - logged[1]["endTime"] >= 400  # the backoff doubles
+
+
+async def test_retries_stop_before_the_next_tick(running: Cluster) -> None:
+    await save_job_fields(
+        running.api, name="doomed", command="exit 1", cronExpr="*/2 * * * * *",
+        retries=5, retryBackoff=1.5,
+    )  # fmt: skip
+
+    async def two_ticks_done() -> list[dict] | None:
+        logged = await runs(running, "doomed")
+        plans = sorted({r["planTime"] for r in logged})
+        return logged if len(plans) >= 3 else None
+
+    logged = await wait_until(two_ticks_done, 30, "runs of three ticks")
+    first_plan = min(r["planTime"] for r in logged)
+    attempts = sorted(r["attempt"] for r in logged if r["planTime"] == first_plan)
+    # 1.5 s after the first failure the retry still starts before the next tick (2 s later);
+    # the second retry would wait 3 s more and is not made.
+    assert attempts == [1, 2]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from gdts.job import API_DEFAULTS
 from gdts.keys import KeyLayout
 from gdts.localstack import free_port
 from gdts.manager.app import create_app
+from gdts.manager.listing import STATUS_FIELDS
 from gdts.runlog import RunLog, open_mongo
 from gdts.runrecord import RunRecord, RunStatus
 from tests.support import REPO_ROOT, Stack
@@ -55,6 +57,11 @@ def view(**fields: Any) -> dict[str, Any]:
     return {**API_DEFAULTS, **fields}
 
 
+def definitions(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The jobs of a /job/list answer without the status fields the list adds."""
+    return [{k: v for k, v in job.items() if k not in STATUS_FIELDS} for job in body["data"]]
+
+
 def job_form(name: str = "backup", command: str = "echo hi", cron: str = "*/5 * * * * *") -> dict:
     return {"job": json.dumps({"name": name, "command": command, "cronExpr": cron})}
 
@@ -71,7 +78,7 @@ async def test_save_returns_previous_version_and_list_shows_job(client, etcd, st
     assert status == 200
     assert body["data"] == view(name="backup", command="echo one", cronExpr="*/5 * * * * *")
     status, body = await call(client, "GET", "/job/list")
-    assert body["data"] == [view(name="backup", command="echo two", cronExpr="*/5 * * * * *")]
+    assert definitions(body) == [view(name="backup", command="echo two", cronExpr="*/5 * * * * *")]
     # Stored under the documented key, with a record version.
     stored = dict(await snapshot(etcd, stack))
     record = json.loads(stored[f"{stack.prefix}jobs/backup".encode()])
@@ -90,7 +97,7 @@ async def test_every_listing_shows_etcd_as_it_is_now(client, etcd, stack) -> Non
     await etcd.put(key_a, b'{"v":1,"name":"a","command":"echo from etcd","cronExpr":"@daily"}')
     await etcd.put(f"{stack.prefix}jobs/broken".encode(), b"{not json")
     _, body = await call(client, "GET", "/job/list")
-    assert body["data"] == [
+    assert definitions(body) == [
         view(name="a", command="echo from etcd", cronExpr="@daily"),
         view(name="b", command="echo B", cronExpr="*/5 * * * * *"),
     ]  # the unreadable record is skipped, not fatal
@@ -103,8 +110,8 @@ async def test_disable_and_enable_keep_the_definition_and_flip_only_the_flag(cli
     status, body = await call(client, "POST", "/job/disable", data={"name": "p"})
     assert status == 200 and body["data"]["enabled"] is False
     _, listed = await call(client, "GET", "/job/list")
-    assert listed["data"] == [view(name="p", command="echo p", cronExpr="@daily", retries=2,
-                                   enabled=False)]  # fmt: skip
+    assert definitions(listed) == [view(name="p", command="echo p", cronExpr="@daily", retries=2,
+                                        enabled=False)]  # fmt: skip
     status, body = await call(client, "POST", "/job/enable", data={"name": "p"})
     assert status == 200 and body["data"] == view(
         name="p", command="echo p", cronExpr="@daily", retries=2
@@ -370,3 +377,42 @@ async def test_deleting_a_job_forgets_its_one_shot_done_markers(client, etcd, st
     assert status == 200 and body["data"]["name"] == "once"
     assert await etcd.get(keys.done("once", 1000)) is None
     assert await etcd.get(keys.done("once-more", 1000)) is not None
+
+
+async def test_the_list_shows_each_jobs_next_run_last_run_and_whether_it_runs_now(
+    client, etcd, stack
+) -> None:
+    await call(client, "POST", "/job/save", data=_job(name="daily", cronExpr="30 2 * * *"))
+    await call(client, "POST", "/job/save", data=_job(name="paused", enabled=False))
+    await call(client, "POST", "/job/save", data=_job(name="tokyo", cronExpr="0 9 * * *",
+                                                      timezone="Asia/Tokyo"))  # fmt: skip
+    before = time.time()
+    _, body = await call(client, "GET", "/job/list")
+    jobs = {job["name"]: job for job in body["data"]}
+    next_daily = jobs["daily"]["nextRunTime"]
+    assert before * 1000 < next_daily <= before * 1000 + 86_400_000
+    assert time.gmtime(next_daily / 1000)[3:6] == (2, 30, 0)
+    assert time.gmtime(jobs["tokyo"]["nextRunTime"] / 1000)[3:6] == (0, 0, 0)  # 09:00 JST
+    assert jobs["paused"]["nextRunTime"] is None
+    assert all(job["running"] is False and job["lastRun"] is None for job in jobs.values())
+
+    mongo = open_mongo(stack.mongo_uri, 3000)
+    try:
+        runlog = RunLog(mongo, stack.database)
+        await runlog.ensure_indexes()
+        # Out of order, as several workers write them: the newest start wins.
+        await runlog.insert([_run("daily", 7).to_document(), _run("daily", 3).to_document()])
+        await runlog.insert([_run("daily", 5).to_document()])
+    finally:
+        await mongo.close()
+    await etcd.put(KeyLayout(stack.prefix).running("paused"), b"{}")
+    _, body = await call(client, "GET", "/job/list")
+    jobs = {job["name"]: job for job in body["data"]}
+    assert jobs["daily"]["lastRun"] == {
+        "status": "succeeded", "planTime": 7000, "startTime": 7005, "endTime": 7009,
+        "attempt": 1, "trigger": "schedule",
+    }  # fmt: skip
+    assert jobs["paused"]["running"] is True and jobs["daily"]["running"] is False
+    # A listed job saves back as it is: the status fields are read-only and ignored.
+    status, _ = await call(client, "POST", "/job/save", json={"job": jobs["daily"]})
+    assert status == 200

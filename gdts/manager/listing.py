@@ -1,0 +1,162 @@
+"""``GET /job/list``: every job's definition from etcd, with its status computed from etcd and
+MongoDB: the next planned run, whether a run is going on now, and the last run.
+
+Read from etcd on every request, so a list right after a save shows it. What costs time at
+100,000 jobs is remembered between requests, keyed so that it can never be stale: the JSON of
+each job's definition by etcd key and revision, its next planned run until that moment passes,
+and the last runs as of the last look (only summaries changed since are read again).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from gdts.cron import CronError, CronSchedule, parse_cron
+from gdts.errors import InvalidFieldError, StoreUnavailableError
+from gdts.etcd import EtcdClient, etcd_errors, read_prefix
+from gdts.job import api_views
+from gdts.jobfields import parse_run_at
+from gdts.keys import KeyLayout
+from gdts.runlog import LAST_RUN_FIELDS, RunLog
+from gdts.worker.ticktable import from_ms, to_ms
+
+log = logging.getLogger(__name__)
+
+STATUS_FIELDS = ("nextRunTime", "running", "lastRun")
+# Paged listings only ever add to what is remembered; past this many entries it starts over.
+_MAX_REMEMBERED = 500_000
+# Last-run summaries carry the MongoDB server's time of their last change; re-reading a margin
+# before the newest one seen covers writes that were in flight at the previous look.
+_LAST_RUN_OVERLAP = timedelta(seconds=5)
+
+
+@dataclass
+class _Entry:
+    revision: int
+    view: bytes  # the definition's JSON object, without its closing brace
+    schedule: CronSchedule | None
+    run_at_ms: int | None
+    enabled: bool
+    next_ms: int | None = None
+    next_valid_until: float = -math.inf  # next_ms holds while now is before this
+
+    def next_run(self, now_ms: int) -> int | None:
+        if now_ms >= self.next_valid_until:
+            self.next_ms, self.next_valid_until = self._compute_next(now_ms)
+        return self.next_ms
+
+    def _compute_next(self, now_ms: int) -> tuple[int | None, float]:
+        if not self.enabled:
+            return None, math.inf
+        if self.run_at_ms is not None:
+            if self.run_at_ms > now_ms:
+                return self.run_at_ms, self.run_at_ms
+            return None, math.inf
+        if self.schedule is None:
+            return None, math.inf
+        upcoming = self.schedule.next_after(from_ms(now_ms))
+        if upcoming is None:
+            return None, math.inf
+        next_ms = to_ms(upcoming)
+        return next_ms, next_ms
+
+
+class JobListing:
+    def __init__(self, client: EtcdClient, keys: KeyLayout, run_log: RunLog) -> None:
+        self._client = client
+        self._keys = keys
+        self._run_log = run_log
+        self._entries: dict[bytes, _Entry] = {}
+        self._last_runs: dict[str, bytes] = {}  # job -> JSON of its last run
+        self._last_runs_at: datetime | None = None
+
+    async def json(self, after: str | None, limit: int | None, now_ms: int) -> bytes:
+        """The jobs in name order as a JSON array; ``after`` and ``limit`` page through them."""
+        with etcd_errors():
+            kvs, _ = await read_prefix(
+                self._client,
+                self._keys.jobs_prefix,
+                start_after=None if after is None else self._keys.job(after),
+                limit=limit,
+            )
+            running_kvs, _ = await read_prefix(self._client, self._keys.running_prefix)
+        running = set()
+        for kv in running_kvs:
+            try:
+                running.add(self._keys.running_name(kv.key))
+            except ValueError:
+                continue
+        await self._refresh_last_runs()
+        entries = self._entries_of(kvs, full=after is None and limit is None)
+        last_runs = self._last_runs
+        parts = []
+        for name, entry in entries:
+            next_ms = entry.next_run(now_ms)
+            parts.append(
+                b'%s, "nextRunTime": %s, "running": %s, "lastRun": %s}'
+                % (
+                    entry.view,
+                    b"null" if next_ms is None else b"%d" % next_ms,
+                    b"true" if name in running else b"false",
+                    last_runs.get(name, b"null"),
+                )
+            )
+        return b"[" + b", ".join(parts) + b"]"
+
+    def _entries_of(self, kvs: list[Any], *, full: bool) -> list[tuple[str, _Entry]]:
+        # Each attribute read of a protobuf KeyValue copies it: read each once.
+        keys = [kv.key for kv in kvs]
+        revisions = [kv.mod_revision for kv in kvs]
+        known = self._entries
+        stale = [
+            i
+            for i, (key, revision) in enumerate(zip(keys, revisions, strict=True))
+            if (entry := known.get(key)) is None or entry.revision != revision
+        ]
+        for i, view in zip(stale, api_views([kvs[i].value for i in stale]), strict=True):
+            known[keys[i]] = _entry(revisions[i], view, keys[i])
+        listed = [(key, known[key]) for key in keys]
+        if full:
+            # A full listing knows every job: forget the deleted ones.
+            self._entries = dict(listed)
+        elif len(known) > _MAX_REMEMBERED:
+            self._entries = {}
+        prefix_length = len(self._keys.jobs_prefix)
+        return [(key[prefix_length:].decode(), entry) for key, entry in listed if entry.view]
+
+    async def _refresh_last_runs(self) -> None:
+        since = None if self._last_runs_at is None else self._last_runs_at - _LAST_RUN_OVERLAP
+        try:
+            summaries = await self._run_log.last_runs_since(since)
+        except StoreUnavailableError as exc:
+            # The list is etcd's; without MongoDB it still answers, with the last runs known.
+            log.warning("last runs not refreshed: %s", exc)
+            return
+        for summary in summaries:
+            last = {field: summary.get(field) for field in LAST_RUN_FIELDS}
+            self._last_runs[str(summary["_id"])] = json.dumps(last).encode()
+            at = summary.get("at")
+            if isinstance(at, datetime) and (self._last_runs_at is None or at > self._last_runs_at):
+                self._last_runs_at = at
+
+
+def _entry(revision: int, view: dict[str, Any] | InvalidFieldError, key: bytes) -> _Entry:
+    if isinstance(view, InvalidFieldError):
+        log.error("skipping unreadable job at %r: %s", key, view)
+        return _Entry(revision, b"", None, None, False)
+    schedule = None
+    run_at_ms = None
+    try:
+        if view["runAt"] is not None:
+            run_at_ms = parse_run_at(view["runAt"], None)
+        else:
+            schedule = parse_cron(view["cronExpr"], view["timezone"])
+    except (CronError, InvalidFieldError, TypeError) as exc:
+        log.error("no next run for the job at %r: %s", key, exc)
+    encoded = json.dumps(view).encode()
+    return _Entry(revision, encoded[:-1], schedule, run_at_ms, view["enabled"] is not False)
