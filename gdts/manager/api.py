@@ -182,7 +182,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit = _int_param(params, "limit", 0, 0, MAX_LIST_LIMIT) or None
     jobs = await request.app[JOB_LISTING].json(after, limit, time.time_ns() // 1_000_000)
     return web.Response(
-        body=b'{"errno": 0, "msg": "success", "data": ' + jobs + b"}",
+        body=b'{"errno":0,"msg":"success","data":' + jobs + b"}",
         content_type="application/json",
     )
 
