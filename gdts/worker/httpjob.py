@@ -28,19 +28,15 @@ from dataclasses import dataclass
 import aiohttp
 from multidict import CIMultiDict
 
+from gdts.jobfields import HttpTarget
 from gdts.worker.executor import now_ms
 
 # How much of the body is asked for per read: bounds what a single read may add on top of the cap.
 _CHUNK = 64 * 1024
 
 
-@dataclass(frozen=True)
-class HttpRequestSpec:
-    method: str
-    url: str
-    headers: tuple[tuple[str, str], ...] = ()
-    body: str = ""
-    expected_status: int | None = None
+# What to send: a job's own ``http`` field, as the job model checked it.
+HttpRequestSpec = HttpTarget
 
 
 def http_succeeded(status: int | None, expected_status: int | None) -> bool:

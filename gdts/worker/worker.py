@@ -30,7 +30,7 @@ from gdts.runlog import RunLog, open_mongo
 from gdts.runrecord import RunRecord, RunStatus
 from gdts.worker.clusterwatch import YIELD_EVERY, ClusterWatch
 from gdts.worker.executor import ExecResult, RunningCommand
-from gdts.worker.httpjob import HttpRequestSpec, RunningRequest
+from gdts.worker.httpjob import RunningRequest
 from gdts.worker.lock import Claim, ClaimOutcome, TickClaimer
 from gdts.worker.logsink import LogSink
 from gdts.worker.lostruns import LostRun, LostRunDetector, marker_plan
@@ -599,9 +599,10 @@ class Worker:
         exit_code: int | None = None
         try:
             if isinstance(runner, RunningRequest):
+                assert job.http is not None
                 http_result = await runner.run(
                     self._http,
-                    _request_spec(job),
+                    job.http,
                     timeout_s=None,  # the timer above, as for commands
                     output_limit=self.config.output_limit,
                     env_headers={
@@ -715,11 +716,3 @@ async def _cancel(*tasks: asyncio.Task[None]) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-def _request_spec(job: Job) -> HttpRequestSpec:
-    assert job.http is not None
-    target = job.http
-    return HttpRequestSpec(
-        target.method, target.url, target.headers, target.body, target.expected_status
-    )
