@@ -184,6 +184,38 @@ def etcd_errors() -> Iterator[None]:
         raise StoreUnavailableError("etcd", "request timed out") from exc
 
 
+async def prefix_changed_since(
+    client: EtcdClient, prefix: bytes, revision: int, count: int
+) -> tuple[bool, int]:
+    """Whether any key under ``prefix`` was written or deleted after ``revision``, given that
+    it then held ``count`` keys; and the current revision. One transaction (one revision) asks
+    for the number of keys now and the key written last (etcd sorts, one key comes back): a
+    write shows in the second, a delete in the first. (A count with min_mod_revision would not
+    do: etcd counts before it filters.)"""
+    await client.connect()
+    range_end = utils.prefix_range_end(prefix)
+    now = rpc.RangeRequest(key=prefix, range_end=range_end, count_only=True)
+    last_written = rpc.RangeRequest(
+        key=prefix,
+        range_end=range_end,
+        keys_only=True,
+        limit=1,
+        sort_order=rpc.RangeRequest.DESCEND,
+        sort_target=rpc.RangeRequest.MOD,
+    )
+    reply = await client.kvstub.Txn(
+        rpc.TxnRequest(
+            success=[rpc.RequestOp(request_range=now), rpc.RequestOp(request_range=last_written)]
+        ),
+        timeout=client.timeout,
+        metadata=client.metadata,
+    )
+    total = reply.responses[0].response_range.count
+    newest = reply.responses[1].response_range.kvs
+    written = bool(newest) and newest[0].mod_revision > revision
+    return written or total != count, reply.header.revision
+
+
 async def read_prefix(
     client: EtcdClient,
     prefix: bytes,

@@ -18,7 +18,7 @@ from typing import Any
 
 from gdts.cron import CronError, CronSchedule, parse_cron
 from gdts.errors import InvalidFieldError, StoreUnavailableError
-from gdts.etcd import EtcdClient, etcd_errors, read_prefix
+from gdts.etcd import EtcdClient, etcd_errors, prefix_changed_since, read_prefix
 from gdts.job import api_views
 from gdts.jobfields import parse_run_at
 from gdts.keys import KeyLayout
@@ -93,16 +93,30 @@ class JobListing:
         self._entries: dict[bytes, _Entry] = {}
         self._last_runs: dict[str, bytes] = {}  # job -> JSON of its last run
         self._last_runs_at: datetime | None = None
+        self._last_runs_version = 0  # bumped whenever a last run changes
+        # The last full listing: (etcd revision of the read, keys read, entries), and its
+        # answer with what the answer was built from.
+        self._full: tuple[int, int, list[_Entry]] | None = None
+        self._answer = b""
+        self._answer_for: tuple[int, frozenset[str], int] | None = None
+        self._answer_entries: list[_Entry] | None = None
+        self._answer_valid_until = -math.inf
 
     async def json(self, after: str | None, limit: int | None, now_ms: int) -> bytes:
         """The jobs in name order as a JSON array; ``after`` and ``limit`` page through them."""
+        full = after is None and limit is None
+        entries = await self._unchanged_full_listing() if full else None
         with etcd_errors():
-            kvs, _ = await read_prefix(
-                self._client,
-                self._keys.jobs_prefix,
-                start_after=None if after is None else self._keys.job(after),
-                limit=limit,
-            )
+            if entries is None:
+                kvs, revision = await read_prefix(
+                    self._client,
+                    self._keys.jobs_prefix,
+                    start_after=None if after is None else self._keys.job(after),
+                    limit=limit,
+                )
+                entries = self._entries_of(kvs, full=full)
+                if full:
+                    self._full = (revision, len(kvs), entries)
             running_kvs, _ = await read_prefix(self._client, self._keys.running_prefix)
         running = set()
         for kv in running_kvs:
@@ -111,13 +125,40 @@ class JobListing:
             except ValueError:
                 continue
         await self._refresh_last_runs()
-        entries = self._entries_of(kvs, full=after is None and limit is None)
+        # Nothing changed since the last full listing (jobs, running jobs, last runs, and no
+        # next run has come due): the same answer, without building it again.
+        # (Entries by identity: the same list object is the same read of etcd.)
+        answer_for = (id(entries), frozenset(running), self._last_runs_version)
+        if (
+            full
+            and self._answer_for == answer_for
+            and self._answer_entries is entries
+            and now_ms < self._answer_valid_until
+        ):
+            return self._answer
         last_runs = self._last_runs
         parts = [
             entry.listed(now_ms, entry.name in running, last_runs.get(entry.name, b"null"))
             for entry in entries
         ]
-        return b"[" + b",".join(parts) + b"]"
+        answer = b"[" + b",".join(parts) + b"]"
+        if full:
+            self._answer, self._answer_for, self._answer_entries = answer, answer_for, entries
+            self._answer_valid_until = min(
+                (entry.next_valid_until for entry in entries), default=math.inf
+            )
+        return answer
+
+    async def _unchanged_full_listing(self) -> list[_Entry] | None:
+        """The entries of the previous full listing if no job was written or deleted since."""
+        if self._full is None:
+            return None
+        revision, count, entries = self._full
+        with etcd_errors():
+            changed, _ = await prefix_changed_since(
+                self._client, self._keys.jobs_prefix, revision, count
+            )
+        return None if changed else entries
 
     def _entries_of(self, kvs: list[Any], *, full: bool) -> list[_Entry]:
         # Each attribute read of a protobuf KeyValue copies it: read each once.
@@ -151,7 +192,11 @@ class JobListing:
             return
         for summary in summaries:
             last = {field: summary.get(field) for field in LAST_RUN_FIELDS}
-            self._last_runs[str(summary["_id"])] = json.dumps(last, separators=(",", ":")).encode()
+            encoded = json.dumps(last, separators=(",", ":")).encode()
+            name = str(summary["_id"])
+            if self._last_runs.get(name) != encoded:
+                self._last_runs[name] = encoded
+                self._last_runs_version += 1
             at = summary.get("at")
             if isinstance(at, datetime) and (self._last_runs_at is None or at > self._last_runs_at):
                 self._last_runs_at = at

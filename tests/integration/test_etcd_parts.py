@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from gdts.etcd import EtcdClient, WatchCompactedError, WatchSpec, read_prefix, watch_prefixes
+from gdts.etcd import (
+    EtcdClient,
+    WatchCompactedError,
+    WatchSpec,
+    prefix_changed_since,
+    read_prefix,
+    watch_prefixes,
+)
 from gdts.job import Job
 from gdts.keys import KeyLayout
 from gdts.worker.clusterwatch import ClusterWatch
@@ -409,3 +416,21 @@ async def test_run_requests_are_read_then_followed(etcd, stack) -> None:
         await etcd.delete(before)
         await wait_until(_true(lambda: before not in recorder.run_requests), 10, "the claim")
         assert recorder.run_requests == {after: ("b", 2_000_002)}
+
+
+async def test_prefix_changed_since_sees_writes_and_deletes_under_the_prefix_only(
+    etcd, stack
+) -> None:
+    prefix = KeyLayout(stack.prefix).jobs_prefix
+    for i in range(5):
+        await etcd.put(prefix + b"k%d" % i, b"v")
+    kvs, revision = await read_prefix(etcd, prefix)
+    assert await prefix_changed_since(etcd, prefix, revision, len(kvs)) == (False, revision)
+    await etcd.put(KeyLayout(stack.prefix).killer_prefix + b"other", b"x")  # not under prefix
+    changed, now = await prefix_changed_since(etcd, prefix, revision, len(kvs))
+    assert not changed and now > revision
+    await etcd.put(prefix + b"k1", b"v")  # rewritten with the same value
+    assert (await prefix_changed_since(etcd, prefix, revision, len(kvs)))[0]
+    kvs, revision = await read_prefix(etcd, prefix)
+    await etcd.delete(prefix + b"k3")
+    assert (await prefix_changed_since(etcd, prefix, revision, len(kvs)))[0]
