@@ -208,7 +208,6 @@ class Job:
         # Fields the model knows but the workers do not act on yet: refused rather than stored
         # and silently ignored.
         for field_name, value, default in (
-            ("concurrencyPolicy", self.concurrency, "forbid"),
             ("misfireGrace", self.misfire_grace_s, None),
             ("catchUp", self.catch_up, False),
         ):

@@ -6,6 +6,7 @@ Layout under the prefix (default ``/gdts/``)::
     killer/<name>             kill marker, on a short lease so it expires by itself
     lock/tick/<name>/<ms>     claim of one planned tick, on a lease that outlives the start window
     lock/running/<name>       "a run of <name> is going", on the running worker's lease
+    lock/running/<name>/<ms>  the same for one run of a job whose runs may overlap (policy allow)
     done/<name>/<ms>          a one-shot job's run at <ms> was claimed: never again (no lease)
     run/<name>/<ms>           "run <name> now" (POST /job/run), on a lease; the claim deletes it
     workers/<worker-id>       registration, on the worker's lease
@@ -85,11 +86,25 @@ class KeyLayout:
     def done_prefix(self, name: str) -> bytes:
         return self._key("done", name, "")
 
-    def running(self, name: str) -> bytes:
-        return self._key("lock", "running", name)
+    def running(self, name: str, plan_ms: int | None = None) -> bytes:
+        """The job's running marker; with ``plan_ms``, the marker of that one run (a job whose
+        runs may overlap has one per run)."""
+        if plan_ms is None:
+            return self._key("lock", "running", name)
+        return self._key("lock", "running", name, str(plan_ms))
+
+    def running_parts(self, key: bytes) -> tuple[str, int | None]:
+        """(job name, planned ms of the run or None for the job's one marker)."""
+        rest = key[len(self.running_prefix) :] if key.startswith(self.running_prefix) else b""
+        name, slash, plan = rest.partition(b"/")
+        if not slash:
+            return _strip(key, self.running_prefix), None
+        if not plan.isdigit():
+            raise ValueError(f"key {key!r} is not a running marker under {self.running_prefix!r}")
+        return _strip(self.running_prefix + name, self.running_prefix), int(plan)
 
     def running_name(self, key: bytes) -> str:
-        return _strip(key, self.running_prefix)
+        return self.running_parts(key)[0]
 
     def worker_id(self, key: bytes) -> str:
         return _strip(key, self.workers_prefix)

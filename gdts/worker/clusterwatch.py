@@ -43,15 +43,17 @@ class ClusterListener(Protocol):
     async def jobs_reset(self, jobs: list[Job]) -> None: ...
     def job_saved(self, job: Job) -> None: ...
     def job_deleted(self, name: str) -> None: ...
-    def kill_requested(self, name: str) -> None: ...
+    def kill_requested(self, name: str, before_plan_ms: int | None) -> None: ...
     def workers_reset(self, workers: dict[str, int]) -> None: ...
     def worker_registered(self, worker_id: str, lease: int) -> None: ...
     def worker_gone(self, worker_id: str, lease: int, revision: int) -> None: ...
     def running_marker_gone(
-        self, job_name: str, lease: int, revision: int, value: bytes
+        self, job_name: str, lease: int, revision: int, value: bytes, exclusive: bool
     ) -> None: ...
-    def running_reset(self, markers: dict[str, bytes]) -> None: ...
-    def running_marker_put(self, job_name: str, value: bytes) -> None: ...
+    def running_reset(
+        self, markers: dict[str, bytes], other_runs: list[tuple[str, bytes]]
+    ) -> None: ...
+    def running_marker_put(self, job_name: str, value: bytes, exclusive: bool) -> None: ...
     def run_requests_reset(self, requests: list[tuple[str, int, bytes]]) -> None: ...
     def run_requested(self, job_name: str, requested_ms: int, key: bytes) -> None: ...
     def run_request_gone(self, key: bytes) -> None: ...
@@ -116,20 +118,24 @@ class ClusterWatch:
                 jobs.append(job)
             if index % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # 100,000 jobs must not stall lease renewals
-        workers, markers = {}, {}
+        workers, markers, other_runs = {}, {}, []
         for kv in worker_kvs:
             with contextlib.suppress(ValueError):
                 workers[keys.worker_id(kv.key)] = kv.lease
         for kv in running_kvs:
             with contextlib.suppress(ValueError):
-                markers[keys.running_name(kv.key)] = kv.value
+                name, plan_ms = keys.running_parts(kv.key)
+                if plan_ms is None:
+                    markers[name] = kv.value
+                else:
+                    other_runs.append((name, kv.value))
         requests = []
         for kv in request_kvs:
             with contextlib.suppress(ValueError):
                 requests.append((*keys.run_request_parts(kv.key), kv.key))
         await self._listener.jobs_reset(jobs)
         self._listener.workers_reset(workers)
-        self._listener.running_reset(markers)
+        self._listener.running_reset(markers, other_runs)
         self._listener.run_requests_reset(requests)
         self.full_reads += 1
         self.synced.set()
@@ -175,7 +181,11 @@ class ClusterWatch:
                 listener.job_deleted(name)
         elif kind == _KILLER:
             if not event.deleted:
-                listener.kill_requested(keys.killer_name(event.key))
+                # A marker naming a planned time kills only the runs planned before it (the
+                # concurrency policy "replace"); an empty one (/job/kill) kills every run.
+                value = event.value.decode(errors="replace")
+                before = int(value) if value.isdigit() else None
+                listener.kill_requested(keys.killer_name(event.key), before)
         elif kind == _RUN_REQUESTS:
             if event.deleted:
                 listener.run_request_gone(event.key)
@@ -187,12 +197,14 @@ class ClusterWatch:
                 listener.worker_gone(worker_id, event.lease, event.mod_revision)
             else:
                 listener.worker_registered(worker_id, event.lease)
-        elif event.deleted:
-            listener.running_marker_gone(
-                keys.running_name(event.key), event.lease, event.mod_revision, event.value
-            )
         else:
-            listener.running_marker_put(keys.running_name(event.key), event.value)
+            name, plan_ms = keys.running_parts(event.key)
+            if event.deleted:
+                listener.running_marker_gone(
+                    name, event.lease, event.mod_revision, event.value, plan_ms is None
+                )
+            else:
+                listener.running_marker_put(name, event.value, plan_ms is None)
 
     def _decode(self, key: bytes, value: bytes) -> Job | None:
         try:

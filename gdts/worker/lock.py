@@ -67,6 +67,8 @@ class Claim:
     job_name: str
     plan_ms: int
     marker: bytes  # the running marker this claim wrote, if it won; release compares it
+    # False for a job whose runs may overlap (policy allow): its marker is this run's own.
+    exclusive: bool = True
 
 
 # etcd refuses a transaction with more than --max-txn-ops (default 128) compares or operations
@@ -82,6 +84,7 @@ class _ClaimRequest:
     worker_lease: int
     marker: bytes
     once: bool  # a one-shot job: the claim also marks it done for good
+    exclusive: bool  # the job's one running marker (forbid, replace) or this run's (allow)
     run_request: bytes | None  # a manual run's request key, deleted by the claim
 
 
@@ -121,14 +124,19 @@ class TickClaimer:
         *,
         once: bool = False,
         run_request: bytes | None = None,
+        exclusive: bool = True,
     ) -> Claim:
         """Try to claim a tick. Safe to repeat with the same ``marker`` after an error: a first
         attempt that committed although its answer was lost is recognised as a win. With
         ``once`` (a one-shot job) the claim also writes a done marker without a lease, so the
-        run can never be claimed again, whatever the clocks say, until the job is deleted."""
-        request = _ClaimRequest(job_name, plan_ms, worker_lease, marker, once, run_request)
+        run can never be claimed again, whatever the clocks say, until the job is deleted.
+        Without ``exclusive`` (a job whose runs may overlap) the running marker is this run's
+        own, so another run going on does not block the claim."""
+        request = _ClaimRequest(
+            job_name, plan_ms, worker_lease, marker, once, exclusive, run_request
+        )
         outcome = await self._claims.submit(request)
-        return Claim(outcome, job_name, plan_ms, marker)
+        return Claim(outcome, job_name, plan_ms, marker, exclusive)
 
     async def _claim_batch(self, requests: list[_ClaimRequest]) -> list[ClaimOutcome]:
         txn = self._client.transactions
@@ -140,7 +148,9 @@ class TickClaimer:
             for i in undecided:
                 request = requests[i]
                 tick_key = self._keys.tick_claim(request.job_name, request.plan_ms)
-                running_key = self._keys.running(request.job_name)
+                running_key = self._running_key(
+                    request.job_name, request.plan_ms, request.exclusive
+                )
                 compare += [txn.create(tick_key) == 0, txn.create(running_key) == 0]
                 success += [
                     txn.put(tick_key, request.marker, lease=claim_lease),
@@ -177,10 +187,22 @@ class TickClaimer:
             undecided = again
         return [outcomes[i] for i in range(len(requests))]
 
+    async def request_kill(self, job_name: str, *, before_plan_ms: int) -> None:
+        """Kill the job's runs planned before ``before_plan_ms``, on every worker (the policy
+        "replace"): a kill marker like /job/kill's, naming the planned time. It lives on the
+        claim lease, so it goes away by itself."""
+        lease = await self._claim_lease.current()
+        await self._client.put(
+            self._keys.killer(job_name), str(before_plan_ms).encode(), lease=lease
+        )
+
+    def _running_key(self, job_name: str, plan_ms: int, exclusive: bool) -> bytes:
+        return self._keys.running(job_name, None if exclusive else plan_ms)
+
     async def restore(self, claim: Claim, worker_lease: int) -> bool:
         """Put a running run's marker back on a new lease (the old one expired while the run
         went on); fails if another worker has started the job since."""
-        running_key = self._keys.running(claim.job_name)
+        running_key = self._running_key(claim.job_name, claim.plan_ms, claim.exclusive)
         txn = self._client.transactions
         restored, _ = await self._client.transaction(
             compare=[txn.create(running_key) == 0],
@@ -198,7 +220,7 @@ class TickClaimer:
         txn = self._client.transactions
         ours = claims
         while ours:
-            keys = [self._keys.running(claim.job_name) for claim in ours]
+            keys = [self._running_key(c.job_name, c.plan_ms, c.exclusive) for c in ours]
             released, replies = await self._client.transaction(
                 compare=[txn.value(key) == c.marker for key, c in zip(keys, ours, strict=True)],
                 success=[txn.delete(key) for key in keys],

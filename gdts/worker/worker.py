@@ -63,7 +63,10 @@ class Worker:
         self._keys = KeyLayout(config.etcd_prefix)
         self._table = TickTable()
         self._table_changed = asyncio.Event()
-        self._running: defaultdict[str, set[RunningCommand | RunningRequest]] = defaultdict(set)
+        # job -> its runs going on here, each with its planned time
+        self._running: defaultdict[str, dict[RunningCommand | RunningRequest, int]] = defaultdict(
+            dict
+        )
         self._fires: set[asyncio.Task[None]] = set()
         self._workers: dict[str, int] = {}  # live worker id -> its lease, from etcd
         self._owned: dict[str, bool] = {}  # job -> whether we own it, for the current workers
@@ -78,7 +81,9 @@ class Worker:
         self._stopping = False  # set on SIGTERM: claim nothing new
         self._stop_requested = asyncio.Event()  # the same, for waits to end on
         self._killing_all = False  # set when the drain timed out: kill whatever starts now
-        self._killed_at: dict[str, int] = {}  # job -> when its last kill marker arrived
+        # job -> (when its last kill marker arrived, the planned time it kills runs before or
+        # None for all of them)
+        self._killed_at: dict[str, tuple[int, int | None]] = {}
         self._claims: dict[str, Claim] = {}  # job -> claim of its run going here
         # From the running-marker watch: which jobs run anywhere, and which ticks were claimed
         # (kept for two start windows), so a non-owner decides to step in without asking etcd.
@@ -125,14 +130,20 @@ class Worker:
             self._table_version += 1
             self._table_changed.set()
 
-    def kill_requested(self, name: str) -> None:
+    def kill_requested(self, name: str, before_plan_ms: int | None = None) -> None:
         # Remembered, so a run whose claim was in flight when the kill came is killed at spawn.
-        self._killed_at[name] = self.now_ms()
-        commands = self._running.get(name)
-        if commands:
-            log.info("killing %d running process group(s)", len(commands), extra=event(job=name))
-            for command in commands:
-                command.kill()
+        self._killed_at[name] = (self.now_ms(), before_plan_ms)
+        runs = self._running.get(name, {})
+        doomed = [r for r, plan in runs.items() if before_plan_ms is None or plan < before_plan_ms]
+        if doomed:
+            log.info("killing %d running process group(s)", len(doomed), extra=event(job=name))
+            for runner in doomed:
+                runner.kill()
+
+    def _kill_pending(self, name: str, plan_ms: int, since_ms: int) -> bool:
+        """Whether a kill that arrived at or after ``since_ms`` applies to the run of plan_ms."""
+        at, before = self._killed_at.get(name, (-1, None))
+        return at >= since_ms and (before is None or plan_ms < before)
 
     def workers_reset(self, workers: dict[str, int]) -> None:
         self._workers = dict(workers)
@@ -150,9 +161,11 @@ class Worker:
         for run in self._lost.registration_deleted(lease, revision, self.now_ms()):
             self._record_lost(run)
 
-    def running_reset(self, markers: dict[str, bytes]) -> None:
+    def running_reset(self, markers: dict[str, bytes], other_runs: list[tuple[str, bytes]]) -> None:
+        # Only a job's one marker says "the job is running" (what blocks a takeover); a run of
+        # a job whose runs may overlap has its own, which still tells its tick was claimed.
         self._running_anywhere = dict(markers)
-        for job_name, value in markers.items():
+        for job_name, value in [*markers.items(), *other_runs]:
             self._note_claimed(job_name, value)
 
     def run_requests_reset(self, requests: list[tuple[str, int, bytes]]) -> None:
@@ -180,8 +193,9 @@ class Worker:
     def run_request_gone(self, key: bytes) -> None:
         self._run_requests.discard(key)
 
-    def running_marker_put(self, job_name: str, value: bytes) -> None:
-        self._running_anywhere[job_name] = value
+    def running_marker_put(self, job_name: str, value: bytes, exclusive: bool = True) -> None:
+        if exclusive:
+            self._running_anywhere[job_name] = value
         self._note_claimed(job_name, value)
 
     def _note_claimed(self, job_name: str, value: bytes) -> None:
@@ -197,8 +211,10 @@ class Worker:
         while self._claimed_order and self._claimed_order[0][0] < horizon:
             self._claimed_ticks.discard(self._claimed_order.popleft()[1])
 
-    def running_marker_gone(self, job_name: str, lease: int, revision: int, value: bytes) -> None:
-        if self._running_anywhere.get(job_name) == value:
+    def running_marker_gone(
+        self, job_name: str, lease: int, revision: int, value: bytes, exclusive: bool = True
+    ) -> None:
+        if exclusive and self._running_anywhere.get(job_name) == value:
             del self._running_anywhere[job_name]
         now = self.now_ms()
         self._lost.expire(now)
@@ -475,7 +491,7 @@ class Worker:
                 return first
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_requested.wait(), delay_s)
-            killed = self._killed_at.get(job.name, -1) >= started_ms
+            killed = self._kill_pending(job.name, plan_ms, started_ms)
             if self._stopping or killed or self._table.get(job.name) is None:
                 return first  # stopping, killed during the backoff, or deleted
             attempt += 1
@@ -500,7 +516,7 @@ class Worker:
         if self._stopping or (job_name, tick.plan_ms) in self._claimed_ticks:
             self.stats.claims.inc(outcome="deferred")
             return False
-        if job_name in self._running_anywhere:
+        if job_name in self._running_anywhere and tick.job.concurrency == "forbid":
             self.stats.claims.inc(outcome="busy")
             return False
         log.info("stepping in for the job's owner", extra=event(job=job_name, tick=tick.plan_ms))
@@ -509,14 +525,15 @@ class Worker:
     async def _claim(self, tick: DueTick) -> Claim | None:
         """Claim the tick, retrying passing failures until its start window closes."""
         marker = self._claimer.marker(tick.plan_ms, self.now_ms())
+        exclusive = tick.job.concurrency != "allow"
         outcome, unanswered = await self._try_claim(tick, marker)
         if outcome is ClaimOutcome.WON:
-            return Claim(ClaimOutcome.WON, tick.job.name, tick.plan_ms, marker)
+            return Claim(ClaimOutcome.WON, tick.job.name, tick.plan_ms, marker, exclusive)
         if outcome is None and unanswered:
             # Every attempt failed, and one whose answer was lost may have committed all the
             # same: its running marker would block this job on every worker for as long as our
             # lease lives. Remove it (only if it is ours, as on any release).
-            lost = Claim(ClaimOutcome.WON, tick.job.name, tick.plan_ms, marker)
+            lost = Claim(ClaimOutcome.WON, tick.job.name, tick.plan_ms, marker, exclusive)
             self._group.create_task(self._release(lost))
         return None
 
@@ -527,6 +544,12 @@ class Worker:
         tags = event(job=job.name, tick=tick.plan_ms)
         window_ends = tick.plan_ms + self.config.start_window
         busy_until = tick.plan_ms + min(self.config.busy_wait, self.config.start_window)
+        replacing = job.concurrency == "replace"
+        if replacing:
+            # The run going on is being killed for this one: wait for it as long as the tick
+            # may start.
+            busy_until = window_ends
+        kill_sent = False
         delay = 0.1
         unanswered = False
         while not self._stopping:
@@ -549,6 +572,7 @@ class Worker:
                             job.name, tick.plan_ms, self._registration.lease_id, marker,
                             once=job.one_shot and tick.run_request is None,
                             run_request=tick.run_request,
+                            exclusive=job.concurrency != "allow",
                         )  # fmt: skip
                     outcome = claim.outcome
                     if outcome is ClaimOutcome.WON and self.now_ms() > window_ends:
@@ -557,6 +581,11 @@ class Worker:
                         self.stats.missed_ticks.inc()
                         log.warning("tick claimed after its start window; not run", extra=tags)
                         return None, True
+                    if outcome is ClaimOutcome.BUSY and replacing and not kill_sent:
+                        with etcd_errors():
+                            await self._claimer.request_kill(job.name, before_plan_ms=tick.plan_ms)
+                        kill_sent = True
+                        log.info("replacing the run going on", extra=tags)
                     # BUSY: the previous run is still going. Runs that end a moment after the
                     # next tick (or a worker whose clock is ahead starting a later tick at the
                     # same instant) would otherwise turn into a skipped tick: retry a little.
@@ -583,8 +612,8 @@ class Worker:
             runner = RunningRequest()
         else:
             runner = RunningCommand(self.config.kill_grace_period / 1000)
-        self._running[job.name].add(runner)
-        if self._killing_all or self._killed_at.get(job.name, -1) >= schedule_ms:
+        self._running[job.name][runner] = plan_ms
+        if self._killing_all or self._kill_pending(job.name, plan_ms, schedule_ms):
             runner.kill()  # the kill came while this run was being claimed
         timed_out = False
 
@@ -629,7 +658,7 @@ class Worker:
         finally:
             if timer is not None:
                 timer.cancel()
-            self._running[job.name].discard(runner)
+            self._running[job.name].pop(runner, None)
             if not self._running[job.name]:
                 del self._running[job.name]
         outcome = decide(

@@ -254,3 +254,53 @@ async def test_retries_stop_before_the_next_tick(running: Cluster) -> None:
     # 1.5 s after the first failure the retry still starts before the next tick (2 s later);
     # the second retry would wait 3 s more and is not made.
     assert attempts == [1, 2]
+
+
+async def test_policy_allow_lets_runs_overlap(running: Cluster, stack: Stack) -> None:
+    starts = stack.tmp / "starts.txt"
+    # Each run lasts 3 s and the job fires every second: under "allow" they overlap.
+    await save_job_fields(
+        running.api, name="overlap", command=record_command(starts, "; sleep 3"),
+        cronExpr=EVERY_SECOND, concurrencyPolicy="allow",
+    )  # fmt: skip
+    await wait_until(lambda: count_at_least(starts, 3), 30, "three starts")
+    plans = sorted(plan for plan, _ in read_ticks(starts))
+    assert plans[1] - plans[0] == 1000 and plans[2] - plans[1] == 1000  # no tick skipped
+
+    async def running_now() -> bool:
+        jobs = {job["name"]: job for job in await api_get(running.api, "/job/list")}
+        return jobs["overlap"]["running"]
+
+    await wait_until(running_now, 10, "the list to show the job running")
+    await api_post(running.api, "/job/delete", name="overlap")
+
+    async def all_logged() -> list[dict] | None:
+        logged = await runs(running, "overlap")
+        return logged if len(logged) >= 3 else None
+
+    logged = sorted(await wait_until(all_logged, 30, "the runs in the log"),
+                    key=lambda r: r["planTime"])  # fmt: skip
+    assert logged[1]["startTime"] < logged[0]["endTime"]  # they really overlapped
+
+
+async def test_policy_replace_kills_the_run_going_on_for_the_new_one(
+    running: Cluster, stack: Stack
+) -> None:
+    starts = stack.tmp / "starts.txt"
+    await save_job_fields(
+        running.api, name="latest", command=record_command(starts, "; exec sleep 600"),
+        cronExpr="*/2 * * * * *", concurrencyPolicy="replace",
+    )  # fmt: skip
+    await wait_until(lambda: count_at_least(starts, 3), 40, "three starts")
+    plans = sorted(plan for plan, _ in read_ticks(starts))
+    assert plans[1] - plans[0] == 2000 and plans[2] - plans[1] == 2000  # none skipped
+
+    async def two_killed() -> list[dict] | None:
+        killed = [r for r in await runs(running, "latest") if r["status"] == "killed"]
+        return killed if len(killed) >= 2 else None
+
+    killed = sorted(await wait_until(two_killed, 30, "two replaced runs"),
+                    key=lambda r: r["planTime"])  # fmt: skip
+    assert [r["planTime"] for r in killed] == plans[:2]
+    # Each was killed because the next tick came, not before.
+    assert all(r["endTime"] >= r["planTime"] + 2000 for r in killed)

@@ -163,6 +163,8 @@ class Recorder:
         self.markers_gone: list[tuple[str, int, int, bytes]] = []
         self.markers: dict[str, bytes] = {}
         self.run_requests: dict[bytes, tuple[str, int]] = {}
+        self.kill_bounds: list[int | None] = []
+        self.other_runs: list[tuple[str, bytes]] = []
 
     async def jobs_reset(self, jobs: list[Job]) -> None:
         self.jobs = {job.name: job for job in jobs}
@@ -174,8 +176,9 @@ class Recorder:
     def job_deleted(self, name: str) -> None:
         self.jobs.pop(name, None)
 
-    def kill_requested(self, name: str) -> None:
+    def kill_requested(self, name: str, before_plan_ms: int | None) -> None:
         self.kills.append(name)
+        self.kill_bounds.append(before_plan_ms)
 
     def workers_reset(self, workers: dict[str, int]) -> None:
         self.workers = dict(workers)
@@ -187,14 +190,21 @@ class Recorder:
         self.workers.pop(worker_id, None)
         self.gone.append((worker_id, lease, revision))
 
-    def running_reset(self, markers: dict[str, bytes]) -> None:
+    def running_reset(self, markers: dict[str, bytes], other_runs: list[tuple[str, bytes]]) -> None:
         self.markers = dict(markers)
+        self.other_runs = list(other_runs)
 
-    def running_marker_put(self, job_name: str, value: bytes) -> None:
-        self.markers[job_name] = value
+    def running_marker_put(self, job_name: str, value: bytes, exclusive: bool) -> None:
+        if exclusive:
+            self.markers[job_name] = value
+        else:
+            self.other_runs.append((job_name, value))
 
-    def running_marker_gone(self, job_name: str, lease: int, revision: int, value: bytes) -> None:
-        self.markers.pop(job_name, None)
+    def running_marker_gone(
+        self, job_name: str, lease: int, revision: int, value: bytes, exclusive: bool
+    ) -> None:
+        if exclusive:
+            self.markers.pop(job_name, None)
         self.markers_gone.append((job_name, lease, revision, value))
 
     def run_requests_reset(self, requests: list[tuple[str, int, bytes]]) -> None:
@@ -434,3 +444,22 @@ async def test_prefix_changed_since_sees_writes_and_deletes_under_the_prefix_onl
     kvs, revision = await read_prefix(etcd, prefix)
     await etcd.delete(prefix + b"k3")
     assert (await prefix_changed_since(etcd, prefix, revision, len(kvs)))[0]
+
+
+async def test_kill_markers_carry_the_planned_time_they_kill_before(etcd, stack) -> None:
+    keys = KeyLayout(stack.prefix)
+    recorder = Recorder()
+    sync = ClusterWatch(etcd, keys, recorder)
+    async with running(sync):
+        await wait_until(_true(lambda: sync.synced.is_set()), 10, "the initial read")
+        await etcd.put(keys.killer("all"), b"")  # /job/kill: every run
+        await etcd.put(keys.killer("older"), b"5000")  # policy replace: runs before 5000
+        await etcd.put(keys.running("overlapping", 7000), b'{"planTime": 7000}')
+        await wait_until(_true(lambda: len(recorder.kills) == 2), 10, "both kills")
+        await wait_until(_true(lambda: recorder.other_runs), 10, "the per-run marker")
+    assert list(zip(recorder.kills, recorder.kill_bounds, strict=True)) == [
+        ("all", None),
+        ("older", 5000),
+    ]
+    assert recorder.other_runs == [("overlapping", b'{"planTime": 7000}')]
+    assert recorder.markers == {}  # a per-run marker does not say "the job is running"

@@ -180,7 +180,8 @@ def test_each_bad_value_is_named(field: str, value: object) -> None:
         ("retries", 10, "retries", 10),
         ("retryBackoff", 2, "retry_backoff_s", 2.0),
         ("enabled", False, "enabled", False),
-        ("concurrencyPolicy", "forbid", "concurrency", "forbid"),
+        ("concurrencyPolicy", "allow", "concurrency", "allow"),
+        ("concurrencyPolicy", "replace", "concurrency", "replace"),
         ("expectedExitCode", 255, "expected_exit_code", 255),
         ("outputContains", "done", "output_contains", "done"),
         ("timeout", None, "timeout_s", None),
@@ -248,8 +249,7 @@ def test_with_changes_checks_the_result_like_a_save() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("concurrencyPolicy", "allow"), ("concurrencyPolicy", "replace"), ("misfireGrace", 30),
-     ("catchUp", True)],
+    [("misfireGrace", 30), ("catchUp", True)],
 )  # fmt: skip
 def test_fields_the_workers_do_not_act_on_yet_are_refused_not_ignored(
     field: str, value: object

@@ -156,3 +156,15 @@ def test_running_markers_have_a_prefix_of_their_own() -> None:
     assert keys.worker_id(keys.worker("host:12")) == "host:12"
     with pytest.raises(ValueError):
         keys.running_name(keys.tick_claim("a", 1))
+
+
+def test_running_markers_of_a_job_and_of_one_run() -> None:
+    keys = KeyLayout("/g/")
+    assert keys.running("a") == b"/g/lock/running/a"
+    assert keys.running("a", 5000) == b"/g/lock/running/a/5000"
+    assert keys.running_parts(keys.running("a")) == ("a", None)
+    assert keys.running_parts(keys.running("a b", 5000)) == ("a b", 5000)
+    assert keys.running_name(keys.running("x", 7)) == "x"
+    for bad in (b"/g/lock/running/a/b", b"/g/lock/running/a/1/2", b"/g/lock/running/", b"/h/x"):
+        with pytest.raises(ValueError):
+            keys.running_parts(bad)
