@@ -204,18 +204,6 @@ class Job:
             ),
         )
 
-    def __post_init__(self) -> None:
-        # Fields the model knows but the workers do not act on yet: refused rather than stored
-        # and silently ignored.
-        for field_name, value, default in (
-            ("misfireGrace", self.misfire_grace_s, None),
-            ("catchUp", self.catch_up, False),
-        ):
-            if value != default:
-                raise InvalidFieldError(
-                    field_name, f"{value!r} is not supported yet (only {default!r} is)"
-                )
-
     @property
     def one_shot(self) -> bool:
         return self.run_at_ms is not None

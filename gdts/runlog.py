@@ -20,6 +20,9 @@ COLLECTION = "job_log"
 LAST_RUNS = "job_last_run"
 LAST_RUN_FIELDS = ("status", "planTime", "startTime", "endTime", "attempt", "trigger")
 _DUPLICATE_KEY = 11000
+# Records written for a run nobody saw finish (its worker was lost) or start (missed): a real
+# result for the same run replaces them.
+_PLACEHOLDERS = ("lost", "missed")
 
 
 def open_mongo(uri: str, connect_timeout_ms: int) -> AsyncMongoClient[dict[str, Any]]:
@@ -83,7 +86,7 @@ class RunLog:
             refused = [documents[e["index"]] for e in errors if e.get("code") == _DUPLICATE_KEY]
         duplicates = 0
         for document in refused:
-            if document.get("status") == "lost" or not await self._replace_lost(document):
+            if document.get("status") in _PLACEHOLDERS or not await self._replace_lost(document):
                 duplicates += 1
         await self._note_last_runs(documents)
         return duplicates
@@ -105,6 +108,14 @@ class RunLog:
         ]
         await self._last_runs.bulk_write(updates, ordered=False)
 
+    async def last_runs_of(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The last-run summaries of these jobs, by name (jobs that never ran are absent)."""
+        try:
+            found = await self._last_runs.find({"_id": {"$in": list(names)}}).to_list()
+        except PyMongoError as exc:
+            raise StoreUnavailableError("MongoDB", type(exc).__name__ + ": " + str(exc)) from exc
+        return {str(summary["_id"]): summary for summary in found}
+
     async def last_runs_since(self, since: datetime | None) -> list[dict[str, Any]]:
         """Last-run summaries changed at or after ``since`` (all of them for None)."""
         query = {} if since is None else {"at": {"$gte": since}}
@@ -120,7 +131,7 @@ class RunLog:
                 "jobName": fields["jobName"],
                 "planTime": fields["planTime"],
                 "attempt": fields["attempt"],
-                "status": "lost",
+                "status": {"$in": list(_PLACEHOLDERS)},
             },
             fields,
         )

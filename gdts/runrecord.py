@@ -12,6 +12,7 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     KILLED = "killed"
     TIMEOUT = "timeout"  # stopped by the job's timeout
+    MISSED = "missed"  # not started within the job's misfire grace; never run
     LOST = "lost"  # the worker running it died; what the command did is unknown
 
 
@@ -31,7 +32,7 @@ class RunRecord:
     exit_code: int | None
     status: RunStatus
     attempt: int = 1
-    trigger: str = "schedule"  # or "manual" (POST /job/run)
+    trigger: str = "schedule"  # or "manual" (POST /job/run), "catchup" (after an outage)
 
     def to_document(self) -> dict[str, Any]:
         return {

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 # How far apart two workers' clocks may be before a lagging worker could find a tick's claim gone.
 SKEW_MARGIN_S = 30.0
 ROTATE_EVERY_S = 10.0
+_WINDOW_BUCKETS_S = (10.0, 60.0, 600.0, 3600.0, 86_400.0)
 
 
 class ClaimOutcome(enum.Enum):
@@ -83,6 +84,7 @@ class _ClaimRequest:
     plan_ms: int
     worker_lease: int
     marker: bytes
+    window_s: float  # how long after its planned time the tick may still be claimed
     once: bool  # a one-shot job: the claim also marks it done for good
     exclusive: bool  # the job's one running marker (forbid, replace) or this run's (allow)
     run_request: bytes | None  # a manual run's request key, deleted by the claim
@@ -98,7 +100,8 @@ class TickClaimer:
         self._client = client
         self._keys = keys
         self._worker_id = worker_id
-        self._claim_lease = ClaimLease(client, start_window_s)
+        self._start_window_s = start_window_s
+        self._claim_leases: dict[float, ClaimLease] = {}
         self._claims = Coalescer(self._claim_batch, max_batch=MAX_BATCH, key=lambda r: r.job_name)
         self._releases = Coalescer(
             self._release_batch, max_batch=MAX_BATCH, key=lambda c: c.job_name
@@ -125,6 +128,7 @@ class TickClaimer:
         once: bool = False,
         run_request: bytes | None = None,
         exclusive: bool = True,
+        window_s: float | None = None,
     ) -> Claim:
         """Try to claim a tick. Safe to repeat with the same ``marker`` after an error: a first
         attempt that committed although its answer was lost is recognised as a win. With
@@ -133,14 +137,21 @@ class TickClaimer:
         Without ``exclusive`` (a job whose runs may overlap) the running marker is this run's
         own, so another run going on does not block the claim."""
         request = _ClaimRequest(
-            job_name, plan_ms, worker_lease, marker, once, exclusive, run_request
+            job_name,
+            plan_ms,
+            worker_lease,
+            marker,
+            self._start_window_s if window_s is None else window_s,
+            once,
+            exclusive,
+            run_request,
         )
         outcome = await self._claims.submit(request)
         return Claim(outcome, job_name, plan_ms, marker, exclusive)
 
     async def _claim_batch(self, requests: list[_ClaimRequest]) -> list[ClaimOutcome]:
         txn = self._client.transactions
-        claim_lease = await self._claim_lease.current()
+        leases = {r.window_s: await self._claim_lease(r.window_s) for r in requests}
         outcomes: dict[int, ClaimOutcome] = {}
         undecided = list(range(len(requests)))
         while undecided:
@@ -153,7 +164,7 @@ class TickClaimer:
                 )
                 compare += [txn.create(tick_key) == 0, txn.create(running_key) == 0]
                 success += [
-                    txn.put(tick_key, request.marker, lease=claim_lease),
+                    txn.put(tick_key, request.marker, lease=leases[request.window_s]),
                     txn.put(running_key, request.marker, lease=request.worker_lease),
                 ]
                 failure += [txn.get(tick_key), txn.get(running_key)]
@@ -191,10 +202,20 @@ class TickClaimer:
         """Kill the job's runs planned before ``before_plan_ms``, on every worker (the policy
         "replace"): a kill marker like /job/kill's, naming the planned time. It lives on the
         claim lease, so it goes away by itself."""
-        lease = await self._claim_lease.current()
+        lease = await self._claim_lease(self._start_window_s)
         await self._client.put(
             self._keys.killer(job_name), str(before_plan_ms).encode(), lease=lease
         )
+
+    async def _claim_lease(self, window_s: float) -> int:
+        """A claim lease that outlives a tick's window (jobs with a long misfireGrace get one of
+        their own, in a few sizes, so short-window ticks' claims do not linger)."""
+        size = next((b for b in _WINDOW_BUCKETS_S if b >= window_s), window_s)
+        size = max(size, self._start_window_s)
+        lease = self._claim_leases.get(size)
+        if lease is None:
+            lease = self._claim_leases[size] = ClaimLease(self._client, size)
+        return await lease.current()
 
     def _running_key(self, job_name: str, plan_ms: int, exclusive: bool) -> bytes:
         return self._keys.running(job_name, None if exclusive else plan_ms)

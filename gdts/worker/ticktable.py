@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -34,6 +34,9 @@ class DueTick:
     plan_ms: int
     # A run asked for through POST /job/run: its request key, deleted by the winning claim.
     run_request: bytes | None = None
+    # A catch-up run for this missed tick (the job's catchUp): it may start until start_by_ms.
+    catch_up: bool = False
+    start_by_ms: int | None = None
 
 
 def next_plan(job: Job, after_ms: int) -> int | None:
@@ -106,12 +109,20 @@ class TickTable:
         self._drop_stale()
         return self._heap[0][0] if self._heap else None
 
-    def pop_due(self, now_ms: int, oldest_ms: int) -> tuple[list[DueTick], int]:
+    def pop_due(
+        self,
+        now_ms: int,
+        oldest_ms: int,
+        window_of: Callable[[Job], int | None] | None = None,
+        on_missed: Callable[[DueTick], None] | None = None,
+    ) -> tuple[list[DueTick], int]:
         """Ticks planned at or before ``now_ms``; returns (due, missed). Ticks older than
         ``oldest_ms`` (after a stall or a clock jump) are not returned: the job is rescheduled
         from ``oldest_ms`` so a long gap is never replayed as a burst. ``missed`` counts the jobs
         that skipped ticks this way, not the ticks: counting every tick of a long gap would cost
-        one cron evaluation per skipped tick (a week of a one-second job: 600,000)."""
+        one cron evaluation per skipped tick (a week of a one-second job: 600,000). A job's
+        own window (``window_of``, ms, or None for the default) replaces ``oldest_ms`` for it;
+        ``on_missed`` hears of the first tick each such job skipped."""
         due: list[DueTick] = []
         missed = 0
         while True:
@@ -120,12 +131,16 @@ class TickTable:
                 return due, missed
             plan_ms, generation, name = heapq.heappop(self._heap)
             job = self._jobs[name][0]
-            if plan_ms >= oldest_ms:
+            window = window_of(job) if window_of is not None else None
+            oldest = oldest_ms if window is None else now_ms - window
+            if plan_ms >= oldest:
                 due.append(DueTick(job, plan_ms))
                 self._push_next(job, generation, plan_ms)
             else:
                 missed += 1
-                self._push_next(job, generation, oldest_ms - 1)
+                self._push_next(job, generation, oldest - 1)
+                if on_missed is not None:
+                    on_missed(DueTick(job, plan_ms))
 
     def _push_next(self, job: Job, generation: int, after_ms: int) -> None:
         plan_ms = next_plan(job, after_ms)

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 _RELEASE_RETRY_MAX_S = 5.0
 _RETRIED = frozenset((RunStatus.FAILED, RunStatus.TIMEOUT))
+_OUTAGE_CHECK_CHUNK = 5000  # job names per MongoDB query when looking for outage misses
 _MONGO_CHECK_EVERY_S = 10.0
 _MONGO_STALE_S = 3 * _MONGO_CHECK_EVERY_S
 
@@ -74,6 +75,7 @@ class Worker:
         self._takeovers: list[tuple[int, int, DueTick]] = []
         self._takeover_seq = 0
         self._run_requests: set[bytes] = set()  # POST /job/run requests not yet claimed
+        self._catching_up: set[str] = set()  # jobs with a catch-up run under way here
         self._lost = LostRunDetector(horizon_ms=max(10_000, 2000 * config.worker_lease_ttl))
         self._mongo_ok_at = -float("inf")
         self._table_version = 0  # bumped on every change, so readiness hashes only when needed
@@ -265,11 +267,12 @@ class Worker:
             stack.push_async_callback(etcd.close)
             mongo = open_mongo(config.mongodb_uri, config.mongodb_connect_timeout)
             stack.push_async_callback(mongo.close)
+            self._runlog = RunLog(mongo, config.mongodb_database)
             # One session for every HTTP job: connection pooling, closed after the drain.
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
             stack.push_async_callback(self._http.close)
             self._sink = LogSink(
-                RunLog(mongo, config.mongodb_database),
+                self._runlog,
                 batch_size=config.job_log_batch_size,
                 commit_timeout_s=config.job_log_commit_timeout / 1000,
                 limit=config.job_log_buffer_limit,
@@ -406,10 +409,13 @@ class Worker:
 
     async def _schedule(self) -> None:
         await self._watch.synced.wait()
+        await self._note_outage_misses()
         window = self.config.start_window
         while True:
             now = self.now_ms()
-            due, missed = self._table.pop_due(now, now - window)
+            due, missed = self._table.pop_due(
+                now, now - window, window_of=_misfire_grace_ms, on_missed=self._tick_missed
+            )
             if missed:
                 self.stats.missed_ticks.inc(missed)
                 log.warning("%d job(s) skipped ticks older than the start window", missed)
@@ -438,12 +444,84 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._table_changed.wait(), delay)
 
+    def _window_ms(self, job: Job) -> int:
+        """How late a tick of this job may still start: its misfireGrace, or startWindow."""
+        grace = _misfire_grace_ms(job)
+        return self.config.start_window if grace is None else grace
+
+    def _tick_missed(self, tick: DueTick) -> None:
+        """A tick could not start within its window. The job's owner speaks for it: a job with
+        catchUp gets one catch-up run now (not one per missed tick: never a burst), any other
+        job a run record with status missed."""
+        job = tick.job
+        if tick.catch_up or self._stopping or not self._owns(job.name):
+            return
+        now = self.now_ms()
+        if job.catch_up:
+            if job.name not in self._catching_up:
+                self._catching_up.add(job.name)
+                log.info(
+                    "catching up on a missed tick", extra=event(job=job.name, tick=tick.plan_ms)
+                )
+                # At least the default window: a catch-up comes right after an outage, when the
+                # worker may first have to register again.
+                window = max(self._window_ms(job), self.config.start_window)
+                catch_up = DueTick(job, tick.plan_ms, catch_up=True, start_by_ms=now + window)
+                self._start_fire(catch_up, now)
+            return
+        window_s = self._window_ms(job) / 1000
+        self._sink.add(
+            RunRecord(
+                job_name=job.name,
+                command=job.command,
+                worker=self.worker_id,
+                plan_time=tick.plan_ms,
+                schedule_time=now,
+                start_time=None,
+                end_time=now,
+                output="",
+                err=f"not started within {window_s:g} s of its planned time, so not run late "
+                "(no worker could start it: stopped, stalled, or cut off from etcd)",
+                exit_code=None,
+                status=RunStatus.MISSED,
+            )
+        )
+        self.stats.runs.inc(status=RunStatus.MISSED.value)
+
+    async def _note_outage_misses(self) -> None:
+        """After a start: a job whose next tick after its last run is already past its window
+        missed ticks while no worker ran it (every worker down). Record or catch up on it, as
+        for a tick missed while running."""
+        jobs = [job for job in self._table.jobs() if job.enabled and self._owns(job.name)]
+        now = self.now_ms()
+        for first in range(0, len(jobs), _OUTAGE_CHECK_CHUNK):
+            chunk = jobs[first : first + _OUTAGE_CHECK_CHUNK]
+            try:
+                last_runs = await self._runlog.last_runs_of([job.name for job in chunk])
+            except GdtsError as exc:
+                log.warning("cannot look for ticks missed while no worker ran: %s", exc)
+                return
+            for job in chunk:
+                summary = last_runs.get(job.name)
+                if summary is None or not isinstance(summary.get("planTime"), int):
+                    continue  # never ran: nothing says when it should have
+                missed = next_plan(job, summary["planTime"])
+                if missed is not None and missed < now - self._window_ms(job):
+                    self._tick_missed(DueTick(job, missed))
+
     def _start_fire(self, tick: DueTick, schedule_ms: int) -> None:
         task = self._group.create_task(self._fire(tick, schedule_ms))
         self._fires.add(task)
         task.add_done_callback(self._fires.discard)
 
     async def _fire(self, tick: DueTick, schedule_ms: int) -> None:
+        try:
+            await self._claim_and_run(tick, schedule_ms)
+        finally:
+            if tick.catch_up:
+                self._catching_up.discard(tick.job.name)
+
+    async def _claim_and_run(self, tick: DueTick, schedule_ms: int) -> None:
         tags = event(job=tick.job.name, tick=tick.plan_ms)
         try:
             claim = await self._claim(tick)
@@ -474,8 +552,9 @@ class Worker:
         attempt = 1
         while True:
             started_ms = self.now_ms()
+            trigger = "manual" if tick.run_request else "catchup" if tick.catch_up else "schedule"
             record = await self._execute(
-                job, plan_ms, schedule_ms, manual=tick.run_request is not None, attempt=attempt
+                job, plan_ms, schedule_ms, trigger=trigger, attempt=attempt
             )
             # Into the sink before the release: if etcd is down at shutdown, the release may be
             # abandoned, but the result is flushed.
@@ -542,7 +621,7 @@ class Worker:
         an attempt went out and got no answer)."""
         job = tick.job
         tags = event(job=job.name, tick=tick.plan_ms)
-        window_ends = tick.plan_ms + self.config.start_window
+        window_ends = tick.start_by_ms or tick.plan_ms + self._window_ms(job)
         busy_until = tick.plan_ms + min(self.config.busy_wait, self.config.start_window)
         replacing = job.concurrency == "replace"
         if replacing:
@@ -557,6 +636,7 @@ class Worker:
             if remaining_s <= 0:
                 self.stats.missed_ticks.inc()
                 log.warning("tick not claimed within its start window", extra=tags)
+                self._tick_missed(tick)
                 return None, unanswered
             if not self._registration.can_claim():
                 # Self-fencing: our lease may already be gone in etcd; claim nothing on it.
@@ -573,6 +653,7 @@ class Worker:
                             once=job.one_shot and tick.run_request is None,
                             run_request=tick.run_request,
                             exclusive=job.concurrency != "allow",
+                            window_s=(window_ends - tick.plan_ms) / 1000,
                         )  # fmt: skip
                     outcome = claim.outcome
                     if outcome is ClaimOutcome.WON and self.now_ms() > window_ends:
@@ -605,7 +686,13 @@ class Worker:
         return None, unanswered
 
     async def _execute(
-        self, job: Job, plan_ms: int, schedule_ms: int, *, manual: bool = False, attempt: int = 1
+        self,
+        job: Job,
+        plan_ms: int,
+        schedule_ms: int,
+        *,
+        trigger: str = "schedule",
+        attempt: int = 1,
     ) -> RunRecord:
         runner: RunningCommand | RunningRequest
         if job.kind == "http":
@@ -690,7 +777,7 @@ class Worker:
             err=err,
             exit_code=exit_code,
             status=outcome.status,
-            trigger="manual" if manual else "schedule",
+            trigger=trigger,
             attempt=attempt,
         )
 
@@ -745,3 +832,7 @@ async def _cancel(*tasks: asyncio.Task[None]) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def _misfire_grace_ms(job: Job) -> int | None:
+    return None if job.misfire_grace_s is None else round(job.misfire_grace_s * 1000)

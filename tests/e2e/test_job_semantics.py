@@ -3,6 +3,8 @@ mongod: timeouts, success rules, HTTP jobs, pause/resume and one-shot jobs."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 
@@ -304,3 +306,119 @@ async def test_policy_replace_kills_the_run_going_on_for_the_new_one(
     assert [r["planTime"] for r in killed] == plans[:2]
     # Each was killed because the next tick came, not before.
     assert all(r["endTime"] >= r["planTime"] + 2000 for r in killed)
+
+
+async def freeze(process_pid: int, for_ms: int) -> None:
+    """Stop a worker (SIGSTOP) for a while, as a stalled machine would, then let it go on."""
+    os.kill(process_pid, signal.SIGSTOP)
+    frozen_at = now_ms()
+    try:
+        await wait_until(_true(lambda: now_ms() >= frozen_at + for_ms), for_ms / 1000 + 5,
+                         "the freeze to last")  # fmt: skip
+    finally:
+        os.kill(process_pid, signal.SIGCONT)
+
+
+def _true(check):  # type: ignore[no-untyped-def]
+    async def wrapped() -> bool:
+        return bool(check())
+
+    return wrapped
+
+
+async def test_a_tick_past_its_misfire_grace_is_logged_missed_not_run_late(
+    cluster: Cluster, stack: Stack
+) -> None:
+    await cluster.start_manager()
+    worker = await cluster.start_worker("w1")
+    ticks = stack.tmp / "ticks.txt"
+    await save_job_fields(
+        cluster.api, name="strict", command=record_command(ticks), cronExpr=EVERY_SECOND,
+        misfireGrace=1,
+    )  # fmt: skip
+    await wait_until(lambda: count_at_least(ticks, 2), 30, "two runs")
+    frozen_at = now_ms()
+    await freeze(worker.process.pid, 4000)
+    resumed_at = now_ms()
+    after_freeze = len(read_ticks(ticks)) + 2
+    await wait_until(lambda: count_at_least(ticks, after_freeze), 30, "runs again")
+
+    async def missed_logged() -> list[dict] | None:
+        missed = [r for r in await runs(cluster, "strict") if r["status"] == "missed"]
+        return missed or None
+
+    missed = await wait_until(missed_logged, 30, "the missed tick in the log")
+    assert frozen_at < missed[0]["planTime"] < resumed_at and missed[0]["startTime"] is None
+    # Nothing planned during the freeze ran late: the first run after it is a fresh tick.
+    late = [p for p, _ in read_ticks(ticks) if frozen_at + 1000 < p < resumed_at - 1000]
+    assert late == []
+
+
+async def test_catch_up_runs_once_after_an_outage_never_a_burst(
+    cluster: Cluster, stack: Stack
+) -> None:
+    await cluster.start_manager()
+    worker = await cluster.start_worker("w1")
+    ticks = stack.tmp / "ticks.txt"
+    await save_job_fields(
+        cluster.api, name="catch", command=record_command(ticks), cronExpr="*/2 * * * * *",
+        misfireGrace=1, catchUp=True,
+    )  # fmt: skip
+    await wait_until(lambda: count_at_least(ticks, 1), 30, "a run")
+    frozen_at = now_ms()
+    await freeze(worker.process.pid, 7000)  # three or four ticks fall in it
+    resumed_at = now_ms()
+
+    async def catch_up_logged() -> list[dict] | None:
+        caught = [r for r in await runs(cluster, "catch") if r["trigger"] == "catchup"]
+        return caught or None
+
+    caught = await wait_until(catch_up_logged, 30, "the catch-up run")
+    two_more = len(read_ticks(ticks)) + 2
+    await wait_until(lambda: count_at_least(ticks, two_more), 30, "two more")
+    caught = [r for r in await runs(cluster, "catch") if r["trigger"] == "catchup"]
+    assert len(caught) == 1, caught
+    assert frozen_at < caught[0]["planTime"] < resumed_at
+    in_freeze = [p for p, _ in read_ticks(ticks) if frozen_at + 1000 < p < resumed_at - 1000]
+    assert in_freeze == [caught[0]["planTime"]]  # one catch-up, not a burst
+
+
+async def test_after_every_worker_was_down_one_catch_up_run_and_missed_ticks_logged(
+    cluster: Cluster, stack: Stack
+) -> None:
+    await cluster.start_manager()
+    worker = await cluster.start_worker("w1")
+    caught, strict = stack.tmp / "caught.txt", stack.tmp / "strict.txt"
+    await save_job_fields(
+        cluster.api, name="caught", command=record_command(caught), cronExpr="*/2 * * * * *",
+        misfireGrace=1, catchUp=True,
+    )  # fmt: skip
+    await save_job_fields(
+        cluster.api, name="strict", command=record_command(strict), cronExpr="*/2 * * * * *",
+        misfireGrace=1,
+    )  # fmt: skip
+
+    async def both_logged() -> bool:
+        return bool(await runs(cluster, "caught")) and bool(await runs(cluster, "strict"))
+
+    await wait_until(both_logged, 30, "a logged run of each job")
+    await worker.terminate(grace=20)
+    stopped_at = now_ms()
+    # No worker at all for a while: at least two ticks of each job pass unrun.
+    await wait_until(_true(lambda: now_ms() >= stopped_at + 5000), 10, "the outage")
+    await cluster.start_worker("w2")
+
+    async def catch_up_logged() -> list[dict] | None:
+        found = [r for r in await runs(cluster, "caught") if r["trigger"] == "catchup"]
+        return found or None
+
+    caught_up = await wait_until(catch_up_logged, 30, "the catch-up run after the outage")
+    assert len(caught_up) == 1 and caught_up[0]["planTime"] > stopped_at - 2000
+
+    async def missed_logged() -> list[dict] | None:
+        found = [r for r in await runs(cluster, "strict") if r["status"] == "missed"]
+        return found or None
+
+    missed = await wait_until(missed_logged, 30, "the missed tick of the strict job")
+    assert missed[0]["planTime"] > stopped_at - 2000
+    assert not [r for r in await runs(cluster, "strict") if r["trigger"] == "catchup"]

@@ -55,7 +55,9 @@ def test_every_field_round_trips_through_the_record_and_the_api() -> None:
         "timeout": 2.5,
         "retries": 3,
         "retryBackoff": 0.5,
-        "concurrencyPolicy": "forbid",
+        "concurrencyPolicy": "replace",
+        "misfireGrace": 60,
+        "catchUp": True,
         "http": {
             "method": "post",
             "url": "https://example.test:8443/hook?x=1",
@@ -180,6 +182,8 @@ def test_each_bad_value_is_named(field: str, value: object) -> None:
         ("retries", 10, "retries", 10),
         ("retryBackoff", 2, "retry_backoff_s", 2.0),
         ("enabled", False, "enabled", False),
+        ("misfireGrace", 30, "misfire_grace_s", 30.0),
+        ("catchUp", True, "catch_up", True),
         ("concurrencyPolicy", "allow", "concurrency", "allow"),
         ("concurrencyPolicy", "replace", "concurrency", "replace"),
         ("expectedExitCode", 255, "expected_exit_code", 255),
@@ -245,15 +249,3 @@ def test_with_changes_checks_the_result_like_a_save() -> None:
     with pytest.raises(InvalidFieldError) as exc:
         job.with_changes(retries=99)
     assert exc.value.field == "retries"
-
-
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [("misfireGrace", 30), ("catchUp", True)],
-)  # fmt: skip
-def test_fields_the_workers_do_not_act_on_yet_are_refused_not_ignored(
-    field: str, value: object
-) -> None:
-    with pytest.raises(InvalidFieldError, match="not supported yet") as exc:
-        build(**{field: value})
-    assert exc.value.field == field

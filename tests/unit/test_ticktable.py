@@ -465,3 +465,26 @@ def test_a_zoned_job_fires_at_its_local_time() -> None:
     spring_day = berlin.with_changes(cronExpr="30 2 29 3 *")
     table.put(spring_day, ms(2026, 3, 28))
     assert table.next_ms() == ms(2026, 3, 29, 1, 0)  # 02:30 does not exist: 03:00 CEST
+
+
+def test_a_jobs_own_window_decides_what_it_missed_and_the_first_miss_is_reported() -> None:
+    table = TickTable()
+    start = ms(2026, 5, 1, 12, 0, 0)
+    strict = job("strict", "* * * * * *")  # every second, a 2 s window of its own
+    lenient = job("lenient", "* * * * * *")  # the default window
+    table.put(strict, start - 1)
+    table.put(lenient, start - 1)
+    reported: list[tuple[str, int]] = []
+    windows = {"strict": 2000, "lenient": None}
+    now = start + 5000  # the worker stalled for 5 s
+    due, missed = table.pop_due(
+        now,
+        now - 10_000,
+        window_of=lambda j: windows[j.name],
+        on_missed=lambda tick: reported.append((tick.job.name, tick.plan_ms)),
+    )
+    assert missed == 1 and reported == [("strict", start)]  # once, not once per tick
+    strict_runs = [plan for name, plan in plans(due) if name == "strict"]
+    lenient_runs = [plan for name, plan in plans(due) if name == "lenient"]
+    assert strict_runs == [start + 3000, start + 4000, start + 5000]  # within 2 s of now
+    assert lenient_runs == [start + i * 1000 for i in range(6)]
