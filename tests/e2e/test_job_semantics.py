@@ -7,6 +7,8 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
@@ -17,9 +19,11 @@ from tests.support import (
     EVERY_SECOND,
     Cluster,
     Stack,
+    TcpProxy,
     api_call,
     api_get,
     api_post,
+    count_after,
     count_at_least,
     cron_at,
     now_ms,
@@ -422,3 +426,59 @@ async def test_after_every_worker_was_down_one_catch_up_run_and_missed_ticks_log
     missed = await wait_until(missed_logged, 30, "the missed tick of the strict job")
     assert missed[0]["planTime"] > stopped_at - 2000
     assert not [r for r in await runs(cluster, "strict") if r["trigger"] == "catchup"]
+
+
+async def test_a_job_runs_at_the_local_time_of_its_zone(running: Cluster, stack: Stack) -> None:
+    ticks = stack.tmp / "zoned.txt"
+    zone = ZoneInfo("Asia/Kathmandu")  # +05:45: no whole-hour offset hides a mistake
+    at = datetime.fromtimestamp(int(time.time()) + 3, zone)
+    # Seconds-first, read on Kathmandu's wall clock: fires once, at `at`.
+    cron = f"{at.second} {at.minute} {at.hour} {at.day} {at.month} * {at.year}"
+    await save_job_fields(
+        running.api, name="zoned", command=record_command(ticks), cronExpr=cron,
+        timezone="Asia/Kathmandu",
+    )  # fmt: skip
+    await wait_until(lambda: count_at_least(ticks, 1), 30, "the zoned run")
+    assert [plan for plan, _ in read_ticks(ticks)] == [int(at.timestamp()) * 1000]
+
+    async def last_run_listed() -> dict | None:
+        jobs = {job["name"]: job for job in await api_get(running.api, "/job/list")}
+        return jobs["zoned"]["lastRun"]
+
+    last = await wait_until(last_run_listed, 30, "the run in /job/list")
+    assert last["status"] == "succeeded" and last["planTime"] == int(at.timestamp()) * 1000
+
+
+async def test_ticks_that_cannot_be_claimed_while_etcd_is_unreachable_are_logged_missed(
+    cluster: Cluster, stack: Stack
+) -> None:
+    await cluster.start_manager()
+    host, port = stack.etcd_endpoint.split(":")
+    proxy = TcpProxy(host, int(port))
+    await proxy.start()
+    try:
+        await cluster.start_worker("w1", etcdEndpoints=[proxy.endpoint])
+        ticks = stack.tmp / "ticks.txt"
+        await save_job_fields(
+            cluster.api, name="cut", command=record_command(ticks), cronExpr=EVERY_SECOND,
+            misfireGrace=2,
+        )  # fmt: skip
+        await wait_until(lambda: count_at_least(ticks, 2), 30, "two runs")
+        proxy.cut()
+        cut_at = now_ms()
+        await wait_until(_true(lambda: now_ms() >= cut_at + 5000), 10, "the cut to last")
+        proxy.heal()
+        healed_at = now_ms()
+        await wait_until(lambda: count_after(ticks, healed_at, 2), 40, "runs after the heal")
+
+        async def missed_logged() -> list[dict] | None:
+            logged = await runs(cluster, "cut")
+            missed = [r for r in logged if r["status"] == "missed"]
+            return missed if len(missed) >= 2 else None
+
+        missed = await wait_until(missed_logged, 30, "missed ticks in the log")
+        assert all(cut_at - 1000 <= r["planTime"] <= healed_at for r in missed)
+        ran_late = [p for p, _ in read_ticks(ticks) if cut_at + 1000 < p < healed_at - 2000]
+        assert ran_late == []
+    finally:
+        await proxy.close()
