@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from gdts.manager.listing import JobListing
 from gdts.runlog import RunLog, open_mongo
 
 CONFIG = web.AppKey("config", ManagerConfig)
+_WARM_UP_STOP_S = 10.0
 MAX_BODY_BYTES = 1024 * 1024  # a command is at most 64 KiB; anything near 1 MiB is not a job
 
 
@@ -76,8 +79,18 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     app[RUN_LOG] = RunLog(mongo, config.mongodb_database)
     app[JOB_LISTING] = JobListing(etcd, KeyLayout(config.etcd_prefix), app[RUN_LOG])
     app[DEFAULT_ZONE] = config.default_timezone
+    # The first full listing decodes every job (3 s at 100,000): do it now, not for the first
+    # operator who opens the console.
+    warm_up = asyncio.get_running_loop().create_task(app[JOB_LISTING].warm_up())
     try:
         yield
     finally:
+        # Let it finish rather than cancel it: a MongoDB read cancelled halfway can leave its
+        # socket to the garbage collector.
+        done, _ = await asyncio.wait([warm_up], timeout=_WARM_UP_STOP_S)
+        if not done:
+            warm_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warm_up
         await mongo.close()
         await etcd.close()

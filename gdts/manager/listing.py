@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from gdts.cron import CronError, CronSchedule, parse_cron
-from gdts.errors import InvalidFieldError, StoreUnavailableError
+from gdts.errors import GdtsError, InvalidFieldError, StoreUnavailableError
 from gdts.etcd import EtcdClient, etcd_errors, prefix_changed_since, read_prefix
 from gdts.job import api_views
 from gdts.jobfields import parse_run_at
@@ -148,6 +149,13 @@ class JobListing:
                 (entry.next_valid_until for entry in entries), default=math.inf
             )
         return answer
+
+    async def warm_up(self) -> None:
+        """A full listing nobody asked for, so that the first one asked for is fast."""
+        try:
+            await self.json(None, None, time.time_ns() // 1_000_000)
+        except GdtsError as exc:  # the stores are not there yet: the first request will do it
+            log.info("job list not warmed up: %s", exc)
 
     async def _unchanged_full_listing(self) -> list[_Entry] | None:
         """The entries of the previous full listing if no job was written or deleted since."""
