@@ -23,8 +23,8 @@ from gdts.etcd import EtcdClient, etcd_errors, prefix_changed_since, read_prefix
 from gdts.job import api_views
 from gdts.jobfields import parse_run_at
 from gdts.keys import KeyLayout
+from gdts.plans import next_run
 from gdts.runlog import LAST_RUN_FIELDS, RunLog
-from gdts.worker.ticktable import from_ms, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +71,9 @@ class _Entry:
         return self.next_ms
 
     def _compute_next(self, now_ms: int) -> tuple[int | None, float]:
-        if not self.enabled:
-            return None, math.inf
-        if self.run_at_ms is not None:
-            if self.run_at_ms > now_ms:
-                return self.run_at_ms, self.run_at_ms
-            return None, math.inf
-        if self.schedule is None:
-            return None, math.inf
-        upcoming = self.schedule.next_after(from_ms(now_ms))
-        if upcoming is None:
-            return None, math.inf
-        next_ms = to_ms(upcoming)
-        return next_ms, next_ms
+        # Valid until that run comes due; a job with no next run has none for good.
+        next_ms = next_run(self.enabled, self.run_at_ms, self.schedule, now_ms)
+        return next_ms, math.inf if next_ms is None else next_ms
 
 
 class JobListing:

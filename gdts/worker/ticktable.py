@@ -11,21 +11,11 @@ import heapq
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from gdts.job import Job
+from gdts.plans import from_ms, next_run, to_ms
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
-
-
-def to_ms(moment: datetime) -> int:
-    # Integer arithmetic: float timestamps lose the last millisecond for some instants.
-    return (moment - _EPOCH) // _ONE_MS
-
-
-def from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+__all__ = ["DueTick", "TickTable", "from_ms", "next_plan", "to_ms"]
 
 
 @dataclass(frozen=True)
@@ -40,15 +30,8 @@ class DueTick:
 
 
 def next_plan(job: Job, after_ms: int) -> int | None:
-    """The job's first planned tick strictly after ``after_ms``, or None: a paused job has
-    none, a one-shot job only its one instant, a cron job what its schedule says."""
-    if not job.enabled:
-        return None
-    if job.run_at_ms is not None:
-        return job.run_at_ms if job.run_at_ms > after_ms else None
-    assert job.schedule is not None
-    upcoming = job.schedule.next_after(from_ms(after_ms))
-    return None if upcoming is None else to_ms(upcoming)
+    """The job's first planned tick strictly after ``after_ms`` (see gdts.plans.next_run)."""
+    return next_run(job.enabled, job.run_at_ms, job.schedule, after_ms)
 
 
 class TickTable:
