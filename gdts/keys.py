@@ -95,13 +95,12 @@ class KeyLayout:
 
     def running_parts(self, key: bytes) -> tuple[str, int | None]:
         """(job name, planned ms of the run or None for the job's one marker)."""
-        rest = key[len(self.running_prefix) :] if key.startswith(self.running_prefix) else b""
-        name, slash, plan = rest.partition(b"/")
-        if not slash:
-            return _strip(key, self.running_prefix), None
-        if not plan.isdigit():
+        if not key.startswith(self.running_prefix):
+            raise ValueError(f"key {key!r} is not under {self.running_prefix!r}")
+        name, slash, plan = key[len(self.running_prefix) :].partition(b"/")
+        if slash and not plan.isdigit():
             raise ValueError(f"key {key!r} is not a running marker under {self.running_prefix!r}")
-        return _strip(self.running_prefix + name, self.running_prefix), int(plan)
+        return _strip(self.running_prefix + name, self.running_prefix), int(plan) if slash else None
 
     def running_name(self, key: bytes) -> str:
         return self.running_parts(key)[0]

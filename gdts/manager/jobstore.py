@@ -38,10 +38,7 @@ class JobStore:
         key = self._keys.job(name)
         txn = self._client.transactions
         for _ in range(_UPDATE_ATTEMPTS):
-            with etcd_errors():
-                stored = await self._client.get(key)
-            if stored is None:
-                raise NotFoundError("name", f"no job named {name!r}")
+            stored = await self._stored(name)
             job = Job.from_record(stored.value).with_changes(**changes)
             with etcd_errors():
                 written, _ = await self._client.transaction(
@@ -55,10 +52,7 @@ class JobStore:
 
     async def clone(self, name: str, new_name: str) -> dict[str, Any]:
         """A copy of a job under a new name; never overwrites an existing job."""
-        with etcd_errors():
-            stored = await self._client.get(self._keys.job(name))
-        if stored is None:
-            raise NotFoundError("name", f"no job named {name!r}")
+        stored = await self._stored(name)
         job = Job.from_record(stored.value).with_changes(name=new_name)
         new_key = self._keys.job(new_name)
         txn = self._client.transactions
@@ -71,6 +65,14 @@ class JobStore:
         if not created:
             raise ConflictError("newName", f"a job named {new_name!r} already exists")
         return job.to_api()
+
+    async def _stored(self, name: str) -> Any:
+        """The job's etcd entry (value and revisions); 404 if there is none."""
+        with etcd_errors():
+            stored = await self._client.get(self._keys.job(name))
+        if stored is None:
+            raise NotFoundError("name", f"no job named {name!r}")
+        return stored
 
     async def delete(self, name: str) -> dict[str, Any] | None:
         """Delete a job and its one-shot done markers (a job saved again under the same name
