@@ -151,7 +151,7 @@ class TickClaimer:
 
     async def _claim_batch(self, requests: list[_ClaimRequest]) -> list[ClaimOutcome]:
         txn = self._client.transactions
-        leases = {r.window_s: await self._claim_lease(r.window_s) for r in requests}
+        leases = {w: await self._claim_lease(w) for w in {r.window_s for r in requests}}
         outcomes: dict[int, ClaimOutcome] = {}
         undecided = list(range(len(requests)))
         while undecided:

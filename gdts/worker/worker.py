@@ -307,6 +307,7 @@ class Worker:
                     group.create_task(self._sink.run(), name="results"),
                     group.create_task(self._check_mongo(mongo), name="mongo-check"),
                     group.create_task(self._restore_markers(), name="marker-restore"),
+                    group.create_task(self._note_outage_misses(), name="outage-check"),
                 ]
                 scheduler = group.create_task(self._schedule(), name="scheduler")
                 log.info("worker %s started", self.worker_id)
@@ -409,7 +410,6 @@ class Worker:
 
     async def _schedule(self) -> None:
         await self._watch.synced.wait()
-        await self._note_outage_misses()
         window = self.config.start_window
         while True:
             now = self.now_ms()
@@ -491,7 +491,9 @@ class Worker:
     async def _note_outage_misses(self) -> None:
         """After a start: a job whose next tick after its last run is already past its window
         missed ticks while no worker ran it (every worker down). Record or catch up on it, as
-        for a tick missed while running."""
+        for a tick missed while running. Beside the scheduler, not before it: reading the last
+        runs of 100,000 jobs must not hold up the first ticks."""
+        await self._watch.synced.wait()
         jobs = [job for job in self._table.jobs() if job.enabled and self._owns(job.name)]
         now = self.now_ms()
         for first in range(0, len(jobs), _OUTAGE_CHECK_CHUNK):
