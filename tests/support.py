@@ -199,6 +199,20 @@ async def save_job(base: str, name: str, command: str, cron_expr: str) -> Any:
     return await api_post(base, "/job/save", job=job)
 
 
+async def job_runs(cluster: Cluster, name: str, limit: int = 1000) -> list[dict[str, Any]]:
+    """A job's runs from /job/log, newest first."""
+    return await api_get(cluster.api, "/job/log", name=name, limit=limit)
+
+
+def holds(predicate: Callable[[], object]) -> Callable[[], Awaitable[bool]]:
+    """A synchronous check in the shape wait_until takes."""
+
+    async def check() -> bool:
+        return bool(predicate())
+
+    return check
+
+
 async def save_job_fields(base: str, **fields: Any) -> Any:
     """Save a job with any of its fields (the JSON form of /job/save)."""
     return await api_post(base, "/job/save", job=json.dumps(fields))

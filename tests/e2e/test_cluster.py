@@ -19,6 +19,7 @@ from tests.support import (
     api_post,
     count_at_least,
     cron_at,
+    job_runs,
     now_ms,
     process_alive,
     read_ticks,
@@ -30,17 +31,13 @@ from tests.support import (
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
 
 
-async def runs(cluster: Cluster, name: str, limit: int = 1000) -> list[dict]:
-    return await api_get(cluster.api, "/job/log", name=name, limit=limit)
-
-
 async def test_job_runs_on_schedule_and_its_run_is_logged_with_output(cluster: Cluster) -> None:
     await cluster.start_manager()
     await cluster.start_worker("w1")
     await save_job(cluster.api, "greet", 'echo "hello at $GDTS_PLAN_TIME"', EVERY_SECOND)
     await save_job(cluster.api, "broken", "echo oops >&2; exit 3", EVERY_SECOND)
 
-    logged = await wait_until(lambda: runs(cluster, "greet"), 20, "a logged run of greet")
+    logged = await wait_until(lambda: job_runs(cluster, "greet"), 20, "a logged run of greet")
     run = logged[0]
     assert run["status"] == "succeeded" and run["exitCode"] == 0 and run["err"] == ""
     assert run["output"] == f"hello at {run['planTime']}\n"
@@ -48,7 +45,7 @@ async def test_job_runs_on_schedule_and_its_run_is_logged_with_output(cluster: C
     assert run["planTime"] <= run["scheduleTime"] <= run["startTime"] <= run["endTime"]
     assert run["worker"] == "w1" and run["jobName"] == "greet"
 
-    failed = (await wait_until(lambda: runs(cluster, "broken"), 20, "a run of broken"))[0]
+    failed = (await wait_until(lambda: job_runs(cluster, "broken"), 20, "a run of broken"))[0]
     assert failed["status"] == "failed" and failed["exitCode"] == 3
     assert failed["err"] == "exit status 3" and failed["output"] == "oops\n"
 
@@ -96,7 +93,7 @@ async def test_kill_stops_the_process_group_and_logs_the_run_as_killed(
         return not process_alive(shell) and not process_alive(child)
 
     await wait_until(both_gone, 2.0, "the shell and its child to die within 2 s")
-    logged = await wait_until(lambda: runs(cluster, "sleeper"), 10, "the killed run in the log")
+    logged = await wait_until(lambda: job_runs(cluster, "sleeper"), 10, "the killed run in the log")
     assert logged[0]["status"] == "killed"
     assert "killed on request" in logged[0]["err"]
 
@@ -130,7 +127,7 @@ async def test_three_workers_run_every_tick_exactly_once(cluster: Cluster, stack
     missing = sorted(expected - set(plans))
     assert missing == [], f"ticks never run: {missing}"
     assert len(expected) >= 20
-    logged = await runs(cluster, "every-second")
+    logged = await job_runs(cluster, "every-second")
     assert sorted(r["planTime"] for r in logged) == plans  # one log document per run
 
 
@@ -176,11 +173,11 @@ async def test_sigterm_flushes_buffered_results(cluster: Cluster, stack: Stack) 
     await save_job(cluster.api, "buffered", record_command(ticks), EVERY_SECOND)
     await wait_until(lambda: count_at_least(ticks, 3), 20, "three runs")
     await api_post(cluster.api, "/job/delete", name="buffered")
-    assert await runs(cluster, "buffered") == []  # all still in the worker's buffer
+    assert await job_runs(cluster, "buffered") == []  # all still in the worker's buffer
 
     assert await worker.terminate() == 0
     plans = sorted(plan for plan, _ in read_ticks(ticks))
-    logged = sorted(r["planTime"] for r in await runs(cluster, "buffered"))
+    logged = sorted(r["planTime"] for r in await job_runs(cluster, "buffered"))
     assert logged == plans
     assert "revoked" in worker.log_text()
 
@@ -195,7 +192,7 @@ async def test_results_wait_while_mongodb_is_down(stack: Stack) -> None:
         await cluster.start_worker("w1", mongodbConnectTimeout=500)
         ticks = stack.tmp / "ticks.txt"
         await save_job(cluster.api, "patient", record_command(ticks), EVERY_SECOND)
-        await wait_until(lambda: runs(cluster, "patient"), 20, "a first logged run")
+        await wait_until(lambda: job_runs(cluster, "patient"), 20, "a first logged run")
         await mongo.stop()
         down_count = len(read_ticks(ticks))
         await wait_until(
@@ -250,5 +247,5 @@ async def _save_ok(cluster: Cluster, name: str, command: str) -> bool:
 
 
 async def _logged_equals_file(cluster: Cluster, name: str, ticks: Path) -> bool:
-    logged = sorted(r["planTime"] for r in await runs(cluster, name))
+    logged = sorted(r["planTime"] for r in await job_runs(cluster, name))
     return bool(logged) and logged == sorted(plan for plan, _ in read_ticks(ticks))

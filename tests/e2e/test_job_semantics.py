@@ -26,6 +26,8 @@ from tests.support import (
     count_after,
     count_at_least,
     cron_at,
+    holds,
+    job_runs,
     now_ms,
     process_alive,
     read_ticks,
@@ -36,10 +38,6 @@ from tests.support import (
 )
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
-
-
-async def runs(cluster: Cluster, name: str) -> list[dict]:
-    return await api_get(cluster.api, "/job/log", name=name, limit=100)
 
 
 @pytest_asyncio.fixture
@@ -60,7 +58,7 @@ async def test_a_run_past_its_timeout_is_killed_and_logged_as_timeout(
         cronExpr=cron_at(time.time() + 2),
         timeout=1,
     )
-    logged = await wait_until(lambda: runs(running, "slow"), 30, "the timed-out run")
+    logged = await wait_until(lambda: job_runs(running, "slow"), 30, "the timed-out run")
     run = logged[0]
     assert run["status"] == "timeout", run
     assert run["err"].startswith("timed out after 1 s"), run
@@ -79,11 +77,11 @@ async def test_success_rules_decide_succeeded_or_failed(running: Cluster) -> Non
     await save_job_fields(
         running.api, name="warned", command="echo WARNING: x", cronExpr=at, outputNotContains="WARN"
     )
-    three = (await wait_until(lambda: runs(running, "three"), 30, "a run of three"))[0]
+    three = (await wait_until(lambda: job_runs(running, "three"), 30, "a run of three"))[0]
     assert (three["status"], three["exitCode"]) == ("succeeded", 3)
-    notready = (await wait_until(lambda: runs(running, "notready"), 30, "notready"))[0]
+    notready = (await wait_until(lambda: job_runs(running, "notready"), 30, "notready"))[0]
     assert notready["status"] == "failed" and "does not contain 'READY'" in notready["err"]
-    warned = (await wait_until(lambda: runs(running, "warned"), 30, "warned"))[0]
+    warned = (await wait_until(lambda: job_runs(running, "warned"), 30, "warned"))[0]
     assert warned["status"] == "failed" and "output contains 'WARN'" in warned["err"]
 
 
@@ -127,12 +125,12 @@ async def test_an_http_job_logs_the_response_and_succeeds_on_2xx_only(
     await save_job_fields(
         running.api, name="down", type="http", cronExpr=at, http={"url": f"{base}/broken"}
     )
-    ping = (await wait_until(lambda: runs(running, "ping"), 30, "a run of ping"))[0]
+    ping = (await wait_until(lambda: job_runs(running, "ping"), 30, "a run of ping"))[0]
     assert ping["status"] == "succeeded", ping
     assert ping["output"].startswith("HTTP/1.1 200 OK\n")
     assert "X-Served-By: test" in ping["output"] and '{"healthy": true}' in ping["output"]
     assert ping["command"] == f"POST {base}/ok"
-    down = (await wait_until(lambda: runs(running, "down"), 30, "a run of down"))[0]
+    down = (await wait_until(lambda: job_runs(running, "down"), 30, "a run of down"))[0]
     assert down["status"] == "failed" and "HTTP status 500, expected 2xx" in down["err"]
     assert "boom" in down["output"]
     posted = next(r for r in seen if r.path == "/ok")
@@ -199,7 +197,7 @@ async def test_run_now_runs_the_job_once_on_one_worker(cluster: Cluster, stack: 
     await save_job(cluster.api, "yearly", record_command(ticks), "0 0 1 1 *")
     requested = await api_post(cluster.api, "/job/run", name="yearly")
     assert requested["name"] == "yearly" and requested["planTime"] % 1000 != 0
-    logged = await wait_until(lambda: runs(cluster, "yearly"), 30, "the manual run")
+    logged = await wait_until(lambda: job_runs(cluster, "yearly"), 30, "the manual run")
     assert logged[0]["trigger"] == "manual" and logged[0]["status"] == "succeeded"
     assert logged[0]["planTime"] == requested["planTime"]
     # Ask again: a second, separate run; and each request ran exactly once, on one worker.
@@ -228,7 +226,7 @@ async def test_a_failed_run_is_retried_with_each_attempt_logged(
     )  # fmt: skip
 
     async def three_attempts() -> list[dict] | None:
-        logged = await runs(running, "flaky")
+        logged = await job_runs(running, "flaky")
         return logged if len(logged) >= 3 else None
 
     logged = sorted(
@@ -250,7 +248,7 @@ async def test_retries_stop_before_the_next_tick(running: Cluster) -> None:
     )  # fmt: skip
 
     async def two_ticks_done() -> list[dict] | None:
-        logged = await runs(running, "doomed")
+        logged = await job_runs(running, "doomed")
         plans = sorted({r["planTime"] for r in logged})
         return logged if len(plans) >= 3 else None
 
@@ -281,7 +279,7 @@ async def test_policy_allow_lets_runs_overlap(running: Cluster, stack: Stack) ->
     await api_post(running.api, "/job/delete", name="overlap")
 
     async def all_logged() -> list[dict] | None:
-        logged = await runs(running, "overlap")
+        logged = await job_runs(running, "overlap")
         return logged if len(logged) >= 3 else None
 
     logged = sorted(await wait_until(all_logged, 30, "the runs in the log"),
@@ -302,7 +300,7 @@ async def test_policy_replace_kills_the_run_going_on_for_the_new_one(
     assert plans[1] - plans[0] == 2000 and plans[2] - plans[1] == 2000  # none skipped
 
     async def two_killed() -> list[dict] | None:
-        killed = [r for r in await runs(running, "latest") if r["status"] == "killed"]
+        killed = [r for r in await job_runs(running, "latest") if r["status"] == "killed"]
         return killed if len(killed) >= 2 else None
 
     killed = sorted(await wait_until(two_killed, 30, "two replaced runs"),
@@ -317,17 +315,10 @@ async def freeze(process_pid: int, for_ms: int) -> None:
     os.kill(process_pid, signal.SIGSTOP)
     frozen_at = now_ms()
     try:
-        await wait_until(_true(lambda: now_ms() >= frozen_at + for_ms), for_ms / 1000 + 5,
+        await wait_until(holds(lambda: now_ms() >= frozen_at + for_ms), for_ms / 1000 + 5,
                          "the freeze to last")  # fmt: skip
     finally:
         os.kill(process_pid, signal.SIGCONT)
-
-
-def _true(check):  # type: ignore[no-untyped-def]
-    async def wrapped() -> bool:
-        return bool(check())
-
-    return wrapped
 
 
 async def test_a_tick_past_its_misfire_grace_is_logged_missed_not_run_late(
@@ -348,7 +339,7 @@ async def test_a_tick_past_its_misfire_grace_is_logged_missed_not_run_late(
     await wait_until(lambda: count_at_least(ticks, after_freeze), 30, "runs again")
 
     async def missed_logged() -> list[dict] | None:
-        missed = [r for r in await runs(cluster, "strict") if r["status"] == "missed"]
+        missed = [r for r in await job_runs(cluster, "strict") if r["status"] == "missed"]
         return missed or None
 
     missed = await wait_until(missed_logged, 30, "the missed tick in the log")
@@ -374,13 +365,13 @@ async def test_catch_up_runs_once_after_an_outage_never_a_burst(
     resumed_at = now_ms()
 
     async def catch_up_logged() -> list[dict] | None:
-        caught = [r for r in await runs(cluster, "catch") if r["trigger"] == "catchup"]
+        caught = [r for r in await job_runs(cluster, "catch") if r["trigger"] == "catchup"]
         return caught or None
 
     caught = await wait_until(catch_up_logged, 30, "the catch-up run")
     two_more = len(read_ticks(ticks)) + 2
     await wait_until(lambda: count_at_least(ticks, two_more), 30, "two more")
-    caught = [r for r in await runs(cluster, "catch") if r["trigger"] == "catchup"]
+    caught = [r for r in await job_runs(cluster, "catch") if r["trigger"] == "catchup"]
     assert len(caught) == 1, caught
     assert frozen_at < caught[0]["planTime"] < resumed_at
     in_freeze = [p for p, _ in read_ticks(ticks) if frozen_at + 1000 < p < resumed_at - 1000]
@@ -403,29 +394,29 @@ async def test_after_every_worker_was_down_one_catch_up_run_and_missed_ticks_log
     )  # fmt: skip
 
     async def both_logged() -> bool:
-        return bool(await runs(cluster, "caught")) and bool(await runs(cluster, "strict"))
+        return bool(await job_runs(cluster, "caught")) and bool(await job_runs(cluster, "strict"))
 
     await wait_until(both_logged, 30, "a logged run of each job")
     await worker.terminate(grace=20)
     stopped_at = now_ms()
     # No worker at all for a while: at least two ticks of each job pass unrun.
-    await wait_until(_true(lambda: now_ms() >= stopped_at + 5000), 10, "the outage")
+    await wait_until(holds(lambda: now_ms() >= stopped_at + 5000), 10, "the outage")
     await cluster.start_worker("w2")
 
     async def catch_up_logged() -> list[dict] | None:
-        found = [r for r in await runs(cluster, "caught") if r["trigger"] == "catchup"]
+        found = [r for r in await job_runs(cluster, "caught") if r["trigger"] == "catchup"]
         return found or None
 
     caught_up = await wait_until(catch_up_logged, 30, "the catch-up run after the outage")
     assert len(caught_up) == 1 and caught_up[0]["planTime"] > stopped_at - 2000
 
     async def missed_logged() -> list[dict] | None:
-        found = [r for r in await runs(cluster, "strict") if r["status"] == "missed"]
+        found = [r for r in await job_runs(cluster, "strict") if r["status"] == "missed"]
         return found or None
 
     missed = await wait_until(missed_logged, 30, "the missed tick of the strict job")
     assert missed[0]["planTime"] > stopped_at - 2000
-    assert not [r for r in await runs(cluster, "strict") if r["trigger"] == "catchup"]
+    assert not [r for r in await job_runs(cluster, "strict") if r["trigger"] == "catchup"]
 
 
 async def test_a_job_runs_at_the_local_time_of_its_zone(running: Cluster, stack: Stack) -> None:
@@ -466,13 +457,13 @@ async def test_ticks_that_cannot_be_claimed_while_etcd_is_unreachable_are_logged
         await wait_until(lambda: count_at_least(ticks, 2), 30, "two runs")
         proxy.cut()
         cut_at = now_ms()
-        await wait_until(_true(lambda: now_ms() >= cut_at + 5000), 10, "the cut to last")
+        await wait_until(holds(lambda: now_ms() >= cut_at + 5000), 10, "the cut to last")
         proxy.heal()
         healed_at = now_ms()
         await wait_until(lambda: count_after(ticks, healed_at, 2), 40, "runs after the heal")
 
         async def missed_logged() -> list[dict] | None:
-            logged = await runs(cluster, "cut")
+            logged = await job_runs(cluster, "cut")
             missed = [r for r in logged if r["status"] == "missed"]
             return missed if len(missed) >= 2 else None
 

@@ -23,7 +23,7 @@ from gdts.job import Job
 from gdts.keys import KeyLayout
 from gdts.worker.clusterwatch import ClusterWatch
 from gdts.worker.lock import ClaimOutcome, TickClaimer
-from tests.support import TcpProxy, wait_until
+from tests.support import TcpProxy, holds, wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -252,7 +252,7 @@ async def test_job_watch_resumes_after_a_broken_connection_without_losing_events
             await etcd.put(keys.killer("a"), b"")
             proxy.heal()
             await wait_until(lambda: _has(recorder, {"a", "b"}), 20, "the missed changes")
-            await wait_until(_true(lambda: recorder.kills == ["a"]), 10, "the missed kill")
+            await wait_until(holds(lambda: recorder.kills == ["a"]), 10, "the missed kill")
             assert recorder.jobs["a"].command == "echo changed"
             assert recorder.resets == 1  # resumed from its revision, no full re-read needed
     finally:
@@ -300,13 +300,6 @@ async def _has(recorder: Recorder, names: set[str]) -> bool:
     return set(recorder.jobs) == names
 
 
-def _true(predicate: Any) -> Any:
-    async def check() -> bool:
-        return bool(predicate())
-
-    return check
-
-
 async def test_lease_expiry_deletes_marker_and_registration_in_one_revision(etcd, stack) -> None:
     """What lost-run detection rests on: the watch sees both deletions with the same lease and
     revision, and a marker released by its worker at another revision."""
@@ -315,14 +308,14 @@ async def test_lease_expiry_deletes_marker_and_registration_in_one_revision(etcd
     sync = ClusterWatch(etcd, keys, recorder)
     lease = await etcd.lease(30)
     async with running(sync):
-        await wait_until(_true(lambda: sync.synced.is_set()), 10, "the initial read")
+        await wait_until(holds(lambda: sync.synced.is_set()), 10, "the initial read")
         await etcd.put(keys.worker("w9"), b"{}", lease=lease)
-        await wait_until(_true(lambda: recorder.workers.get("w9") == lease.id), 10, "w9 seen")
+        await wait_until(holds(lambda: recorder.workers.get("w9") == lease.id), 10, "w9 seen")
         await etcd.put(keys.running("released"), b'{"worker":"w9","planTime":1}', lease=lease)
         await etcd.delete(keys.running("released"))  # what a finished run does
         await etcd.put(keys.running("dying"), b'{"worker":"w9","planTime":2}', lease=lease)
         await lease.revoke()  # what expiry does: every key on the lease in one revision
-        await wait_until(_true(lambda: len(recorder.markers_gone) == 2 and recorder.gone), 10,
+        await wait_until(holds(lambda: len(recorder.markers_gone) == 2 and recorder.gone), 10,
                          "both deletions")  # fmt: skip
     ((_, gone_lease, gone_revision),) = recorder.gone
     released, dying = recorder.markers_gone
@@ -418,13 +411,13 @@ async def test_run_requests_are_read_then_followed(etcd, stack) -> None:
     recorder = Recorder()
     sync = ClusterWatch(etcd, keys, recorder)
     async with running(sync):
-        await wait_until(_true(lambda: before in recorder.run_requests), 10, "the pending one")
+        await wait_until(holds(lambda: before in recorder.run_requests), 10, "the pending one")
         assert recorder.run_requests[before] == ("a", 1_000_001)
         after = keys.run_request("b", 2_000_002)
         await etcd.put(after, b"")
-        await wait_until(_true(lambda: after in recorder.run_requests), 10, "the new one")
+        await wait_until(holds(lambda: after in recorder.run_requests), 10, "the new one")
         await etcd.delete(before)
-        await wait_until(_true(lambda: before not in recorder.run_requests), 10, "the claim")
+        await wait_until(holds(lambda: before not in recorder.run_requests), 10, "the claim")
         assert recorder.run_requests == {after: ("b", 2_000_002)}
 
 
@@ -451,12 +444,12 @@ async def test_kill_markers_carry_the_planned_time_they_kill_before(etcd, stack)
     recorder = Recorder()
     sync = ClusterWatch(etcd, keys, recorder)
     async with running(sync):
-        await wait_until(_true(lambda: sync.synced.is_set()), 10, "the initial read")
+        await wait_until(holds(lambda: sync.synced.is_set()), 10, "the initial read")
         await etcd.put(keys.killer("all"), b"")  # /job/kill: every run
         await etcd.put(keys.killer("older"), b"5000")  # policy replace: runs before 5000
         await etcd.put(keys.running("overlapping", 7000), b'{"planTime": 7000}')
-        await wait_until(_true(lambda: len(recorder.kills) == 2), 10, "both kills")
-        await wait_until(_true(lambda: recorder.other_runs), 10, "the per-run marker")
+        await wait_until(holds(lambda: len(recorder.kills) == 2), 10, "both kills")
+        await wait_until(holds(lambda: recorder.other_runs), 10, "the per-run marker")
     assert list(zip(recorder.kills, recorder.kill_bounds, strict=True)) == [
         ("all", None),
         ("older", 5000),
