@@ -25,6 +25,11 @@ class StoreConfig:
     etcd_prefix: str = "/gdts/"
     etcd_username: str = ""
     etcd_password: str = dataclasses.field(default="", repr=False)
+    # Client TLS to etcd: the CA that signed etcd's certificate, and this process's own
+    # certificate and key when etcd asks for client certificates. Empty: plaintext.
+    etcd_ca_file: str = ""
+    etcd_cert_file: str = ""
+    etcd_key_file: str = ""
     mongodb_uri: str = dataclasses.field(default="mongodb://127.0.0.1:27017", repr=False)
     mongodb_connect_timeout: int = 5000  # ms
     mongodb_database: str = "gdts"
@@ -54,6 +59,19 @@ class ManagerConfig(StoreConfig):
     webroot: str = "./webroot"
     kill_marker_ttl: int = 10  # s; how long a kill marker lives in etcd
     default_timezone: str = "UTC"  # a saved job that names no timezone gets this one
+    # Authentication. Off only for a lab: every request then acts as an admin.
+    auth_enabled: bool = True
+    admin_username: str = "admin"
+    # Creates the admin at first start (no such user yet); empty: a generated password is
+    # printed once.
+    admin_password: str = dataclasses.field(default="", repr=False)
+    # An API token for the admin that this manager accepts (stored hashed): for scripts.
+    admin_token: str = dataclasses.field(default="", repr=False)
+    session_ttl: int = 12 * 3600  # s a console login lasts
+    # Peers whose X-Forwarded-For names the real client (nginx): audit and login limits use it.
+    trusted_proxies: tuple[str, ...] = ()
+    tls_cert_file: str = ""  # HTTPS for the API and console when both are set
+    tls_key_file: str = ""
 
     def validate(self) -> None:
         super().validate()
@@ -63,7 +81,9 @@ class ManagerConfig(StoreConfig):
             check_zone(self.default_timezone)
         except CronError as exc:
             raise ConfigError("defaultTimezone", exc.problem) from None
-        _positive(self, "api_read_timeout", "api_write_timeout", "kill_marker_ttl")
+        _positive(self, "api_read_timeout", "api_write_timeout", "kill_marker_ttl", "session_ttl")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError("tlsCertFile", "tlsCertFile and tlsKeyFile go together")
 
 
 @dataclass(frozen=True)
@@ -86,6 +106,10 @@ class WorkerConfig(StoreConfig):
     http_listen: str = ""  # host:port for /health/* and /metrics; empty: no listener
     clock_skew_warning: int = 1000  # ms off MongoDB's clock before the worker warns
     clock_offset: int = 0  # ms added to this worker's clock; for fault tests only
+    # The user jobs run as. A worker started as root refuses to run without one, unless
+    # allowRoot says that running jobs as root is intended.
+    run_as: str = ""
+    allow_root: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -170,6 +194,10 @@ def load_config(
 
 
 def _coerce_json(key: str, value: Any, hint: Any) -> Any:
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"must be true or false, got {json.dumps(value)}")
+        return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(key, f"must be an integer, got {json.dumps(value)}")
@@ -186,6 +214,11 @@ def _coerce_json(key: str, value: Any, hint: Any) -> Any:
 
 
 def _coerce_env(var: str, text: str, hint: Any) -> Any:
+    if hint is bool:
+        lowered = text.strip().lower()
+        if lowered not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(var, f"must be true or false, got {text!r}")
+        return lowered in ("true", "1", "yes")
     if hint is int:
         if not re.fullmatch(r"-?\d+", text.strip()):
             raise ConfigError(var, f"must be an integer, got {text!r}")

@@ -15,6 +15,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aetcd
@@ -23,6 +24,9 @@ import grpc
 from aetcd import rpc, utils, watcher
 
 from gdts.errors import ConfigError, StoreUnavailableError
+
+if TYPE_CHECKING:
+    from gdts.config import StoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -351,3 +355,13 @@ async def watch_prefixes(
     finally:
         hold_open.set()
         call.cancel()
+
+
+def open_etcd(config: StoreConfig) -> EtcdClient:
+    """The client a manager or worker uses, as its config describes it."""
+    return EtcdClient(
+        config.etcd_endpoints,
+        timeout=config.etcd_dial_timeout / 1000,
+        username=config.etcd_username,
+        password=config.etcd_password,
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gdts.config import ManagerConfig
-from gdts.etcd import EtcdClient
+from gdts.etcd import open_etcd
 from gdts.keys import KeyLayout
 from gdts.manager.api import (
     DEFAULT_ZONE,
@@ -68,12 +68,7 @@ def _file_handler(path: Path) -> web.Handler:
 
 async def _stores(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    etcd = EtcdClient(
-        config.etcd_endpoints,
-        timeout=config.etcd_dial_timeout / 1000,
-        username=config.etcd_username,
-        password=config.etcd_password,
-    )
+    etcd = open_etcd(config)
     mongo = open_mongo(config.mongodb_uri, config.mongodb_connect_timeout)
     app[JOB_STORE] = JobStore(etcd, KeyLayout(config.etcd_prefix), config.kill_marker_ttl)
     app[RUN_LOG] = RunLog(mongo, config.mongodb_database)

@@ -22,7 +22,7 @@ from pymongo.errors import PyMongoError
 
 from gdts.config import WorkerConfig, parse_listen
 from gdts.errors import GdtsError
-from gdts.etcd import ETCD_ERRORS, EtcdClient, etcd_errors
+from gdts.etcd import ETCD_ERRORS, etcd_errors, open_etcd
 from gdts.job import Job, jobs_digest
 from gdts.keys import KeyLayout
 from gdts.logs import event
@@ -258,12 +258,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         config = self.config
         async with contextlib.AsyncExitStack() as stack:
-            etcd = EtcdClient(
-                config.etcd_endpoints,
-                timeout=config.etcd_dial_timeout / 1000,
-                username=config.etcd_username,
-                password=config.etcd_password,
-            )
+            etcd = open_etcd(config)
             stack.push_async_callback(etcd.close)
             mongo = open_mongo(config.mongodb_uri, config.mongodb_connect_timeout)
             stack.push_async_callback(mongo.close)
