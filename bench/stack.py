@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import signal
 import sys
 import time
@@ -49,6 +50,8 @@ class Stack:
     manager: Child | None = None
     workers: list[Child] = field(default_factory=list)
     log_level: str = "WARNING"
+    # The admin token this stack's manager accepts: the benchmark calls the API as admin.
+    admin_token: str = field(default_factory=lambda: "gdts_bench_" + secrets.token_urlsafe(24))
 
     @property
     def manager_url(self) -> str:
@@ -85,6 +88,7 @@ class Stack:
             "apiHost": "127.0.0.1",
             "apiPort": port,
             "webroot": str(REPO_ROOT / "webroot"),
+            "adminToken": self.admin_token,
         }
         self.manager = await self._spawn("manager", "manager", config)
         self.manager.probe_url = f"http://127.0.0.1:{port}"
@@ -97,6 +101,8 @@ class Stack:
             "workerId": worker_id,
             "httpListen": f"127.0.0.1:{port}",
             "spillDir": str(self.workdir / f"spill-{worker_id}"),
+            # Its jobs append to a file in this root-owned work dir, and CI runs as root.
+            "allowRoot": True,
         }
         child = await self._spawn(f"worker-{worker_id}", "worker", config)
         child.probe_url = f"http://127.0.0.1:{port}"

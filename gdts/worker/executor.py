@@ -1,5 +1,6 @@
-"""Running one command: ``bash -c`` in its own process group, output captured with a cap, and a
-kill that reaches every process in the group (SIGTERM, then SIGKILL after a grace period)."""
+"""Running one command: ``bash -c`` in its own process group (as the ``runAs`` user when one is
+set), output captured with a cap, and a kill that reaches every process in the group (SIGTERM,
+then SIGKILL after a grace period)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from gdts.worker.runas import JobUser
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +79,23 @@ class RunningCommand:
         _signal_group(self._pgid, signal.SIGKILL)
 
     async def run(
-        self, bash_path: str, command: str, env: Mapping[str, str], output_limit: int
+        self,
+        bash_path: str,
+        command: str,
+        env: Mapping[str, str],
+        output_limit: int,
+        *,
+        user: JobUser | None = None,
     ) -> ExecResult:
+        """``user``: who the whole group runs as (see gdts.worker.runas); None: the worker."""
         start_ms = now_ms()
         loop = asyncio.get_running_loop()
         protocol = _CaptureProtocol(_Capture(output_limit))
+        # The child drops to the user between fork and exec: the worker keeps its own identity,
+        # and with it the right to signal the group.
+        as_user = {} if user is None else user.spawn_options()
+        if user is not None:
+            env = user.env(env)
         try:
             transport, _ = await loop.subprocess_exec(
                 lambda: protocol,
@@ -92,6 +107,7 @@ class RunningCommand:
                 stderr=asyncio.subprocess.STDOUT,
                 env=dict(env),
                 start_new_session=True,  # own session => own process group to signal as a whole
+                **as_user,
             )
         except OSError as exc:
             return ExecResult(

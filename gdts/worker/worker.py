@@ -26,7 +26,8 @@ from gdts.etcd import ETCD_ERRORS, etcd_errors, open_etcd
 from gdts.job import Job, jobs_digest
 from gdts.keys import KeyLayout
 from gdts.logs import event
-from gdts.runlog import RunLog, open_mongo
+from gdts.mongo import open_mongo
+from gdts.runlog import RunLog
 from gdts.runrecord import RunRecord, RunStatus
 from gdts.worker.clusterwatch import YIELD_EVERY, ClusterWatch
 from gdts.worker.executor import ExecResult, RunningCommand
@@ -38,6 +39,7 @@ from gdts.worker.outcome import decide
 from gdts.worker.owner import owner_of
 from gdts.worker.probes import create_probe_app
 from gdts.worker.registration import Registration
+from gdts.worker.runas import JobUser, job_user
 from gdts.worker.spill import SpillDir
 from gdts.worker.stats import WorkerStats
 from gdts.worker.ticktable import DueTick, TickTable, next_plan
@@ -92,6 +94,7 @@ class Worker:
         self._running_anywhere: dict[str, bytes] = {}
         self._claimed_ticks: set[tuple[str, int]] = set()
         self._claimed_order: deque[tuple[int, tuple[str, int]]] = deque()
+        self._job_user: JobUser | None = None  # who command jobs run as; None: this process
         self.stats = WorkerStats(
             jobs=lambda: len(self._table),
             running=lambda: sum(len(c) for c in self._running.values()),
@@ -257,6 +260,8 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         config = self.config
+        # Before touching etcd: a worker that may not run jobs must never claim one.
+        self._job_user = job_user(config.run_as, config.allow_root, os.geteuid())
         async with contextlib.AsyncExitStack() as stack:
             etcd = open_etcd(config)
             stack.push_async_callback(etcd.close)
@@ -732,7 +737,7 @@ class Worker:
             else:
                 result = await runner.run(
                     self.config.bash_path, job.command, self._job_env(job, plan_ms),
-                    self.config.output_limit,
+                    self.config.output_limit, user=self._job_user,
                 )  # fmt: skip
                 exit_code = result.exit_code
         except Exception as exc:  # a bug of ours: record the run as failed, keep the worker

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from gdts.worker.executor import RunningCommand
+from gdts.worker.runas import JobUser, lookup_user
 from tests.support import process_alive, wait_until
 
 pytestmark = pytest.mark.asyncio
@@ -76,6 +77,21 @@ async def test_a_missing_shell_is_a_failed_run_not_a_crash() -> None:
     result = await RunningCommand(1.0).run("/nonexistent/bash", "true", ENV, 1024)
     assert result.exit_code is None and not result.killed
     assert result.err.startswith("cannot start /nonexistent/bash")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can start a process as another user")
+async def test_a_run_as_another_user_has_its_ids_groups_env_and_workdir() -> None:
+    nobody = lookup_user("nobody")
+    # 4242 is in no group file: setgroups() takes any gid, so the list shown is the one given.
+    user = JobUser("nobody", nobody.uid, nobody.gid, (nobody.gid, 4242), "/var/empty", "/tmp")
+    env = dict(ENV, HOME="/root", USER="root", LOGNAME="root")
+    result = await RunningCommand(1.0).run(
+        "/bin/bash", "id -u; id -g; id -G; echo $HOME $USER $LOGNAME; pwd", env, 1024, user=user
+    )
+    assert result.exit_code == 0, result
+    assert result.output.splitlines() == [
+        str(nobody.uid), str(nobody.gid), f"{nobody.gid} 4242", "/var/empty nobody nobody", "/tmp"
+    ]  # fmt: skip
 
 
 def _gone(*pids: int):
