@@ -20,9 +20,10 @@ class ApiError(RuntimeError):
 
 
 class ManagerClient:
-    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, token: str) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {token}"}
 
     async def _call(self, method: str, path: str, form: dict[str, str] | None = None) -> Any:
         """One API call; a 503 or a broken connection is retried (etcd may be busy under load),
@@ -30,7 +31,9 @@ class ManagerClient:
         url = self.base_url + path
         for attempt in range(_RETRIES):
             try:
-                async with self.session.request(method, url, data=form) as resp:
+                async with self.session.request(
+                    method, url, data=form, headers=self.headers
+                ) as resp:
                     body = await resp.json(content_type=None)
                     status = resp.status
             except (aiohttp.ClientError, TimeoutError) as exc:

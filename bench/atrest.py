@@ -33,9 +33,12 @@ class AtRestParams:
     seed: int = 1
 
 
-async def _timed_get(session: aiohttp.ClientSession, url: str) -> tuple[float, int, Any]:
+async def _timed_get(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str]
+) -> tuple[float, int, Any]:
     started = time.perf_counter()
-    async with session.get(url, timeout=aiohttp.ClientTimeout(total=300)) as resp:
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with session.get(url, timeout=timeout, headers=headers) as resp:
         body = await resp.read()
         resp.raise_for_status()
     return time.perf_counter() - started, len(body), json.loads(body)
@@ -97,7 +100,7 @@ async def _measure(
 
     listings = []
     for _ in range(3):
-        seconds, size, body = await _timed_get(session, api.base_url + "/job/list")
+        seconds, size, body = await _timed_get(session, api.base_url + "/job/list", api.headers)
         listings.append({"seconds": seconds, "bytes": size, "jobs": len(body.get("data") or [])})
     result["job_list"] = listings
 

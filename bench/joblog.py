@@ -47,7 +47,12 @@ def _run_document(job: str, i: int, start_ms: int) -> dict[str, Any]:
 
 
 async def run_job_log(
-    session: aiohttp.ClientSession, base_url: str, mongo_uri: str, database: str, params: LogParams
+    session: aiohttp.ClientSession,
+    base_url: str,
+    headers: dict[str, str],
+    mongo_uri: str,
+    database: str,
+    params: LogParams,
 ) -> dict[str, Any]:
     job = f"{params.name_prefix}-log"
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
@@ -81,7 +86,7 @@ async def run_job_log(
         seconds = []
         for _ in range(_SAMPLES):
             t0 = time.perf_counter()
-            async with session.get(base_url + "/job/log", params=query) as resp:
+            async with session.get(base_url + "/job/log", params=query, headers=headers) as resp:
                 body = await resp.json(content_type=None)
             seconds.append(time.perf_counter() - t0)
             if resp.status != 200 or len(body.get("data") or []) != 20:

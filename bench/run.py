@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import secrets
 import shutil
 import signal
@@ -101,6 +102,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--tmp-dir", default=None, help="where the temporary directory goes")
     parser.add_argument(
+        "--token",
+        default=os.environ.get("GDTS_ADMIN_TOKEN", ""),
+        help="with --target: an admin API token (default: $GDTS_ADMIN_TOKEN)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (logs, records)"
     )
     args = parser.parse_args(argv)
@@ -147,10 +153,10 @@ async def _run(
             print(f"-- starting etcd, mongod and the manager under {workdir}", flush=True)
             await stack.start_stores()
             await stack.start_manager()
-            base_url, etcd_url = stack.manager_url, stack.etcd_url
+            base_url, etcd_url, token = stack.manager_url, stack.etcd_url, stack.admin_token
         else:
-            base_url, etcd_url = args.target, args.etcd_url
-        api = ManagerClient(session, base_url)
+            base_url, etcd_url, token = args.target, args.etcd_url, args.token
+        api = ManagerClient(session, base_url, token)
         await api.wait_ready(_READY_TIMEOUT_S)
         payload["environment"] = await report.environment(session, etcd_url)
         prefix = f"bench-{secrets.token_hex(3)}"
@@ -159,7 +165,7 @@ async def _run(
             assert stack is not None and stack.mongo is not None
             log_params = LogParams(args.log_runs, prefix)
             payload["job_log"] = await run_job_log(
-                session, base_url, stack.mongo.uri, MONGO_DB, log_params
+                session, base_url, api.headers, stack.mongo.uri, MONGO_DB, log_params
             )
             return
         if args.jobs_at_rest is not None:

@@ -59,3 +59,25 @@ class ConfigError(GdtsError):
     def __init__(self, key: str, problem: str) -> None:
         self.key = key
         super().__init__(f"config {key}: {problem}")
+
+
+class UnauthorizedError(GdtsError):
+    """The request proves no identity: no token or session, or one that is unknown or revoked."""
+
+    http_status = 401
+
+
+class ForbiddenError(GdtsError):
+    """The caller is known but may not do this: their role, or someone else's job."""
+
+    http_status = 403
+
+
+class TooManyAttemptsError(GdtsError):
+    """Too many failed logins from this user and address: wait before trying again."""
+
+    http_status = 429
+
+    def __init__(self, retry_after_s: int) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(f"too many failed logins; try again in {retry_after_s} s")

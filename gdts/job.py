@@ -36,7 +36,9 @@ from gdts.jobfields import (
 
 __all__ = ["MAX_COMMAND_BYTES", "MAX_NAME_CHARS", "HttpTarget", "Job", "validate_name"]
 
-JOB_RECORD_VERSION = 2  # 1: name, command, cronExpr only (and the Go GDTS's records)
+# 1: name, command, cronExpr only (and the Go GDTS's records); 2: the job-semantics fields;
+# 3: owner. A process that knows an older version refuses a newer record with a message.
+JOB_RECORD_VERSION = 3
 DEFAULT_RETRY_BACKOFF_S = 1.0
 
 # Every field of a job as the API shows it, with its default: a record or request without a
@@ -59,6 +61,8 @@ API_DEFAULTS: dict[str, Any] = {
     "expectedExitCode": 0,
     "outputContains": "",
     "outputNotContains": "",
+    # Who saved the job first: set by the manager from the caller, whatever a request says.
+    "owner": "",
 }
 _API_FIELDS = tuple(API_DEFAULTS)
 _STATUS_FIELDS = frozenset(("nextRunTime", "running", "lastRun"))
@@ -107,6 +111,7 @@ class Job:
     expected_exit_code: int = 0
     output_contains: str = ""
     output_not_contains: str = ""
+    owner: str = ""
 
     @classmethod
     def create(cls, name: object, command: object, cron_expr: object) -> Job:
@@ -202,6 +207,7 @@ class Job:
             output_not_contains=validate_text(
                 "outputNotContains", given.get("outputNotContains", ""), MAX_MATCH_CHARS
             ),
+            owner=validate_text("owner", given.get("owner", ""), MAX_NAME_CHARS),
         )
 
     @property
@@ -227,6 +233,7 @@ class Job:
             "expectedExitCode": self.expected_exit_code,
             "outputContains": self.output_contains,
             "outputNotContains": self.output_not_contains,
+            "owner": self.owner,
         }
 
     def to_record(self) -> bytes:

@@ -1,4 +1,4 @@
-"""The run log in MongoDB: one document per run. The only module that talks to MongoDB."""
+"""The run log in MongoDB: one document per run, and each job's last run."""
 
 from __future__ import annotations
 
@@ -23,20 +23,6 @@ _DUPLICATE_KEY = 11000
 # Records written for a run nobody saw finish (its worker was lost) or start (missed): a real
 # result for the same run replaces them.
 _PLACEHOLDERS = ("lost", "missed")
-
-
-def open_mongo(uri: str, connect_timeout_ms: int) -> AsyncMongoClient[dict[str, Any]]:
-    """Inert until first used: AsyncMongoClient connects in the background."""
-    return AsyncMongoClient(
-        uri,
-        connectTimeoutMS=connect_timeout_ms,
-        serverSelectionTimeoutMS=connect_timeout_ms,
-        # One deadline for a whole operation, retries included: a stalled mongod gets a 503
-        # after this long, not after several socket timeouts in a row.
-        timeoutMS=max(connect_timeout_ms, 5000),
-        retryWrites=True,
-        tz_aware=True,
-    )
 
 
 class RunLog:

@@ -20,6 +20,10 @@ from gdts.localstack import free_port, pdeathsig_preexec
 REPO_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 EVERY_SECOND = "* * * * * *"
+# Every test manager starts with this admin account and token; api_call sends the token.
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "test-admin-password"
+ADMIN_TOKEN = "gdts_test-admin-token-0123456789abcdef"
 
 
 def now_ms() -> int:
@@ -68,6 +72,8 @@ class Stack:
             "jobLogCommitTimeout": 100,
             "killGracePeriod": 1000,
             "drainTimeout": 5000,
+            # The tests run as root in CI, and their jobs write to the test's own directory.
+            "allowRoot": True,
             **overrides,
         }
 
@@ -77,6 +83,8 @@ class Stack:
             "apiHost": "127.0.0.1",
             "apiPort": port,
             "webroot": str(REPO_ROOT / "webroot"),
+            "adminPassword": ADMIN_PASSWORD,
+            "adminToken": ADMIN_TOKEN,
             **overrides,
         }
 
@@ -175,10 +183,21 @@ class Cluster:
 
 
 async def api_call(
-    base: str, method: str, path: str, data: dict[str, str] | None = None, **kwargs: Any
+    base: str,
+    method: str,
+    path: str,
+    data: dict[str, str] | None = None,
+    token: str | None = ADMIN_TOKEN,
+    **kwargs: Any,
 ) -> tuple[int, dict[str, Any]]:
+    """One API request, as the test admin unless ``token`` says otherwise (None: no token)."""
+    headers = dict(kwargs.pop("headers", {}))
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     async with aiohttp.ClientSession() as session:
-        async with session.request(method, base + path, data=data, **kwargs) as response:
+        async with session.request(
+            method, base + path, data=data, headers=headers, **kwargs
+        ) as response:
             return response.status, await response.json()
 
 

@@ -11,8 +11,15 @@ from typing import Any
 
 from aiohttp import web
 
-from gdts.errors import GdtsError, InvalidFieldError
+from gdts.errors import (
+    GdtsError,
+    InvalidFieldError,
+    TooManyAttemptsError,
+    UnauthorizedError,
+)
 from gdts.job import Job, validate_name
+from gdts.manager.auth import SECURITY, JobGuard, principal_of, source_of
+from gdts.manager.endpoints import BY_ROUTE, CSRF_FIELD, MAX_LIST_LIMIT, MAX_LOG_LIMIT
 from gdts.manager.jobstore import JobStore
 from gdts.manager.listing import JobListing
 from gdts.runlog import RunLog
@@ -25,8 +32,6 @@ DEFAULT_ZONE = web.AppKey("default_zone", str)
 JOB_LISTING = web.AppKey("job_listing", JobListing)
 
 DEFAULT_LOG_LIMIT = 20
-MAX_LOG_LIMIT = 1000
-MAX_LIST_LIMIT = 100_000
 ERRNO_FAILED = -1  # what the original GDTS answered for every failure
 
 
@@ -34,11 +39,13 @@ def ok(data: Any) -> web.Response:
     return web.json_response({"errno": 0, "msg": "success", "data": data})
 
 
-def failure(status: int, msg: str, field: str | None = None) -> web.Response:
+def failure(
+    status: int, msg: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> web.Response:
     body: dict[str, Any] = {"errno": ERRNO_FAILED, "msg": msg, "data": None}
     if field is not None:
         body["field"] = field
-    return web.json_response(body, status=status)
+    return web.json_response(body, status=status, headers=headers)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -51,6 +58,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except InvalidFieldError as exc:
         return failure(exc.http_status, str(exc), exc.field)
+    except UnauthorizedError as exc:
+        return failure(401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="gdts"'})
+    except TooManyAttemptsError as exc:
+        return failure(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)})
     except GdtsError as exc:
         if exc.http_status >= 500:
             log.warning("%s %s failed: %s", request.method, request.path, exc)
@@ -65,7 +76,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def _is_api(request: web.Request) -> bool:
-    return request.path.startswith(("/job/", "/worker/"))
+    return request.path.startswith(("/job/", "/worker/", "/auth/", "/user/", "/token/", "/audit"))
 
 
 async def read_params(request: web.Request) -> Mapping[str, Any]:
@@ -88,7 +99,34 @@ async def read_params(request: web.Request) -> Mapping[str, Any]:
             except (ValueError, LookupError) as exc:
                 raise InvalidFieldError("body", f"is not a valid form ({exc})") from None
             params.update({k: v for k, v in form.items() if isinstance(v, str)})
+    _reject_unknown(request, params)
+    params.pop(CSRF_FIELD, None)
     return params
+
+
+def _reject_unknown(request: web.Request, params: Mapping[str, Any]) -> None:
+    """A field the endpoint does not take is a mistake (a typo, a client for another
+    version): say so instead of ignoring it."""
+    endpoint = BY_ROUTE.get(("GET" if request.method == "HEAD" else request.method, request.path))
+    if endpoint is None:
+        return
+    allowed = endpoint.field_names | ({CSRF_FIELD} if request.method == "POST" else set())
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        known = ", ".join(sorted(endpoint.field_names)) or "none"
+        raise InvalidFieldError(unknown[0], f"unknown field for {request.path} (known: {known})")
+
+
+def guard_of(request: web.Request) -> JobGuard:
+    return JobGuard(principal_of(request))
+
+
+async def audit(request: web.Request, action: str, **what: Any) -> None:
+    """Record a change the caller made (see gdts.manager.audit)."""
+    principal = principal_of(request)
+    await request.app[SECURITY].audit.record(
+        action, user=principal.username, role=principal.role, source=source_of(request), **what
+    )
 
 
 def _required_name(params: Mapping[str, Any]) -> str:
@@ -97,7 +135,7 @@ def _required_name(params: Mapping[str, Any]) -> str:
     return validate_name(params["name"])
 
 
-def _int_param(params: Mapping[str, Any], field: str, default: int, low: int, high: int) -> int:
+def int_param(params: Mapping[str, Any], field: str, default: int, low: int, high: int) -> int:
     raw = params.get(field)
     if raw is None or raw == "":
         return default
@@ -127,27 +165,39 @@ async def save_job(request: web.Request) -> web.Response:
     job = Job.from_api(
         raw, default_zone=request.app[DEFAULT_ZONE], now_ms=time.time_ns() // 1_000_000
     )
-    return ok(await request.app[JOB_STORE].save(job))
+    before = await request.app[JOB_STORE].save(job, guard_of(request))
+    owner = principal_of(request).username if before is None else before.get("owner", "")
+    after = {**job.to_api(), "owner": owner}
+    await audit(request, "job.save", job=job.name, before=before, after=after)
+    return ok(before)
 
 
 async def run_job(request: web.Request) -> web.Response:
     """Run a job once now on one worker, whatever its schedule; logged with trigger "manual"
     and the returned planTime."""
     name = _required_name(await read_params(request))
-    return ok(await request.app[JOB_STORE].request_run(name, time.time_ns() // 1_000_000))
+    now_ms = time.time_ns() // 1_000_000
+    requested = await request.app[JOB_STORE].request_run(name, now_ms, guard_of(request))
+    await audit(request, "job.run", job=name, detail={"planTime": requested["planTime"]})
+    return ok(requested)
 
 
 async def enable_job(request: web.Request) -> web.Response:
     """Resume a paused job: workers schedule it again from its next tick."""
-    name = _required_name(await read_params(request))
-    return ok(await request.app[JOB_STORE].update(name, enabled=True))
+    return await _set_enabled(request, True)
 
 
 async def disable_job(request: web.Request) -> web.Response:
     """Pause a job: its definition and history stay, no worker starts it (a run going on goes
     on; /job/kill stops it)."""
+    return await _set_enabled(request, False)
+
+
+async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
     name = _required_name(await read_params(request))
-    return ok(await request.app[JOB_STORE].update(name, enabled=False))
+    after = await request.app[JOB_STORE].update(name, guard_of(request), enabled=enabled)
+    await audit(request, "job.enable" if enabled else "job.disable", job=name, after=after)
+    return ok(after)
 
 
 async def clone_job(request: web.Request) -> web.Response:
@@ -156,17 +206,22 @@ async def clone_job(request: web.Request) -> web.Response:
     if "newName" not in params:
         raise InvalidFieldError("newName", "is required")
     new_name = validate_name(params["newName"], "newName")
-    return ok(await request.app[JOB_STORE].clone(name, new_name))
+    copy = await request.app[JOB_STORE].clone(name, new_name, guard_of(request))
+    await audit(request, "job.clone", job=new_name, after=copy, detail={"from": name})
+    return ok(copy)
 
 
 async def delete_job(request: web.Request) -> web.Response:
     name = _required_name(await read_params(request))
-    return ok(await request.app[JOB_STORE].delete(name))
+    before = await request.app[JOB_STORE].delete(name, guard_of(request))
+    await audit(request, "job.delete", job=name, before=before)
+    return ok(before)
 
 
 async def kill_job(request: web.Request) -> web.Response:
     name = _required_name(await read_params(request))
-    await request.app[JOB_STORE].kill(name)
+    await request.app[JOB_STORE].kill(name, guard_of(request))
+    await audit(request, "job.kill", job=name)
     return ok(None)
 
 
@@ -179,7 +234,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         after = validate_name(after, "after")
     else:
         after = None
-    limit = _int_param(params, "limit", 0, 0, MAX_LIST_LIMIT) or None
+    limit = int_param(params, "limit", 0, 0, MAX_LIST_LIMIT) or None
     jobs = await request.app[JOB_LISTING].json(after, limit, time.time_ns() // 1_000_000)
     return web.Response(
         body=b'{"errno":0,"msg":"success","data":' + jobs + b"}",
@@ -190,8 +245,8 @@ async def list_jobs(request: web.Request) -> web.Response:
 async def job_log(request: web.Request) -> web.Response:
     params = await read_params(request)
     name = _required_name(params)
-    skip = _int_param(params, "skip", 0, 0, 10**9)
-    limit = _int_param(params, "limit", DEFAULT_LOG_LIMIT, 1, MAX_LOG_LIMIT)
+    skip = int_param(params, "skip", 0, 0, 10**9)
+    limit = int_param(params, "limit", DEFAULT_LOG_LIMIT, 1, MAX_LOG_LIMIT)
     return ok(await request.app[RUN_LOG].find(name, skip, limit))
 
 

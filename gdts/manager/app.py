@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
 from gdts.config import ManagerConfig
+from gdts.errors import GdtsError
 from gdts.etcd import open_etcd
 from gdts.keys import KeyLayout
+from gdts.manager.accounts import Accounts
 from gdts.manager.api import (
     DEFAULT_ZONE,
     JOB_LISTING,
@@ -20,23 +23,38 @@ from gdts.manager.api import (
     add_routes,
     error_middleware,
 )
+from gdts.manager.audit import AuditTrail
+from gdts.manager.auth import SECURITY, Security, authenticate
+from gdts.manager.auth_api import add_auth_routes
+from gdts.manager.bootstrap import prepare, prepare_until_done
+from gdts.manager.credentials import Credentials
+from gdts.manager.headers import add_security_headers
 from gdts.manager.health import add_health_routes, count_requests
 from gdts.manager.jobstore import JobStore
 from gdts.manager.listing import JobListing
-from gdts.runlog import RunLog, open_mongo
+from gdts.manager.openapi import add_openapi_route
+from gdts.manager.throttle import LoginThrottle
+from gdts.mongo import open_mongo
+from gdts.runlog import RunLog
 
 CONFIG = web.AppKey("config", ManagerConfig)
 _WARM_UP_STOP_S = 10.0
+_PREPARE_AT_START_S = 10.0
+log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024  # a command is at most 64 KiB; anything near 1 MiB is not a job
 
 
 def create_app(config: ManagerConfig) -> web.Application:
     app = web.Application(
-        middlewares=[count_requests, error_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[count_requests, error_middleware, authenticate],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[CONFIG] = config
     app.cleanup_ctx.append(_stores)
+    app.on_response_prepare.append(add_security_headers)
     add_routes(app)
+    add_auth_routes(app)
+    add_openapi_route(app)
     add_health_routes(app)
     _add_console(app, Path(config.webroot))
     return app
@@ -74,6 +92,29 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     app[RUN_LOG] = RunLog(mongo, config.mongodb_database)
     app[JOB_LISTING] = JobListing(etcd, KeyLayout(config.etcd_prefix), app[RUN_LOG])
     app[DEFAULT_ZONE] = config.default_timezone
+    security = app[SECURITY] = Security(
+        enabled=config.auth_enabled,
+        accounts=Accounts(mongo, config.mongodb_database),
+        credentials=Credentials(mongo, config.mongodb_database),
+        throttle=LoginThrottle(mongo, config.mongodb_database),
+        audit=AuditTrail(mongo, config.mongodb_database),
+        session_ttl_s=config.session_ttl,
+        trusted_proxies=frozenset(config.trusted_proxies),
+        secure_cookies=bool(config.tls_cert_file),
+    )
+    if not config.auth_enabled:
+        log.warning(
+            "AUTHENTICATION IS OFF (authEnabled: false): anyone who can reach this manager can "
+            "run any command on every worker. Use this only in a lab."
+        )
+    # Accounts and the admin token are ready before the first request when MongoDB answers;
+    # otherwise the manager starts anyway (answering 503) and keeps trying in the background.
+    preparing: asyncio.Task[None] | None = None
+    try:
+        await asyncio.wait_for(prepare(security, config), _PREPARE_AT_START_S)
+    except (TimeoutError, GdtsError) as exc:
+        log.warning("accounts not ready at start (%s); retrying in the background", exc)
+        preparing = asyncio.get_running_loop().create_task(prepare_until_done(security, config))
     # The first full listing decodes every job (3 s at 100,000): do it now, not for the first
     # operator who opens the console.
     warm_up = asyncio.get_running_loop().create_task(app[JOB_LISTING].warm_up())
@@ -82,6 +123,10 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     finally:
         # Let it finish rather than cancel it: a MongoDB read cancelled halfway can leave its
         # socket to the garbage collector.
+        if preparing is not None:
+            preparing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await preparing
         done, _ = await asyncio.wait([warm_up], timeout=_WARM_UP_STOP_S)
         if not done:
             warm_up.cancel()

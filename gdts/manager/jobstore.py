@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -12,6 +13,7 @@ from gdts.errors import ConflictError, InvalidFieldError, NotFoundError
 from gdts.etcd import EtcdClient, etcd_errors, read_prefix
 from gdts.job import Job
 from gdts.keys import KeyLayout
+from gdts.manager.auth import JobGuard
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +28,41 @@ class JobStore:
         self._keys = keys
         self._kill_marker_ttl = kill_marker_ttl
 
-    async def save(self, job: Job) -> dict[str, Any] | None:
-        """Create or replace; returns the previous job (API form) or None."""
-        with etcd_errors():
-            reply = await self._client.put(self._keys.job(job.name), job.to_record(), prev_kv=True)
-        return _previous(_value_of(reply.prev_kv))
+    async def save(self, job: Job, guard: JobGuard) -> dict[str, Any] | None:
+        """Create or replace; returns the previous job (API form) or None. A replaced job keeps
+        its owner; a new one belongs to the caller. The owner check and the write are one
+        transaction: the job cannot change hands in between."""
+        key = self._keys.job(job.name)
+        txn = self._client.transactions
+        for _ in range(_UPDATE_ATTEMPTS):
+            with etcd_errors():
+                stored = await self._client.get(key)
+            if stored is None:
+                owned = dataclasses.replace(job, owner=guard.username)
+                compare = [txn.create(key) == 0]
+            else:
+                owner = _owner_of(stored.value)
+                guard.check(job.name, owner)
+                owned = dataclasses.replace(job, owner=owner)
+                compare = [txn.mod(key) == stored.mod_revision]
+            with etcd_errors():
+                written, _ = await self._client.transaction(
+                    compare=compare, success=[txn.put(key, owned.to_record())], failure=[]
+                )
+            if written:
+                return _previous(None if stored is None else stored.value)
+        raise ConflictError("name", f"job {job.name!r} kept changing; try again")
 
-    async def update(self, name: str, **changes: Any) -> dict[str, Any]:
+    async def update(self, name: str, guard: JobGuard, **changes: Any) -> dict[str, Any]:
         """Change some fields of a stored job (read, check, write if unchanged meanwhile);
         returns the job as it is now."""
         key = self._keys.job(name)
         txn = self._client.transactions
         for _ in range(_UPDATE_ATTEMPTS):
             stored = await self._stored(name)
-            job = Job.from_record(stored.value).with_changes(**changes)
+            current = Job.from_record(stored.value)
+            guard.check(name, current.owner)
+            job = current.with_changes(**changes)
             with etcd_errors():
                 written, _ = await self._client.transaction(
                     compare=[txn.mod(key) == stored.mod_revision],
@@ -50,10 +73,10 @@ class JobStore:
                 return job.to_api()
         raise ConflictError("name", f"job {name!r} kept changing; try again")
 
-    async def clone(self, name: str, new_name: str) -> dict[str, Any]:
-        """A copy of a job under a new name; never overwrites an existing job."""
+    async def clone(self, name: str, new_name: str, guard: JobGuard) -> dict[str, Any]:
+        """A copy of a job under a new name, owned by the caller; never overwrites a job."""
         stored = await self._stored(name)
-        job = Job.from_record(stored.value).with_changes(name=new_name)
+        job = Job.from_record(stored.value).with_changes(name=new_name, owner=guard.username)
         new_key = self._keys.job(new_name)
         txn = self._client.transactions
         with etcd_errors():
@@ -74,35 +97,44 @@ class JobStore:
             raise NotFoundError("name", f"no job named {name!r}")
         return stored
 
-    async def delete(self, name: str) -> dict[str, Any] | None:
+    async def delete(self, name: str, guard: JobGuard) -> dict[str, Any] | None:
         """Delete a job and its one-shot done markers (a job saved again under the same name
         starts afresh); returns the deleted job (API form) or None."""
+        key = self._keys.job(name)
         txn = self._client.transactions
         done = self._keys.done_prefix(name)
-        with etcd_errors():
-            _, replies = await self._client.transaction(
-                compare=[],
-                success=[
-                    txn.delete(self._keys.job(name), prev_kv=True),
-                    txn.delete(done, range_end=utils.prefix_range_end(done)),
-                ],
-                failure=[],
-            )
-        prev_kvs = replies[0].response_delete_range.prev_kvs
-        return _previous(prev_kvs[0].value if prev_kvs else None)
+        clear_done = txn.delete(done, range_end=utils.prefix_range_end(done))
+        for _ in range(_UPDATE_ATTEMPTS):
+            with etcd_errors():
+                stored = await self._client.get(key)
+            if stored is None:
+                guard.check_missing(name)
+                compare = [txn.create(key) == 0]
+            else:
+                guard.check(name, _owner_of(stored.value))
+                compare = [txn.mod(key) == stored.mod_revision]
+            with etcd_errors():
+                deleted, _ = await self._client.transaction(
+                    compare=compare, success=[txn.delete(key), clear_done], failure=[]
+                )
+            if deleted:
+                return _previous(None if stored is None else stored.value)
+        raise ConflictError("name", f"job {name!r} kept changing; try again")
 
-    async def request_run(self, name: str, now_ms: int) -> dict[str, Any]:
+    async def request_run(self, name: str, now_ms: int, guard: JobGuard) -> dict[str, Any]:
         """Ask the workers to run a job once now (POST /job/run). The request lives on a lease,
         so one that no worker can take (every worker down) goes away by itself."""
         # Whole seconds are the ticks' planned times; a manual run must not share one with a
         # tick in the run log's unique (job, planTime, attempt) index.
         requested_ms = now_ms + 1 if now_ms % 1000 == 0 else now_ms
+        stored = await self._stored(name)
+        guard.check(name, _owner_of(stored.value))
         key = self._keys.run_request(name, requested_ms)
         txn = self._client.transactions
         with etcd_errors():
             lease = await self._client.lease(_RUN_REQUEST_TTL_S)
             created, _ = await self._client.transaction(
-                compare=[txn.create(self._keys.job(name)) != 0],
+                compare=[txn.create(self._keys.job(name)) == stored.create_revision],
                 success=[txn.put(key, b"", lease=lease)],
                 failure=[],
             )
@@ -110,8 +142,14 @@ class JobStore:
             raise NotFoundError("name", f"no job named {name!r}")
         return {"name": name, "planTime": requested_ms}
 
-    async def kill(self, name: str) -> None:
+    async def kill(self, name: str, guard: JobGuard) -> None:
         """Every worker watches ``killer/``; the marker's lease removes it after a few seconds."""
+        with etcd_errors():
+            stored = await self._client.get(self._keys.job(name))
+        if stored is None:
+            guard.check_missing(name)
+        else:
+            guard.check(name, _owner_of(stored.value))
         with etcd_errors():
             lease = await self._client.lease(self._kill_marker_ttl)
             await self._client.put(self._keys.killer(name), b"", lease=lease)
@@ -136,9 +174,11 @@ class JobStore:
             await self._client.get(self._keys.jobs_prefix)
 
 
-def _value_of(kv: Any) -> bytes | None:
-    # aetcd wraps an absent prev_kv as an empty KeyValue; a real key always has create_revision.
-    return kv.value if kv is not None and kv.create_revision else None
+def _owner_of(raw: bytes) -> str:
+    try:
+        return Job.from_record(raw).owner
+    except InvalidFieldError:
+        return ""  # a record nobody can read: only an admin may replace or delete it
 
 
 def _previous(raw: bytes | None) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from gdts.localstack import free_port
-from tests.support import REPO_ROOT, Cluster, Stack, api_get, process_alive, wait_until
+from tests.support import ADMIN_TOKEN, REPO_ROOT, Cluster, Stack, api_get, process_alive, wait_until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
 
@@ -79,7 +79,7 @@ async def test_dev_runs_everything_and_leaves_nothing_behind(tmp_path: Path) -> 
     with log_path.open("wb") as log_file:
         dev = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gdts", "dev", "--port", str(port), "--workers", "2",
-            "--data-dir", str(tmp_path / "var"),
+            "--data-dir", str(tmp_path / "var"), "--admin-token", ADMIN_TOKEN,
             stdout=log_file, stderr=log_file, cwd=REPO_ROOT,
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -92,9 +92,20 @@ async def test_dev_runs_everything_and_leaves_nothing_behind(tmp_path: Path) -> 
                 return False
 
         await wait_until(two_workers, 60, "dev to come up with two workers")
-        assert f"open http://localhost:{port}" in log_path.read_text()
-        async with aiohttp.ClientSession() as session, session.get(base + "/") as page:
-            assert page.status == 200
+        startup = log_path.read_text()
+        assert f"open http://localhost:{port}" in startup
+        assert f"API token: {ADMIN_TOKEN}" in startup
+        kept = json.loads((tmp_path / "var" / "credentials.json").read_text())
+        assert f"log in as admin with password {kept['password']}" in startup
+        assert (tmp_path / "var" / "credentials.json").stat().st_mode & 0o077 == 0
+        # unsafe: the jar must keep a cookie from an IP address (127.0.0.1)
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as session:
+            form = {"username": "admin", "password": kept["password"]}
+            async with session.post(base + "/auth/login", data=form) as login:
+                assert login.status == 200
+            async with session.get(base + "/", allow_redirects=False) as page:
+                assert page.status == 200
         descendants = _descendants(dev.pid)
         names = {_name(pid) for pid in descendants}
         assert {"etcd", "mongod"} <= names, names

@@ -20,9 +20,10 @@ from gdts.keys import KeyLayout
 from gdts.localstack import free_port
 from gdts.manager.app import create_app
 from gdts.manager.listing import STATUS_FIELDS
-from gdts.runlog import RunLog, open_mongo
+from gdts.mongo import open_mongo
+from gdts.runlog import RunLog
 from gdts.runrecord import RunRecord, RunStatus
-from tests.support import REPO_ROOT, Stack
+from tests.support import ADMIN_PASSWORD, ADMIN_TOKEN, ADMIN_USER, REPO_ROOT, Stack
 
 pytestmark = pytest.mark.asyncio
 
@@ -36,14 +37,20 @@ def manager_config(stack: Stack, **overrides: Any) -> ManagerConfig:
         "mongodb_database": stack.database,
         "mongodb_connect_timeout": 1000,
         "webroot": str(REPO_ROOT / "webroot"),
+        "admin_password": ADMIN_PASSWORD,
+        "admin_token": ADMIN_TOKEN,
         **overrides,
     }
     return ManagerConfig(**values)
 
 
+def as_admin(app: web.Application) -> TestClient[web.Request, web.Application]:
+    return TestClient(TestServer(app), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+
+
 @pytest_asyncio.fixture
 async def client(stack: Stack) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    async with TestClient(TestServer(create_app(manager_config(stack)))) as test_client:
+    async with as_admin(create_app(manager_config(stack))) as test_client:
         yield test_client
 
 
@@ -54,7 +61,7 @@ async def call(client: TestClient, method: str, path: str, **kwargs: Any) -> tup
 
 def view(**fields: Any) -> dict[str, Any]:
     """A job as the API shows it: the given fields, every other one at its default."""
-    return {**API_DEFAULTS, **fields}
+    return {**API_DEFAULTS, "owner": ADMIN_USER, **fields}
 
 
 def definitions(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -82,7 +89,13 @@ async def test_save_returns_previous_version_and_list_shows_job(client, etcd, st
     # Stored under the documented key, with a record version.
     stored = dict(await snapshot(etcd, stack))
     record = json.loads(stored[f"{stack.prefix}jobs/backup".encode()])
-    assert record == {"v": 2, "name": "backup", "command": "echo two", "cronExpr": "*/5 * * * * *"}
+    assert record == {
+        "v": 3,
+        "name": "backup",
+        "command": "echo two",
+        "cronExpr": "*/5 * * * * *",
+        "owner": ADMIN_USER,
+    }
 
 
 async def test_every_listing_shows_etcd_as_it_is_now(client, etcd, stack) -> None:
@@ -98,7 +111,7 @@ async def test_every_listing_shows_etcd_as_it_is_now(client, etcd, stack) -> Non
     await etcd.put(f"{stack.prefix}jobs/broken".encode(), b"{not json")
     _, body = await call(client, "GET", "/job/list")
     assert definitions(body) == [
-        view(name="a", command="echo from etcd", cronExpr="@daily"),
+        view(name="a", command="echo from etcd", cronExpr="@daily", owner=""),
         view(name="b", command="echo B", cronExpr="*/5 * * * * *"),
     ]  # the unreadable record is skipped, not fatal
     _, body = await call(client, "GET", "/job/list", params={"limit": 1, "after": "a"})
@@ -129,7 +142,7 @@ async def test_clone_copies_every_field_under_the_new_name(client) -> None:
 
 async def test_a_job_without_a_zone_gets_the_managers_default(stack) -> None:
     config = manager_config(stack, default_timezone="America/New_York")
-    async with TestClient(TestServer(create_app(config))) as client:
+    async with as_admin(create_app(config)) as client:
         await call(client, "POST", "/job/save", data=_job(name="z"))
         await call(client, "POST", "/job/save", data=_job(name="u", timezone="UTC"))
         _, listed = await call(client, "GET", "/job/list")
@@ -290,7 +303,7 @@ async def test_bad_input_gets_4xx_naming_the_field_and_leaves_etcd_alone(
 
 async def test_etcd_unreachable_is_a_503_that_says_so(stack) -> None:
     config = manager_config(stack, etcd_endpoints=(f"127.0.0.1:{free_port()}",))
-    async with TestClient(TestServer(create_app(config))) as dead:
+    async with as_admin(create_app(config)) as dead:
         for method, path, kwargs in [
             ("GET", "/job/list", {}),
             ("POST", "/job/save", {"data": job_form()}),
@@ -304,17 +317,22 @@ async def test_etcd_unreachable_is_a_503_that_says_so(stack) -> None:
 
 async def test_mongodb_unreachable_is_a_503_that_says_so(stack) -> None:
     config = manager_config(stack, mongodb_uri=f"mongodb://127.0.0.1:{free_port()}")
-    async with TestClient(TestServer(create_app(config))) as dead:
+    async with as_admin(create_app(config)) as dead:
         status, body = await call(dead, "GET", "/job/log", params={"name": "a"})
     assert status == 503 and body["msg"].startswith("MongoDB unavailable"), body
 
 
-async def test_console_page_is_served(client) -> None:
-    response = await client.get("/")
-    assert response.status == 200
-    assert "<html" in (await response.text()).lower()
+async def test_console_needs_a_login_and_the_login_page_does_not(client) -> None:
+    response = await client.get("/", allow_redirects=False)
+    assert response.status == 302 and response.headers["Location"] == "/login.html"
+    login_page = await client.get("/login.html")
+    assert login_page.status == 200 and 'id="login-form"' in await login_page.text()
     vendor = await client.get("/vendor/jquery/jquery.min.js")
     assert vendor.status == 200
+    form = {"username": ADMIN_USER, "password": ADMIN_PASSWORD}
+    assert (await client.post("/auth/login", data=form)).status == 200
+    response = await client.get("/", allow_redirects=False)  # the session cookie opens it
+    assert response.status == 200 and 'id="jobs-table"' in await response.text()
 
 
 async def test_health_probes_and_metrics(client, stack) -> None:
@@ -339,7 +357,7 @@ async def test_ready_is_503_when_a_store_is_down(stack) -> None:
         etcd_endpoints=(f"127.0.0.1:{free_port()}",),
         mongodb_uri=f"mongodb://127.0.0.1:{free_port()}",
     )
-    async with TestClient(TestServer(create_app(config))) as dead:
+    async with as_admin(create_app(config)) as dead:
         status, body = await call(dead, "GET", "/health/ready")
         assert status == 503 and body["ready"] is False
         assert body["etcd"].startswith("etcd unavailable")

@@ -267,11 +267,11 @@ def test_from_api_validates_the_values() -> None:
 
 def test_to_record_is_compact_json_with_version_first() -> None:
     job = Job.create("backup", "echo hi", "0 3 * * *")
-    assert job.to_record() == b'{"v":2,"name":"backup","command":"echo hi","cronExpr":"0 3 * * *"}'
+    assert job.to_record() == b'{"v":3,"name":"backup","command":"echo hi","cronExpr":"0 3 * * *"}'
     # Only what differs from the defaults is stored besides the three original fields.
     paused = job.with_changes(enabled=False, retries=2)
     assert paused.to_record() == (
-        b'{"v":2,"name":"backup","command":"echo hi","cronExpr":"0 3 * * *",'
+        b'{"v":3,"name":"backup","command":"echo hi","cronExpr":"0 3 * * *",'
         b'"enabled":false,"retries":2}'
     )
 
@@ -305,7 +305,7 @@ def test_record_with_version_1_is_accepted() -> None:
     assert Job.from_record(raw).cron_expr == "@hourly"
 
 
-@pytest.mark.parametrize("version", [3, 99])
+@pytest.mark.parametrize("version", [4, 99])
 def test_record_from_a_newer_gdts_is_refused_with_an_upgrade_hint(version: int) -> None:
     raw = json.dumps(
         {"v": version, "name": "job1", "command": "true", "cronExpr": EVERY_MINUTE}
@@ -325,8 +325,8 @@ def test_record_with_a_malformed_version_is_refused(version: str) -> None:
 
 
 def test_record_with_unknown_field_is_rejected_naming_it() -> None:
-    raw = b'{"v":1,"name":"job1","command":"true","cronExpr":"* * * * *","owner":"x"}'
-    with pytest.raises(InvalidFieldError, match=r"^owner: unknown job field"):
+    raw = b'{"v":1,"name":"job1","command":"true","cronExpr":"* * * * *","colour":"x"}'
+    with pytest.raises(InvalidFieldError, match=r"^colour: unknown job field"):
         Job.from_record(raw)
 
 
@@ -408,6 +408,6 @@ def test_records_that_parse_only_together_are_not_mistaken_for_jobs() -> None:
 
 
 def test_a_future_record_version_stays_an_unsupported_version_error() -> None:
-    raw = b'{"v":3,"name":"x","command":"c","cronExpr":"* * * * *"}'
+    raw = b'{"v":4,"name":"x","command":"c","cronExpr":"* * * * *"}'
     (view,) = api_views([raw, *_records(1)])[:1]
     assert isinstance(view, UnsupportedVersionError)

@@ -27,6 +27,9 @@
    * Call the manager API. Resolves with `data`, rejects with
    * {msg, field, status}. A non-zero errno is an error even on HTTP 200.
    */
+  // The session's CSRF token (from auth/me): every change the console makes carries it.
+  var csrfToken = null;
+
   function api(method, url, params) {
     return new Promise(function (resolve, reject) {
       $.ajax({
@@ -35,7 +38,8 @@
         data: params,           // GET: query string; POST: application/x-www-form-urlencoded
         dataType: 'json',
         cache: false,
-        timeout: 10000
+        timeout: 10000,
+        headers: csrfToken ? { 'X-CSRF-Token': csrfToken } : {}
       }).done(function (resp) {
         if (resp && resp.errno === 0) {
           resolve(resp.data);
@@ -43,6 +47,11 @@
           reject(apiError(resp, 200));
         }
       }).fail(function (xhr, textStatus) {
+        if (xhr.status === 401) {
+          // Session expired or logged out elsewhere: back to the login page.
+          window.location.assign('login.html');
+          return;
+        }
         var body = xhr.responseJSON;
         if (!body && xhr.responseText) {
           try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
@@ -448,7 +457,14 @@
     document.addEventListener('visibilitychange', function () {
       if (!document.hidden) { refreshAll(false); }
     });
-    refreshAll(true);
-    setInterval(function () { refreshAll(false); }, REFRESH_MS);
+    $('#btn-logout').on('click', function () {
+      api('POST', 'auth/logout', {}).then(function () { window.location.assign('login.html'); });
+    });
+    api('GET', 'auth/me', {}).then(function (me) {
+      csrfToken = me.csrfToken;
+      $('#whoami').text(me.username + ' (' + me.role + ')');
+      refreshAll(true);
+      setInterval(function () { refreshAll(false); }, REFRESH_MS);
+    });
   });
 }(jQuery));

@@ -1,0 +1,175 @@
+"""Accounts in MongoDB: a name, a role and an argon2id password hash.
+
+Every request reads its caller's account afresh, so a changed role or a deleted account takes
+effect at once on every manager; there is no cache to go stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from pymongo import AsyncMongoClient
+from pymongo.errors import DuplicateKeyError
+
+from gdts.errors import ConflictError, InvalidFieldError, NotFoundError
+from gdts.jobfields import validate_name
+from gdts.manager.endpoints import ROLES
+from gdts.mongo import mongo_errors
+
+log = logging.getLogger(__name__)
+
+USERS = "users"
+MIN_PASSWORD_CHARS = 10
+MAX_PASSWORD_CHARS = 1024
+# argon2-cffi's defaults (RFC 9106's low-memory profile: 64 MiB, 3 passes, 4 lanes).
+_HASHER = PasswordHasher()
+# Checked when the user does not exist, so a login takes as long for an unknown name as for a
+# wrong password and does not tell which names exist.
+_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as, and how it proved it."""
+
+    username: str
+    role: str
+    via: str  # "token", "session", or "off" when authentication is switched off
+    session_hash: str | None = None
+    csrf_token: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def validate_username(value: object, field_name: str = "username") -> str:
+    # Job names' rules: no '/', no control characters, no surrounding space.
+    return validate_name(value, field_name)
+
+
+def validate_role(value: object) -> str:
+    if value not in ROLES:
+        raise InvalidFieldError("role", f"must be one of {', '.join(ROLES)}, got {value!r}")
+    return str(value)
+
+
+def validate_password(value: object, field_name: str = "password") -> str:
+    if not isinstance(value, str):
+        raise InvalidFieldError(field_name, "must be a string")
+    if not MIN_PASSWORD_CHARS <= len(value) <= MAX_PASSWORD_CHARS:
+        raise InvalidFieldError(
+            field_name, f"must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters long"
+        )
+    return value
+
+
+async def hash_password(password: str) -> str:
+    # 64 MiB and ~50 ms of CPU: off the event loop, or every login stalls every request.
+    return await asyncio.to_thread(_HASHER.hash, password)
+
+
+async def password_matches(stored_hash: str | None, password: str) -> bool:
+    def verify() -> bool:
+        try:
+            return _HASHER.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(verify)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def public_view(document: dict[str, Any]) -> dict[str, Any]:
+    """An account as the API shows it: never the hash."""
+    return {
+        "username": document["_id"],
+        "role": document["role"],
+        "createdAt": _ms(document.get("createdAt")),
+        "updatedAt": _ms(document.get("updatedAt")),
+    }
+
+
+def _ms(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)
+
+
+class Accounts:
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
+        self._users = client[database][USERS]
+
+    async def get(self, username: str) -> dict[str, Any] | None:
+        with mongo_errors():
+            return await self._users.find_one({"_id": username})
+
+    async def check_password(self, username: str, password: str) -> dict[str, Any] | None:
+        """The account if the password is right, else None (same cost either way)."""
+        account = await self.get(username)
+        stored = account.get("passwordHash") if account else None
+        if await password_matches(stored, password):
+            return account
+        return None
+
+    async def create(self, username: str, role: str, password: str) -> dict[str, Any]:
+        now = _now()
+        document = {
+            "_id": username,
+            "role": role,
+            "passwordHash": await hash_password(password),
+            "createdAt": now,
+            "updatedAt": now,
+        }
+        with mongo_errors():
+            try:
+                await self._users.insert_one(document)
+            except DuplicateKeyError:
+                raise ConflictError("username", f"an account named {username!r} exists") from None
+        return document
+
+    async def save(self, username: str, role: str, password: str | None) -> dict[str, Any] | None:
+        """Create the account (a password is required) or change its role and, if given, its
+        password; returns the account before the change, or None for a new one."""
+        before = await self.get(username)
+        if before is None:
+            if password is None:
+                raise InvalidFieldError("password", "is required for a new account")
+            await self.create(username, role, password)
+            return None
+        changes: dict[str, Any] = {"role": role, "updatedAt": _now()}
+        if password is not None:
+            changes["passwordHash"] = await hash_password(password)
+        with mongo_errors():
+            await self._users.update_one({"_id": username}, {"$set": changes})
+        return before
+
+    async def set_password(self, username: str, password: str) -> None:
+        changes = {"passwordHash": await hash_password(password), "updatedAt": _now()}
+        with mongo_errors():
+            result = await self._users.update_one({"_id": username}, {"$set": changes})
+        if not result.matched_count:
+            raise NotFoundError("username", f"no account named {username!r}")
+
+    async def delete(self, username: str) -> dict[str, Any]:
+        with mongo_errors():
+            document = await self._users.find_one_and_delete({"_id": username})
+        if document is None:
+            raise NotFoundError("username", f"no account named {username!r}")
+        return document
+
+    async def all(self) -> list[dict[str, Any]]:
+        with mongo_errors():
+            return [public_view(d) async for d in self._users.find().sort("_id", 1)]
+
+    async def count(self) -> int:
+        with mongo_errors():
+            return await self._users.count_documents({}, limit=1)

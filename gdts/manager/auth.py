@@ -1,0 +1,181 @@
+"""Who is calling, and may they: the middleware in front of every route.
+
+A request proves who it is with ``Authorization: Bearer <token>`` (scripts, the .http files) or
+the console's session cookie; a cookie-authenticated change must also carry the session's CSRF
+token. The role each route needs comes from ``gdts.manager.endpoints``; whether a ``user`` owns
+the job is checked where the job is read (``JobGuard``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gdts.errors import ForbiddenError, NotFoundError, UnauthorizedError
+from gdts.manager.accounts import Accounts, Principal
+from gdts.manager.audit import AuditTrail
+from gdts.manager.credentials import Credentials
+from gdts.manager.endpoints import BY_ROUTE, CSRF_FIELD, CSRF_HEADER, PUBLIC, role_allows
+from gdts.manager.throttle import LoginThrottle
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "gdts_session"
+LOGIN_PAGE = "/login.html"
+ANONYMOUS = Principal("anonymous", "admin", "off")
+_SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+# Routes outside the endpoint table: probes are public; metrics and the API description are
+# for any logged-in role; static files hold no data and load the login page.
+_GUEST_ROUTES = frozenset(("/metrics", "/openapi.json"))
+_CONSOLE_PAGES = frozenset(("/", "/index.html"))
+
+
+@dataclass
+class Security:
+    """What the middleware and the auth handlers share, one per application."""
+
+    enabled: bool
+    accounts: Accounts
+    credentials: Credentials
+    throttle: LoginThrottle
+    audit: AuditTrail
+    session_ttl_s: int
+    trusted_proxies: frozenset[str]
+    secure_cookies: bool
+
+
+SECURITY = web.AppKey("security", Security)
+PRINCIPAL = web.RequestKey("principal", Principal)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def principal_of(request: web.Request) -> Principal:
+    return request[PRINCIPAL]
+
+
+def source_of(request: web.Request) -> str:
+    """The client's address: the peer, or what a trusted proxy says the client was."""
+    peer = request.remote or ""
+    trusted = request.app[SECURITY].trusted_proxies
+    if peer not in trusted:
+        return peer
+    hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
+    hops = [hop for hop in hops if hop]
+    # The nearest hop a trusted proxy did not add itself is the client.
+    for hop in reversed(hops):
+        if hop not in trusted:
+            return hop
+    return hops[0] if hops else peer
+
+
+def needed_role(method: str, path: str) -> str:
+    endpoint = BY_ROUTE.get(("GET" if method == "HEAD" else method, path))
+    if endpoint is not None:
+        return endpoint.role
+    return "guest" if path in _GUEST_ROUTES else PUBLIC
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    security = request.app[SECURITY]
+    if not security.enabled:
+        request[PRINCIPAL] = ANONYMOUS
+        return await handler(request)
+    needed = needed_role(request.method, request.path)
+    if needed == PUBLIC:
+        if request.path in _CONSOLE_PAGES and await _session_principal(request) is None:
+            raise web.HTTPFound(LOGIN_PAGE)
+        return await handler(request)
+    principal = await _bearer_principal(request) or await _session_principal(request)
+    if principal is None:
+        raise UnauthorizedError(
+            "authentication required: send 'Authorization: Bearer <token>' or log in at "
+            + LOGIN_PAGE
+        )
+    if not role_allows(principal.role, needed):
+        raise ForbiddenError(
+            f"role {principal.role!r} may not call {request.method} {request.path} "
+            f"(it needs {needed!r})"
+        )
+    if principal.via == "session" and request.method not in _SAFE_METHODS:
+        await _check_csrf(request, principal)
+    request[PRINCIPAL] = principal
+    return await handler(request)
+
+
+async def _bearer_principal(request: web.Request) -> Principal | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise UnauthorizedError("Authorization: expected 'Bearer <token>'")
+    security = request.app[SECURITY]
+    username = await security.credentials.token_owner(token)
+    if username is None:
+        raise UnauthorizedError("the API token is unknown or revoked")
+    account = await security.accounts.get(username)
+    if account is None:
+        raise UnauthorizedError(f"the token's account {username!r} no longer exists")
+    return Principal(username, account["role"], "token")
+
+
+async def _session_principal(request: web.Request) -> Principal | None:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    security = request.app[SECURITY]
+    session = await security.credentials.session(cookie)
+    if session is None:
+        return None
+    account = await security.accounts.get(session["username"])
+    if account is None:
+        return None
+    return Principal(account["_id"], account["role"], "session", session["_id"], session["csrf"])
+
+
+async def _check_csrf(request: web.Request, principal: Principal) -> None:
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.content_type in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        form = await request.post()
+        value = form.get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else None
+    expected = principal.csrf_token or ""
+    if not sent or not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise ForbiddenError(
+            f"{CSRF_HEADER} header (or {CSRF_FIELD} field) missing or wrong: a change made "
+            "with the session cookie must carry the session's CSRF token from /auth/me"
+        )
+
+
+class JobGuard:
+    """Whether the caller may change a job with a given owner: admins any, users their own."""
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+
+    @property
+    def username(self) -> str:
+        return self.principal.username
+
+    def check(self, name: str, owner: str) -> None:
+        if self.principal.is_admin or (owner and owner == self.principal.username):
+            return
+        whose = f"belongs to {owner!r}" if owner else "has no owner (only admins change it)"
+        raise ForbiddenError(
+            f"job {name!r} {whose}; role {self.principal.role!r} may change only its own jobs"
+        )
+
+    def check_missing(self, name: str) -> None:
+        """A job that does not exist: only an admin may act on its name (e.g. kill a run that
+        outlived its job)."""
+        if not self.principal.is_admin:
+            raise NotFoundError("name", f"no job named {name!r}")

@@ -1,0 +1,194 @@
+"""The API's own security endpoints: login and sessions, accounts, API tokens, the audit log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from gdts.errors import ConflictError, InvalidFieldError, TooManyAttemptsError, UnauthorizedError
+from gdts.manager.accounts import (
+    public_view,
+    validate_password,
+    validate_role,
+    validate_username,
+)
+from gdts.manager.api import audit, int_param, ok, read_params
+from gdts.manager.audit import AuditQuery
+from gdts.manager.auth import SECURITY, SESSION_COOKIE, principal_of, source_of
+from gdts.manager.endpoints import MAX_LOG_LIMIT, MAX_NAME, MAX_SKIP
+
+
+def _text(params: dict[str, Any], field: str, *, required: bool = True) -> str | None:
+    value = params.get(field)
+    if value is None or value == "":
+        if required:
+            raise InvalidFieldError(field, "is required")
+        return None
+    if not isinstance(value, str):
+        raise InvalidFieldError(field, "must be a string")
+    return value
+
+
+def _session_view(principal: Any, csrf: str | None) -> dict[str, Any]:
+    return {"username": principal.username, "role": principal.role, "csrfToken": csrf}
+
+
+async def login(request: web.Request) -> web.Response:
+    params = dict(await read_params(request))
+    username = validate_username(_text(params, "username"))
+    password = _text(params, "password") or ""
+    security = request.app[SECURITY]
+    source = source_of(request)
+    now = datetime.now(UTC)
+    wait_s = await security.throttle.wait_s(username, source, now)
+    if wait_s:
+        raise TooManyAttemptsError(wait_s)
+    account = await security.accounts.check_password(username, password)
+    what = {"user": username, "source": source}
+    if account is None:
+        await security.throttle.failed(username, source, now)
+        await security.audit.record("auth.login_failed", role="", **what)
+        raise UnauthorizedError("wrong username or password")
+    await security.throttle.succeeded(username, source)
+    session_id, csrf = await security.credentials.open_session(username, security.session_ttl_s)
+    await security.audit.record("auth.login", role=account["role"], **what)
+    response = ok({"username": username, "role": account["role"], "csrfToken": csrf})
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_id,
+        max_age=security.session_ttl_s,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=security.secure_cookies or request.secure,
+    )
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    await read_params(request)
+    principal = principal_of(request)
+    if principal.session_hash is not None:
+        await request.app[SECURITY].credentials.close_session(principal.session_hash)
+        await audit(request, "auth.logout")
+    response = ok(None)
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+async def me(request: web.Request) -> web.Response:
+    await read_params(request)
+    principal = principal_of(request)
+    return ok(_session_view(principal, principal.csrf_token))
+
+
+async def change_password(request: web.Request) -> web.Response:
+    params = dict(await read_params(request))
+    principal = principal_of(request)
+    current = _text(params, "currentPassword") or ""
+    new = validate_password(_text(params, "newPassword"), "newPassword")
+    security = request.app[SECURITY]
+    if await security.accounts.check_password(principal.username, current) is None:
+        raise InvalidFieldError("currentPassword", "is wrong")
+    await security.accounts.set_password(principal.username, new)
+    await audit(request, "user.password", detail={"username": principal.username})
+    return ok(None)
+
+
+async def list_users(request: web.Request) -> web.Response:
+    await read_params(request)
+    return ok(await request.app[SECURITY].accounts.all())
+
+
+async def save_user(request: web.Request) -> web.Response:
+    params = dict(await read_params(request))
+    username = validate_username(_text(params, "username"))
+    role = validate_role(_text(params, "role"))
+    password = _text(params, "password", required=False)
+    if password is not None:
+        validate_password(password)
+    if username == principal_of(request).username and role != "admin":
+        raise ConflictError("role", "an admin cannot take away their own admin role")
+    before = await request.app[SECURITY].accounts.save(username, role, password)
+    after = {"username": username, "role": role}
+    detail = {"username": username, "passwordChanged": password is not None}
+    await audit(
+        request,
+        "user.save",
+        before=None if before is None else public_view(before),
+        after=after,
+        detail=detail,
+    )
+    return ok(None if before is None else public_view(before))
+
+
+async def delete_user(request: web.Request) -> web.Response:
+    params = dict(await read_params(request))
+    username = validate_username(_text(params, "username"))
+    if username == principal_of(request).username:
+        raise ConflictError("username", "you cannot delete your own account")
+    security = request.app[SECURITY]
+    before = await security.accounts.delete(username)
+    await security.credentials.forget_user(username)
+    await audit(request, "user.delete", before=public_view(before), detail={"username": username})
+    return ok(public_view(before))
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    await read_params(request)
+    principal = principal_of(request)
+    owner = None if principal.is_admin else principal.username
+    return ok(await request.app[SECURITY].credentials.tokens(owner))
+
+
+async def create_token(request: web.Request) -> web.Response:
+    params = dict(await read_params(request))
+    name = _text(params, "name") or ""
+    if len(name) > MAX_NAME:
+        raise InvalidFieldError("name", f"must be at most {MAX_NAME} characters")
+    principal = principal_of(request)
+    token, view = await request.app[SECURITY].credentials.create_token(principal.username, name)
+    await audit(request, "token.create", detail=view)
+    return ok({**view, "token": token})
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    params = dict(await read_params(request))
+    token_id = _text(params, "id") or ""
+    principal = principal_of(request)
+    owner = None if principal.is_admin else principal.username
+    view = await request.app[SECURITY].credentials.revoke_token(token_id, owner)
+    await audit(request, "token.revoke", detail=view)
+    return ok(view)
+
+
+async def audit_log(request: web.Request) -> web.Response:
+    params = dict(await read_params(request))
+    since = int_param(params, "since", -1, 0, 2**53)
+    until = int_param(params, "until", -1, 0, 2**53)
+    query = AuditQuery(
+        user=_text(params, "user", required=False),
+        job=_text(params, "job", required=False),
+        action=_text(params, "action", required=False),
+        since_ms=None if since < 0 else since,
+        until_ms=None if until < 0 else until,
+        skip=int_param(params, "skip", 0, 0, MAX_SKIP),
+        limit=int_param(params, "limit", 50, 1, MAX_LOG_LIMIT),
+    )
+    return ok(await request.app[SECURITY].audit.find(query))
+
+
+def add_auth_routes(app: web.Application) -> None:
+    app.router.add_post("/auth/login", login)
+    app.router.add_post("/auth/logout", logout)
+    app.router.add_get("/auth/me", me)
+    app.router.add_post("/auth/password", change_password)
+    app.router.add_get("/user/list", list_users)
+    app.router.add_post("/user/save", save_user)
+    app.router.add_post("/user/delete", delete_user)
+    app.router.add_get("/token/list", list_tokens)
+    app.router.add_post("/token/create", create_token)
+    app.router.add_post("/token/revoke", revoke_token)
+    app.router.add_get("/audit", audit_log)

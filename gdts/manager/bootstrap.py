@@ -1,0 +1,64 @@
+"""What a manager makes sure of at start: the security collections' indexes, a first admin
+when there are no accounts at all, and the admin token from config."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+
+from gdts.config import ManagerConfig
+from gdts.errors import ConflictError, GdtsError
+from gdts.manager.auth import Security
+
+log = logging.getLogger(__name__)
+
+_RETRY_S = 2.0
+
+
+async def prepare(security: Security, config: ManagerConfig) -> None:
+    await security.credentials.ensure_indexes()
+    await security.throttle.ensure_indexes()
+    await security.audit.ensure_indexes()
+    if await security.accounts.count() == 0:
+        await _create_first_admin(security, config)
+    if config.admin_token:
+        await security.credentials.install_token(
+            config.admin_token, config.admin_username, "adminToken in the manager's config"
+        )
+        if await security.accounts.get(config.admin_username) is None:
+            log.warning(
+                "adminToken names account %r, which does not exist: the token is refused",
+                config.admin_username,
+            )
+
+
+async def _create_first_admin(security: Security, config: ManagerConfig) -> None:
+    password = config.admin_password or secrets.token_urlsafe(15)
+    try:
+        await security.accounts.create(config.admin_username, "admin", password)
+    except ConflictError:
+        return  # another manager starting beside us created it first
+    if config.admin_password:
+        log.warning("created the first account, admin %r, with adminPassword from config",
+                    config.admin_username)  # fmt: skip
+    else:
+        # The only time this password exists anywhere in clear: the hash is all that is kept.
+        log.warning(
+            "created the first account: username %r password %r (shown once; change it with "
+            "POST /auth/password)",
+            config.admin_username,
+            password,
+        )
+
+
+async def prepare_until_done(security: Security, config: ManagerConfig) -> None:
+    """``prepare`` again and again while MongoDB cannot be reached: a manager starts (and
+    answers 503) without it, and is ready as soon as MongoDB is."""
+    while True:
+        try:
+            await prepare(security, config)
+            return
+        except GdtsError as exc:
+            log.warning("cannot prepare accounts yet (%s); retrying", exc)
+        await asyncio.sleep(_RETRY_S)

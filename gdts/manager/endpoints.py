@@ -1,0 +1,129 @@
+"""Every API endpoint in one table: its method, the role it needs and the fields it takes.
+
+The table is the single description of the API: the authorization middleware reads the role
+from it, ``read_params`` rejects fields it does not list, and ``/openapi.json`` is built from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gdts.jobfields import MAX_NAME_CHARS
+
+# Roles in the order of what they may do; each may do everything the ones before it may.
+ROLES = ("guest", "user", "admin")
+PUBLIC = "public"  # no login needed
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    description: str
+    required: bool = False
+    kind: str = "string"  # or "integer"
+    minimum: int | None = None
+    maximum: int | None = None
+    max_length: int | None = None
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    role: str  # PUBLIC or one of ROLES: the least role that may call it
+    summary: str
+    fields: tuple[Field, ...] = ()
+    # Calls that change a job check, beyond the role, that a "user" owns the job.
+    owned_job: bool = False
+
+    @property
+    def field_names(self) -> frozenset[str]:
+        return frozenset(f.name for f in self.fields)
+
+
+CSRF_FIELD = "csrfToken"
+CSRF_HEADER = "X-CSRF-Token"
+MAX_LOG_LIMIT = 1000
+MAX_LIST_LIMIT = 100_000
+MAX_SKIP = 10**9
+MAX_NAME = MAX_NAME_CHARS  # job and user names
+
+_NAME = Field("name", "The job's name.", required=True, max_length=MAX_NAME)
+_SKIP = Field("skip", "How many entries to skip, newest first.", kind="integer", minimum=0,
+              maximum=MAX_SKIP)  # fmt: skip
+
+
+def _limit(default: int, maximum: int) -> Field:
+    return Field(
+        "limit", f"At most this many entries (default {default}).", kind="integer", minimum=1,
+        maximum=maximum,
+    )  # fmt: skip
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("POST", "/job/save", "user", "Create or replace a job; answers the previous version.",
+             (Field("job", "The job as a JSON object (see the README's job fields).",
+                    required=True),), owned_job=True),
+    Endpoint("POST", "/job/delete", "user", "Delete a job; answers the deleted job.", (_NAME,),
+             owned_job=True),
+    Endpoint("POST", "/job/kill", "user", "Kill the job's running process groups.", (_NAME,),
+             owned_job=True),
+    Endpoint("POST", "/job/run", "user", "Run the job once now on one worker.", (_NAME,),
+             owned_job=True),
+    Endpoint("POST", "/job/enable", "user", "Resume a paused job.", (_NAME,), owned_job=True),
+    Endpoint("POST", "/job/disable", "user", "Pause a job.", (_NAME,), owned_job=True),
+    Endpoint("POST", "/job/clone", "user", "Copy a job under a new name; the caller owns the copy.",
+             (_NAME, Field("newName", "The copy's name.", required=True, max_length=MAX_NAME))),
+    Endpoint("GET", "/job/list", "guest", "Every job with its status, in name order.",
+             (Field("after", "Start after this job name (paging).", max_length=MAX_NAME),
+              Field("limit", "At most this many jobs (default: all).", kind="integer",
+                    minimum=0, maximum=MAX_LIST_LIMIT))),
+    Endpoint("GET", "/job/log", "guest", "A job's runs, newest first.",
+             (_NAME, _SKIP, _limit(20, MAX_LOG_LIMIT))),
+    Endpoint("GET", "/worker/list", "guest", "The workers alive now."),
+    Endpoint("POST", "/auth/login", PUBLIC, "Log in; sets the session cookie.",
+             (Field("username", "Who logs in.", required=True, max_length=MAX_NAME),
+              Field("password", "Their password.", required=True, max_length=1024))),
+    Endpoint("POST", "/auth/logout", "guest", "End this session."),
+    Endpoint("GET", "/auth/me", "guest", "Who the caller is, and the session's CSRF token."),
+    Endpoint("POST", "/auth/password", "guest", "Change the caller's own password.",
+             (Field("currentPassword", "The password now.", required=True, max_length=1024),
+              Field("newPassword", "The new password (at least 10 characters).", required=True,
+                    max_length=1024))),
+    Endpoint("GET", "/user/list", "admin", "Every account and its role."),
+    Endpoint("POST", "/user/save", "admin",
+             "Create an account, or change its role or password.",
+             (Field("username", "The account's name.", required=True, max_length=MAX_NAME),
+              Field("role", "Its role.", required=True, choices=ROLES),
+              Field("password", "Its password (required for a new account; at least 10 "
+                    "characters).", max_length=1024))),
+    Endpoint("POST", "/user/delete", "admin",
+             "Delete an account with its tokens and sessions (not your own).",
+             (Field("username", "The account's name.", required=True, max_length=MAX_NAME),)),
+    Endpoint("GET", "/token/list", "guest", "The caller's API tokens (an admin's: everyone's)."),
+    Endpoint("POST", "/token/create", "guest",
+             "Create an API token for the caller; the token is shown in this answer only.",
+             (Field("name", "What the token is for.", required=True, max_length=MAX_NAME),)),
+    Endpoint("POST", "/token/revoke", "guest",
+             "Revoke one of the caller's tokens (an admin: anyone's); takes effect at once.",
+             (Field("id", "The token's id, from /token/list.", required=True, max_length=64),)),
+    Endpoint("GET", "/audit", "admin", "Recorded changes and logins, newest first.",
+             (Field("user", "Only this user's entries.", max_length=MAX_NAME),
+              Field("job", "Only entries about this job.", max_length=MAX_NAME),
+              Field("action", "Only this action (e.g. job.save).", max_length=64),
+              Field("since", "Only entries at or after this time (epoch ms).", kind="integer",
+                    minimum=0, maximum=2**53),
+              Field("until", "Only entries before this time (epoch ms).", kind="integer",
+                    minimum=0, maximum=2**53),
+              _SKIP, _limit(50, MAX_LOG_LIMIT))),
+)  # fmt: skip
+
+BY_ROUTE: dict[tuple[str, str], Endpoint] = {(e.method, e.path): e for e in ENDPOINTS}
+
+
+def role_allows(role: str, needed: str) -> bool:
+    """Whether ``role`` may call an endpoint that needs ``needed``."""
+    if needed == PUBLIC:
+        return True
+    return role in ROLES and ROLES.index(role) >= ROLES.index(needed)

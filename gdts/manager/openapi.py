@@ -1,0 +1,299 @@
+"""``GET /openapi.json``: the API described from the endpoint table, so the description cannot
+drift from what the middleware enforces and what ``read_params`` accepts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gdts import __version__
+from gdts.manager.endpoints import CSRF_FIELD, ENDPOINTS, PUBLIC, Endpoint, Field
+
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_NULLABLE_INT = {"type": ["integer", "null"]}
+_NULLABLE_NUMBER = {"type": ["number", "null"]}
+
+JOB = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "type": {"type": "string", "enum": ["shell", "http"]},
+        "command": {"type": "string"},
+        "cronExpr": {"type": "string"},
+        "runAt": _NULLABLE_STRING,
+        "timezone": {"type": "string"},
+        "enabled": {"type": "boolean"},
+        "timeout": _NULLABLE_NUMBER,
+        "retries": {"type": "integer"},
+        "retryBackoff": {"type": "number"},
+        "concurrencyPolicy": {"type": "string", "enum": ["forbid", "allow", "replace"]},
+        "misfireGrace": _NULLABLE_NUMBER,
+        "catchUp": {"type": "boolean"},
+        "http": {"type": ["object", "null"]},
+        "expectedExitCode": {"type": "integer"},
+        "outputContains": {"type": "string"},
+        "outputNotContains": {"type": "string"},
+        "owner": {"type": "string"},
+    },
+    "required": ["name", "command", "cronExpr"],
+}
+LISTED_JOB = {
+    **JOB,
+    "properties": {
+        **JOB["properties"],
+        "nextRunTime": _NULLABLE_INT,
+        "running": {"type": "boolean"},
+        "lastRun": {"type": ["object", "null"]},
+    },
+}
+RUN = {
+    "type": "object",
+    "properties": {
+        "jobName": {"type": "string"},
+        "command": {"type": "string"},
+        "output": {"type": "string"},
+        "err": {"type": "string"},
+        "planTime": {"type": "integer"},
+        "scheduleTime": {"type": "integer"},
+        "startTime": {"type": "integer"},
+        "endTime": {"type": "integer"},
+        "exitCode": _NULLABLE_INT,
+        "status": {"type": "string"},
+        "worker": {"type": "string"},
+        "attempt": {"type": "integer"},
+        "trigger": {"type": "string"},
+    },
+}
+ACCOUNT = {
+    "type": "object",
+    "properties": {
+        "username": {"type": "string"},
+        "role": {"type": "string", "enum": ["guest", "user", "admin"]},
+        "createdAt": _NULLABLE_INT,
+        "updatedAt": _NULLABLE_INT,
+    },
+    "required": ["username", "role"],
+}
+TOKEN = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "username": {"type": "string"},
+        "createdAt": _NULLABLE_INT,
+        "token": {"type": "string", "description": "The secret; in /token/create's answer only."},
+    },
+    "required": ["id", "name", "username"],
+}
+AUDIT_ENTRY = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "at": {"type": "integer"},
+        "action": {"type": "string"},
+        "user": {"type": "string"},
+        "role": {"type": "string"},
+        "source": {"type": "string"},
+        "job": {"type": "string"},
+        "before": {"type": ["object", "null"]},
+        "after": {"type": ["object", "null"]},
+        "detail": {"type": "object"},
+    },
+    "required": ["id", "at", "action", "user", "source"],
+}
+SESSION = {
+    "type": "object",
+    "properties": {
+        "username": {"type": "string"},
+        "role": {"type": "string"},
+        "csrfToken": _NULLABLE_STRING,
+    },
+    "required": ["username", "role"],
+}
+_NULLABLE_JOB = {"anyOf": [JOB, {"type": "object"}, {"type": "null"}]}
+_NULLABLE_ACCOUNT = {"anyOf": [ACCOUNT, {"type": "null"}]}
+
+# What each endpoint answers in "data".
+DATA: dict[str, Any] = {
+    "/job/save": _NULLABLE_JOB,
+    "/job/delete": _NULLABLE_JOB,
+    "/job/kill": {"type": "null"},
+    "/job/run": {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "planTime": {"type": "integer"}},
+        "required": ["name", "planTime"],
+    },
+    "/job/enable": JOB,
+    "/job/disable": JOB,
+    "/job/clone": JOB,
+    "/job/list": {"type": "array", "items": LISTED_JOB},
+    "/job/log": {"type": "array", "items": RUN},
+    "/worker/list": {"type": "array", "items": {"type": "object"}},
+    "/auth/login": SESSION,
+    "/auth/logout": {"type": "null"},
+    "/auth/me": SESSION,
+    "/auth/password": {"type": "null"},
+    "/user/list": {"type": "array", "items": ACCOUNT},
+    "/user/save": _NULLABLE_ACCOUNT,
+    "/user/delete": ACCOUNT,
+    "/token/list": {"type": "array", "items": TOKEN},
+    "/token/create": TOKEN,
+    "/token/revoke": TOKEN,
+    "/audit": {"type": "array", "items": AUDIT_ENTRY},
+}
+
+ERROR = {
+    "type": "object",
+    "properties": {
+        "errno": {"type": "integer", "const": -1},
+        "msg": {"type": "string"},
+        "data": {"type": "null"},
+        "field": {"type": "string", "description": "The request field at fault, when one is."},
+    },
+    "required": ["errno", "msg", "data"],
+}
+_ERROR_TEXT = {
+    "400": "A field is missing, malformed or unknown; msg and field name it.",
+    "401": "No valid token or session.",
+    "403": "The caller's role may not do this, or the job is someone else's.",
+    "404": "The named job, account or token does not exist.",
+    "409": "The change conflicts with what is stored.",
+    "413": "The request body is larger than 1 MiB.",
+    "429": "Too many failed logins; Retry-After says how long to wait.",
+    "503": "etcd or MongoDB is unavailable.",
+}
+
+
+def _schema(field: Field) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": field.kind, "description": field.description}
+    if field.minimum is not None:
+        schema["minimum"] = field.minimum
+    if field.maximum is not None:
+        schema["maximum"] = field.maximum
+    if field.max_length is not None:
+        schema["maxLength"] = field.max_length
+    if field.required and field.kind == "string":
+        schema["minLength"] = 1
+    if field.choices:
+        schema["enum"] = list(field.choices)
+    if field.name == "job":
+        schema["example"] = '{"name":"backup","command":"echo hi","cronExpr":"*/5 * * * * *"}'
+    return schema
+
+
+def _operation(endpoint: Endpoint) -> dict[str, Any]:
+    errors = ["400", "404", "409", "503"]
+    if endpoint.role != PUBLIC:
+        errors += ["401", "403"]
+    if endpoint.method == "POST":
+        errors.append("413")
+    if endpoint.path == "/auth/login":
+        errors += ["401", "429"]
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "Done: errno 0 and the answer in data.",
+            "content": {"application/json": {"schema": _envelope(DATA[endpoint.path])}},
+        }
+    }
+    for code in sorted(set(errors)):
+        responses[code] = {
+            "description": _ERROR_TEXT[code],
+            "content": {"application/json": {"schema": ERROR}},
+        }
+    operation: dict[str, Any] = {
+        "operationId": endpoint.path.strip("/").replace("/", "_"),
+        "summary": endpoint.summary,
+        "responses": responses,
+    }
+    if endpoint.role == PUBLIC:
+        operation["security"] = []
+    else:
+        operation["description"] = f"Needs role {endpoint.role!r} or above." + (
+            " A user changes only jobs they own." if endpoint.owned_job else ""
+        )
+    if endpoint.method == "GET":
+        operation["parameters"] = [
+            {"name": f.name, "in": "query", "required": f.required, "schema": _schema(f)}
+            for f in endpoint.fields
+        ]
+    else:
+        properties = {f.name: _schema(f) for f in endpoint.fields}
+        properties[CSRF_FIELD] = {
+            "type": "string",
+            "description": "The session's CSRF token, for a change made with the session "
+            "cookie (or send it in the X-CSRF-Token header).",
+        }
+        body: dict[str, Any] = {
+            "type": "object",
+            "properties": properties,
+            "additionalProperties": False,
+        }
+        required = [f.name for f in endpoint.fields if f.required]
+        if required:
+            body["required"] = required
+        operation["requestBody"] = {
+            "required": bool(required),
+            "content": {"application/x-www-form-urlencoded": {"schema": body}},
+        }
+    return operation
+
+
+def _envelope(data: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "errno": {"type": "integer", "const": 0},
+            "msg": {"type": "string"},
+            "data": data,
+        },
+        "required": ["errno", "msg", "data"],
+    }
+
+
+def _plain(description: str, content_type: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "summary": description,
+        "security": [],
+        "responses": {
+            "200": {"description": "Yes.", "content": {content_type: {"schema": schema}}},
+            "503": {"description": "No.", "content": {content_type: {"schema": schema}}},
+        },
+    }
+
+
+def build_spec() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for endpoint in ENDPOINTS:
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint)
+    paths["/health/alive"] = {"get": _plain("Is the manager up?", "application/json", {})}
+    paths["/health/ready"] = {
+        "get": _plain("Can it reach etcd and MongoDB?", "application/json", {"type": "object"})
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "GDTS manager API",
+            "version": __version__,
+            "description": "Form-encoded requests (JSON bodies are accepted too); every answer "
+            'is {"errno", "msg", "data"}: errno 0 on success, -1 with msg (and field) on '
+            "failure. Authenticate with Authorization: Bearer <token>, or the console's "
+            "session cookie plus the X-CSRF-Token header on changes.",
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "gdts_session"},
+            }
+        },
+        "security": [{"bearer": []}, {"session": []}],
+        "paths": paths,
+    }
+
+
+async def openapi(_: web.Request) -> web.Response:
+    return web.json_response(build_spec())
+
+
+def add_openapi_route(app: web.Application) -> None:
+    app.router.add_get("/openapi.json", openapi)
