@@ -73,3 +73,22 @@ class _WorkerFilter(logging.Filter):
         if getattr(record, "worker", None) is None:
             record.worker = self._worker
         return True
+
+
+class _MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse (say, a NUL in a header) as an error with a
+    traceback; it is the client's fault and already answered 400, so it gets one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "refused a malformed request: %s", (error.message,)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    logging.getLogger("aiohttp.server").addFilter(_MalformedRequests())

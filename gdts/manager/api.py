@@ -69,7 +69,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400 or not _is_api(request):
             raise
-        return failure(exc.status, exc.reason)
+        # Keep what the exception says beyond its status (Allow on a 405).
+        kept = {k: v for k, v in exc.headers.items() if k.lower() != "content-type"}
+        return failure(exc.status, exc.reason, headers=kept)
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return failure(500, "internal error; see the manager's log")

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from gdts.errors import ConflictError, InvalidFieldError, TooManyAttemptsError, UnauthorizedError
+from gdts.jobfields import validate_name
 from gdts.manager.accounts import (
     public_view,
     validate_password,
@@ -17,7 +18,7 @@ from gdts.manager.accounts import (
 from gdts.manager.api import audit, int_param, ok, read_params
 from gdts.manager.audit import AuditQuery
 from gdts.manager.auth import SECURITY, SESSION_COOKIE, principal_of, source_of
-from gdts.manager.endpoints import MAX_LOG_LIMIT, MAX_NAME, MAX_SKIP
+from gdts.manager.endpoints import AUDIT_ACTIONS, MAX_EPOCH_MS, MAX_LOG_LIMIT, MAX_NAME, MAX_SKIP
 
 
 def _text(params: dict[str, Any], field: str, *, required: bool = True) -> str | None:
@@ -28,6 +29,13 @@ def _text(params: dict[str, Any], field: str, *, required: bool = True) -> str |
         return None
     if not isinstance(value, str):
         raise InvalidFieldError(field, "must be a string")
+    return value
+
+
+def _choice(params: dict[str, Any], field: str, choices: tuple[str, ...]) -> str | None:
+    value = _text(params, field, required=False)
+    if value is not None and value not in choices:
+        raise InvalidFieldError(field, f"must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 
@@ -166,12 +174,13 @@ async def revoke_token(request: web.Request) -> web.Response:
 
 async def audit_log(request: web.Request) -> web.Response:
     params = dict(await read_params(request))
-    since = int_param(params, "since", -1, 0, 2**53)
-    until = int_param(params, "until", -1, 0, 2**53)
+    since = int_param(params, "since", -1, 0, MAX_EPOCH_MS)
+    until = int_param(params, "until", -1, 0, MAX_EPOCH_MS)
+    user, job = _text(params, "user", required=False), _text(params, "job", required=False)
     query = AuditQuery(
-        user=_text(params, "user", required=False),
-        job=_text(params, "job", required=False),
-        action=_text(params, "action", required=False),
+        user=None if user is None else validate_username(user, "user"),
+        job=None if job is None else validate_name(job, "job"),
+        action=_choice(params, "action", AUDIT_ACTIONS),
         since_ms=None if since < 0 else since,
         until_ms=None if until < 0 else until,
         skip=int_param(params, "skip", 0, 0, MAX_SKIP),

@@ -42,11 +42,18 @@ class Endpoint:
         return frozenset(f.name for f in self.fields)
 
 
+# Everything the audit trail records, by the name it records it under.
+AUDIT_ACTIONS = (
+    "job.save", "job.delete", "job.kill", "job.run", "job.enable", "job.disable", "job.clone",
+    "user.save", "user.delete", "user.password", "token.create", "token.revoke",
+    "auth.login", "auth.login_failed", "auth.logout",
+)  # fmt: skip
 CSRF_FIELD = "csrfToken"
 CSRF_HEADER = "X-CSRF-Token"
 MAX_LOG_LIMIT = 1000
 MAX_LIST_LIMIT = 100_000
 MAX_SKIP = 10**9
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last time Python can hold
 MAX_NAME = MAX_NAME_CHARS  # job and user names
 
 _NAME = Field("name", "The job's name.", required=True, max_length=MAX_NAME)
@@ -111,11 +118,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/audit", "admin", "Recorded changes and logins, newest first.",
              (Field("user", "Only this user's entries.", max_length=MAX_NAME),
               Field("job", "Only entries about this job.", max_length=MAX_NAME),
-              Field("action", "Only this action (e.g. job.save).", max_length=64),
+              Field("action", "Only this action.", choices=AUDIT_ACTIONS),
               Field("since", "Only entries at or after this time (epoch ms).", kind="integer",
-                    minimum=0, maximum=2**53),
+                    minimum=0, maximum=MAX_EPOCH_MS),
               Field("until", "Only entries before this time (epoch ms).", kind="integer",
-                    minimum=0, maximum=2**53),
+                    minimum=0, maximum=MAX_EPOCH_MS),
               _SKIP, _limit(50, MAX_LOG_LIMIT))),
 )  # fmt: skip
 

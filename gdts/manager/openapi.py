@@ -270,6 +270,22 @@ def build_spec() -> dict[str, Any]:
     paths["/health/ready"] = {
         "get": _plain("Can it reach etcd and MongoDB?", "application/json", {"type": "object"})
     }
+    for path, summary, content_type in (
+        ("/metrics", "Prometheus metrics (any role).", "text/plain"),
+        ("/openapi.json", "This description (any role).", "application/json"),
+    ):
+        paths[path] = {
+            "get": {
+                "summary": summary,
+                "responses": {
+                    "200": {"description": "Yes.", "content": {content_type: {}}},
+                    "401": {
+                        "description": _ERROR_TEXT["401"],
+                        "content": {"application/json": {"schema": ERROR}},
+                    },
+                },
+            }
+        }
     return {
         "openapi": "3.1.0",
         "info": {

@@ -445,3 +445,22 @@ async def test_the_console_pages_hold_no_inline_script() -> None:
         text = re.sub(r"<!--.*?-->", "", page.read_text(), flags=re.S)
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text), page
         assert not re.search(r"\son[a-z]+\s*=", text), page
+
+
+async def test_openapi_describes_every_route_the_manager_serves(client) -> None:
+    response = await client.get("/openapi.json", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    spec = await response.json()
+    described = {(m.upper(), p) for p, methods in spec["paths"].items() for m in methods}
+    console = re.compile(r"^/($|js|css|vendor|[^/]+\.(html|svg)$)")
+    served = {
+        (route.method, route.resource.canonical)
+        for route in client.app.router.routes()
+        if route.method != "HEAD" and route.resource is not None
+        and not console.match(route.resource.canonical)
+    }  # fmt: skip
+    assert served == described
+    save = spec["paths"]["/job/save"]["post"]
+    assert save["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"][
+        "required"
+    ] == ["job"]
+    assert set(save["responses"]) >= {"200", "400", "401", "403", "409", "413", "503"}

@@ -1,0 +1,48 @@
+"""``/openapi.json`` is accurate: schemathesis fuzzes the live manager (with a token) from it and
+finds no 5xx, no undocumented status and no answer outside the schema."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import ADMIN_TOKEN, Cluster
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
+
+SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
+CHECKS = ",".join(
+    (
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+        # Data the schema forbids is refused, and methods it does not list get 405.
+        "negative_data_rejection",
+        "unsupported_method",
+    )
+)
+
+
+async def test_schemathesis_finds_nothing_wrong_with_the_live_api(cluster: Cluster) -> None:
+    manager = await cluster.start_manager()
+    process = await asyncio.create_subprocess_exec(
+        str(SCHEMATHESIS), "run", cluster.api + "/openapi.json",
+        "--header", f"Authorization: Bearer {ADMIN_TOKEN}",
+        "--checks", CHECKS,
+        "--phases", "examples,coverage,fuzzing",
+        "--max-examples", "25", "--seed", "20261122", "--workers", "1",
+        "--request-timeout", "30",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        cwd=cluster.stack.tmp, env={**os.environ, "NO_COLOR": "1"},
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(process.communicate(), 600)
+    report = output.decode(errors="replace")
+    assert process.returncode == 0, report[-6000:]
+    assert "Tested: 23" in report, report[-3000:]
+    assert "Traceback" not in manager.log_text()
