@@ -41,7 +41,7 @@ $(VENV)/.installed: requirements.txt
 	@touch $@
 
 run: setup
-	$(PY) -m gdts dev --port $(PORT) --workers $(WORKERS) --data-dir ./var
+	$(PY) -m gdts dev --port $(PORT) --workers $(WORKERS) --data-dir ./var $(ARGS)
 
 test: setup
 	$(PY) -m pytest
