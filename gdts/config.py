@@ -30,6 +30,8 @@ class StoreConfig:
     etcd_ca_file: str = ""
     etcd_cert_file: str = ""
     etcd_key_file: str = ""
+    # The name etcd's certificates are checked against (default: the first endpoint's host).
+    etcd_server_name: str = ""
     mongodb_uri: str = dataclasses.field(default="mongodb://127.0.0.1:27017", repr=False)
     mongodb_connect_timeout: int = 5000  # ms
     mongodb_database: str = "gdts"
@@ -42,6 +44,11 @@ class StoreConfig:
         if not self.etcd_endpoints:
             raise ConfigError("etcdEndpoints", "must list at least one endpoint")
         _positive(self, "etcd_dial_timeout", "mongodb_connect_timeout")
+        if bool(self.etcd_cert_file) != bool(self.etcd_key_file):
+            raise ConfigError("etcdCertFile", "etcdCertFile and etcdKeyFile go together")
+        if self.etcd_cert_file and not self.etcd_ca_file:
+            # The certificate would go unused: without a CA the connection is plaintext.
+            raise ConfigError("etcdCaFile", "must be set when etcdCertFile is")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(
                 "logLevel", f"must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}"

@@ -69,7 +69,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 __all__ = ["CronError", "CronSchedule", "ZoneError", "check_zone", "parse_cron"]
 
-_MAX_EXPR_LEN = 256
+MAX_EXPR_LEN = 256
 _MIN_YEAR = 1970
 _MAX_YEAR = 2099
 
@@ -330,8 +330,8 @@ def _check_text(expr: object) -> str:
     if not isinstance(expr, str):
         raise CronError(f"must be a string, got {type(expr).__name__}")
     # Before anything else, so no work is ever proportional to an oversized input.
-    if len(expr) > _MAX_EXPR_LEN:
-        raise CronError(f"is {len(expr)} characters long; at most {_MAX_EXPR_LEN} are allowed")
+    if len(expr) > MAX_EXPR_LEN:
+        raise CronError(f"is {len(expr)} characters long; at most {MAX_EXPR_LEN} are allowed")
     for pos, ch in enumerate(expr):
         if not " " <= ch <= "~":
             kind = "control character" if unicodedata.category(ch) == "Cc" else "character"

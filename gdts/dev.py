@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
+import pwd
+import secrets
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from gdts.localstack import (
@@ -30,6 +34,7 @@ log = logging.getLogger("gdts.dev")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WEBROOT = REPO_ROOT / "webroot"
 _CHILD_STOP_S = 40.0
+_DEV_JOB_USER = "nobody"
 
 
 def prepare_data_dir(data_dir: Path) -> Path:
@@ -38,8 +43,50 @@ def prepare_data_dir(data_dir: Path) -> Path:
     return data_dir
 
 
-async def run_dev(port: int, workers: int, data_dir: Path) -> int:
+@dataclass(frozen=True)
+class DevCredentials:
+    username: str
+    password: str
+    token: str
+
+
+def dev_credentials(data_dir: Path, admin_token: str | None) -> DevCredentials:
+    """The admin account dev uses: made up the first time and kept in the data directory
+    (readable by its owner only), so a second ``make run`` logs in with the same password;
+    ``admin_token`` replaces the kept token."""
+    path = data_dir / "credentials.json"
+    try:
+        kept = json.loads(path.read_text())
+        credentials = DevCredentials(kept["username"], kept["password"], kept["token"])
+    except (OSError, ValueError, KeyError, TypeError):
+        credentials = DevCredentials(
+            "admin", secrets.token_urlsafe(12), "gdts_" + secrets.token_urlsafe(32)
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            json.dump(dataclasses.asdict(credentials), file)
+    if admin_token:
+        credentials = dataclasses.replace(credentials, token=admin_token)
+    return credentials
+
+
+def job_user() -> str | None:
+    """Dev started as root runs jobs as nobody: a try-out must not hand root to whatever
+    command is typed into the console."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(_DEV_JOB_USER)
+    except KeyError:
+        return None
+    return _DEV_JOB_USER
+
+
+async def run_dev(
+    port: int, workers: int, data_dir: Path, credentials: DevCredentials | None = None
+) -> int:
     """``data_dir`` must exist (see prepare_data_dir)."""
+    credentials = credentials or dev_credentials(data_dir, None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -49,7 +96,7 @@ async def run_dev(port: int, workers: int, data_dir: Path) -> int:
     try:
         async with etcd, mongo:
             log.info("etcd at %s, mongod at %s (logs in %s)", etcd.endpoint, mongo.uri, data_dir)
-            return await _run_processes(port, workers, data_dir, etcd, mongo, stop)
+            return await _run_processes(port, workers, data_dir, etcd, mongo, stop, credentials)
     except LocalStackError as exc:
         log.error("%s", exc)
         return 1
@@ -62,6 +109,7 @@ async def _run_processes(
     etcd: EtcdProcess,
     mongo: MongoProcess,
     stop: asyncio.Event,
+    credentials: DevCredentials,
 ) -> int:
     stores = {
         "etcdEndpoints": [etcd.endpoint],
@@ -69,8 +117,18 @@ async def _run_processes(
         "mongodbDatabase": "gdts",
     }
     manager_conf = _write_json(
-        data_dir / "manager.json", {**stores, "apiPort": port, "webroot": str(WEBROOT)}
+        data_dir / "manager.json",
+        {
+            **stores,
+            "apiPort": port,
+            "webroot": str(WEBROOT),
+            "adminUsername": credentials.username,
+            "adminPassword": credentials.password,
+            "adminToken": credentials.token,
+        },
     )
+    run_as = job_user()
+    job_identity: dict[str, object] = {"runAs": run_as} if run_as else {}
     children: list[tuple[str, asyncio.subprocess.Process]] = []
     try:
         children.append(("manager", await _spawn("manager", manager_conf)))
@@ -83,11 +141,21 @@ async def _run_processes(
                     "drainTimeout": 20_000,
                     "spillDir": str(data_dir / f"spill-{index}"),
                     "httpListen": f"127.0.0.1:{probe_port}",
+                    **job_identity,
                 },
             )
             children.append((f"worker-{index}", await _spawn("worker", worker_conf)))
             log.info("worker-%d: metrics at http://127.0.0.1:%d/metrics", index, probe_port)
         log.info("GDTS is up: open http://localhost:%d  (Ctrl-C stops everything)", port)
+        log.info(
+            "log in as %s with password %s; API token: %s (kept in %s)",
+            credentials.username,
+            credentials.password,
+            credentials.token,
+            data_dir / "credentials.json",
+        )
+        if run_as:
+            log.info("jobs run as user %r (dev was started as root)", run_as)
         exited = [asyncio.ensure_future(proc.wait()) for _, proc in children]
         stopping = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait([stopping, *exited], return_when=asyncio.FIRST_COMPLETED)

@@ -2,8 +2,8 @@
 revision, a resumable watch stream, and the mapping of etcd failures to StoreUnavailableError.
 
 aetcd opens only a plaintext channel to one host; this module is the one place that builds the
-channel (several endpoints through grpc's ``ipv4:``/``ipv6:`` targets, keepalive pings so a dead
-connection is noticed) and keeps the rest of aetcd as it is.
+channel (several endpoints through grpc's ``ipv4:``/``ipv6:`` targets, TLS with an optional client
+certificate, keepalive pings so a dead connection is noticed) and keeps the rest of aetcd as it is.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -99,6 +101,32 @@ def _ip_family(host: str) -> int | None:
         return None
 
 
+@dataclass(frozen=True)
+class EtcdTls:
+    """TLS to etcd, as PEM bytes: the CA that signed etcd's certificate, and this process's own
+    certificate and key for an etcd that asks for client certificates.
+
+    ``server_name`` is the name etcd's certificates are checked against. By default that is
+    the endpoint's host; with several endpoints, the first endpoint's host for every member
+    (one grpc channel checks one name), so each member's certificate must carry it: a cluster
+    certificate listing every member's address, or one DNS name they all share.
+    """
+
+    ca: bytes
+    cert: bytes | None = None
+    key: bytes | None = field(default=None, repr=False)
+    server_name: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("a client certificate and its key go together")
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
+        )
+
+
 class EtcdClient(aetcd.Client):
     """aetcd.Client whose channel is opened here; everything else is aetcd's."""
 
@@ -109,6 +137,7 @@ class EtcdClient(aetcd.Client):
         timeout: float,
         username: str = "",
         password: str = "",
+        tls: EtcdTls | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         super().__init__(
@@ -117,6 +146,7 @@ class EtcdClient(aetcd.Client):
             password=password or None,
         )
         self._endpoints = list(endpoints)
+        self._tls = tls
         self._channel_options = (
             *_CHANNEL_OPTIONS,
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -135,6 +165,17 @@ class EtcdClient(aetcd.Client):
             addresses[name] = sorted(infos, key=lambda info: info[0] != socket.AF_INET)[0][4][0]
         return channel_target(self._endpoints, addresses)
 
+    def _tls_options(self) -> tuple[tuple[str, object], ...]:
+        assert self._tls is not None
+        name = self._tls.server_name
+        if not name and len(self._endpoints) > 1:
+            # grpc would check the certificates against the whole "ipv4:a:p,b:p" target, which
+            # no certificate names.
+            name = _hostport(self._endpoints[0])[0]
+        if not name:
+            return self._channel_options
+        return (*self._channel_options, ("grpc.ssl_target_name_override", name))
+
     @property
     def timeout(self) -> float:
         return float(self._timeout or 5.0)
@@ -148,7 +189,12 @@ class EtcdClient(aetcd.Client):
         self._is_connecting = True
         try:
             target = await self._target()
-            self.channel = grpc.aio.insecure_channel(target, options=self._channel_options)
+            if self._tls is None:
+                self.channel = grpc.aio.insecure_channel(target, options=self._channel_options)
+            else:
+                self.channel = grpc.aio.secure_channel(
+                    target, self._tls.credentials(), options=self._tls_options()
+                )
             if self._username is not None:
                 self.auth_stub = rpc.AuthStub(self.channel)
                 reply = await self.auth_stub.Authenticate(
@@ -358,10 +404,51 @@ async def watch_prefixes(
 
 
 def open_etcd(config: StoreConfig) -> EtcdClient:
-    """The client a manager or worker uses, as its config describes it."""
+    """The client a manager or worker uses, as its config describes it. Certificate files are
+    read now, so a missing or broken one stops the process at start, naming its key."""
     return EtcdClient(
         config.etcd_endpoints,
         timeout=config.etcd_dial_timeout / 1000,
         username=config.etcd_username,
         password=config.etcd_password,
+        tls=read_etcd_tls(config),
     )
+
+
+def read_etcd_tls(config: StoreConfig) -> EtcdTls | None:
+    """The TLS material the config names, checked; None for a plaintext connection."""
+    if not config.etcd_ca_file:
+        return None
+    ca = _read_pem("etcdCaFile", config.etcd_ca_file)
+    # grpc takes the PEM as it is and only fails at the first handshake, with a message that
+    # names no file: parse everything here instead.
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=ca.decode("ascii"))
+    except (ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(
+            "etcdCaFile", f"{config.etcd_ca_file} holds no PEM certificate ({exc})"
+        ) from None
+    if not config.etcd_cert_file:
+        return EtcdTls(ca, server_name=config.etcd_server_name)
+    cert = _read_pem("etcdCertFile", config.etcd_cert_file)
+    key = _read_pem("etcdKeyFile", config.etcd_key_file)
+    try:
+        # An empty password, not none: OpenSSL would otherwise prompt on the terminal for an
+        # encrypted key, which grpc cannot use anyway.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+            config.etcd_cert_file, config.etcd_key_file, password=b""
+        )
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            "etcdCertFile",
+            f"{config.etcd_cert_file} and etcdKeyFile {config.etcd_key_file} are not a PEM "
+            f"certificate and its unencrypted key ({exc})",
+        ) from None
+    return EtcdTls(ca, cert, key, server_name=config.etcd_server_name)
+
+
+def _read_pem(key: str, path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {path} ({exc.strerror})") from None

@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import secrets
 import shutil
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Generic, Self, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 from pymongo import AsyncMongoClient
@@ -31,6 +35,7 @@ __all__ = [
     "LocalStackError",
     "MongoProcess",
     "MongoReplicaSet",
+    "ServerTls",
     "find_etcd",
     "find_mongod",
     "free_port",
@@ -49,6 +54,29 @@ _MONGO_QUIESCE_MS = 500
 
 class LocalStackError(RuntimeError):
     """A local server could not be found, started or stopped; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """TLS on a local server's client port (etcd's peer port stays plaintext: one machine).
+
+    The server presents cert_file and key_file and trusts ca_file for client certificates;
+    with client_cert_auth it turns away clients that present none. localstack's own probes
+    trust ca_file and, as etcd's gRPC gateway does, present the server's certificate, so with
+    client_cert_auth that certificate must also be good for client authentication.
+    """
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+    client_cert_auth: bool = True
+
+    def client_context(self) -> ssl.SSLContext:
+        """What localstack's probes connect with. Reads the files: call it off the loop."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        if self.client_cert_auth:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context
 
 
 def _which_env(var: str) -> str | None:
@@ -323,14 +351,19 @@ class EtcdProcess(_ServerProcess):
         initial_cluster_token: str | None = None,
         heartbeat_interval_ms: int | None = None,
         election_timeout_ms: int | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         """Without initial_cluster: a single-member cluster of its own.
 
         With initial_cluster ("name1=http://host:peer1,name2=..."; it must list this member under
         `name` with its peer URL): one member of that cluster. Fresh data dirs bootstrap with
         --initial-cluster-state new, existing ones rejoin with --initial-cluster-state existing.
+
+        With tls: the client URL is https (see ServerTls); `endpoint` stays host:port.
         """
         super().__init__(data_dir, host, client_port, log_path)
+        self.tls = tls
+        self._client_ssl: ssl.SSLContext | None = None
         self._peer_port = peer_port
         self.name = name
         self._initial_cluster = initial_cluster
@@ -354,20 +387,40 @@ class EtcdProcess(_ServerProcess):
             return self._initial_cluster
         return f"{self.name}={self.peer_url}"
 
+    @property
+    def client_url(self) -> str:
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{self.host}:{self.client_port}"
+
+    async def _http(self, method: str, path: str, timeout: float) -> tuple[int, str]:  # noqa: ASYNC109
+        """One request to this member's client port: (status, body)."""
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.request(
+                method,
+                self.client_url + path,
+                json={} if method == "POST" else None,
+                # None before start() has read the certificates: default verification then.
+                ssl=self._client_ssl or True,
+            ) as resp,
+        ):
+            return resp.status, await resp.text()
+
+    async def _http_json(self, method: str, path: str, timeout: float) -> tuple[int, Any]:  # noqa: ASYNC109
+        status, text = await self._http(method, path, timeout)
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
     async def status(self, timeout: float = 1.0) -> dict[str, Any]:  # noqa: ASYNC109
         """This member's view of the cluster, from the gRPC gateway (etcd 3.4+).
 
         Keys include header.member_id and leader (decimal strings; leader "0" = none known).
         Raises LocalStackError if the member does not answer.
         """
-        url = f"http://{self.endpoint}/v3/maintenance/status"
         try:
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
-                session.post(url, json={}) as resp,
-            ):
-                body = await resp.json(content_type=None)
-                status = resp.status
+            status, body = await self._http_json("POST", "/v3/maintenance/status", timeout)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise LocalStackError(
                 f"etcd {self.name} on {self.endpoint}: no status: {exc!r}"
@@ -385,8 +438,16 @@ class EtcdProcess(_ServerProcess):
         while self._peer_port is None or self._peer_port == self._port:
             self._peer_port = free_port(self.host)
 
+    def _prepare(self) -> tuple[list[str], IO[bytes] | None]:
+        if self.tls is not None:
+            try:
+                self._client_ssl = self.tls.client_context()
+            except OSError as exc:  # ssl.SSLError included
+                raise LocalStackError(f"etcd TLS files {self.tls} are unusable: {exc}") from exc
+        return super()._prepare()
+
     def _argv(self, binary: str) -> list[str]:
-        client_url = f"http://{self.host}:{self.client_port}"
+        client_url = self.client_url
         peer_url = self.peer_url
         argv = [
             binary,
@@ -412,6 +473,10 @@ class EtcdProcess(_ServerProcess):
             argv += ["--heartbeat-interval", str(self.heartbeat_interval_ms)]
         if self.election_timeout_ms is not None:
             argv += ["--election-timeout", str(self.election_timeout_ms)]
+        if self.tls is not None:
+            argv += ["--cert-file", str(self.tls.cert_file), "--key-file", str(self.tls.key_file)]
+            if self.tls.client_cert_auth:
+                argv += ["--client-cert-auth", "--trusted-ca-file", str(self.tls.ca_file)]
         # An existing member dir means a restart: etcd then ignores the bootstrap flags, and
         # "new" must only be claimed for a fresh cluster.
         if not (self.data_dir / "member").exists():
@@ -425,24 +490,20 @@ class EtcdProcess(_ServerProcess):
         return {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
 
     async def _probe(self, remaining: float) -> bool:
-        url = f"http://{self.endpoint}/health"
-        client_timeout = aiohttp.ClientTimeout(total=min(1.0, remaining))
         try:
-            async with (
-                aiohttp.ClientSession(timeout=client_timeout) as session,
-                session.get(url) as resp,
-            ):
-                if resp.status != 200:
-                    return False
-                body = await resp.json(content_type=None)
+            status, body = await self._http_json("GET", "/health", min(1.0, remaining))
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return False
-        return isinstance(body, dict) and body.get("health") == "true"
+        return status == 200 and isinstance(body, dict) and body.get("health") == "true"
 
 
 class MongoProcess(_ServerProcess):
     """A standalone mongod (no replica set: no transactions or change streams), or with
-    repl_set one member of that replica set (MongoReplicaSet initiates it)."""
+    repl_set one member of that replica set (MongoReplicaSet initiates it).
+
+    With tls the server takes TLS connections only (see ServerTls); `uri` then carries the
+    CA and, with client_cert_auth, the server's own certificate as its client certificate.
+    """
 
     _what = "mongod"
 
@@ -454,15 +515,28 @@ class MongoProcess(_ServerProcess):
         client_port: int | None = None,
         log_path: Path | None = None,
         repl_set: str | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         super().__init__(data_dir, host, client_port, log_path)
         self.repl_set = repl_set
+        self.tls = tls
 
     @property
     def uri(self) -> str:
         # directConnection: talk to this very mongod whatever its replica-set state, so the
         # readiness probe and hello() work on secondaries and not yet initiated members too.
-        return f"mongodb://{self.endpoint}/?directConnection=true"
+        uri = f"mongodb://{self.endpoint}/?directConnection=true"
+        if self.tls is None:
+            return uri
+        uri += f"&tls=true&tlsCAFile={quote(str(self.tls.ca_file))}"
+        if self.tls.client_cert_auth:
+            uri += f"&tlsCertificateKeyFile={quote(str(self._tls_pem))}"
+        return uri
+
+    @property
+    def _tls_pem(self) -> Path:
+        # mongod and pymongo both want certificate and key in one file; start() writes it.
+        return self.data_dir / "gdts-tls-server.pem"
 
     async def hello(self, timeout: float = 1.0) -> dict[str, Any]:  # noqa: ASYNC109
         """This mongod's `hello` reply (isWritablePrimary, secondary, setName, ...).
@@ -503,6 +577,19 @@ class MongoProcess(_ServerProcess):
     def _find_binary(self) -> str:
         return find_mongod()
 
+    def _prepare(self) -> tuple[list[str], IO[bytes] | None]:
+        if self.tls is not None:
+            try:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                pem = self.tls.cert_file.read_bytes() + b"\n" + self.tls.key_file.read_bytes()
+                # Created private: the file holds the server's key.
+                fd = os.open(self._tls_pem, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(pem)
+            except OSError as exc:
+                raise LocalStackError(f"mongod TLS files {self.tls} are unusable: {exc}") from exc
+        return super()._prepare()
+
     def _argv(self, binary: str) -> list[str]:
         argv = [
             binary,
@@ -517,6 +604,14 @@ class MongoProcess(_ServerProcess):
             "--setParameter", "diagnosticDataCollectionEnabled=false",
             "--quiet",
         ]  # fmt: skip
+        if self.tls is not None:
+            argv += [
+                "--tlsMode", "requireTLS",
+                "--tlsCertificateKeyFile", str(self._tls_pem),
+                "--tlsCAFile", str(self.tls.ca_file),
+            ]  # fmt: skip
+            if not self.tls.client_cert_auth:
+                argv.append("--tlsAllowConnectionsWithoutCertificates")
         if self.repl_set is None:
             return argv
         return argv + [
@@ -758,14 +853,9 @@ class EtcdCluster(_Cluster[EtcdProcess]):
             return  # a follower failed to stop; do not wait on top of that
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        url = f"http://{member.endpoint}/metrics"
         while loop.time() < deadline and member.returncode is None:
             try:
-                async with (
-                    aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.5)) as session,
-                    session.get(url) as resp,
-                ):
-                    text = await resp.text()
+                _, text = await member._http("GET", "/metrics", 0.5)
             except (aiohttp.ClientError, TimeoutError, ValueError):
                 return
             active = [

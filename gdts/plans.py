@@ -35,3 +35,14 @@ def next_run(
         return None
     upcoming = schedule.next_after(from_ms(after_ms))
     return None if upcoming is None else to_ms(upcoming)
+
+
+def upcoming_runs(schedule: CronSchedule, after_ms: int, count: int) -> list[int]:
+    """The next ``count`` planned runs after ``after_ms`` (fewer if the schedule ends)."""
+    runs: list[int] = []
+    while len(runs) < count:
+        upcoming = next_run(True, None, schedule, runs[-1] if runs else after_ms)
+        if upcoming is None:
+            break
+        runs.append(upcoming)
+    return runs

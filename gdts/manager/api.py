@@ -19,9 +19,16 @@ from gdts.errors import (
 )
 from gdts.job import Job, validate_name
 from gdts.manager.auth import SECURITY, JobGuard, principal_of, source_of
-from gdts.manager.endpoints import BY_ROUTE, CSRF_FIELD, MAX_LIST_LIMIT, MAX_LOG_LIMIT
+from gdts.manager.endpoints import (
+    BY_ROUTE,
+    CSRF_FIELD,
+    MAX_LIST_LIMIT,
+    MAX_LOG_LIMIT,
+    MAX_PREVIEW,
+)
 from gdts.manager.jobstore import JobStore
 from gdts.manager.listing import JobListing
+from gdts.plans import upcoming_runs
 from gdts.runlog import RunLog
 
 log = logging.getLogger(__name__)
@@ -78,7 +85,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def _is_api(request: web.Request) -> bool:
-    return request.path.startswith(("/job/", "/worker/", "/auth/", "/user/", "/token/", "/audit"))
+    return request.path.startswith(
+        ("/job/", "/worker/", "/cron/", "/auth/", "/user/", "/token/", "/audit")
+    )
 
 
 async def read_params(request: web.Request) -> Mapping[str, Any]:
@@ -252,6 +261,22 @@ async def job_log(request: web.Request) -> web.Response:
     return ok(await request.app[RUN_LOG].find(name, skip, limit))
 
 
+async def preview_cron(request: web.Request) -> web.Response:
+    """What the console shows under the cron field as it is typed: the next runs, or the
+    error, from the same parser the workers use."""
+    params = await read_params(request)
+    if not params.get("cronExpr"):
+        raise InvalidFieldError("cronExpr", "is required")
+    zone = params.get("timezone") or request.app[DEFAULT_ZONE]
+    count = int_param(params, "count", 5, 1, MAX_PREVIEW)
+    job = Job.from_api(
+        {"name": "preview", "command": "true", "cronExpr": params["cronExpr"], "timezone": zone}
+    )
+    assert job.schedule is not None  # a cronExpr was given, so it is a cron job
+    runs = upcoming_runs(job.schedule, time.time_ns() // 1_000_000, count)
+    return ok({"cronExpr": job.cron_expr, "timezone": job.timezone, "next": runs})
+
+
 async def list_workers(request: web.Request) -> web.Response:
     return ok(await request.app[JOB_STORE].workers())
 
@@ -267,3 +292,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/job/list", list_jobs)
     app.router.add_get("/job/log", job_log)
     app.router.add_get("/worker/list", list_workers)
+    app.router.add_get("/cron/preview", preview_cron)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gdts.cron import MAX_EXPR_LEN
 from gdts.jobfields import MAX_NAME_CHARS
 
 # Roles in the order of what they may do; each may do everything the ones before it may.
@@ -53,6 +54,7 @@ CSRF_HEADER = "X-CSRF-Token"
 MAX_LOG_LIMIT = 1000
 MAX_LIST_LIMIT = 100_000
 MAX_SKIP = 10**9
+MAX_PREVIEW = 50
 MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last time Python can hold
 MAX_NAME = MAX_NAME_CHARS  # job and user names
 
@@ -89,6 +91,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/job/log", "guest", "A job's runs, newest first.",
              (_NAME, _SKIP, _limit(20, MAX_LOG_LIMIT))),
     Endpoint("GET", "/worker/list", "guest", "The workers alive now."),
+    Endpoint("GET", "/cron/preview", "guest",
+             "The next runs of a cron expression, or the error that makes it invalid.",
+             (Field("cronExpr", "The expression.", required=True, max_length=MAX_EXPR_LEN),
+              Field("timezone", "An IANA zone (default: the manager's defaultTimezone).",
+                    max_length=64),
+              Field("count", "How many runs (default 5).", kind="integer", minimum=1,
+                    maximum=MAX_PREVIEW))),
     Endpoint("POST", "/auth/login", PUBLIC, "Log in; sets the session cookie.",
              (Field("username", "Who logs in.", required=True, max_length=MAX_NAME),
               Field("password", "Their password.", required=True, max_length=1024))),

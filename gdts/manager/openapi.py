@@ -130,6 +130,15 @@ DATA: dict[str, Any] = {
     "/job/list": {"type": "array", "items": LISTED_JOB},
     "/job/log": {"type": "array", "items": RUN},
     "/worker/list": {"type": "array", "items": {"type": "object"}},
+    "/cron/preview": {
+        "type": "object",
+        "properties": {
+            "cronExpr": {"type": "string"},
+            "timezone": {"type": "string"},
+            "next": {"type": "array", "items": {"type": "integer"}},
+        },
+        "required": ["cronExpr", "timezone", "next"],
+    },
     "/auth/login": SESSION,
     "/auth/logout": {"type": "null"},
     "/auth/me": SESSION,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
@@ -23,7 +26,7 @@ from gdts.manager.listing import STATUS_FIELDS
 from gdts.mongo import open_mongo
 from gdts.runlog import RunLog
 from gdts.runrecord import RunRecord, RunStatus
-from tests.support import ADMIN_PASSWORD, ADMIN_TOKEN, ADMIN_USER, REPO_ROOT, Stack
+from tests.support import ADMIN_PASSWORD, ADMIN_TOKEN, ADMIN_USER, REPO_ROOT, Stack, now_ms
 
 pytestmark = pytest.mark.asyncio
 
@@ -434,3 +437,26 @@ async def test_the_list_shows_each_jobs_next_run_last_run_and_whether_it_runs_no
     # A listed job saves back as it is: the status fields are read-only and ignored.
     status, _ = await call(client, "POST", "/job/save", json={"job": jobs["daily"]})
     assert status == 200
+
+
+async def test_cron_preview_shows_the_next_runs_or_the_error(client) -> None:
+    status, body = await call(
+        client,
+        "GET",
+        "/cron/preview",
+        params={"cronExpr": "30 2 * * *", "timezone": "Europe/Berlin", "count": 3},
+    )
+    assert status == 200, body
+    runs = body["data"]["next"]
+    assert len(runs) == 3 and runs[0] > now_ms()
+    assert all(23 * 3600_000 <= b - a <= 25 * 3600_000 for a, b in itertools.pairwise(runs))
+    for ms in runs:
+        local = datetime.fromtimestamp(ms / 1000, ZoneInfo("Europe/Berlin"))
+        assert (local.hour, local.minute) in ((2, 30), (3, 0))  # 03:00 on a spring-forward day
+    assert body["data"]["timezone"] == "Europe/Berlin"
+    status, body = await call(client, "GET", "/cron/preview", params={"cronExpr": "61 * * * *"})
+    assert status == 400 and body["field"] == "cronExpr" and "minute" in body["msg"]
+    status, body = await call(
+        client, "GET", "/cron/preview", params={"cronExpr": "@daily", "timezone": "Mars/Base"}
+    )
+    assert status == 400 and body["field"] == "timezone"

@@ -97,8 +97,8 @@ def job(name: str, command: str = "echo hi") -> str:
 # -- role x endpoint -------------------------------------------------------------------------
 
 GUEST_MAY = {
-    "/job/list", "/job/log", "/worker/list", "/auth/login", "/auth/logout", "/auth/me",
-    "/auth/password", "/token/list", "/token/create", "/token/revoke",
+    "/job/list", "/job/log", "/worker/list", "/cron/preview", "/auth/login", "/auth/logout",
+    "/auth/me", "/auth/password", "/token/list", "/token/create", "/token/revoke",
 }  # fmt: skip
 USER_MAY = GUEST_MAY | {
     "/job/save", "/job/delete", "/job/kill", "/job/run", "/job/enable", "/job/disable",
@@ -118,6 +118,7 @@ def params_for(path: str, who: str, revoke_id: str) -> dict[str, str]:
         "/job/disable": {"name": own},
         "/job/clone": {"name": own, "newName": f"{who}-clone"},
         "/job/log": {"name": own},
+        "/cron/preview": {"cronExpr": "0 3 * * *"},
         "/auth/login": {"username": who, "password": PASSWORD},
         "/auth/password": {"currentPassword": PASSWORD, "newPassword": PASSWORD},
         "/user/save": {"username": f"made-by-{who}", "role": "guest", "password": PASSWORD},
