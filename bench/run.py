@@ -251,7 +251,8 @@ async def main_async(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="gdts-bench-", dir=args.tmp_dir))
     stack = Stack(workdir, log_level=args.log_level) if args.target is None else None
-    params = {k: v for k, v in vars(args).items() if k not in ("keep", "tmp_dir")}
+    # Never the token: the report is meant to be pasted into issues.
+    params = {k: v for k, v in vars(args).items() if k not in ("keep", "tmp_dir", "token")}
     if args.jobs_at_rest is not None or args.log_runs is not None:
         for irrelevant in ("jobs", "workers", "cron", "duration", "warmup", "kills", "settle"):
             params.pop(irrelevant)
