@@ -89,6 +89,8 @@ class Stack:
             "apiPort": port,
             "webroot": str(REPO_ROOT / "webroot"),
             "adminToken": self.admin_token,
+            # Set, so the manager does not print a generated one into the report's log lines.
+            "adminPassword": secrets.token_urlsafe(16),
         }
         self.manager = await self._spawn("manager", "manager", config)
         self.manager.probe_url = f"http://127.0.0.1:{port}"
