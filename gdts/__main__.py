@@ -33,31 +33,14 @@ async def _run_manager(config: ManagerConfig, stop: asyncio.Event) -> None:
     from aiohttp import web
 
     from gdts.manager.app import create_app
+    from gdts.tlsfiles import server_context
 
     def server_ssl_context() -> ssl.SSLContext | None:
         if not (config.tls_cert_file and config.tls_key_file):
             return None
-        for key, path in (
-            ("tlsCertFile", config.tls_cert_file),
-            ("tlsKeyFile", config.tls_key_file),
-        ):
-            try:
-                Path(path).open("rb").close()
-            except OSError as exc:
-                raise ConfigError(key, f"cannot read {path} ({exc.strerror})") from None
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            # An empty password, not none: OpenSSL would prompt on the terminal for an
-            # encrypted key, and a service has nobody to answer.
-            context.load_cert_chain(config.tls_cert_file, config.tls_key_file, password=b"")
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(
-                "tlsCertFile",
-                f"{config.tls_cert_file} and tlsKeyFile {config.tls_key_file} are not a PEM "
-                f"certificate chain and its unencrypted key ({exc})",
-            ) from None
-        return context
+        return server_context(
+            "tlsCertFile", config.tls_cert_file, "tlsKeyFile", config.tls_key_file
+        )
 
     # Before the stores open: a bad certificate stops the manager before it does anything.
     ssl_context = await asyncio.to_thread(server_ssl_context)

@@ -26,6 +26,7 @@ import grpc
 from aetcd import rpc, utils, watcher
 
 from gdts.errors import ConfigError, StoreUnavailableError
+from gdts.tlsfiles import load_cert_chain
 
 if TYPE_CHECKING:
     from gdts.config import StoreConfig
@@ -432,18 +433,11 @@ def read_etcd_tls(config: StoreConfig) -> EtcdTls | None:
         return EtcdTls(ca, server_name=config.etcd_server_name)
     cert = _read_pem("etcdCertFile", config.etcd_cert_file)
     key = _read_pem("etcdKeyFile", config.etcd_key_file)
-    try:
-        # An empty password, not none: OpenSSL would otherwise prompt on the terminal for an
-        # encrypted key, which grpc cannot use anyway.
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
-            config.etcd_cert_file, config.etcd_key_file, password=b""
-        )
-    except (ssl.SSLError, OSError) as exc:
-        raise ConfigError(
-            "etcdCertFile",
-            f"{config.etcd_cert_file} and etcdKeyFile {config.etcd_key_file} are not a PEM "
-            f"certificate and its unencrypted key ({exc})",
-        ) from None
+    # grpc cannot use an encrypted key either; check the pair the same way as HTTPS does.
+    load_cert_chain(
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),
+        "etcdCertFile", config.etcd_cert_file, "etcdKeyFile", config.etcd_key_file,
+    )  # fmt: skip
     return EtcdTls(ca, cert, key, server_name=config.etcd_server_name)
 
 
