@@ -1,5 +1,6 @@
 """The etcd edge: aetcd's client on a gRPC channel we open ourselves, a paged read at a single
-revision, a resumable watch stream, and the mapping of etcd failures to StoreUnavailableError.
+revision, a resumable watch stream, a new auth token when etcd lets one expire, and the
+mapping of etcd failures to StoreUnavailableError.
 
 aetcd opens only a plaintext channel to one host; this module is the one place that builds the
 channel (several endpoints through grpc's ``ipv4:``/``ipv6:`` targets, TLS with an optional client
@@ -14,10 +15,18 @@ import ipaddress
 import logging
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aetcd
@@ -152,6 +161,7 @@ class EtcdClient(aetcd.Client):
             *_CHANNEL_OPTIONS,
             ("grpc.max_receive_message_length", max_message_bytes),
         )
+        self._auth_lock = asyncio.Lock()
         for endpoint in self._endpoints:
             _hostport(endpoint)  # a bad endpoint is a config error now, not at first use
 
@@ -190,19 +200,22 @@ class EtcdClient(aetcd.Client):
         self._is_connecting = True
         try:
             target = await self._target()
+            # Only a client with a password pays for the interceptor (a task per call).
+            interceptors = None if self._username is None else [_RenewRejectedToken(self)]
             if self._tls is None:
-                self.channel = grpc.aio.insecure_channel(target, options=self._channel_options)
+                self.channel = grpc.aio.insecure_channel(
+                    target, options=self._channel_options, interceptors=interceptors
+                )
             else:
                 self.channel = grpc.aio.secure_channel(
-                    target, self._tls.credentials(), options=self._tls_options()
+                    target,
+                    self._tls.credentials(),
+                    options=self._tls_options(),
+                    interceptors=interceptors,
                 )
             if self._username is not None:
                 self.auth_stub = rpc.AuthStub(self.channel)
-                reply = await self.auth_stub.Authenticate(
-                    rpc.AuthenticateRequest(name=self._username, password=self._password),
-                    timeout=self._timeout,
-                )
-                self.metadata = (("token", reply.token),)
+                await self._authenticate()
             self.kvstub = rpc.KVStub(self.channel)
             self.clusterstub = rpc.ClusterStub(self.channel)
             self.leasestub = rpc.LeaseStub(self.channel)
@@ -215,6 +228,72 @@ class EtcdClient(aetcd.Client):
             raise StoreUnavailableError("etcd", exc.details() or exc.code().name) from exc
         finally:
             self._is_connecting = False
+
+    async def _authenticate(self) -> None:
+        assert self.auth_stub is not None
+        reply = await self.auth_stub.Authenticate(
+            rpc.AuthenticateRequest(name=self._username, password=self._password),
+            timeout=self._timeout,
+        )
+        self.metadata = (("token", reply.token),)
+        if self._watcher is not None:
+            # aetcd's watcher keeps its own copy, for the next stream it opens.
+            self._watcher._metadata = self.metadata
+
+    async def _renew_token(self, rejected: str) -> str:
+        """A token to use instead of ``rejected``, which etcd refused as expired. Calls that
+        fail together authenticate once: etcd spends a bcrypt hash on every Authenticate."""
+        async with self._auth_lock:
+            if _token_in(self.metadata) == rejected:
+                log.info("etcd auth token expired; authenticating again")
+                await self._authenticate()
+        return _token_in(self.metadata) or ""
+
+
+def _token_in(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
+    return next((value for key, value in metadata or () if key == "token"), None)
+
+
+def _token_expired(details: str) -> bool:
+    # A simple token (etcd's default) lapses after --auth-token-ttl (5 min) unused, a JWT
+    # after its ttl however busy the client is; etcd says the same for both (a watch create
+    # puts the gRPC error's text in its cancel reason).
+    return "invalid auth token" in details
+
+
+class _RenewRejectedToken(grpc.aio.UnaryUnaryClientInterceptor):
+    """Retries a unary call once with a new token when etcd refused its token as expired.
+
+    Nothing is refreshed ahead of time: the token's lifetime is etcd's setting, unknown here.
+    Streams need no retry: etcd (3.4) checks no token on a lease keepalive, and on a watch
+    stream only when it creates a watch, so open streams outlive the token; watch_prefixes
+    handles a creation refused this way. etcd refuses the token before it applies anything,
+    so a refused write is safe to send again.
+    """
+
+    def __init__(self, client: EtcdClient) -> None:
+        self._client = client
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Awaitable[grpc.aio.Call]],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> grpc.aio.Call:
+        call = await continuation(client_call_details, request)
+        sent = _token_in(client_call_details.metadata)
+        if (
+            sent is None  # Authenticate itself, or a client without a password
+            or await call.code() != grpc.StatusCode.UNAUTHENTICATED
+            or not _token_expired(await call.details() or "")
+        ):
+            return call
+        token = await self._client._renew_token(sent)
+        metadata = grpc.aio.Metadata(
+            *((key, value) for key, value in client_call_details.metadata if key != "token"),
+            ("token", token),
+        )
+        return await continuation(client_call_details._replace(metadata=metadata), request)
 
 
 ETCD_ERRORS = (aetcd.exceptions.ClientError, grpc.aio.AioRpcError, asyncio.TimeoutError)
@@ -381,11 +460,17 @@ async def watch_prefixes(
     # "hasleader": a member cut off from its cluster ends the stream instead of keeping a
     # healthy-looking watch that never delivers another event.
     metadata = (*(client.metadata or ()), ("hasleader", "true"))
+    sent = _token_in(metadata)
     call = rpc.WatchStub(client.channel).Watch(requests(), metadata=metadata)
     try:
         async for reply in call:
             if reply.compact_revision:
                 raise WatchCompactedError(reply.compact_revision)
+            if reply.canceled and sent is not None and _token_expired(reply.cancel_reason):
+                # Refused at creation, before any event: end the stream for the caller to
+                # resume with a new token, instead of raising and so reading everything again.
+                await client._renew_token(sent)
+                return
             if reply.canceled:
                 raise WatchCanceledError(reply.cancel_reason or "watch canceled by etcd")
             for event in reply.events:

@@ -352,6 +352,7 @@ class EtcdProcess(_ServerProcess):
         heartbeat_interval_ms: int | None = None,
         election_timeout_ms: int | None = None,
         tls: ServerTls | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         """Without initial_cluster: a single-member cluster of its own.
 
@@ -360,6 +361,8 @@ class EtcdProcess(_ServerProcess):
         --initial-cluster-state new, existing ones rejoin with --initial-cluster-state existing.
 
         With tls: the client URL is https (see ServerTls); `endpoint` stays host:port.
+
+        extra_args go to etcd after the flags set here (e.g. "--auth-token-ttl=2").
         """
         super().__init__(data_dir, host, client_port, log_path)
         self.tls = tls
@@ -370,6 +373,7 @@ class EtcdProcess(_ServerProcess):
         self.initial_cluster_token = initial_cluster_token
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.election_timeout_ms = election_timeout_ms
+        self.extra_args = list(extra_args)
 
     @property
     def peer_port(self) -> int:
@@ -483,7 +487,7 @@ class EtcdProcess(_ServerProcess):
             argv += ["--initial-cluster-state", "new"]
         elif self._initial_cluster is not None:
             argv += ["--initial-cluster-state", "existing"]
-        return argv
+        return argv + self.extra_args
 
     def _env(self) -> dict[str, str]:
         # etcd refuses to start when an ETCD_* variable duplicates a flag we pass.
