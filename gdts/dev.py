@@ -62,12 +62,18 @@ def dev_credentials(data_dir: Path, admin_token: str | None) -> DevCredentials:
         credentials = DevCredentials(
             "admin", secrets.token_urlsafe(12), "gdts_" + secrets.token_urlsafe(32)
         )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as file:
-            json.dump(dataclasses.asdict(credentials), file)
-    if admin_token:
+        _keep(path, credentials)
+    if admin_token and admin_token != credentials.token:
+        # The manager accepts one config token: the file must name the one that works now.
         credentials = dataclasses.replace(credentials, token=admin_token)
+        _keep(path, credentials)
     return credentials
+
+
+def _keep(path: Path, credentials: DevCredentials) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        json.dump(dataclasses.asdict(credentials), file)
 
 
 def job_user() -> str | None:

@@ -278,6 +278,7 @@ async def preview_cron(request: web.Request) -> web.Response:
 
 
 async def list_workers(request: web.Request) -> web.Response:
+    await read_params(request)  # refuses fields it does not take, like every endpoint
     return ok(await request.app[JOB_STORE].workers())
 
 

@@ -1,0 +1,214 @@
+"""Every example in ``http-examples/`` runs with httpyac against a live manager and worker, and
+every ``client.test`` assertion in it passes.
+
+Each file runs in its own httpyac process, so no file leans on variables or cookies another one
+left behind; the walk-through of the job ``http-example`` runs in the order
+``http-examples/README.md`` gives, the other files after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.support import (
+    ADMIN_PASSWORD,
+    ADMIN_TOKEN,
+    ADMIN_USER,
+    REPO_ROOT,
+    Cluster,
+    api_get,
+    job_runs,
+    wait_until,
+)
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = REPO_ROOT / "http-examples"
+HTTPYAC = REPO_ROOT / ".venv" / "node" / "node_modules" / ".bin" / "httpyac"
+# The files that share the job "http-example", in the README's order; job-log.http needs a run
+# of it, so the test waits for one after job-save.http.
+WALK_THROUGH = (
+    "job-save.http", "job-list.http", "job-log.http", "job-kill.http", "job-delete.http",
+)  # fmt: skip
+WALK_THROUGH_JOB = "http-example"
+# What httpyac exits with (its "testExitCode" hook): a failed assertion, a request not sent.
+EXIT_TEST_FAILED = 20
+EXIT_REQUEST_ERROR = 10
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one ``httpyac send --json`` run reported."""
+
+    returncode: int
+    report: dict[str, Any]
+    stderr: str
+
+    @property
+    def files(self) -> set[str]:
+        return {Path(request["fileName"]).name for request in self.report["requests"]}
+
+    def failures(self) -> list[str]:
+        """Every assertion that did not pass and every request that failed, readably."""
+        found = []
+        for request in self.report["requests"]:
+            where = f"{Path(request['fileName']).name}: {request.get('name')!r}"
+            for result in request.get("testResults") or []:
+                if result["status"] != "SUCCESS":
+                    error = (result.get("error") or {}).get("displayMessage", "")
+                    found.append(f"{where}: {result['status']} {result['message']!r} {error}")
+            if request["summary"]["failedTests"] or request["summary"]["erroredTests"]:
+                found.append(f"{where}: answer {str(request.get('response'))[:1500]}")
+        return found
+
+
+async def httpyac(cwd: Path, file_name: str, variables: dict[str, str]) -> Outcome:
+    """``httpyac send <file> --all -e dev`` with ``--var``s; its JSON report."""
+    args = [str(HTTPYAC), "send", file_name, "--all", "-e", "dev", "--json"]
+    args += ["-o", "none", "--output-failed", "exchange"]
+    for name, value in variables.items():
+        args += ["--var", f"{name}={value}"]
+    process = await asyncio.create_subprocess_exec(
+        *args, cwd=cwd, env={**os.environ, "NO_COLOR": "1"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
+    try:
+        report = json.loads(stdout)
+    except ValueError:
+        raise AssertionError(
+            f"httpyac {file_name} exited {process.returncode} without a JSON report:\n"
+            f"{stdout.decode(errors='replace')[-3000:]}\n{stderr.decode(errors='replace')[-3000:]}"
+        ) from None
+    assert process.returncode is not None
+    return Outcome(process.returncode, report, stderr.decode(errors="replace"))
+
+
+def expected_counts(path: Path) -> tuple[int, int]:
+    """(requests, tests) the file holds: one request after each ``###`` separator, one test per
+    ``client.test(`` call (the files call it unconditionally, once each)."""
+    text = path.read_text()
+    requests = len(re.findall(r"^###", text, flags=re.MULTILINE))
+    tests = len(re.findall(r"\bclient\.test\(", text))
+    return requests, tests
+
+
+def check_outcome(file_name: str, outcome: Outcome, requests: int, tests: int) -> None:
+    failures = "\n".join(outcome.failures()) or outcome.stderr[-3000:]
+    summary = outcome.report["summary"]
+    assert outcome.returncode == 0, f"httpyac {file_name} exited {outcome.returncode}:\n{failures}"
+    assert outcome.files == {file_name}, outcome.files
+    assert summary["failedTests"] == summary["erroredTests"] == 0, failures
+    assert summary["failedRequests"] == summary["erroredRequests"] == 0, failures
+    assert summary["skippedRequests"] == summary["skippedTests"] == 0, failures
+    assert summary["totalRequests"] == summary["successRequests"] == requests, (file_name, summary)
+    assert summary["successTests"] == summary["totalTests"] == tests, (file_name, summary)
+
+
+@pytest.mark.asyncio
+# About 30 httpyac processes one after another (a second or two each, more on a busy machine).
+@pytest.mark.timeout(420)
+async def test_every_http_example_passes_against_a_live_manager_and_worker(
+    cluster: Cluster,
+) -> None:
+    manager = await cluster.start_manager()
+    await cluster.start_worker("w1")
+    in_directory = sorted(path.name for path in EXAMPLES.glob("*.http"))
+    assert set(WALK_THROUGH) <= set(in_directory)
+    order = [*WALK_THROUGH, *(name for name in in_directory if name not in WALK_THROUGH)]
+    variables = {
+        "host": cluster.api,
+        "token": ADMIN_TOKEN,
+        "adminUser": ADMIN_USER,
+        "adminPassword": ADMIN_PASSWORD,
+    }
+
+    async def has_run() -> bool:
+        runs = await job_runs(cluster, WALK_THROUGH_JOB, limit=20)
+        return any(run["status"] == "succeeded" for run in runs)
+
+    ran: list[str] = []
+    tests_passed = 0
+    for file_name in order:
+        if file_name == "job-list.http":
+            await wait_until(has_run, 30, f"a worker to run {WALK_THROUGH_JOB}", interval=0.5)
+        outcome = await httpyac(EXAMPLES, file_name, variables)
+        requests, tests = expected_counts(EXAMPLES / file_name)
+        assert requests > 0 and tests >= requests, f"{file_name}: a request without a test"
+        check_outcome(file_name, outcome, requests, tests)
+        ran.extend(sorted(outcome.files))
+        tests_passed += outcome.report["summary"]["successTests"]
+
+    assert sorted(ran) == in_directory
+    assert tests_passed == sum(expected_counts(EXAMPLES / name)[1] for name in in_directory)
+    # The examples clean up after themselves: only their own leftovers would show here.
+    leftovers = await job_names(cluster)
+    assert not [name for name in leftovers if name.startswith("http-example")], leftovers
+    assert "Traceback" not in manager.log_text(), manager.log_text()[-4000:]
+
+
+async def job_names(cluster: Cluster) -> list[str]:
+    return [job["name"] for job in await api_get(cluster.api, "/job/list")]
+
+
+def test_the_dev_environment_names_host_token_and_admin_login() -> None:
+    environments = json.loads((EXAMPLES / "http-client.env.json").read_text())
+    assert set(environments["dev"]) >= {"host", "token", "adminUser", "adminPassword"}
+    assert environments["dev"]["host"] == "http://127.0.0.1:8070"
+
+
+@pytest.mark.asyncio
+async def test_a_failed_assertion_or_an_unsent_request_fails_the_httpyac_run(
+    tmp_path: Path,
+) -> None:
+    """The check above would notice: httpyac reports a failed ``client.test`` in its exit code
+    and its JSON summary, and so does a request that could not be sent."""
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"errno": 0, "msg": "success", "data": "hello"})
+
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    address, port = runner.addresses[0][:2]
+    host = f"http://{address}:{port}"
+    (tmp_path / "http-client.env.json").write_text(json.dumps({"dev": {"host": "unset"}}))
+    (tmp_path / "failing.http").write_text(
+        "### passes\nGET {{host}}/hello\n\n"
+        '> {%\nclient.test("passes", function() {\n'
+        '  client.assert(response.body.data === "hello", "no hello");\n});\n%}\n\n'
+        "### fails\nGET {{host}}/hello\n\n"
+        '> {%\nclient.test("fails", function() {\n'
+        '  client.assert(response.body.data === "goodbye", "expected goodbye");\n});\n%}\n'
+    )
+    (tmp_path / "unsent.http").write_text(
+        "### needs a variable nobody set\nGET {{host}}/hello?who={{nobody}}\n\n"
+        '> {%\nclient.test("never runs", function() {\n  client.assert(true, "");\n});\n%}\n'
+    )
+    try:
+        failing = await httpyac(tmp_path, "failing.http", {"host": host})
+        unsent = await httpyac(tmp_path, "unsent.http", {"host": host})
+    finally:
+        await runner.cleanup()
+
+    assert failing.returncode == EXIT_TEST_FAILED, failing
+    assert failing.report["summary"]["successTests"] == 1
+    assert failing.report["summary"]["failedTests"] == 1
+    assert any("expected goodbye" in failure for failure in failing.failures())
+    with pytest.raises(AssertionError, match="exited 20"):
+        check_outcome("failing.http", failing, *expected_counts(tmp_path / "failing.http"))
+
+    assert unsent.returncode == EXIT_REQUEST_ERROR, unsent
+    with pytest.raises(AssertionError):
+        check_outcome("unsent.http", unsent, *expected_counts(tmp_path / "unsent.http"))
