@@ -155,8 +155,19 @@ class JobStore:
             await self._client.put(self._keys.killer(name), b"", lease=lease)
 
     async def workers(self) -> list[dict[str, Any]]:
+        """The live workers' registrations, each with ``running``: the names of the jobs it
+        runs now (from the running markers, which name the worker that holds them)."""
         with etcd_errors():
             kvs, _ = await read_prefix(self._client, self._keys.workers_prefix)
+            running_kvs, _ = await read_prefix(self._client, self._keys.running_prefix)
+        running: dict[str, set[str]] = {}
+        for kv in running_kvs:
+            try:
+                name = self._keys.running_name(kv.key)
+                holder = json.loads(kv.value)["worker"]
+            except (ValueError, KeyError, TypeError):
+                continue  # not a marker of ours
+            running.setdefault(str(holder), set()).add(name)
         workers = []
         for kv in kvs:
             try:
@@ -166,6 +177,7 @@ class JobStore:
             if not isinstance(info, dict):
                 info = {}
             info.setdefault("id", kv.key[len(self._keys.workers_prefix) :].decode())
+            info["running"] = sorted(running.get(str(info["id"]), ()))
             workers.append(info)
         return workers
 

@@ -129,7 +129,20 @@ DATA: dict[str, Any] = {
     "/job/clone": JOB,
     "/job/list": {"type": "array", "items": LISTED_JOB},
     "/job/log": {"type": "array", "items": RUN},
-    "/worker/list": {"type": "array", "items": {"type": "object"}},
+    "/worker/list": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "host": {"type": "string"},
+                "pid": {"type": "integer"},
+                "startedAt": {"type": "integer"},
+                "running": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["id", "running"],
+        },
+    },
     "/cron/preview": {
         "type": "object",
         "properties": {
