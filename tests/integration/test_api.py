@@ -184,7 +184,7 @@ async def test_worker_list_reads_registrations(client, etcd, stack) -> None:
     info = {"id": "w-1", "host": "h", "pid": 1, "startedAt": 1}
     await etcd.put(f"{stack.prefix}workers/w-1".encode(), json.dumps(info).encode(), lease=lease)
     status, body = await call(client, "GET", "/worker/list")
-    assert body["data"] == [info]
+    assert body["data"] == [{**info, "running": []}]
     await lease.revoke()
     assert (await call(client, "GET", "/worker/list"))[1]["data"] == []
 

@@ -1,35 +1,50 @@
 /*
- * GDTS console (minimal version).
+ * GDTS console: jobs, their run logs, workers, the caller's account and (for admins) the
+ * audit trail and the accounts. Plain jQuery + Bootstrap 5, no build step.
  *
  * Rules kept on purpose:
- *  - No inline scripts/handlers anywhere: all behaviour is bound here, so a
- *    strict Content-Security-Policy (script-src 'self') can be enabled.
- *  - Anything that comes from users or job runs (names, commands, cron
- *    expressions, output, error messages, hosts, ...) is inserted with
- *    .text() / .val(), never .html().
- *  - API URLs are relative ("job/list", not "/job/list") so the console also
- *    works when the manager is published under a path prefix by a proxy.
+ *  - No inline scripts or handlers anywhere: all behaviour is bound here, so the manager's
+ *    Content-Security-Policy (script-src 'self'; style-src 'self') holds.
+ *  - Anything that comes from users or job runs (names, commands, output, error messages,
+ *    usernames, hosts...) is inserted with .text() / .val() / .attr(), never .html().
+ *  - API URLs are relative ("job/list", not "/job/list") so the console also works when the
+ *    manager is published under a path prefix by a proxy.
+ *  - The tables refresh every few seconds; a refresh replaces only the rows that changed and
+ *    never touches an open dialog, so typing, focus and scroll positions survive it.
  *
- * API envelope: {"errno": 0, "msg": "success", "data": ...}; on error
- * errno != 0, HTTP 4xx, msg starts with the field name and an optional
- * "field" key names the offending form field.
+ * API envelope: {"errno": 0, "msg": "success", "data": ...}; on error errno is -1, the HTTP
+ * status 4xx, msg starts with the bad field's name and "field" names it.
  */
 (function ($) {
   'use strict';
 
-  var REFRESH_MS = 5000;
+  var REFRESH_MS = 3000;
   var LOG_PAGE_SIZE = 20;
-  var JOB_FIELDS = ['name', 'command', 'cronExpr'];
+  var AUDIT_PAGE_SIZE = 50;
+  var OUTPUT_HEAD_LINES = 30;
+  var OUTPUT_HEAD_CHARS = 4000;
+  var AUDIT_ACTIONS = [
+    'job.save', 'job.delete', 'job.kill', 'job.run', 'job.enable', 'job.disable', 'job.clone',
+    'user.save', 'user.delete', 'user.password', 'token.create', 'token.revoke',
+    'auth.login', 'auth.login_failed', 'auth.logout'
+  ];
+  var STATUS_BADGE = {
+    succeeded: 'text-bg-success',
+    failed: 'text-bg-danger',
+    killed: 'text-bg-warning',
+    timeout: 'text-bg-warning',
+    lost: 'text-bg-dark',
+    missed: 'text-bg-secondary'
+  };
+
+  // Who is logged in: {username, role, csrfToken}; every change the console makes carries
+  // the session's CSRF token.
+  var me = { username: '', role: 'guest', csrfToken: null };
+  var localZone = '';
 
   // ---------------------------------------------------------------- API --
 
-  /**
-   * Call the manager API. Resolves with `data`, rejects with
-   * {msg, field, status}. A non-zero errno is an error even on HTTP 200.
-   */
-  // The session's CSRF token (from auth/me): every change the console makes carries it.
-  var csrfToken = null;
-
+  /** Call the manager API. Resolves with `data`, rejects with {msg, field, status}. */
   function api(method, url, params) {
     return new Promise(function (resolve, reject) {
       $.ajax({
@@ -37,9 +52,10 @@
         method: method,
         data: params,           // GET: query string; POST: application/x-www-form-urlencoded
         dataType: 'json',
-        cache: false,
-        timeout: 10000,
-        headers: csrfToken ? { 'X-CSRF-Token': csrfToken } : {}
+        // No cache: false: its "_=" parameter would be refused as an unknown field; JSON
+        // answers carry Cache-Control: no-store instead.
+        timeout: 15000,
+        headers: me.csrfToken ? { 'X-CSRF-Token': me.csrfToken } : {}
       }).done(function (resp) {
         if (resp && resp.errno === 0) {
           resolve(resp.data);
@@ -71,14 +87,15 @@
     var msg = (body && body.msg) ? String(body.msg) : 'unknown error';
     var field = body && body.field ? String(body.field) : null;
     if (!field) {
-      // Messages start with the field name ("cronExpr: minute field ...").
-      var m = /^([A-Za-z]+)\s*:/.exec(msg);
-      if (m && JOB_FIELDS.indexOf(m[1]) !== -1) { field = m[1]; }
+      var m = /^([A-Za-z][A-Za-z.]*)\s*:/.exec(msg);   // "cronExpr: minute field ..."
+      if (m) { field = m[1]; }
     }
-    return { msg: msg, field: field, status: status, errno: body ? body.errno : undefined };
+    return { msg: msg, field: field, status: status };
   }
 
   // ----------------------------------------------------------- helpers --
+
+  function str(v) { return (v === null || v === undefined) ? '' : String(v); }
 
   function pad(n, w) {
     var s = String(n);
@@ -86,14 +103,20 @@
     return s;
   }
 
-  /** epoch ms -> "YYYY-MM-DD HH:MM:SS" in the browser's local time zone. */
+  function validMs(ms) {
+    return ms !== null && ms !== undefined && ms !== '' && isFinite(ms) && Number(ms) > 0;
+  }
+
+  /** epoch ms -> "YYYY-MM-DD HH:MM:SS" in the browser's time zone. */
   function fmtTime(ms, withMillis) {
-    if (ms === null || ms === undefined || ms === '' || !isFinite(ms) || Number(ms) <= 0) { return '–'; }
+    if (!validMs(ms)) { return '–'; }
     var d = new Date(Number(ms));
     var s = d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' +
       pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
     return withMillis ? s + '.' + pad(d.getMilliseconds(), 3) : s;
   }
+
+  function isoUtc(ms) { return validMs(ms) ? new Date(Number(ms)).toISOString() : ''; }
 
   /** milliseconds -> "850 ms", "12.3 s", "4m 05s", "2h 03m", "3d 04h". */
   function fmtDuration(ms) {
@@ -108,16 +131,39 @@
     return m + 'm ' + pad(s % 60) + 's';
   }
 
-  function str(v) { return (v === null || v === undefined) ? '' : String(v); }
+  /** "in 12 s" / "3m 05s ago", relative to now. */
+  function fmtRelative(ms) {
+    if (!validMs(ms)) { return ''; }
+    var delta = Number(ms) - Date.now();
+    var text = fmtDuration(Math.abs(delta)).replace(/\.\d+ s$/, ' s');
+    return delta >= 0 ? 'in ' + text : text + ' ago';
+  }
 
-  function anyModalOpen() {
-    // .show is set while shown; body.modal-open covers the fade in/out too.
-    return $('.modal.show').length > 0 || $(document.body).hasClass('modal-open');
+  function timeSpan(ms, withRelative) {
+    var $s = $('<span class="text-nowrap"></span>').text(fmtTime(ms)).attr('title', isoUtc(ms));
+    if (withRelative && validMs(ms)) {
+      return $('<span></span>').append($s).append(' ').append(
+        $('<small class="text-muted rel-time text-nowrap"></small>').attr('data-ms', String(ms)).text(fmtRelative(ms)));
+    }
+    return $s;
+  }
+
+  function updateRelativeTimes() {
+    $('.rel-time').each(function () {
+      $(this).text(fmtRelative(Number($(this).attr('data-ms'))));
+    });
+  }
+
+  function statusBadge(status) {
+    status = str(status) || 'unknown';
+    return $('<span class="badge"></span>').addClass(STATUS_BADGE[status] || 'text-bg-secondary').text(status);
   }
 
   function modal(id) {
     return bootstrap.Modal.getOrCreateInstance(document.getElementById(id));
   }
+
+  function isShown(id) { return $('#' + id).hasClass('show'); }
 
   function toast(message, kind) {
     var $t = $('<div class="toast align-items-center border-0" role="status" aria-live="polite" aria-atomic="true"></div>')
@@ -136,50 +182,207 @@
       $('<td class="text-center py-3"></td>').attr('colspan', colspan).addClass(cls || 'text-muted').text(text));
   }
 
+  /**
+   * Replace the rows of $body by `items`, reusing a row whose item did not change (same key
+   * and signature), so a refresh does not move focus, selection or scroll positions.
+   */
+  function syncRows($body, items, keyOf, signatureOf, build) {
+    $body.children('tr.placeholder-row').remove();
+    var existing = {};
+    $body.children('tr[data-key]').each(function () { existing[$(this).attr('data-key')] = this; });
+    var keep = {};
+    var prev = null;
+    items.forEach(function (item) {
+      var key = keyOf(item), sig = signatureOf(item);
+      var row = existing[key];
+      if (!row || $(row).data('sig') !== sig) {
+        var $row = build(item).attr('data-key', key).data('sig', sig);
+        if (row) { $(row).replaceWith($row); } else if (prev) { $(prev).after($row); } else { $body.prepend($row); }
+        row = $row[0];
+      } else if (prev ? row.previousElementSibling !== prev : row !== $body[0].firstElementChild) {
+        if (prev) { $(prev).after(row); } else { $body.prepend(row); }
+      }
+      keep[key] = true;
+      prev = row;
+    });
+    $body.children('tr[data-key]').each(function () {
+      if (!keep[$(this).attr('data-key')]) { $(this).remove(); }
+    });
+  }
+
+  // --------------------------------------------------- form errors --
+
+  function clearErrors($form) {
+    $form.find('.is-invalid').removeClass('is-invalid');
+    $form.find('.invalid-feedback').text('');
+    $form.find('.form-error').addClass('d-none').text('');
+  }
+
+  /** Open a collapsed part of a form; one that is folding now is opened once it is done
+   *  (Bootstrap ignores a show during a transition). */
+  function unfold(el) {
+    var collapse = bootstrap.Collapse.getOrCreateInstance(el, { toggle: false });
+    if ($(el).hasClass('collapsing')) {
+      $(el).one('hidden.bs.collapse shown.bs.collapse', function () { collapse.show(); });
+    } else {
+      collapse.show();
+    }
+  }
+
+  /** Show an API error next to its field (.is-invalid + .invalid-feedback), or above the form. */
+  function showError($form, err) {
+    var field = err.field;
+    var $input = field ? $form.find('[name]').filter(function () { return this.name === field; }) : $();
+    if ($input.length && $input.closest('.d-none').length === 0) {
+      var $adv = $input.closest('.collapse');
+      if ($adv.length && !$adv.hasClass('show')) { unfold($adv[0]); }
+      $input.addClass('is-invalid');
+      $form.find('.invalid-feedback').filter(function () { return $(this).attr('data-for') === field; }).text(err.msg);
+      $input.first().trigger('focus');
+    } else {
+      $form.find('.form-error').first().removeClass('d-none').text(err.msg);
+    }
+  }
+
+  // ------------------------------------------------------ permissions --
+
+  function canWrite() { return me.role === 'user' || me.role === 'admin'; }
+  function isAdmin() { return me.role === 'admin'; }
+  function owns(job) { return isAdmin() || (me.role === 'user' && str(job.owner) === me.username); }
+
   // -------------------------------------------------------------- jobs --
 
+  var jobsByName = {};
   var jobsLoading = false;
 
   function loadJobs() {
     if (jobsLoading) { return Promise.resolve(); }
     jobsLoading = true;
     return api('GET', 'job/list').then(function (jobs) {
-      renderJobs(Array.isArray(jobs) ? jobs : []);
-      return true;
+      jobs = Array.isArray(jobs) ? jobs : [];
+      jobsByName = {};
+      jobs.forEach(function (j) { jobsByName[str(j.name)] = j; });
+      renderJobs(jobs);
     }, function (err) {
-      // Keep the last good table; only replace the "Loading" placeholder.
-      if ($('#jobs-body tr.job-row').length === 0) {
-        $('#jobs-body').empty().append(placeholderRow(4, 'Could not load jobs: ' + err.msg, 'text-danger'));
+      if ($('#jobs-body tr[data-key]').length === 0) {
+        $('#jobs-body').empty().append(placeholderRow(8, 'Could not load jobs: ' + err.msg, 'text-danger'));
       }
       throw err;
     }).finally(function () { jobsLoading = false; });
   }
 
-  function renderJobs(jobs) {
-    var $body = $('#jobs-body').empty();
-    if (jobs.length === 0) {
-      $body.append(placeholderRow(4, 'No jobs yet. Use “New job” to create one.'));
-      return;
-    }
-    jobs = jobs.slice().sort(function (a, b) { return str(a.name).localeCompare(str(b.name)); });
-    jobs.forEach(function (job) {
-      var j = { name: str(job.name), command: str(job.command), cronExpr: str(job.cronExpr) };
-      var $tr = $('<tr class="job-row"></tr>').data('job', j);
-      $tr.append($('<td class="fw-semibold text-break"></td>').text(j.name));
-      $tr.append($('<td class="cell-command"></td>').append($('<code class="text-break"></code>').text(j.command)));
-      $tr.append($('<td class="text-nowrap"></td>').append($('<code></code>').text(j.cronExpr)));
-      var $actions = $('<div class="btn-group btn-group-sm" role="group"></div>')
-        .attr('aria-label', 'Actions for ' + j.name)
-        .append($('<button type="button" class="btn btn-outline-primary act-edit">Edit</button>'))
-        .append($('<button type="button" class="btn btn-outline-danger act-delete">Delete</button>'))
-        .append($('<button type="button" class="btn btn-outline-warning act-kill">Kill</button>'))
-        .append($('<button type="button" class="btn btn-outline-secondary act-logs">Logs</button>'));
-      $tr.append($('<td class="text-end text-nowrap"></td>').append($actions));
-      $body.append($tr);
-    });
+  function jobMatches(job, filter) {
+    if (!filter) { return true; }
+    var hay = [job.name, job.owner, job.command, job.http && job.http.url, job.cronExpr].map(str).join('\n').toLowerCase();
+    return hay.indexOf(filter) !== -1;
   }
 
-  function jobOf(el) { return $(el).closest('tr.job-row').data('job'); }
+  function renderJobs(jobs) {
+    var filter = str($('#jobs-filter').val()).trim().toLowerCase();
+    var shown = jobs.filter(function (j) { return jobMatches(j, filter); });
+    $('#jobs-count').text(filter ? shown.length + ' / ' + jobs.length : jobs.length);
+    var $body = $('#jobs-body');
+    if (shown.length === 0) {
+      $body.empty().append(placeholderRow(8, jobs.length ? 'No job matches the filter.'
+        : 'No jobs yet.' + (canWrite() ? ' Use “New job” to create one.' : '')));
+      return;
+    }
+    syncRows($body, shown,
+      function (j) { return str(j.name); },
+      function (j) { return JSON.stringify(j) + '|' + me.role + '|' + me.username; },
+      jobRow);
+    updateRelativeTimes();
+  }
+
+  function jobRow(job) {
+    var name = str(job.name);
+    var mine = owns(job);
+    var notMine = me.role === 'guest' ? 'guests change nothing'
+      : 'owned by ' + (str(job.owner) || 'nobody') + ': only its owner or an admin may change it';
+    var $tr = $('<tr class="job-row"></tr>').attr('data-job', name);
+    $tr.append($('<td class="fw-semibold text-break cell-name"></td>').text(name));
+    $tr.append($('<td class="text-break"></td>').text(str(job.owner) || '–'));
+
+    var $what = $('<td class="cell-command"></td>');
+    if (job.type === 'http' && job.http) {
+      $what.append($('<span class="badge text-bg-light border me-1"></span>').text(str(job.http.method) || 'GET'))
+        .append($('<code class="text-break"></code>').text(str(job.http.url)));
+    } else {
+      $what.append($('<code class="text-break"></code>').text(str(job.command)).attr('title', str(job.command)));
+    }
+    $tr.append($what);
+
+    var $when = $('<td></td>');
+    if (job.runAt) {
+      var runAtMs = Date.parse(job.runAt);
+      $when.append($('<span class="text-nowrap">once at </span>'))
+        .append($('<span class="text-nowrap"></span>').text(fmtTime(runAtMs)).attr('title', str(job.runAt)));
+    } else {
+      $when.append($('<code class="text-nowrap"></code>').text(str(job.cronExpr)));
+      if (job.timezone && job.timezone !== 'UTC') {
+        $when.append($('<div class="small text-muted"></div>').text(str(job.timezone)));
+      }
+    }
+    $tr.append($when);
+
+    var $next = $('<td></td>');
+    if (validMs(job.nextRunTime)) {
+      $next.append(timeSpan(job.nextRunTime, true));
+    } else {
+      $next.append($('<span class="text-muted"></span>').text(job.enabled === false ? 'paused' : (job.runAt ? 'done' : '–')));
+    }
+    $tr.append($next);
+
+    var $last = $('<td></td>');
+    if (job.lastRun) {
+      $last.append(statusBadge(job.lastRun.status)).append(' ')
+        .append($('<small class="text-nowrap"></small>').text(fmtTime(job.lastRun.startTime || job.lastRun.planTime))
+          .attr('title', str(job.lastRun.trigger) + ', attempt ' + str(job.lastRun.attempt)));
+    } else {
+      $last.append($('<span class="text-muted small">never</span>'));
+    }
+    $tr.append($last);
+
+    var $state = $('<td class="text-nowrap"></td>');
+    $state.append(job.enabled === false
+      ? $('<span class="badge text-bg-secondary state-paused">paused</span>')
+      : $('<span class="badge text-bg-light border state-active">active</span>'));
+    if (job.running) {
+      $state.append(' ').append($('<span class="badge text-bg-primary state-running">running</span>'));
+    }
+    $tr.append($state);
+
+    function btn(cls, label, enabled, why, style) {
+      return $('<button type="button" class="btn"></button>').addClass(cls).addClass(style || 'btn-outline-secondary')
+        .text(label).prop('disabled', !enabled).attr('title', enabled ? '' : why);
+    }
+    var $actions = $('<div class="btn-group btn-group-sm" role="group"></div>')
+      .attr('aria-label', 'Actions for ' + name)
+      .append(btn('act-logs', 'Logs', true, ''))
+      .append(btn('act-edit', 'Edit', mine, notMine, 'btn-outline-primary'))
+      .append(btn('act-run', 'Run now', mine, notMine))
+      .append(job.enabled === false
+        ? btn('act-resume', 'Resume', mine, notMine)
+        : btn('act-pause', 'Pause', mine, notMine))
+      .append(btn('act-kill', 'Kill', mine && !!job.running, mine ? 'no run is going on' : notMine, 'btn-outline-warning'))
+      .append(btn('act-clone', 'Clone', canWrite(), 'guests change nothing'))
+      .append(btn('act-delete', 'Delete', mine, notMine, 'btn-outline-danger'));
+    $tr.append($('<td class="text-end text-nowrap"></td>').append($actions));
+    return $tr;
+  }
+
+  function jobOf(el) { return jobsByName[$(el).closest('tr.job-row').attr('data-job')]; }
+
+  function jobAction(job, btn, path, done) {
+    var $btn = $(btn).prop('disabled', true);
+    return api('POST', path, { name: job.name }).then(function (data) {
+      toast(done, 'success');
+      return loadJobs().catch(function () {}).then(function () { return data; });
+    }, function (err) {
+      $btn.prop('disabled', false);
+      toast(err.msg, 'danger');
+    });
+  }
 
   // ----------------------------------------------------------- workers --
 
@@ -190,41 +393,624 @@
     workersLoading = true;
     return api('GET', 'worker/list').then(function (workers) {
       renderWorkers(Array.isArray(workers) ? workers : []);
-      return true;
     }, function (err) {
-      if ($('#workers-body tr.worker-row').length === 0) {
-        $('#workers-body').empty().append(placeholderRow(5, 'Could not load workers: ' + err.msg, 'text-danger'));
+      if ($('#workers-body tr[data-key]').length === 0) {
+        $('#workers-body').empty().append(placeholderRow(6, 'Could not load workers: ' + err.msg, 'text-danger'));
       }
       throw err;
     }).finally(function () { workersLoading = false; });
   }
 
   function renderWorkers(workers) {
-    var $body = $('#workers-body').empty();
     $('#workers-count').text(workers.length)
       .toggleClass('text-bg-success', workers.length > 0)
       .toggleClass('text-bg-danger', workers.length === 0)
       .removeClass('text-bg-secondary');
+    var $body = $('#workers-body');
     if (workers.length === 0) {
-      $body.append(placeholderRow(5, 'No workers registered: no job will run.', 'text-danger'));
+      $body.empty().append(placeholderRow(6, 'No live worker: no job will run.', 'text-danger'));
       return;
     }
-    var now = Date.now();
-    workers.slice().sort(function (a, b) { return str(a.id).localeCompare(str(b.id)); }).forEach(function (w) {
-      var started = Number(w.startedAt);
-      $body.append($('<tr class="worker-row"></tr>')
+    workers = workers.slice().sort(function (a, b) { return str(a.id).localeCompare(str(b.id)); });
+    syncRows($body, workers, function (w) { return str(w.id); }, function (w) { return JSON.stringify(w); }, function (w) {
+      var $running = $('<td class="cell-running"></td>');
+      var running = Array.isArray(w.running) ? w.running : [];
+      if (running.length === 0) {
+        $running.append($('<span class="text-muted small">idle</span>'));
+      }
+      running.forEach(function (name) {
+        $running.append($('<span class="badge text-bg-primary me-1 text-break running-job"></span>').text(str(name)));
+      });
+      return $('<tr class="worker-row"></tr>')
         .append($('<td class="text-break"></td>').append($('<code></code>').text(str(w.id))))
         .append($('<td class="text-break"></td>').text(str(w.host)))
         .append($('<td></td>').text(str(w.pid)))
-        .append($('<td class="text-nowrap"></td>').text(fmtTime(started)))
-        .append($('<td class="text-nowrap"></td>').text(started > 0 ? fmtDuration(now - started) : '–')));
+        .append($('<td class="text-nowrap"></td>').append(timeSpan(w.startedAt)))
+        .append($('<td class="text-nowrap uptime"></td>').attr('data-since', str(w.startedAt)))
+        .append($running);
     });
+    $body.find('.uptime').each(function () {
+      var since = Number($(this).attr('data-since'));
+      $(this).text(validMs(since) ? fmtDuration(Date.now() - since) : '–');
+    });
+  }
+
+  // --------------------------------------------------------- job modal --
+
+  var editing = null;   // the job being edited, or null for a new one
+
+  function setJobType(type) {
+    var http = type === 'http';
+    $('#job-form .http-only').toggleClass('d-none', !http);
+    $('#job-form .shell-only').toggleClass('d-none', http);
+  }
+
+  function setScheduleKind(kind) {
+    var once = kind === 'once';
+    $('#job-form .once-only').toggleClass('d-none', !once);
+    $('#job-form .cron-only').toggleClass('d-none', once);
+  }
+
+  function toLocalInput(iso) {
+    var d = new Date(iso);
+    if (isNaN(d.getTime())) { return ''; }
+    return d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + 'T' +
+      pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
+  }
+
+  function numText(v) { return v === null || v === undefined ? '' : String(v); }
+
+  function openJobModal(job) {
+    editing = job || null;
+    var $f = $('#job-form');
+    $f[0].reset();
+    clearErrors($f);
+    bootstrap.Collapse.getOrCreateInstance(document.getElementById('job-advanced'), { toggle: false }).hide();
+    $('#job-modal-title').text(job ? 'Edit job ' + job.name : 'New job');
+    $('#job-name').val(job ? str(job.name) : '').prop('readonly', !!job);
+    $('#job-name-help').text(job
+      ? 'The name identifies the job; clone it to make a copy under another name.'
+      : 'Unique job name: 1–128 characters, no “/”.');
+    var type = job && job.type === 'http' ? 'http' : 'shell';
+    $('#job-type').val(type);
+    setJobType(type);
+    $('#job-command').val(job ? str(job.command) : '');
+    var http = (job && job.http) || {};
+    $('#job-http-method').val(str(http.method) || 'GET');
+    $('#job-http-url').val(str(http.url));
+    var headers = http.headers && typeof http.headers === 'object' ? http.headers : {};
+    $('#job-http-headers').val(Object.keys(headers).map(function (k) { return k + ': ' + str(headers[k]); }).join('\n'));
+    $('#job-http-body').val(str(http.body));
+    $('#job-http-expectedStatus').val(numText(http.expectedStatus));
+    var kind = job && job.runAt ? 'once' : 'cron';
+    $('#job-kind-' + kind).prop('checked', true);
+    setScheduleKind(kind);
+    $('#job-cronExpr').val(job ? str(job.cronExpr) : '');
+    $('#job-runAt').val(job && job.runAt ? toLocalInput(job.runAt) : '');
+    $('#job-timezone').val(job ? str(job.timezone) : '');
+    $('#job-enabled').prop('checked', !job || job.enabled !== false);
+    $('#job-timeout').val(job ? numText(job.timeout) : '');
+    $('#job-retries').val(job && job.retries ? numText(job.retries) : '');
+    $('#job-retryBackoff').val(job && job.retryBackoff !== 1 ? numText(job.retryBackoff) : '');
+    $('#job-concurrencyPolicy').val(job ? str(job.concurrencyPolicy) || 'forbid' : 'forbid');
+    $('#job-misfireGrace').val(job ? numText(job.misfireGrace) : '');
+    $('#job-catchUp').prop('checked', !!(job && job.catchUp));
+    $('#job-expectedExitCode').val(job && job.expectedExitCode ? numText(job.expectedExitCode) : '');
+    $('#job-outputContains').val(job ? str(job.outputContains) : '');
+    $('#job-outputNotContains').val(job ? str(job.outputNotContains) : '');
+    $('#job-save-btn').prop('disabled', false).text('Save');
+    $('#cron-preview').empty();
+    if (job && job.cronExpr) { runPreview(); }
+    modal('job-modal').show();
+  }
+
+  /** A number field: a number when it reads as one, else the text as typed (the server then
+   *  names the field in its error); undefined when empty (the field's default). */
+  function numberField(selector) {
+    var v = str($(selector).val()).trim();
+    if (v === '') { return undefined; }
+    return /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v;
+  }
+
+  /** The job JSON from the form, or throws {field, msg} for what can be told before asking. */
+  function readJobForm() {
+    var job = { name: str($('#job-name').val()).trim(), type: $('#job-type').val() };
+    if (job.type === 'http') {
+      var headers = {};
+      str($('#job-http-headers').val()).split('\n').forEach(function (line, i) {
+        if (!line.trim()) { return; }
+        var at = line.indexOf(':');
+        if (at <= 0) {
+          throw { field: 'http.headers', msg: 'http.headers: line ' + (i + 1) + ' is not “Name: value”' };
+        }
+        headers[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+      });
+      job.http = { method: $('#job-http-method').val(), url: str($('#job-http-url').val()).trim(), headers: headers };
+      var body = str($('#job-http-body').val());
+      if (body) { job.http.body = body; }
+      var expected = numberField('#job-http-expectedStatus');
+      if (expected !== undefined) { job.http.expectedStatus = expected; }
+    } else {
+      job.command = str($('#job-command').val());
+      var exit = numberField('#job-expectedExitCode');
+      if (exit !== undefined) { job.expectedExitCode = exit; }
+    }
+    if ($('#job-kind-once').prop('checked')) {
+      var local = str($('#job-runAt').val());
+      var at = local ? new Date(local) : null;
+      if (!at || isNaN(at.getTime())) {
+        throw { field: 'runAt', msg: 'runAt: pick the date and time of the run' };
+      }
+      job.runAt = at.toISOString();
+    } else {
+      job.cronExpr = str($('#job-cronExpr').val()).trim();
+    }
+    var zone = str($('#job-timezone').val()).trim();
+    if (zone) { job.timezone = zone; }
+    job.enabled = $('#job-enabled').prop('checked');
+    ['timeout', 'retries', 'retryBackoff', 'misfireGrace'].forEach(function (f) {
+      var v = numberField('#job-' + f);
+      if (v !== undefined) { job[f] = v; }
+    });
+    job.concurrencyPolicy = $('#job-concurrencyPolicy').val();
+    job.catchUp = $('#job-catchUp').prop('checked');
+    ['outputContains', 'outputNotContains'].forEach(function (f) {
+      var v = str($('#job-' + f).val());
+      if (v) { job[f] = v; }
+    });
+    return job;
+  }
+
+  function submitJob(ev) {
+    ev.preventDefault();
+    var $f = $('#job-form');
+    clearErrors($f);
+    var job;
+    try {
+      job = readJobForm();
+    } catch (err) {
+      showError($f, err);
+      return;
+    }
+    var $btn = $('#job-save-btn').prop('disabled', true).text('Saving…');
+    api('POST', 'job/save', { job: JSON.stringify(job) }).then(function (prev) {
+      modal('job-modal').hide();
+      toast((prev ? 'Saved job ' : 'Created job ') + job.name, 'success');
+      loadJobs().catch(function () {});
+    }, function (err) {
+      // The dialog stays open with everything as typed; the message goes under its field.
+      showError($f, err);
+    }).finally(function () {
+      $btn.prop('disabled', false).text('Save');
+    });
+  }
+
+  // ------------------------------------------------------ cron preview --
+
+  var previewTimer = null;
+  var previewSeq = 0;
+
+  function schedulePreview() {
+    clearTimeout(previewTimer);
+    previewTimer = setTimeout(runPreview, 350);
+  }
+
+  function runPreview() {
+    var seq = ++previewSeq;
+    var $p = $('#cron-preview');
+    var expr = str($('#job-cronExpr').val()).trim();
+    if (!expr) { $p.empty().removeClass('text-danger preview-error'); return; }
+    var params = { cronExpr: expr, count: 5 };
+    var zone = str($('#job-timezone').val()).trim();
+    if (zone) { params.timezone = zone; }
+    api('GET', 'cron/preview', params).then(function (data) {
+      if (seq !== previewSeq) { return; }
+      var next = data && Array.isArray(data.next) ? data.next : [];
+      $p.empty().removeClass('text-danger preview-error').addClass('preview-ok');
+      $p.append($('<div class="text-muted"></div>').text(next.length
+        ? 'Next runs (your time, ' + localZone + '):' : 'This expression never fires again.'));
+      var $ul = $('<ul class="list-unstyled mb-0 font-monospace preview-runs"></ul>');
+      next.forEach(function (ms) { $ul.append($('<li></li>').text(fmtTime(ms))); });
+      $p.append($ul);
+    }, function (err) {
+      if (seq !== previewSeq) { return; }
+      $p.empty().removeClass('preview-ok').addClass('text-danger preview-error').text(err.msg);
+    });
+  }
+
+  // ------------------------------------------------------------ clone --
+
+  var cloneSource = null;
+
+  function openClone(job) {
+    cloneSource = job.name;
+    var $f = $('#clone-form');
+    clearErrors($f);
+    $('#clone-source').text(job.name);
+    $('#clone-newName').val(job.name + '-copy');
+    modal('clone-modal').show();
+  }
+
+  function submitClone(ev) {
+    ev.preventDefault();
+    var $f = $('#clone-form');
+    clearErrors($f);
+    var newName = str($('#clone-newName').val()).trim();
+    var $btn = $('#clone-save-btn').prop('disabled', true);
+    api('POST', 'job/clone', { name: cloneSource, newName: newName }).then(function () {
+      modal('clone-modal').hide();
+      toast('Cloned ' + cloneSource + ' as ' + newName, 'success');
+      loadJobs().catch(function () {});
+    }, function (err) {
+      if (err.field === 'name') { err.field = null; }   // the source: shown above the field
+      showError($f, err);
+    }).finally(function () { $btn.prop('disabled', false); });
+  }
+
+  // ----------------------------------------------------- confirmations --
+
+  var pendingConfirm = null;
+
+  function confirmThen(title, text, okLabel, action) {
+    pendingConfirm = action;
+    $('#confirm-modal-title').text(title);
+    $('#confirm-text').text(text);
+    $('#confirm-ok').text(okLabel).prop('disabled', false);
+    modal('confirm-modal').show();
+  }
+
+  function runConfirmed() {
+    var action = pendingConfirm;
+    if (!action) { return; }
+    var $btn = $('#confirm-ok').prop('disabled', true);
+    action().then(function () {
+      modal('confirm-modal').hide();
+    }, function (err) {
+      modal('confirm-modal').hide();
+      toast(err.msg, 'danger');
+    }).finally(function () {
+      $btn.prop('disabled', false);
+      pendingConfirm = null;
+    });
+  }
+
+  function askDelete(job) {
+    var name = job.name;
+    confirmThen('Delete job', 'Delete job “' + name + '”? It will no longer be scheduled; its run history stays.',
+      'Delete', function () {
+        return api('POST', 'job/delete', { name: name }).then(function (deleted) {
+          toast(deleted ? 'Deleted job ' + name : 'Job ' + name + ' did not exist', deleted ? 'success' : 'secondary');
+          loadJobs().catch(function () {});
+        });
+      });
+  }
+
+  // --------------------------------------------------------- log modal --
+
+  var logState = { name: null, skip: 0 };
+  var expandedRuns = {};
+  var logsLoading = false;
+
+  function openLogs(job) {
+    logState = { name: job.name, skip: 0 };
+    expandedRuns = {};
+    $('#log-modal-title').text('Runs of ' + job.name);
+    $('#log-list').empty();
+    $('#log-page-info').text('Loading…');
+    modal('log-modal').show();
+    loadLogs();
+  }
+
+  function runKey(r) {
+    return [str(r.jobName), str(r.planTime), str(r.attempt), str(r.startTime), str(r.status)].join('|');
+  }
+
+  function loadLogs() {
+    var st = logState;
+    if (!st.name || logsLoading) { return; }
+    logsLoading = true;
+    api('GET', 'job/log', { name: st.name, skip: st.skip, limit: LOG_PAGE_SIZE }).then(function (runs) {
+      if (st !== logState) { return; }   // another job's logs were opened meanwhile
+      runs = Array.isArray(runs) ? runs : [];
+      $('#log-error').addClass('d-none').text('');
+      renderLogs(runs);
+      $('#log-newer').prop('disabled', st.skip === 0);
+      $('#log-older').prop('disabled', runs.length < LOG_PAGE_SIZE);
+      $('#log-page-info').text(runs.length
+        ? 'Runs ' + (st.skip + 1) + '–' + (st.skip + runs.length)
+        : (st.skip ? 'No older runs' : ''));
+    }, function (err) {
+      if (st !== logState) { return; }
+      $('#log-error').removeClass('d-none').text('Could not load the runs: ' + err.msg);
+      $('#log-newer').prop('disabled', st.skip === 0);
+    }).finally(function () { logsLoading = false; });
+  }
+
+  function triggerText(r) {
+    var t = str(r.trigger) || 'schedule';
+    var attempt = Number(r.attempt) || 1;
+    return attempt > 1 ? t + ', retry (attempt ' + attempt + ')' : t;
+  }
+
+  function outputHead(text) {
+    var lines = text.split('\n');
+    var head = lines.length > OUTPUT_HEAD_LINES ? lines.slice(0, OUTPUT_HEAD_LINES).join('\n') : text;
+    if (head.length > OUTPUT_HEAD_CHARS) { head = head.slice(0, OUTPUT_HEAD_CHARS); }
+    return head.length < text.length ? { head: head, lines: lines.length } : null;
+  }
+
+  function outputBlock(key, text) {
+    var $wrap = $('<div class="run-output"></div>');
+    var $pre = $('<pre class="log-output mb-1"></pre>');
+    var cut = outputHead(text);
+    $wrap.append($pre);
+    if (!cut) {
+      $pre.text(text);
+      return $wrap;
+    }
+    var $toggle = $('<button type="button" class="btn btn-link btn-sm p-0 output-toggle"></button>');
+    function show(all) {
+      $pre.text(all ? text : cut.head + '\n…').toggleClass('log-output-full', all);
+      $toggle.text(all ? 'Show less' : 'Show all (' + cut.lines + ' lines, ' + text.length + ' characters)');
+    }
+    show(!!expandedRuns[key]);
+    $toggle.on('click', function () {
+      expandedRuns[key] = !expandedRuns[key];
+      show(expandedRuns[key]);
+    });
+    $wrap.append($toggle);
+    return $wrap;
+  }
+
+  function renderLogs(runs) {
+    var $list = $('#log-list');
+    if (runs.length === 0) {
+      $list.empty().append($('<p class="text-muted placeholder-row"></p>').text(
+        logState.skip ? 'No older runs.' : 'No runs recorded for this job yet.'));
+      return;
+    }
+    $list.children('.placeholder-row').remove();
+    var existing = {};
+    $list.children('.run').each(function () { existing[$(this).attr('data-key')] = this; });
+    // Runs that arrive above keep what the reader looks at in place: remember where the
+    // first run that stays is, and scroll by as much as it moves.
+    var scroller = $('#log-modal .modal-body')[0];
+    var anchor = null;
+    runs.some(function (r) { anchor = existing[runKey(r)] || null; return !!anchor; });
+    var anchorTop = anchor ? anchor.getBoundingClientRect().top : 0;
+    var keep = {};
+    var prev = null;
+    runs.forEach(function (r) {
+      var key = runKey(r);
+      var el = existing[key] || runCard(r, key)[0];
+      if (prev) { if (el.previousElementSibling !== prev) { $(prev).after(el); } } else if ($list[0].firstElementChild !== el) { $list.prepend(el); }
+      keep[key] = true;
+      prev = el;
+    });
+    $list.children('.run').each(function () { if (!keep[$(this).attr('data-key')]) { $(this).remove(); } });
+    if (anchor && scroller && scroller.scrollTop > 0) {
+      scroller.scrollTop += anchor.getBoundingClientRect().top - anchorTop;
+    }
+  }
+
+  function runCard(r, key) {
+    var start = Number(r.startTime), end = Number(r.endTime), plan = Number(r.planTime);
+    var $card = $('<div class="card mb-2 run"></div>').attr('data-key', key).attr('data-status', str(r.status));
+    var $head = $('<div class="card-header d-flex flex-wrap align-items-center gap-2 py-1"></div>')
+      .append(statusBadge(r.status).addClass('run-status'))
+      .append($('<span class="small run-trigger"></span>').text(triggerText(r)))
+      .append($('<span class="small"></span>').text('exit code ').append(
+        $('<code class="run-exit"></code>').text(r.exitCode === null || r.exitCode === undefined ? '–' : str(r.exitCode))))
+      .append($('<span class="small"></span>').text('took ' + (start > 0 && end >= start ? fmtDuration(end - start) : '–')))
+      .append($('<span class="small text-muted ms-auto text-break"></span>').text(str(r.worker) ? 'on ' + str(r.worker) : ''));
+    var late = start > 0 && plan > 0 ? ' (' + (start >= plan ? '+' : '−') + fmtDuration(Math.abs(start - plan)) + ')' : '';
+    var $body = $('<div class="card-body py-2"></div>')
+      .append($('<div class="small text-muted mb-1"></div>')
+        .append('planned ').append(timeSpan(plan))
+        .append(' · started ').append($('<span class="text-nowrap"></span>').text(fmtTime(start, true) + late))
+        .append(' · ended ').append($('<span class="text-nowrap"></span>').text(fmtTime(end, true))));
+    if (str(r.err)) {
+      $body.append($('<pre class="log-output log-err text-danger mb-1 run-err"></pre>').text(str(r.err)));
+    }
+    if (str(r.output)) {
+      $body.append(outputBlock(key, str(r.output)));
+    } else if (!str(r.err)) {
+      $body.append($('<span class="text-muted small">(no output)</span>'));
+    }
+    return $card.append($head).append($body);
+  }
+
+  // ------------------------------------------------------------ account --
+
+  function loadTokens() {
+    return api('GET', 'token/list').then(function (tokens) {
+      tokens = Array.isArray(tokens) ? tokens : [];
+      var $body = $('#tokens-body').empty();
+      if (tokens.length === 0) { $body.append(placeholderRow(5, 'No API tokens.')); return; }
+      tokens.forEach(function (t) {
+        $body.append($('<tr class="token-row"></tr>').attr('data-id', str(t.id))
+          .append($('<td class="text-break token-name"></td>').text(str(t.name)))
+          .append($('<td class="text-break"></td>').text(str(t.username)))
+          .append($('<td></td>').append($('<code></code>').text(str(t.id))))
+          .append($('<td class="text-nowrap"></td>').append(timeSpan(t.createdAt)))
+          .append($('<td class="text-end"></td>').append(
+            $('<button type="button" class="btn btn-sm btn-outline-danger act-revoke">Revoke</button>'))));
+      });
+    }, function (err) { toast('Could not load tokens: ' + err.msg, 'danger'); });
+  }
+
+  function createToken(ev) {
+    ev.preventDefault();
+    var $f = $('#token-form');
+    clearErrors($f);
+    var name = str($('#token-name').val()).trim();
+    api('POST', 'token/create', { name: name }).then(function (t) {
+      $('#token-created-name').text(str(t.name));
+      $('#token-value').val(str(t.token));
+      $('#token-created').removeClass('d-none');
+      $('#token-name').val('');
+      loadTokens();
+    }, function (err) { showError($f, err); });
+  }
+
+  function copyToken() {
+    var value = str($('#token-value').val());
+    var done = function () { toast('Token copied', 'success'); };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(value).then(done, function () { selectToken(); });
+    } else {
+      selectToken();
+    }
+  }
+
+  function selectToken() {
+    var input = document.getElementById('token-value');
+    input.select();
+    try {
+      if (document.execCommand('copy')) { toast('Token copied', 'success'); return; }
+    } catch (e) { /* fall through */ }
+    toast('Selected: press Ctrl+C to copy', 'secondary');
+  }
+
+  function askRevoke(id, name) {
+    confirmThen('Revoke token', 'Revoke the token “' + name + '”? Scripts using it stop working at once.',
+      'Revoke', function () {
+        return api('POST', 'token/revoke', { id: id }).then(function () {
+          toast('Revoked token ' + name, 'success');
+          loadTokens();
+        });
+      });
+  }
+
+  function changePassword(ev) {
+    ev.preventDefault();
+    var $f = $('#password-form');
+    clearErrors($f);
+    if ($('#pw-new').val() !== $('#pw-repeat').val()) {
+      showError($f, { field: 'repeatPassword', msg: 'the two new passwords differ' });
+      return;
+    }
+    api('POST', 'auth/password', {
+      currentPassword: $('#pw-current').val(), newPassword: $('#pw-new').val()
+    }).then(function () {
+      $f[0].reset();
+      toast('Password changed', 'success');
+    }, function (err) { showError($f, err); });
+  }
+
+  // -------------------------------------------------------------- audit --
+
+  var auditState = { skip: 0, filter: {} };
+
+  function loadAudit() {
+    var st = auditState;
+    var params = $.extend({ skip: st.skip, limit: AUDIT_PAGE_SIZE }, st.filter);
+    var $f = $('#audit-form');
+    return api('GET', 'audit', params).then(function (entries) {
+      if (st !== auditState) { return; }
+      entries = Array.isArray(entries) ? entries : [];
+      var $body = $('#audit-body').empty();
+      if (entries.length === 0) { $body.append(placeholderRow(6, 'No entries.')); }
+      entries.forEach(function (e) {
+        var $details = $('<td class="cell-details"></td>');
+        var extra = {};
+        ['detail', 'before', 'after'].forEach(function (k) { if (e[k] !== undefined && e[k] !== null) { extra[k] = e[k]; } });
+        if (Object.keys(extra).length) {
+          $details.append($('<details></details>')
+            .append($('<summary class="small"></summary>').text(Object.keys(extra).join(', ')))
+            .append($('<pre class="log-output mb-0"></pre>').text(JSON.stringify(extra, null, 2))));
+        }
+        $body.append($('<tr class="audit-row"></tr>')
+          .append($('<td class="text-nowrap"></td>').append(timeSpan(e.at)))
+          .append($('<td></td>').append($('<code class="audit-action"></code>').text(str(e.action))))
+          .append($('<td class="text-break"></td>').text(str(e.user) + (e.role ? ' (' + str(e.role) + ')' : '')))
+          .append($('<td class="text-break small"></td>').text(str(e.source)))
+          .append($('<td class="text-break"></td>').text(str(e.job)))
+          .append($details));
+      });
+      $('#audit-newer').prop('disabled', st.skip === 0);
+      $('#audit-older').prop('disabled', entries.length < AUDIT_PAGE_SIZE);
+      $('#audit-page-info').text(entries.length ? 'Entries ' + (st.skip + 1) + '–' + (st.skip + entries.length) + ', newest first' : '');
+    }, function (err) { showError($f, err); });
+  }
+
+  function submitAudit(ev) {
+    ev.preventDefault();
+    clearErrors($('#audit-form'));
+    var filter = {};
+    ['user', 'job', 'action'].forEach(function (k) {
+      var v = str($('#audit-' + k).val()).trim();
+      if (v) { filter[k] = v; }
+    });
+    auditState = { skip: 0, filter: filter };
+    loadAudit();
+  }
+
+  // -------------------------------------------------------------- users --
+
+  function loadUsers() {
+    return api('GET', 'user/list').then(function (users) {
+      users = Array.isArray(users) ? users : [];
+      var $body = $('#users-body').empty();
+      users.forEach(function (u) {
+        var name = str(u.username);
+        var $role = $('<select class="form-select form-select-sm user-role-select"></select>').attr('aria-label', 'Role of ' + name);
+        ['guest', 'user', 'admin'].forEach(function (r) { $role.append($('<option></option>').val(r).text(r)); });
+        $role.val(str(u.role)).data('was', str(u.role)).prop('disabled', name === me.username);
+        var $del = $('<button type="button" class="btn btn-sm btn-outline-danger act-delete-user">Delete</button>')
+          .prop('disabled', name === me.username).attr('title', name === me.username ? 'you cannot delete yourself' : '');
+        $body.append($('<tr class="user-row"></tr>').attr('data-user', name)
+          .append($('<td class="text-break fw-semibold"></td>').text(name))
+          .append($('<td></td>').append($role))
+          .append($('<td class="text-nowrap"></td>').append(timeSpan(u.createdAt)))
+          .append($('<td class="text-nowrap"></td>').append(timeSpan(u.updatedAt)))
+          .append($('<td class="text-end"></td>').append($del)));
+      });
+    }, function (err) { toast('Could not load accounts: ' + err.msg, 'danger'); });
+  }
+
+  function createUser(ev) {
+    ev.preventDefault();
+    var $f = $('#user-form');
+    clearErrors($f);
+    var name = str($('#user-username').val()).trim();
+    if (!str($('#user-password').val())) {
+      showError($f, { field: 'password', msg: 'password: a new account needs one' });
+      return;
+    }
+    api('POST', 'user/save', {
+      username: name, role: $('#user-role').val(), password: $('#user-password').val()
+    }).then(function (before) {
+      $f[0].reset();
+      toast((before ? 'Changed account ' : 'Created account ') + name, 'success');
+      loadUsers();
+    }, function (err) { showError($f, err); });
+  }
+
+  // -------------------------------------------------------------- views --
+
+  var currentView = 'jobs';
+
+  function showView(view) {
+    var $tab = $('#main-tabs [data-view]').filter(function () { return $(this).attr('data-view') === view; });
+    if (!$tab.length || $tab.closest('.d-none').length) { return; }
+    bootstrap.Tab.getOrCreateInstance($tab[0]).show();
+  }
+
+  function onViewShown(view) {
+    currentView = view;
+    if (window.history && history.replaceState) { history.replaceState(null, '', '#' + view); }
+    if (view === 'jobs') { loadJobs().catch(function () {}); }
+    if (view === 'workers') { loadWorkers().catch(function () {}); }
+    if (view === 'account') { loadTokens(); }
+    if (view === 'audit') { loadAudit(); }
+    if (view === 'users') { loadUsers(); }
   }
 
   // ------------------------------------------------------ auto refresh --
 
-  function refreshAll(force) {
-    if (!force && (anyModalOpen() || document.hidden)) { return; }
+  function refreshAll() {
+    if (document.hidden) { return; }
     Promise.allSettled([loadJobs(), loadWorkers()]).then(function (results) {
       var failed = results.filter(function (r) { return r.status === 'rejected'; });
       var $s = $('#refresh-status');
@@ -232,239 +1018,159 @@
         $s.removeClass('text-success').addClass('text-warning')
           .text('Refresh failed (' + failed[0].reason.msg + ') at ' + fmtTime(Date.now()));
       } else {
-        $s.removeClass('text-warning').addClass('text-success')
-          .text('Updated ' + fmtTime(Date.now()));
+        $s.removeClass('text-warning').addClass('text-success').text('Updated ' + fmtTime(Date.now()));
       }
     });
-  }
-
-  // --------------------------------------------------------- job modal --
-
-  function clearFieldErrors() {
-    var $f = $('#job-form');
-    $f.find('.is-invalid').removeClass('is-invalid');
-    $f.find('.invalid-feedback').text('');
-    $('#job-form-error').addClass('d-none').text('');
-  }
-
-  function showFieldError(field, msg) {
-    var $input = $('#job-form').find('[name="' + field + '"]');
-    if (field && $input.length) {
-      $input.addClass('is-invalid');
-      $('#job-form .invalid-feedback[data-for="' + field + '"]').text(msg);
-      $input.trigger('focus');
-    } else {
-      $('#job-form-error').removeClass('d-none').text(msg);
-    }
-  }
-
-  function openJobModal(job) {
-    var editing = !!job;
-    var $f = $('#job-form');
-    $f[0].reset();
-    clearFieldErrors();
-    $('#job-modal-title').text(editing ? 'Edit job' : 'New job');
-    // The name is the key: renaming would create a second job, so it is fixed while editing.
-    $('#job-name').val(editing ? job.name : '').prop('readonly', editing);
-    $('#job-name-help').text(editing
-      ? 'The name identifies the job and cannot be changed; delete and re-create to rename.'
-      : 'Unique job name. Saving an existing name replaces that job.');
-    $('#job-command').val(editing ? job.command : '');
-    $('#job-cronExpr').val(editing ? job.cronExpr : '');
-    $('#job-save-btn').prop('disabled', false).text('Save');
-    modal('job-modal').show();
-  }
-
-  function submitJob(ev) {
-    ev.preventDefault();
-    clearFieldErrors();
-    var job = {
-      name: str($('#job-name').val()).trim(),
-      command: $('#job-command').val(),
-      cronExpr: str($('#job-cronExpr').val()).trim()
-    };
-    // Cheap client-side checks; the server is authoritative and its errors are shown the same way.
-    for (var i = 0; i < JOB_FIELDS.length; i++) {
-      if (!job[JOB_FIELDS[i]].trim()) {
-        showFieldError(JOB_FIELDS[i], JOB_FIELDS[i] + ': must not be empty');
-        return;
-      }
-    }
-    var $btn = $('#job-save-btn').prop('disabled', true).text('Saving…');
-    api('POST', 'job/save', { job: JSON.stringify(job) }).then(function (prev) {
-      modal('job-modal').hide();
-      toast((prev ? 'Updated job ' : 'Created job ') + job.name, 'success');
-      loadJobs().catch(function () {});
-    }, function (err) {
-      // Keep the modal open and show the message under the offending field.
-      showFieldError(err.field, err.msg);
-    }).finally(function () {
-      $btn.prop('disabled', false).text('Save');
-    });
-  }
-
-  // ------------------------------------------------------ delete / kill --
-
-  var pendingDelete = null;
-
-  function askDelete(job) {
-    pendingDelete = job.name;
-    $('#confirm-job-name').text(job.name);
-    $('#confirm-delete-btn').prop('disabled', false);
-    modal('confirm-modal').show();
-  }
-
-  function doDelete() {
-    var name = pendingDelete;
-    if (!name) { return; }
-    var $btn = $('#confirm-delete-btn').prop('disabled', true);
-    api('POST', 'job/delete', { name: name }).then(function (deleted) {
-      modal('confirm-modal').hide();
-      toast(deleted ? 'Deleted job ' + name : 'Job ' + name + ' did not exist', deleted ? 'success' : 'secondary');
-      loadJobs().catch(function () {});
-    }, function (err) {
-      toast('Delete ' + name + ' failed: ' + err.msg, 'danger');
-    }).finally(function () {
-      $btn.prop('disabled', false);
-      pendingDelete = null;
-    });
-  }
-
-  function doKill(job, btn) {
-    var $btn = $(btn).prop('disabled', true);
-    api('POST', 'job/kill', { name: job.name }).then(function () {
-      toast('Kill requested for ' + job.name + ' (applies to a run in progress, if any)', 'warning');
-    }, function (err) {
-      toast('Kill ' + job.name + ' failed: ' + err.msg, 'danger');
-    }).finally(function () { $btn.prop('disabled', false); });
-  }
-
-  // --------------------------------------------------------- log modal --
-
-  var logState = { name: null, skip: 0 };
-
-  var STATUS_BADGE = {
-    succeeded: 'text-bg-success',
-    failed: 'text-bg-danger',
-    killed: 'text-bg-warning'
-  };
-
-  function openLogs(job) {
-    logState = { name: job.name, skip: 0 };
-    $('#log-modal-title').text('Logs: ' + job.name);
-    $('#log-body').empty();
-    modal('log-modal').show();
-    loadLogs();
-  }
-
-  function loadLogs() {
-    var st = logState;
-    if (!st.name) { return; }
-    $('#log-error').addClass('d-none').text('');
-    $('#log-newer, #log-older, #log-refresh').prop('disabled', true);
-    $('#log-page-info').text('Loading…');
-    api('GET', 'job/log', { name: st.name, skip: st.skip, limit: LOG_PAGE_SIZE }).then(function (runs) {
-      if (st !== logState) { return; }   // another job's logs were opened meanwhile
-      runs = Array.isArray(runs) ? runs : [];
-      renderLogs(runs);
-      $('#log-newer').prop('disabled', st.skip === 0);
-      $('#log-older').prop('disabled', runs.length < LOG_PAGE_SIZE);
-      $('#log-page-info').text(runs.length
-        ? 'Runs ' + (st.skip + 1) + '–' + (st.skip + runs.length) + ', newest first'
-        : (st.skip ? 'No older runs' : ''));
-    }, function (err) {
-      if (st !== logState) { return; }
-      $('#log-error').removeClass('d-none').text('Could not load logs: ' + err.msg);
-      $('#log-newer').prop('disabled', st.skip === 0);
-      $('#log-page-info').text('');
-    }).finally(function () {
-      $('#log-refresh').prop('disabled', false);
-    });
-  }
-
-  function renderLogs(runs) {
-    var $body = $('#log-body').empty();
-    if (runs.length === 0) {
-      $body.append(placeholderRow(7, 'No runs recorded for this job yet.'));
-      return;
-    }
-    runs.forEach(function (r) {
-      var status = str(r.status) || 'unknown';
-      var start = Number(r.startTime), end = Number(r.endTime), plan = Number(r.planTime);
-      var $out = $('<td class="cell-output"></td>');
-      if (str(r.err)) {
-        $out.append($('<pre class="log-output log-err text-danger mb-1"></pre>').text(str(r.err)));
-      }
-      if (str(r.output)) {
-        $out.append($('<pre class="log-output mb-0"></pre>').text(str(r.output)));
-      } else if (!str(r.err)) {
-        $out.append($('<span class="text-muted small">(no output)</span>'));
-      }
-      var $tr = $('<tr></tr>')
-        .append($('<td></td>').append($('<span class="badge"></span>')
-          .addClass(STATUS_BADGE[status] || 'text-bg-secondary').text(status)))
-        .append($('<td class="font-monospace"></td>').text(r.exitCode === null || r.exitCode === undefined ? '–' : str(r.exitCode)))
-        .append($('<td class="text-nowrap"></td>').text(fmtTime(plan))
-          .attr('title', 'Scheduled (dispatched): ' + fmtTime(Number(r.scheduleTime), true)))
-        .append($('<td class="text-nowrap"></td>').text(fmtTime(start))
-          .attr('title', start > 0 && plan > 0 ? 'Started ' + fmtDuration(start - plan) + ' after the planned time' : ''))
-        .append($('<td class="text-nowrap"></td>').text(start > 0 && end >= start ? fmtDuration(end - start) : '–')
-          .attr('title', 'Ended ' + fmtTime(end, true)))
-        .append($('<td class="text-break small"></td>').text(str(r.worker)))
-        .append($out);
-      $body.append($tr);
-    });
+    if (isShown('log-modal') && logState.skip === 0) { loadLogs(); }
   }
 
   // -------------------------------------------------------------- wire --
 
   $(function () {
-    var tz = '';
-    try { tz = Intl.DateTimeFormat().resolvedOptions().timeZone || ''; } catch (e) { tz = ''; }
-    $('#tz-name').text(tz || 'UTC' + (new Date().getTimezoneOffset() <= 0 ? '+' : '-') +
-      Math.abs(new Date().getTimezoneOffset() / 60));
+    try { localZone = Intl.DateTimeFormat().resolvedOptions().timeZone || ''; } catch (e) { localZone = ''; }
+    if (!localZone) {
+      var off = -new Date().getTimezoneOffset();
+      localZone = 'UTC' + (off >= 0 ? '+' : '-') + pad(Math.floor(Math.abs(off) / 60)) + ':' + pad(Math.abs(off) % 60);
+    }
+    $('#tz-name, .tz-label-plain').text(localZone);
+    $('.tz-label').text('(' + localZone + ')');
+    try {
+      var $zones = $('#timezones');
+      (Intl.supportedValuesOf ? Intl.supportedValuesOf('timeZone') : []).forEach(function (z) {
+        $zones.append($('<option></option>').val(z));
+      });
+    } catch (e) { /* no zone list: the field still takes any name */ }
+    AUDIT_ACTIONS.forEach(function (a) { $('#audit-action').append($('<option></option>').val(a).text(a)); });
 
+    // Jobs
     $('#btn-new-job').on('click', function () { openJobModal(null); });
-    $('#btn-refresh').on('click', function () { refreshAll(true); });
+    $('#btn-refresh').on('click', refreshAll);
+    $('#jobs-filter').on('input', function () {
+      renderJobs(Object.keys(jobsByName).sort().map(function (k) { return jobsByName[k]; }));
+    });
+    $('#jobs-body')
+      .on('click', '.act-edit', function () { var j = jobOf(this); if (j) { openJobModal(j); } })
+      .on('click', '.act-clone', function () { var j = jobOf(this); if (j) { openClone(j); } })
+      .on('click', '.act-delete', function () { var j = jobOf(this); if (j) { askDelete(j); } })
+      .on('click', '.act-logs', function () { var j = jobOf(this); if (j) { openLogs(j); } })
+      .on('click', '.act-kill', function () {
+        var j = jobOf(this);
+        if (j) { jobAction(j, this, 'job/kill', 'Kill sent to the running ' + j.name); }
+      })
+      .on('click', '.act-run', function () {
+        var j = jobOf(this);
+        if (j) { jobAction(j, this, 'job/run', 'A worker runs ' + j.name + ' now'); }
+      })
+      .on('click', '.act-pause', function () {
+        var j = jobOf(this);
+        if (j) { jobAction(j, this, 'job/disable', 'Paused ' + j.name); }
+      })
+      .on('click', '.act-resume', function () {
+        var j = jobOf(this);
+        if (j) { jobAction(j, this, 'job/enable', 'Resumed ' + j.name); }
+      });
+
+    // Job dialog
     $('#job-form').on('submit', submitJob);
-    $('#job-form').on('input', '.is-invalid', function () {
+    $('#job-form').on('input change', '.is-invalid', function () {
       $(this).removeClass('is-invalid');
     });
-    $('#job-modal').on('shown.bs.modal', function () {
-      $($('#job-name').prop('readonly') ? '#job-command' : '#job-name').trigger('focus');
+    $('#job-type').on('change', function () { setJobType($(this).val()); });
+    $('#job-form input[name="scheduleKind"]').on('change', function () {
+      setScheduleKind($('#job-kind-once').prop('checked') ? 'once' : 'cron');
     });
+    $('#job-cronExpr').on('input', schedulePreview);
+    $('#job-timezone').on('input change', schedulePreview);
+    $('#job-modal').on('shown.bs.modal', function () {
+      var first = $('#job-name').prop('readonly')
+        ? ($('#job-type').val() === 'http' ? '#job-http-url' : '#job-command') : '#job-name';
+      $(first).trigger('focus');
+    });
+    $('#job-modal').on('hidden.bs.modal', function () { clearTimeout(previewTimer); previewSeq++; });
 
-    $('#jobs-body')
-      .on('click', '.act-edit', function () { openJobModal(jobOf(this)); })
-      .on('click', '.act-delete', function () { askDelete(jobOf(this)); })
-      .on('click', '.act-kill', function () { doKill(jobOf(this), this); })
-      .on('click', '.act-logs', function () { openLogs(jobOf(this)); });
+    // Clone and confirmations
+    $('#clone-form').on('submit', submitClone);
+    $('#clone-form').on('input', '.is-invalid', function () { $(this).removeClass('is-invalid'); });
+    $('#clone-modal').on('shown.bs.modal', function () { $('#clone-newName').trigger('focus').trigger('select'); });
+    $('#confirm-ok').on('click', runConfirmed);
+    $('#confirm-modal').on('hidden.bs.modal', function () { pendingConfirm = null; });
 
-    $('#confirm-delete-btn').on('click', doDelete);
-    $('#confirm-modal').on('hidden.bs.modal', function () { pendingDelete = null; });
-
+    // Logs
     $('#log-refresh').on('click', loadLogs);
     $('#log-newer').on('click', function () {
-      logState.skip = Math.max(0, logState.skip - LOG_PAGE_SIZE); loadLogs();
+      logState.skip = Math.max(0, logState.skip - LOG_PAGE_SIZE); $('#log-list').empty(); loadLogs();
     });
     $('#log-older').on('click', function () {
-      logState.skip += LOG_PAGE_SIZE; loadLogs();
+      logState.skip += LOG_PAGE_SIZE; $('#log-list').empty(); loadLogs();
     });
     $('#log-modal').on('hidden.bs.modal', function () { logState = { name: null, skip: 0 }; });
 
-    // Refresh right after any dialog closes (something may have changed), then every 5 s.
-    $('.modal').on('hidden.bs.modal', function () { refreshAll(false); });
-    document.addEventListener('visibilitychange', function () {
-      if (!document.hidden) { refreshAll(false); }
+    // Account
+    $('#token-form').on('submit', createToken);
+    $('#token-copy').on('click', copyToken);
+    $('#tokens-body').on('click', '.act-revoke', function () {
+      var $tr = $(this).closest('tr');
+      askRevoke($tr.attr('data-id'), $tr.find('.token-name').text());
     });
+    $('#password-form').on('submit', changePassword);
+    $('#password-form, #token-form, #user-form, #audit-form').on('input change', '.is-invalid', function () {
+      $(this).removeClass('is-invalid');
+    });
+
+    // Audit
+    $('#audit-form').on('submit', submitAudit);
+    $('#audit-newer').on('click', function () {
+      auditState = { skip: Math.max(0, auditState.skip - AUDIT_PAGE_SIZE), filter: auditState.filter }; loadAudit();
+    });
+    $('#audit-older').on('click', function () {
+      auditState = { skip: auditState.skip + AUDIT_PAGE_SIZE, filter: auditState.filter }; loadAudit();
+    });
+
+    // Users
+    $('#user-form').on('submit', createUser);
+    $('#users-body').on('change', '.user-role-select', function () {
+      var $sel = $(this);
+      var name = $sel.closest('tr').attr('data-user');
+      api('POST', 'user/save', { username: name, role: $sel.val() }).then(function () {
+        $sel.data('was', $sel.val());
+        toast(name + ' is now ' + $sel.val(), 'success');
+      }, function (err) {
+        $sel.val($sel.data('was'));
+        toast(err.msg, 'danger');
+      });
+    });
+    $('#users-body').on('click', '.act-delete-user', function () {
+      var name = $(this).closest('tr').attr('data-user');
+      confirmThen('Delete account', 'Delete the account “' + name + '”? Its tokens and sessions end at once; its jobs stay.',
+        'Delete', function () {
+          return api('POST', 'user/delete', { username: name }).then(function () {
+            toast('Deleted account ' + name, 'success');
+            loadUsers();
+          });
+        });
+    });
+
+    // Views, session, refresh
+    $('#main-tabs').on('shown.bs.tab', '[data-view]', function () { onViewShown($(this).attr('data-view')); });
+    document.addEventListener('visibilitychange', function () { if (!document.hidden) { refreshAll(); } });
     $('#btn-logout').on('click', function () {
-      api('POST', 'auth/logout', {}).then(function () { window.location.assign('login.html'); });
+      api('POST', 'auth/logout', {}).then(function () { window.location.assign('login.html'); },
+        function (err) { toast(err.msg, 'danger'); });
     });
-    api('GET', 'auth/me', {}).then(function (me) {
-      csrfToken = me.csrfToken;
-      $('#whoami').text(me.username + ' (' + me.role + ')');
-      refreshAll(true);
-      setInterval(function () { refreshAll(false); }, REFRESH_MS);
+
+    api('GET', 'auth/me', {}).then(function (who) {
+      me = { username: str(who.username), role: str(who.role), csrfToken: who.csrfToken || null };
+      $('#whoami').text(me.username + ' (' + me.role + ')').attr('title', me.username + ' (' + me.role + ')');
+      $('#account-name').text(me.username);
+      $('#account-role').text(me.role);
+      $('.admin-only').toggleClass('d-none', !isAdmin());
+      $('.needs-user').toggleClass('d-none', !canWrite());
+      refreshAll();
+      setInterval(refreshAll, REFRESH_MS);
+      var wanted = (window.location.hash || '').replace(/^#/, '');
+      if (wanted && wanted !== 'jobs') { showView(wanted); }
+    }, function (err) {
+      $('#refresh-status').text('Could not ask who is logged in: ' + err.msg);
     });
   });
 }(jQuery));
