@@ -125,8 +125,7 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
         # socket to the garbage collector.
         if preparing is not None:
             preparing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await preparing
+            await asyncio.wait([preparing], timeout=_WARM_UP_STOP_S)
         done, _ = await asyncio.wait([warm_up], timeout=_WARM_UP_STOP_S)
         if not done:
             warm_up.cancel()

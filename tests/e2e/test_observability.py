@@ -31,7 +31,9 @@ async def test_worker_probes_metrics_and_json_logs(cluster: Cluster) -> None:
     async def ran_both() -> str | None:
         _, text = await probe(port, "/metrics")
         ok = 'gdts_runs_total{status="succeeded"}' in text
-        return text if ok and 'gdts_runs_total{status="failed"}' in text else None
+        ok = ok and 'gdts_runs_total{status="failed"}' in text
+        # A run is counted when it ends, its fire lag once its claim is released just after.
+        return text if ok and sample(text, "gdts_fire_lag_seconds_count") >= 2 else None
 
     metrics = await wait_until(ran_both, 20, "runs in the metrics")
     assert sample(metrics, "gdts_runs_total", 'status="succeeded"') >= 1
