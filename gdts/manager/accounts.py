@@ -22,6 +22,7 @@ from gdts.errors import ConflictError, InvalidFieldError, NotFoundError
 from gdts.jobfields import validate_name
 from gdts.manager.endpoints import ROLES
 from gdts.mongo import mongo_errors
+from gdts.plans import to_ms
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def public_view(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ms(moment: datetime | None) -> int | None:
-    return None if moment is None else int(moment.timestamp() * 1000)
+    return None if moment is None else to_ms(moment)
 
 
 class Accounts:

@@ -176,9 +176,7 @@ async def save_job(request: web.Request) -> web.Response:
     job = Job.from_api(
         raw, default_zone=request.app[DEFAULT_ZONE], now_ms=time.time_ns() // 1_000_000
     )
-    before = await request.app[JOB_STORE].save(job, guard_of(request))
-    owner = principal_of(request).username if before is None else before.get("owner", "")
-    after = {**job.to_api(), "owner": owner}
+    before, after = await request.app[JOB_STORE].save(job, guard_of(request))
     await audit(request, "job.save", job=job.name, before=before, after=after)
     return ok(before)
 

@@ -11,6 +11,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 
 from gdts.mongo import mongo_errors
+from gdts.plans import from_ms, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +38,18 @@ class AuditQuery:
             query["action"] = self.action
         at: dict[str, datetime] = {}
         if self.since_ms is not None:
-            at["$gte"] = _moment(self.since_ms)
+            at["$gte"] = from_ms(self.since_ms)
         if self.until_ms is not None:
-            at["$lt"] = _moment(self.until_ms)
+            at["$lt"] = from_ms(self.until_ms)
         if at:
             query["at"] = at
         return query
 
 
-def _moment(epoch_ms: int) -> datetime:
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC)
-
-
 def entry_view(document: dict[str, Any]) -> dict[str, Any]:
     view = {k: v for k, v in document.items() if k != "_id"}
     view["id"] = str(document["_id"])
-    view["at"] = int(document["at"].timestamp() * 1000)
+    view["at"] = to_ms(document["at"])
     return view
 
 

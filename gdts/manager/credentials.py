@@ -16,6 +16,7 @@ from pymongo import ASCENDING, AsyncMongoClient
 
 from gdts.errors import ForbiddenError, NotFoundError
 from gdts.mongo import mongo_errors
+from gdts.plans import to_ms
 
 TOKENS = "api_tokens"
 SESSIONS = "sessions"
@@ -37,7 +38,7 @@ def _now() -> datetime:
 
 
 def _ms(moment: datetime | None) -> int | None:
-    return None if moment is None else int(moment.timestamp() * 1000)
+    return None if moment is None else to_ms(moment)
 
 
 def token_view(document: dict[str, Any]) -> dict[str, Any]:

@@ -28,20 +28,21 @@ class JobStore:
         self._keys = keys
         self._kill_marker_ttl = kill_marker_ttl
 
-    async def save(self, job: Job, guard: JobGuard) -> dict[str, Any] | None:
-        """Create or replace; returns the previous job (API form) or None. A replaced job keeps
-        its owner; a new one belongs to the caller. The owner check and the write are one
-        transaction: the job cannot change hands in between."""
+    async def save(self, job: Job, guard: JobGuard) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """Create or replace; returns the previous job (API form) or None, and the job as
+        saved. A replaced job keeps its owner; a new one belongs to the caller. The owner check
+        and the write are one transaction: the job cannot change hands in between."""
         key = self._keys.job(job.name)
         txn = self._client.transactions
         for _ in range(_UPDATE_ATTEMPTS):
             with etcd_errors():
                 stored = await self._client.get(key)
-            if stored is None:
+            previous = _previous(None if stored is None else stored.value)
+            if previous is None:
                 owned = dataclasses.replace(job, owner=guard.username)
                 compare = [txn.create(key) == 0]
             else:
-                owner = _owner_of(stored.value)
+                owner = previous.get("owner", "")
                 guard.check(job.name, owner)
                 owned = dataclasses.replace(job, owner=owner)
                 compare = [txn.mod(key) == stored.mod_revision]
@@ -50,7 +51,7 @@ class JobStore:
                     compare=compare, success=[txn.put(key, owned.to_record())], failure=[]
                 )
             if written:
-                return _previous(None if stored is None else stored.value)
+                return previous, owned.to_api()
         raise ConflictError("name", f"job {job.name!r} kept changing; try again")
 
     async def update(self, name: str, guard: JobGuard, **changes: Any) -> dict[str, Any]:
@@ -107,18 +108,19 @@ class JobStore:
         for _ in range(_UPDATE_ATTEMPTS):
             with etcd_errors():
                 stored = await self._client.get(key)
-            if stored is None:
+            previous = _previous(None if stored is None else stored.value)
+            if previous is None:
                 guard.check_missing(name)
                 compare = [txn.create(key) == 0]
             else:
-                guard.check(name, _owner_of(stored.value))
+                guard.check(name, previous.get("owner", ""))
                 compare = [txn.mod(key) == stored.mod_revision]
             with etcd_errors():
                 deleted, _ = await self._client.transaction(
                     compare=compare, success=[txn.delete(key), clear_done], failure=[]
                 )
             if deleted:
-                return _previous(None if stored is None else stored.value)
+                return previous
         raise ConflictError("name", f"job {name!r} kept changing; try again")
 
     async def request_run(self, name: str, now_ms: int, guard: JobGuard) -> dict[str, Any]:
@@ -187,10 +189,8 @@ class JobStore:
 
 
 def _owner_of(raw: bytes) -> str:
-    try:
-        return Job.from_record(raw).owner
-    except InvalidFieldError:
-        return ""  # a record nobody can read: only an admin may replace or delete it
+    # A record nobody can read has no owner: only an admin may replace or delete it.
+    return (_previous(raw) or {}).get("owner", "")
 
 
 def _previous(raw: bytes | None) -> dict[str, Any] | None:

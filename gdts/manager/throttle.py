@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 
 from gdts.mongo import mongo_errors
+from gdts.plans import to_ms
 
 FAILURES = "login_failures"
 
@@ -59,7 +60,7 @@ class LoginThrottle:
         limits = self.limits
         pair = await self._times({"username": username, "address": address}, now, limits)
         by_address = await self._times({"address": address}, now, limits)
-        now_ms = _ms(now)
+        now_ms = to_ms(now)
         return max(
             retry_after_s(pair, limits.per_user_and_address, limits.window_s, now_ms),
             retry_after_s(by_address, limits.per_address, limits.window_s, now_ms),
@@ -78,8 +79,4 @@ class LoginThrottle:
         most = max(limits.per_user_and_address, limits.per_address)
         with mongo_errors():
             cursor = self._failures.find({**query, "at": {"$gt": since}}, {"at": 1})
-            return [_ms(d["at"]) async for d in cursor.sort("at", DESCENDING).limit(most)]
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.astimezone(UTC).timestamp() * 1000)
+            return [to_ms(d["at"]) async for d in cursor.sort("at", DESCENDING).limit(most)]
