@@ -20,11 +20,11 @@ from gdts.errors import (
 from gdts.job import Job, validate_name
 from gdts.manager.auth import SECURITY, JobGuard, principal_of, source_of
 from gdts.manager.endpoints import (
-    BY_ROUTE,
     CSRF_FIELD,
     MAX_LIST_LIMIT,
     MAX_LOG_LIMIT,
     MAX_PREVIEW,
+    endpoint_of,
 )
 from gdts.manager.jobstore import JobStore
 from gdts.manager.listing import JobListing
@@ -118,7 +118,7 @@ async def read_params(request: web.Request) -> Mapping[str, Any]:
 def _reject_unknown(request: web.Request, params: Mapping[str, Any]) -> None:
     """A field the endpoint does not take is a mistake (a typo, a client for another
     version): say so instead of ignoring it."""
-    endpoint = BY_ROUTE.get(("GET" if request.method == "HEAD" else request.method, request.path))
+    endpoint = endpoint_of(request.method, request.path)
     if endpoint is None:
         return
     allowed = endpoint.field_names | ({CSRF_FIELD} if request.method == "POST" else set())

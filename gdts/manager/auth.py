@@ -19,7 +19,7 @@ from gdts.errors import ForbiddenError, NotFoundError, UnauthorizedError
 from gdts.manager.accounts import Accounts, Principal
 from gdts.manager.audit import AuditTrail
 from gdts.manager.credentials import Credentials
-from gdts.manager.endpoints import BY_ROUTE, CSRF_FIELD, CSRF_HEADER, PUBLIC, role_allows
+from gdts.manager.endpoints import CSRF_FIELD, CSRF_HEADER, PUBLIC, endpoint_of, role_allows
 from gdts.manager.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def source_of(request: web.Request) -> str:
 
 
 def needed_role(method: str, path: str) -> str:
-    endpoint = BY_ROUTE.get(("GET" if method == "HEAD" else method, path))
+    endpoint = endpoint_of(method, path)
     if endpoint is not None:
         return endpoint.role
     return "guest" if path in _GUEST_ROUTES else PUBLIC

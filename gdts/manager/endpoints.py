@@ -135,7 +135,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
               _SKIP, _limit(50, MAX_LOG_LIMIT))),
 )  # fmt: skip
 
-BY_ROUTE: dict[tuple[str, str], Endpoint] = {(e.method, e.path): e for e in ENDPOINTS}
+_BY_ROUTE: dict[tuple[str, str], Endpoint] = {(e.method, e.path): e for e in ENDPOINTS}
+
+
+def endpoint_of(method: str, path: str) -> Endpoint | None:
+    """The endpoint a request is for (aiohttp answers HEAD with the GET route), or None."""
+    return _BY_ROUTE.get(("GET" if method == "HEAD" else method, path))
 
 
 def role_allows(role: str, needed: str) -> bool:
