@@ -59,10 +59,8 @@ async def _run_manager(config: ManagerConfig, stop: asyncio.Event) -> None:
 
 
 async def _run_worker(config: WorkerConfig, stop: asyncio.Event) -> None:
-    from gdts.worker.executor import watch_children_with_pidfds
     from gdts.worker.worker import Worker
 
-    watch_children_with_pidfds()
     await Worker(config).run(stop)
 
 

@@ -9,7 +9,8 @@ import contextlib
 import logging
 import os
 import signal
-import sys
+import subprocess
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 # After the shell exits, a background child may still hold the output pipe open; we stop
 # reading after this long instead of tying the run to that child's lifetime.
 _PIPE_DRAIN_S = 1.0
+_READ_CHUNK = 65536
 
 
 @dataclass(frozen=True)
@@ -31,21 +33,6 @@ class ExecResult:
     exit_code: int | None  # None when the process died from a signal or never started
     err: str
     killed: bool
-
-
-def watch_children_with_pidfds() -> None:
-    """Learn of job exits through pidfds on the running loop. Python 3.11's default child watcher
-    starts a thread per process to block in waitpid(); under load that thread churn cost the
-    worker about a tenth of its CPU. 3.12 picks pidfds by itself (and deprecates this API)."""
-    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
-        return
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except OSError:  # kernel before 5.3, or pidfd_open blocked by a seccomp policy
-        return
-    watcher = asyncio.PidfdChildWatcher()
-    watcher.attach_loop(asyncio.get_running_loop())
-    asyncio.set_child_watcher(watcher)
 
 
 def now_ms() -> int:
@@ -89,39 +76,21 @@ class RunningCommand:
     ) -> ExecResult:
         """``user``: who the whole group runs as (see gdts.worker.runas); None: the worker."""
         start_ms = now_ms()
-        loop = asyncio.get_running_loop()
-        protocol = _CaptureProtocol(_Capture(output_limit))
-        # The child drops to the user between fork and exec: the worker keeps its own identity,
-        # and with it the right to signal the group.
-        as_user = {} if user is None else user.spawn_options()
-        if user is not None:
-            env = user.env(env)
         try:
-            transport, _ = await loop.subprocess_exec(
-                lambda: protocol,
-                bash_path,
-                "-c",
-                command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                env=dict(env),
-                start_new_session=True,  # own session => own process group to signal as a whole
-                **as_user,
-            )
-        except OSError as exc:
+            child = _Child.start(bash_path, command, env, user, _Capture(output_limit))
+        except (OSError, subprocess.SubprocessError) as exc:
             return ExecResult(
                 start_ms, now_ms(), "", None, f"cannot start {bash_path}: {exc}", False
             )
-        self._pgid = transport.get_pid()
+        self._pgid = child.pid
         try:
             if self.kill_requested:  # killed while starting
-                self._killer = loop.create_task(self._terminate())
+                self._killer = asyncio.get_running_loop().create_task(self._terminate())
             try:
-                await protocol.exited.wait()
+                await child.exited.wait()
             except asyncio.CancelledError:
                 # The worker is going down hard: do not leave the group running behind us.
-                _signal_group(self._pgid, signal.SIGKILL)
+                _signal_group(child.pid, signal.SIGKILL)
                 raise
             self._exited.set()
             end_ms = now_ms()
@@ -129,40 +98,120 @@ class RunningCommand:
                 # The shell is gone; the killer now sends SIGKILL to whatever is left of the group.
                 await self._killer
             try:
-                await asyncio.wait_for(protocol.output_closed.wait(), _PIPE_DRAIN_S)
+                await asyncio.wait_for(child.output_closed.wait(), _PIPE_DRAIN_S)
             except TimeoutError:
-                protocol.capture.note("[output closed: a background process still held it open]")
-            returncode = transport.get_returncode()
-            assert returncode is not None
+                child.capture.note("[output closed: a background process still held it open]")
         finally:
-            transport.close()
+            child.close()
+        returncode = child.returncode
+        assert returncode is not None
         return ExecResult(
             start_ms=start_ms,
             end_ms=end_ms,
-            output=protocol.capture.text(),
+            output=child.capture.text(),
             exit_code=returncode if returncode >= 0 else None,
             err=_describe_exit(returncode, self.kill_requested),
             killed=self.kill_requested,
         )
 
 
-class _CaptureProtocol(asyncio.SubprocessProtocol):
-    """Learns of the shell's exit as soon as it happens. asyncio's Process.wait() also waits for
-    the pipes to close, which ties a run to any background child that inherited them."""
+class _Child:
+    """A started shell, watched from the event loop: its exit through a pidfd, its output through
+    a plain pipe read when readable. asyncio's subprocess transports did the same with pipe
+    transports, protocols and tasks around each process, at twice the worker's CPU per spawn,
+    and their wait() also waits for the pipes to close, which ties a run to any background child
+    that inherited them."""
 
-    def __init__(self, capture: _Capture) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], output_fd: int, capture: _Capture):
+        self._process = process
+        self.pid = process.pid
         self.capture = capture
         self.exited = asyncio.Event()
         self.output_closed = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._output_fd = output_fd
+        self._loop.add_reader(output_fd, self._read_output)
+        self._pidfd = -1
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):  # no pidfds (kernel before 5.3, a seccomp policy)
+            threading.Thread(target=self._wait_in_thread, daemon=True).start()
+        else:
+            self._loop.add_reader(self._pidfd, self._reap)
 
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        self.capture.feed(data)
+    @classmethod
+    def start(
+        cls,
+        bash_path: str,
+        command: str,
+        env: Mapping[str, str],
+        user: JobUser | None,
+        capture: _Capture,
+    ) -> _Child:
+        # The child drops to the user between fork and exec: the worker keeps its own identity,
+        # and with it the right to signal the group. Without a user, CPython vforks.
+        as_user = {} if user is None else user.spawn_options()
+        if user is not None:
+            env = user.env(env)
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(read_fd, False)  # only our end: the job's writes block as usual
+        try:
+            process = subprocess.Popen(
+                [bash_path, "-c", command],
+                stdin=subprocess.DEVNULL,
+                stdout=write_fd,
+                stderr=write_fd,
+                env=env,
+                start_new_session=True,  # own session => own process group to signal as a whole
+                **as_user,
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)  # the child has its copy; ours would keep the pipe from closing
+        return cls(process, read_fd, capture)
 
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        self.output_closed.set()
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
 
-    def process_exited(self) -> None:
+    def _read_output(self) -> None:
+        try:
+            data = os.read(self._output_fd, _READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.capture.feed(data)
+        else:
+            self._close_output()
+
+    def _close_output(self) -> None:
+        if self._output_fd >= 0:
+            self._loop.remove_reader(self._output_fd)
+            os.close(self._output_fd)
+            self._output_fd = -1
+            self.output_closed.set()
+
+    def _reap(self) -> None:
+        # Readable pidfd: the process has exited, so poll() reaps it at once.
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = -1
+        self._process.poll()
         self.exited.set()
+
+    def _wait_in_thread(self) -> None:
+        self._process.wait()
+        with contextlib.suppress(RuntimeError):  # the loop closed first
+            self._loop.call_soon_threadsafe(self.exited.set)
+
+    def close(self) -> None:
+        """Stop reading the output (a background process may still hold the pipe). A process
+        still running (the run was cancelled) stays watched, so it is reaped when it dies."""
+        self._close_output()
 
 
 class _Capture:

@@ -36,7 +36,7 @@ class JobUser:
         return {**base, "HOME": self.home, "USER": self.name, "LOGNAME": self.name}
 
     def spawn_options(self) -> dict[str, Any]:
-        """Keyword arguments for subprocess.Popen (and asyncio's subprocess_exec)."""
+        """Keyword arguments for subprocess.Popen."""
         options: dict[str, Any] = {"cwd": self.workdir}
         if self.switch:
             # Always the full group list: with none, the job would keep the worker's own

@@ -262,6 +262,9 @@ class Worker:
         config = self.config
         # Before touching etcd: a worker that may not run jobs must never claim one.
         self._job_user = job_user(config.run_as, config.allow_root, os.geteuid())
+        # Read once, not per run: the worker's own GDTS_* settings (etcd password, MongoDB URI)
+        # are not the job's.
+        self._base_env = {k: v for k, v in os.environ.items() if not k.startswith("GDTS_")}
         async with contextlib.AsyncExitStack() as stack:
             etcd = open_etcd(config)
             stack.push_async_callback(etcd.close)
@@ -784,8 +787,7 @@ class Worker:
         )
 
     def _job_env(self, job: Job, plan_ms: int) -> dict[str, str]:
-        # The worker's own GDTS_* settings (etcd password, MongoDB URI) are not the job's.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GDTS_")}
+        env = dict(self._base_env)
         env.update(
             GDTS_JOB_NAME=job.name, GDTS_PLAN_TIME=str(plan_ms), GDTS_WORKER_ID=self.worker_id
         )

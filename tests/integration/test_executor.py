@@ -37,6 +37,33 @@ async def test_output_over_the_cap_is_cut_with_a_visible_marker() -> None:
     assert result.exit_code == 0
 
 
+async def test_output_larger_than_a_pipe_buffer_arrives_whole() -> None:
+    # The job writes faster than we read: its end of the pipe must block, not fail with EAGAIN.
+    result = await run("head -c 1000000 /dev/zero | tr '\\0' 'y'; echo; echo end")
+    assert result.exit_code == 0, result.err
+    lines = result.output.splitlines()
+    assert lines == ["y" * 1_000_000, "end"]
+
+
+async def test_a_cancelled_run_kills_its_group_and_leaves_no_zombie(tmp_path) -> None:
+    pid_file = tmp_path / "pid"
+    task = asyncio.create_task(run(f"echo $$ > {pid_file}; sleep 600"))
+
+    async def started() -> int | None:
+        text = pid_file.read_text().strip() if pid_file.exists() else ""
+        return int(text) if text else None
+
+    shell = await wait_until(started, 10, "the command to start")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    async def reaped() -> bool:
+        return not _in_process_table(shell)
+
+    await wait_until(reaped, 10, "the killed shell to be reaped")
+
+
 async def test_a_background_child_holding_the_output_does_not_hold_the_run(tmp_path) -> None:
     pid_file = tmp_path / "bg.pid"
     started = time.monotonic()
@@ -92,6 +119,11 @@ async def test_a_run_as_another_user_has_its_ids_groups_env_and_workdir() -> Non
     assert result.output.splitlines() == [
         str(nobody.uid), str(nobody.gid), f"{nobody.gid} 4242", "/var/empty nobody nobody", "/tmp"
     ]  # fmt: skip
+
+
+def _in_process_table(pid: int) -> bool:
+    # Not merely alive: a zombie (dead, never reaped) still has its /proc entry.
+    return os.path.exists(f"/proc/{pid}")
 
 
 def _gone(*pids: int):
