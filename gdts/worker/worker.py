@@ -89,6 +89,10 @@ class Worker:
         # None for all of them)
         self._killed_at: dict[str, tuple[int, int | None]] = {}
         self._claims: dict[str, Claim] = {}  # job -> claim of its run going here
+        # job -> its latest tick's claim here, done once that tick won or gave up
+        self._claiming: dict[str, asyncio.Future[None]] = {}
+        # job -> the removal of its last run's running marker, while etcd has not confirmed it
+        self._releasing: dict[str, asyncio.Task[None]] = {}
         # From the running-marker watch: which jobs run anywhere, and which ticks were claimed
         # (kept for two start windows), so a non-owner decides to step in without asking etcd.
         self._running_anywhere: dict[str, bytes] = {}
@@ -538,7 +542,7 @@ class Worker:
             finally:
                 self._claims.pop(tick.job.name, None)
                 # Shielded: even on cancellation the marker must go, or the job never runs again.
-                await asyncio.shield(self._release(claim))
+                await asyncio.shield(self._track_release(claim))
         except Exception:
             # A bug must cost one run, never the worker and every other running job with it.
             log.exception("run failed inside the worker", extra=tags)
@@ -608,8 +612,35 @@ class Worker:
 
     async def _claim(self, tick: DueTick) -> Claim | None:
         """Claim the tick, retrying passing failures until its start window closes."""
-        marker = self._claimer.marker(tick.plan_ms, self.now_ms())
         exclusive = tick.job.concurrency != "allow"
+        if not exclusive:
+            return await self._claim_now(tick, exclusive)
+        name = tick.job.name
+        earlier = self._claiming.get(name)
+        claiming = self._claiming[name] = asyncio.get_running_loop().create_future()
+        try:
+            window_ends = tick.start_by_ms or tick.plan_ms + self._window_ms(tick.job)
+            if earlier is not None:
+                # Ticks of one job claim in order here. When etcd stalls, ticks pile up and
+                # their answers come together: a later tick winning first would leave the
+                # earlier one busy, and skipped, behind it.
+                wait_ms = min(self.config.busy_wait, window_ends - self.now_ms())
+                await asyncio.wait({earlier}, timeout=max(0, wait_ms) / 1000)
+            releasing = self._releasing.get(name)
+            if releasing is not None:
+                # Our previous run of this job has ended, but its running marker is still on
+                # its way out (etcd is slow, or the release waits behind a slow batch).
+                # Claiming now would find it, and skip a tick that nothing stands in the way of.
+                wait_ms = window_ends - self.now_ms()
+                await asyncio.wait({releasing}, timeout=max(0, wait_ms) / 1000)
+            return await self._claim_now(tick, exclusive)
+        finally:
+            claiming.set_result(None)
+            if self._claiming.get(name) is claiming:
+                del self._claiming[name]
+
+    async def _claim_now(self, tick: DueTick, exclusive: bool) -> Claim | None:
+        marker = self._claimer.marker(tick.plan_ms, self.now_ms())
         outcome, unanswered = await self._try_claim(tick, marker)
         if outcome is ClaimOutcome.WON:
             return Claim(ClaimOutcome.WON, tick.job.name, tick.plan_ms, marker, exclusive)
@@ -618,7 +649,7 @@ class Worker:
             # same: its running marker would block this job on every worker for as long as our
             # lease lives. Remove it (only if it is ours, as on any release).
             lost = Claim(ClaimOutcome.WON, tick.job.name, tick.plan_ms, marker, exclusive)
-            self._group.create_task(self._release(lost))
+            self._track_release(lost)
         return None
 
     async def _try_claim(self, tick: DueTick, marker: bytes) -> tuple[ClaimOutcome | None, bool]:
@@ -627,7 +658,10 @@ class Worker:
         job = tick.job
         tags = event(job=job.name, tick=tick.plan_ms)
         window_ends = tick.start_by_ms or tick.plan_ms + self._window_ms(job)
-        busy_until = tick.plan_ms + min(self.config.busy_wait, self.config.start_window)
+        # Set at the first busy answer: a tick waits busyWait for the run before it from when it
+        # could first ask, so a claim that etcd answers late (the same stall also made the run
+        # before it late) still gets its wait.
+        busy_until: int | None = None
         replacing = job.concurrency == "replace"
         if replacing:
             # The run going on is being killed for this one: wait for it as long as the tick
@@ -675,8 +709,13 @@ class Worker:
                     # BUSY: the previous run is still going. Runs that end a moment after the
                     # next tick (or a worker whose clock is ahead starting a later tick at the
                     # same instant) would otherwise turn into a skipped tick: retry a little.
+                    if outcome is ClaimOutcome.BUSY and busy_until is None:
+                        busy_until = self.now_ms() + min(
+                            self.config.busy_wait, self.config.start_window
+                        )
                     if (
                         outcome is not ClaimOutcome.BUSY
+                        or busy_until is None
                         or self.now_ms() + delay * 1000 > busy_until
                     ):
                         self.stats.claims.inc(outcome=outcome.value)
@@ -792,6 +831,19 @@ class Worker:
             GDTS_JOB_NAME=job.name, GDTS_PLAN_TIME=str(plan_ms), GDTS_WORKER_ID=self.worker_id
         )
         return env
+
+    def _track_release(self, claim: Claim) -> asyncio.Task[None]:
+        """Release the claim in a task the job's next claim can wait for (see _claim)."""
+        release = self._group.create_task(self._release(claim))
+        name = claim.job_name
+        self._releasing[name] = release
+
+        def forget(task: asyncio.Task[None]) -> None:
+            if self._releasing.get(name) is task:
+                del self._releasing[name]
+
+        release.add_done_callback(forget)
+        return release
 
     async def _release(self, claim: Claim) -> None:
         delay = 0.2

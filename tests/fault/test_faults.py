@@ -19,7 +19,7 @@ import time
 import pytest
 
 from gdts.job import Job, jobs_digest
-from gdts.localstack import MongoProcess, free_port
+from gdts.localstack import EtcdProcess, MongoProcess, free_port
 from tests.support import (
     EVERY_SECOND,
     Cluster,
@@ -31,6 +31,7 @@ from tests.support import (
     count_after,
     count_at_least,
     cron_at,
+    holds,
     now_ms,
     probe,
     read_ticks,
@@ -199,6 +200,54 @@ async def test_mongodb_down_for_30s_loses_no_result(stack: Stack) -> None:
     finally:
         await cluster.stop_all()
         await mongo.stop()
+
+
+async def test_etcd_frozen_for_seconds_delays_ticks_but_skips_none(stack: Stack) -> None:
+    """etcd stops answering for a while (a compaction, a slow disk): ticks planned meanwhile
+    start late, but each once. A worker's own release of a job's previous run may still wait
+    behind a stalled batch when the job's next claim goes out; that claim must not find the
+    marker, count the job busy, and skip the tick."""
+    etcd = EtcdProcess(stack.tmp / "etcd", log_path=stack.tmp / "etcd.log")
+    await etcd.start()
+    own = dataclasses.replace(stack, etcd_endpoint=etcd.endpoint)
+    cluster = Cluster(own)
+    jobs = 40
+    try:
+        await cluster.start_manager()
+        # A lease that outlives the freeze: this test is about the runs, not about fencing.
+        await cluster.start_worker("w1", workerLeaseTtl=15)
+        files = [stack.tmp / f"j{i:02}.txt" for i in range(jobs)]
+        for i, ticks in enumerate(files):
+            # Runs of different lengths end (and release) one after another through each
+            # second, so the freeze catches releases waiting behind a stalled batch.
+            command = record_command(ticks, f"; sleep {i * 0.015:.3f}")
+            await save_job(cluster.api, f"j{i:02}", command, EVERY_SECOND)
+        started_at = now_ms()
+        await wait_until(holds(lambda: _all_ran_after(files, started_at)), 20, "every job")
+        # Into the second, while runs are ending: not a wait for a condition, a phase.
+        await asyncio.sleep(1.3 - time.time() % 1)
+        frozen_from = now_ms()
+        assert etcd.pid is not None
+        os.kill(etcd.pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(2.5)  # the stall itself is what is tested, not a wait
+        finally:
+            os.kill(etcd.pid, signal.SIGCONT)
+        thawed_at = now_ms()
+        await wait_until(
+            holds(lambda: _all_ran_after(files, thawed_at + 3000)), 30, "runs after the thaw"
+        )
+        for ticks in files:
+            duplicates, misses = tick_report(ticks, frozen_from - 2000, thawed_at + 2000)
+            assert not duplicates, f"{ticks.name}: ticks run twice: {duplicates}"
+            assert not misses, f"{ticks.name}: ticks skipped: {misses}\n{cluster.logs()}"
+    finally:
+        await cluster.stop_all()
+        await etcd.stop()
+
+
+def _all_ran_after(files: list, after_ms: int) -> bool:
+    return all(any(plan > after_ms for plan, _ in read_ticks(f)) for f in files)
 
 
 async def test_two_managers_racing_leave_one_whole_write_and_workers_converge(
