@@ -97,6 +97,8 @@ class Worker:
         # (kept for two start windows), so a non-owner decides to step in without asking etcd.
         self._running_anywhere: dict[str, bytes] = {}
         self._claimed_ticks: set[tuple[str, int]] = set()
+        # job -> when (our clock) the watch last showed a claim of it, by any worker
+        self._last_claim_seen: dict[str, int] = {}
         self._claimed_order: deque[tuple[int, tuple[str, int]]] = deque()
         self._job_user: JobUser | None = None  # who command jobs run as; None: this process
         self.stats = WorkerStats(
@@ -135,6 +137,7 @@ class Worker:
 
     def job_deleted(self, name: str) -> None:
         self._killed_at.pop(name, None)
+        self._last_claim_seen.pop(name, None)
         if self._table.remove(name):
             self._table_version += 1
             self._table_changed.set()
@@ -194,9 +197,7 @@ class Worker:
         if self._owns(job_name):
             self._start_fire(tick, now)
         else:
-            self._takeover_seq += 1
-            deadline = now + self.config.takeover_delay
-            heapq.heappush(self._takeovers, (deadline, self._takeover_seq, tick))
+            self._defer_takeover(tick, now + self.config.takeover_delay)
             self._table_changed.set()  # the scheduler's next wake-up may now be earlier
 
     def run_request_gone(self, key: bytes) -> None:
@@ -212,6 +213,7 @@ class Worker:
         if plan_ms is None:
             return
         now = self.now_ms()
+        self._last_claim_seen[job_name] = now
         key = (job_name, plan_ms)
         if key not in self._claimed_ticks:
             self._claimed_ticks.add(key)
@@ -431,14 +433,12 @@ class Worker:
                 if self._owns(tick.job.name):
                     self._start_fire(tick, now)
                 elif tick.plan_ms > takeover_at:
-                    self._takeover_seq += 1
-                    deadline = tick.plan_ms + self.config.takeover_delay
-                    heapq.heappush(self._takeovers, (deadline, self._takeover_seq, tick))
-                elif self._should_take_over(tick):
+                    self._defer_takeover(tick, tick.plan_ms + self.config.takeover_delay)
+                elif self._should_take_over(tick, now):
                     self._start_fire(tick, now)
             while self._takeovers and self._takeovers[0][0] <= now:
                 tick = heapq.heappop(self._takeovers)[2]
-                if self._should_take_over(tick):
+                if self._should_take_over(tick, now):
                     self._start_fire(tick, now)
             next_ms = self._table.next_ms()
             if self._takeovers:
@@ -592,7 +592,11 @@ class Worker:
             owned = self._owned[job_name] = owner == self.worker_id
         return owned
 
-    def _should_take_over(self, tick: DueTick) -> bool:
+    def _defer_takeover(self, tick: DueTick, at_ms: int) -> None:
+        self._takeover_seq += 1
+        heapq.heappush(self._takeovers, (at_ms, self._takeover_seq, tick))
+
+    def _should_take_over(self, tick: DueTick, now: int) -> bool:
         """The job's owner claims at once; any other worker, ``takeoverDelay`` later, claims
         only if, as far as the watch shows, nobody did and the job is not running anywhere.
         (The owner may have changed meanwhile: the new owner's claim shows the same way.)"""
@@ -606,6 +610,17 @@ class Worker:
             return False
         if job_name in self._running_anywhere and tick.job.concurrency == "forbid":
             self.stats.claims.inc(outcome="busy")
+            return False
+        delay = self.config.takeover_delay
+        seen = self._last_claim_seen.get(job_name)
+        if seen is not None and now - seen < delay:
+            # The job's ticks are being claimed, only late (a loaded machine, a slow etcd): the
+            # owner is alive and behind, and stepping in would add claims that mostly lose, and
+            # load where there is already too much. Look again later, while the tick may start.
+            self.stats.claims.inc(outcome="deferred")
+            window_ends = tick.start_by_ms or tick.plan_ms + self._window_ms(tick.job)
+            if now + delay < window_ends:
+                self._defer_takeover(tick, now + delay)
             return False
         log.info("stepping in for the job's owner", extra=event(job=job_name, tick=tick.plan_ms))
         return True
