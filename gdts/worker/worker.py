@@ -89,8 +89,8 @@ class Worker:
         # None for all of them)
         self._killed_at: dict[str, tuple[int, int | None]] = {}
         self._claims: dict[str, Claim] = {}  # job -> claim of its run going here
-        # job -> its latest tick's claim here, done once that tick won or gave up
-        self._claiming: dict[str, asyncio.Future[None]] = {}
+        # job -> its latest tick going through this worker (see _Turn)
+        self._turns: dict[str, _Turn] = {}
         # job -> the removal of its last run's running marker, while etcd has not confirmed it
         self._releasing: dict[str, asyncio.Task[None]] = {}
         # From the running-marker watch: which jobs run anywhere, and which ticks were claimed
@@ -532,8 +532,9 @@ class Worker:
 
     async def _claim_and_run(self, tick: DueTick, schedule_ms: int) -> None:
         tags = event(job=tick.job.name, tick=tick.plan_ms)
+        turn = _Turn()
         try:
-            claim = await self._claim(tick)
+            claim = await self._claim(tick, turn)
             if claim is None:
                 return
             self._claims[tick.job.name] = claim
@@ -541,12 +542,18 @@ class Worker:
                 record = await self._run_attempts(tick, schedule_ms)
             finally:
                 self._claims.pop(tick.job.name, None)
+                release = self._track_release(claim)
+                turn.end()
                 # Shielded: even on cancellation the marker must go, or the job never runs again.
-                await asyncio.shield(self._track_release(claim))
+                await asyncio.shield(release)
         except Exception:
             # A bug must cost one run, never the worker and every other running job with it.
             log.exception("run failed inside the worker", extra=tags)
             return
+        finally:
+            turn.end()
+            if self._turns.get(tick.job.name) is turn:
+                del self._turns[tick.job.name]
         if record.start_time is not None:
             self.stats.fire_lag.observe(max(0.0, (record.start_time - tick.plan_ms) / 1000))
 
@@ -625,34 +632,50 @@ class Worker:
         log.info("stepping in for the job's owner", extra=event(job=job_name, tick=tick.plan_ms))
         return True
 
-    async def _claim(self, tick: DueTick) -> Claim | None:
+    async def _claim(self, tick: DueTick, turn: _Turn) -> Claim | None:
         """Claim the tick, retrying passing failures until its start window closes."""
         exclusive = tick.job.concurrency != "allow"
         if not exclusive:
-            return await self._claim_now(tick, exclusive)
+            claim = await self._claim_now(tick, exclusive)
+            turn.claimed(claim is not None)
+            return claim
         name = tick.job.name
-        earlier = self._claiming.get(name)
-        claiming = self._claiming[name] = asyncio.get_running_loop().create_future()
+        earlier = self._turns.get(name)
+        self._turns[name] = turn
+        claim = None
         try:
-            window_ends = tick.start_by_ms or tick.plan_ms + self._window_ms(tick.job)
-            if earlier is not None:
-                # Ticks of one job claim in order here. When etcd stalls, ticks pile up and
-                # their answers come together: a later tick winning first would leave the
-                # earlier one busy, and skipped, behind it.
-                wait_ms = min(self.config.busy_wait, window_ends - self.now_ms())
-                await asyncio.wait({earlier}, timeout=max(0, wait_ms) / 1000)
-            releasing = self._releasing.get(name)
-            if releasing is not None:
-                # Our previous run of this job has ended, but its running marker is still on
-                # its way out (etcd is slow, or the release waits behind a slow batch).
-                # Claiming now would find it, and skip a tick that nothing stands in the way of.
-                wait_ms = window_ends - self.now_ms()
-                await asyncio.wait({releasing}, timeout=max(0, wait_ms) / 1000)
-            return await self._claim_now(tick, exclusive)
+            if earlier is None or await self._after(earlier, tick):
+                claim = await self._claim_now(tick, exclusive)
+            return claim
         finally:
-            claiming.set_result(None)
-            if self._claiming.get(name) is claiming:
-                del self._claiming[name]
+            turn.claimed(claim is not None)
+
+    async def _after(self, earlier: _Turn, tick: DueTick) -> bool:
+        """Wait for the job's earlier tick here to be out of the way: its claim answered, its
+        run ended, its running marker removed. Ticks of one job then claim in order, and each
+        claim finds the marker gone instead of asking etcd again and again while the run before
+        goes on (under load, those retries were most of etcd's work). False: that run is still
+        going ``busyWait`` later (policy forbid), so this tick is skipped, as a claim that found
+        it would have been."""
+        window_ends = tick.start_by_ms or tick.plan_ms + self._window_ms(tick.job)
+
+        def left_s() -> float:
+            return max(0, window_ends - self.now_ms()) / 1000
+
+        await asyncio.wait({earlier.won}, timeout=left_s())
+        # Under "replace" the claim goes ahead and has the run before killed.
+        replacing = tick.job.concurrency == "replace"
+        if not replacing and earlier.won.done() and earlier.won.result():
+            await asyncio.wait({earlier.ended}, timeout=min(left_s(), self.config.busy_wait / 1000))
+            if not earlier.ended.done():
+                self.stats.claims.inc(outcome="busy")
+                return False
+        releasing = self._releasing.get(tick.job.name)
+        if releasing is not None:
+            # The run before has ended, but its marker is still on its way out (etcd is slow,
+            # or the release waits behind a slow batch).
+            await asyncio.wait({releasing}, timeout=left_s())
+        return True
 
     async def _claim_now(self, tick: DueTick, exclusive: bool) -> Claim | None:
         marker = self._claimer.marker(tick.plan_ms, self.now_ms())
@@ -895,6 +918,25 @@ class Worker:
                 if not restored:
                     log.warning("another worker started this job while our lease was lost; "
                                 "both runs go on", extra=tags)  # fmt: skip
+
+
+class _Turn:
+    """One tick of a job going through this worker, for the job's next tick to wait on."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.won: asyncio.Future[bool] = loop.create_future()  # the claim's answer
+        self.ended: asyncio.Future[None] = loop.create_future()  # no run, or the run is over
+
+    def claimed(self, won: bool) -> None:
+        if not self.won.done():
+            self.won.set_result(won)
+        if not won:
+            self.end()
+
+    def end(self) -> None:
+        if not self.ended.done():
+            self.ended.set_result(None)
 
 
 async def _cancel(*tasks: asyncio.Task[None]) -> None:
