@@ -143,9 +143,11 @@ async def test_a_watch_and_a_lease_from_before_expiry_keep_working(
     auth_etcd: EtcdProcess, client: EtcdClient, prefix: bytes
 ) -> None:
     events: asyncio.Queue[WatchEvent] = asyncio.Queue()
+    # From a revision, not from "now": the put below may reach etcd before the watch does.
+    _, revision = await read_prefix(client, prefix)
 
     async def follow() -> None:
-        async for event in watch_prefixes(client, [WatchSpec(prefix, 0)]):
+        async for event in watch_prefixes(client, [WatchSpec(prefix, revision + 1)]):
             await events.put(event)
 
     lease = await client.lease(30)
