@@ -51,6 +51,8 @@ _RETRIED = frozenset((RunStatus.FAILED, RunStatus.TIMEOUT))
 _OUTAGE_CHECK_CHUNK = 5000  # job names per MongoDB query when looking for outage misses
 _MONGO_CHECK_EVERY_S = 10.0
 _MONGO_STALE_S = 3 * _MONGO_CHECK_EVERY_S
+# How often a tick waiting for the one before it checks that our lease is still confirmed.
+_FENCE_CHECK_S = 1.0
 
 
 def default_worker_id() -> str:
@@ -662,7 +664,7 @@ class Worker:
         def left_s() -> float:
             return max(0, window_ends - self.now_ms()) / 1000
 
-        await asyncio.wait({earlier.won}, timeout=left_s())
+        await self._wait_while_claimable(earlier.won, left_s())
         # Under "replace" the claim goes ahead and has the run before killed.
         replacing = tick.job.concurrency == "replace"
         if not replacing and earlier.won.done() and earlier.won.result():
@@ -674,8 +676,18 @@ class Worker:
         if releasing is not None:
             # The run before has ended, but its marker is still on its way out (etcd is slow,
             # or the release waits behind a slow batch).
-            await asyncio.wait({releasing}, timeout=left_s())
+            await self._wait_while_claimable(releasing, left_s())
         return True
+
+    async def _wait_while_claimable(self, waited: asyncio.Future[Any], timeout_s: float) -> None:
+        """Wait for ``waited``, but not once our lease is in doubt (cut off from etcd): what we
+        wait for may then never come, and the claim that follows fences itself and says so."""
+        deadline = time.monotonic() + timeout_s
+        while not waited.done() and self._registration.can_claim():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.wait({waited}, timeout=min(left, _FENCE_CHECK_S))
 
     async def _claim_now(self, tick: DueTick, exclusive: bool) -> Claim | None:
         marker = self._claimer.marker(tick.plan_ms, self.now_ms())
