@@ -302,11 +302,14 @@ async def _has(recorder: Recorder, names: set[str]) -> bool:
 
 async def test_lease_expiry_deletes_marker_and_registration_in_one_revision(etcd, stack) -> None:
     """What lost-run detection rests on: the watch sees both deletions with the same lease and
-    revision, and a marker released by its worker at another revision."""
+    revision, and a marker released by its worker at another revision. A delete event carries
+    no value or lease: the watch tells them from the read (a marker there before it started)
+    or from the marker's put."""
     keys = KeyLayout(stack.prefix)
     recorder = Recorder()
     sync = ClusterWatch(etcd, keys, recorder)
     lease = await etcd.lease(30)
+    await etcd.put(keys.running("earlier"), b'{"worker":"w9","planTime":0}', lease=lease)
     async with running(sync):
         await wait_until(holds(lambda: sync.synced.is_set()), 10, "the initial read")
         await etcd.put(keys.worker("w9"), b"{}", lease=lease)
@@ -315,13 +318,15 @@ async def test_lease_expiry_deletes_marker_and_registration_in_one_revision(etcd
         await etcd.delete(keys.running("released"))  # what a finished run does
         await etcd.put(keys.running("dying"), b'{"worker":"w9","planTime":2}', lease=lease)
         await lease.revoke()  # what expiry does: every key on the lease in one revision
-        await wait_until(holds(lambda: len(recorder.markers_gone) == 2 and recorder.gone), 10,
-                         "both deletions")  # fmt: skip
+        await wait_until(holds(lambda: len(recorder.markers_gone) == 3 and recorder.gone), 10,
+                         "the deletions")  # fmt: skip
     ((_, gone_lease, gone_revision),) = recorder.gone
-    released, dying = recorder.markers_gone
+    released, *expired = recorder.markers_gone
     assert gone_lease == lease.id
-    assert dying[:3] == ("dying", lease.id, gone_revision)
-    assert dying[3] == b'{"worker":"w9","planTime":2}'  # the deleted value comes with it
+    assert sorted(expired) == [
+        ("dying", lease.id, gone_revision, b'{"worker":"w9","planTime":2}'),
+        ("earlier", lease.id, gone_revision, b'{"worker":"w9","planTime":0}'),
+    ]
     assert released[0] == "released" and released[2] != gone_revision
 
 
