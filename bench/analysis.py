@@ -111,8 +111,20 @@ class Window:
         return self.end_s - self.start_s
 
 
+SEGMENTS = 6  # about how many slices the over-time tables get
+
+
+def slice_seconds(window_s: float, segments: int = SEGMENTS) -> int:
+    """Whole seconds per slice, so every slice holds the same number of per-second ticks."""
+    return max(1, math.ceil(window_s / segments))
+
+
 def analyse(
-    records: Sequence[Record], jobs: Sequence[str], cron: str, window: Window, segments: int = 6
+    records: Sequence[Record],
+    jobs: Sequence[str],
+    cron: str,
+    window: Window,
+    segments: int = SEGMENTS,
 ) -> dict[str, Any]:
     """``segments``: about how many slices the lag-over-time table gets (whole seconds each,
     so every slice holds the same number of per-second ticks)."""
@@ -136,7 +148,7 @@ def analyse(
     lag = distribution(r.lag_s for r in in_window)
 
     # The window in equal slices: does lag (or the miss count) grow as the run goes on?
-    slice_s = max(1, math.ceil(window.seconds / segments))
+    slice_s = slice_seconds(window.seconds, segments)
     by_segment: list[dict[str, Any]] = []
     for i in range(math.ceil(window.seconds / slice_s)):
         lo = start_ms + i * slice_s * 1000

@@ -57,6 +57,15 @@ class Snapshot:
     gdts: promtext.Samples  # summed over every worker
 
 
+def proc_snapshot(wall_s: float, procs: Processes) -> Snapshot:
+    """/proc only (no scrapes): cheap enough to take every slice of the window."""
+    pids = procs.all()
+    cpu = {name: cpu_sample(pid) for name, pid in pids.items()}
+    cpu[_SELF] = cpu_sample(os.getpid())
+    mem = {name: mem_sample(pid) for name, pid in pids.items()}
+    return Snapshot(wall_s, cpu, mem, system_cpu(), {}, {})
+
+
 async def take_snapshot(
     session: aiohttp.ClientSession,
     wall_s: float,
@@ -65,11 +74,7 @@ async def take_snapshot(
     worker_metrics_urls: Sequence[str],
 ) -> Snapshot:
     # /proc first and in one go: it is instantaneous, the scrapes below take milliseconds.
-    pids = procs.all()
-    cpu = {name: cpu_sample(pid) for name, pid in pids.items()}
-    cpu[_SELF] = cpu_sample(os.getpid())
-    mem = {name: mem_sample(pid) for name, pid in pids.items()}
-    system = system_cpu()
+    cpu, mem, system = (snap := proc_snapshot(wall_s, procs)).cpu, snap.mem, snap.system
     etcd: promtext.Samples = {}
     if etcd_metrics_url:
         etcd = await promtext.scrape(session, etcd_metrics_url)
@@ -138,6 +143,21 @@ def cpu_figures(before: Snapshot, after: Snapshot, procs: Processes, runs: int) 
         "other_cores": machine_cores - (ours + bench_s) / seconds,
         "loadavg_end": os.getloadavg(),
     }
+
+
+def cpu_by_slice(snapshots: Sequence[Snapshot], procs: Processes) -> list[dict[str, float]]:
+    """Cores used between consecutive snapshots: the machine, and each group. Shows which
+    process a slow slice of the window was busy in."""
+    out = []
+    for before, after in zip(snapshots, snapshots[1:], strict=False):
+        figures = cpu_figures(before, after, procs, 0)
+        out.append(
+            {
+                "machine_busy_fraction": figures["machine_busy_fraction"],
+                **{f"{name}_cores": g["cores"] for name, g in figures["groups"].items()},
+            }
+        )
+    return out
 
 
 def memory_figures(before: Snapshot, after: Snapshot, procs: Processes) -> dict[str, Any]:

@@ -147,10 +147,25 @@ def print_throughput(result: Mapping[str, Any]) -> None:
     if rec["miss_examples"]:
         print(f"  miss examples: {rec['miss_examples']}")
 
-    print("\nFire lag across the window (ms), by planned tick:")
+    print(
+        "\nFire lag across the window (ms), by planned tick; CPU in each slice (cores: the"
+        " machine's busy share, then GDTS's Python processes, the jobs, etcd, mongod):"
+    )
     print(
         table(
-            ["window s", "runs", "p50", "p99", "max", "misses"],
+            [
+                "window s",
+                "runs",
+                "p50",
+                "p99",
+                "max",
+                "misses",
+                "busy",
+                "python",
+                "jobs",
+                "etcd",
+                "mongod",
+            ],
             [
                 (
                     f"{s['from_s']:g}-{s['to_s']:g}",
@@ -159,10 +174,11 @@ def print_throughput(result: Mapping[str, Any]) -> None:
                     fmt(_ms(s["lag_p99"]), 1),
                     fmt(_ms(s["lag_max"]), 1),
                     fmt(s["misses"]),
+                    *_slice_cpu(s.get("cpu")),
                 )
                 for s in rec["lag_by_segment"]
-            ],  # fmt: skip
-        )
+            ],
+        )  # fmt: skip
     )
     if rec.get("by_worker"):
         print("\nRuns per worker (from the records' GDTS_WORKER_ID):")
@@ -186,6 +202,14 @@ def print_throughput(result: Mapping[str, Any]) -> None:
 
 def _ms(seconds: Any) -> Any:
     return seconds * 1000 if isinstance(seconds, float | int) else seconds
+
+
+def _slice_cpu(cpu: dict[str, float] | None) -> list[str]:
+    if not cpu:
+        return ["-"] * 5
+    busy = f"{cpu['machine_busy_fraction'] * 100:.0f} %"
+    groups = ("gdts_python", "job_processes", "etcd", "mongod")
+    return [busy, *(fmt(cpu[f"{g}_cores"], 2) for g in groups)]
 
 
 def _print_cpu(cpu: Mapping[str, Any], memory: Mapping[str, Any]) -> None:

@@ -13,15 +13,17 @@ from typing import Any
 
 import aiohttp
 
-from bench.analysis import Window, analyse, distribution, read_records
+from bench.analysis import Window, analyse, distribution, read_records, slice_seconds
 from bench.api import ManagerClient, bounded
 from bench.etcdkv import keys_under
 from bench.measure import (
     Processes,
+    cpu_by_slice,
     cpu_figures,
     etcd_figures,
     gdts_counter_figures,
     memory_figures,
+    proc_snapshot,
     take_snapshot,
 )
 
@@ -153,11 +155,20 @@ async def run_throughput(
         await sleep_until(t0)
         before = await take_snapshot(session, t0, procs, etcd_metrics_url, worker_metrics_urls)
         print(f"-- measuring for {params.duration_s:.0f}s", flush=True)
+        # /proc at each boundary of the lag table's slices, for CPU by slice.
+        slice_s = slice_seconds(params.duration_s)
+        boundaries = [t0 + i * slice_s for i in range(1, math.ceil(params.duration_s / slice_s))]
+        slices = [before]
         while time.time() < t1:
-            await sleep_until(min(t1, time.time() + 10))
+            await sleep_until(
+                min(t1, time.time() + 10, *(b for b in boundaries if b > time.time()))
+            )
+            while boundaries and time.time() >= boundaries[0]:
+                slices.append(proc_snapshot(boundaries.pop(0), procs))
             if check_alive is not None:
                 check_alive()
         after = await take_snapshot(session, t1, procs, etcd_metrics_url, worker_metrics_urls)
+        slices.append(after)
     finally:
         # Also on Ctrl-C or an error: a --target cluster must not keep our jobs.
         print(f"-- deleting {len(saved)} jobs", flush=True)
@@ -189,6 +200,11 @@ async def run_throughput(
     mine = [r for r in all_records if r.job.startswith(params.name_prefix + "-")]
     leftovers = _leftover_markers(markers, etcd_prefix, {(r.job, r.plan_ms) for r in mine})
     result = analyse(mine, names, params.cron, Window(t0, t1))
+    if procs.all():
+        for segment, cpu in zip(
+            result["lag_by_segment"], cpu_by_slice(slices, procs), strict=False
+        ):
+            segment["cpu"] = cpu
     # A tick planned after its job was deleted should never run.
     late = [r for r in mine if r.job in deleted_at and r.plan_ms / 1000 > deleted_at[r.job]]
     after_delete = {
