@@ -7,7 +7,7 @@ import asyncio
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -74,7 +74,7 @@ async def take_snapshot(
     worker_metrics_urls: Sequence[str],
 ) -> Snapshot:
     # /proc first and in one go: it is instantaneous, the scrapes below take milliseconds.
-    cpu, mem, system = (snap := proc_snapshot(wall_s, procs)).cpu, snap.mem, snap.system
+    procfs = proc_snapshot(wall_s, procs)
     etcd: promtext.Samples = {}
     if etcd_metrics_url:
         etcd = await promtext.scrape(session, etcd_metrics_url)
@@ -88,7 +88,7 @@ async def take_snapshot(
         for key, value in samples.items():
             if key[0] in _GDTS_COUNTERS:
                 gdts[key] = gdts.get(key, 0.0) + value
-    return Snapshot(wall_s, cpu, mem, system, etcd, gdts)
+    return replace(procfs, etcd=etcd, gdts=gdts)
 
 
 def _per_1000(cpu_s: float, runs: int) -> float:

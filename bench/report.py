@@ -153,19 +153,7 @@ def print_throughput(result: Mapping[str, Any]) -> None:
     )
     print(
         table(
-            [
-                "window s",
-                "runs",
-                "p50",
-                "p99",
-                "max",
-                "misses",
-                "busy",
-                "python",
-                "jobs",
-                "etcd",
-                "mongod",
-            ],
+            ["window s", "runs", "p50", "p99", "max", "misses", *_SLICE_CPU_HEADERS],
             [
                 (
                     f"{s['from_s']:g}-{s['to_s']:g}",
@@ -177,8 +165,8 @@ def print_throughput(result: Mapping[str, Any]) -> None:
                     *_slice_cpu(s.get("cpu")),
                 )
                 for s in rec["lag_by_segment"]
-            ],
-        )  # fmt: skip
+            ],  # fmt: skip
+        )
     )
     if rec.get("by_worker"):
         print("\nRuns per worker (from the records' GDTS_WORKER_ID):")
@@ -204,9 +192,12 @@ def _ms(seconds: Any) -> Any:
     return seconds * 1000 if isinstance(seconds, float | int) else seconds
 
 
+_SLICE_CPU_HEADERS = ("busy", "python", "jobs", "etcd", "mongod")
+
+
 def _slice_cpu(cpu: dict[str, float] | None) -> list[str]:
     if not cpu:
-        return ["-"] * 5
+        return ["-"] * len(_SLICE_CPU_HEADERS)
     busy = f"{cpu['machine_busy_fraction'] * 100:.0f} %"
     groups = ("gdts_python", "job_processes", "etcd", "mongod")
     return [busy, *(fmt(cpu[f"{g}_cores"], 2) for g in groups)]
