@@ -11,10 +11,11 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gdts.clock import now_ms
+from gdts.worker.outputcap import OutputCap
 from gdts.worker.runas import JobUser
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,6 @@ class ExecResult:
     exit_code: int | None  # None when the process died from a signal or never started
     err: str
     killed: bool
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class RunningCommand:
@@ -77,7 +74,7 @@ class RunningCommand:
         """``user``: who the whole group runs as (see gdts.worker.runas); None: the worker."""
         start_ms = now_ms()
         try:
-            child = _Child.start(bash_path, command, env, user, _Capture(output_limit))
+            child = _Child.start(bash_path, command, env, user, OutputCap(output_limit))
         except (OSError, subprocess.SubprocessError) as exc:
             return ExecResult(
                 start_ms, now_ms(), "", None, f"cannot start {bash_path}: {exc}", False
@@ -122,7 +119,7 @@ class _Child:
     and their wait() also waits for the pipes to close, which ties a run to any background child
     that inherited them."""
 
-    def __init__(self, process: subprocess.Popen[bytes], output_fd: int, capture: _Capture):
+    def __init__(self, process: subprocess.Popen[bytes], output_fd: int, capture: OutputCap):
         self._process = process
         self.pid = process.pid
         self.capture = capture
@@ -146,7 +143,7 @@ class _Child:
         command: str,
         env: Mapping[str, str],
         user: JobUser | None,
-        capture: _Capture,
+        capture: OutputCap,
     ) -> _Child:
         # The child drops to the user between fork and exec: the worker keeps its own identity,
         # and with it the right to signal the group. Without a user, CPython vforks.
@@ -212,34 +209,6 @@ class _Child:
         """Stop reading the output (a background process may still hold the pipe). A process
         still running (the run was cancelled) stays watched, so it is reaped when it dies."""
         self._close_output()
-
-
-class _Capture:
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._chunks: list[bytes] = []
-        self._kept = 0
-        self._dropped = 0
-        self._notes: list[str] = []
-
-    def feed(self, chunk: bytes) -> None:
-        # Past the limit only a count is kept, so a chatty job cannot grow the worker's memory.
-        room = self._limit - self._kept
-        if room > 0:
-            self._chunks.append(chunk[:room])
-            self._kept += min(room, len(chunk))
-        self._dropped += max(0, len(chunk) - max(room, 0))
-
-    def note(self, text: str) -> None:
-        self._notes.append(text)
-
-    def text(self) -> str:
-        out = b"".join(self._chunks).decode("utf-8", errors="replace")
-        if self._dropped:
-            out += f"\n[output truncated: {self._dropped} more bytes not kept]"
-        for note in self._notes:
-            out += "\n" + note
-        return out
 
 
 def _describe_exit(returncode: int, killed: bool) -> str:

@@ -18,7 +18,6 @@ Choices:
 from __future__ import annotations
 
 import asyncio
-import codecs
 import os
 import socket
 import ssl
@@ -28,8 +27,9 @@ from dataclasses import dataclass
 import aiohttp
 from multidict import CIMultiDict
 
+from gdts.clock import now_ms
 from gdts.jobfields import HttpTarget
-from gdts.worker.executor import now_ms
+from gdts.worker.outputcap import OutputCap
 
 # How much of the body is asked for per read: bounds what a single read may add on top of the cap.
 _CHUNK = 64 * 1024
@@ -77,7 +77,7 @@ class RunningRequest:
         # Filled in by the inner task as the response arrives, so a kill or a timeout still
         # reports whatever had been received by then.
         self._status: int | None = None
-        self._capture: _Capture | None = None
+        self._capture: OutputCap | None = None
 
     def kill(self) -> None:
         # Once the exchange is over the run already has its outcome: nothing to kill.
@@ -100,7 +100,7 @@ class RunningRequest:
         env_headers: Mapping[str, str] = {},  # noqa: B006 - never mutated
     ) -> HttpResult:
         start_ms = now_ms()
-        capture = self._capture = _Capture(output_limit)
+        capture = self._capture = OutputCap(output_limit)
         if self.kill_requested:  # killed before it started: send nothing
             self._finished = True
             return self._result(start_ms, spec, "killed", killed=True, timed_out=False)
@@ -150,7 +150,7 @@ class RunningRequest:
         session: aiohttp.ClientSession,
         spec: HttpRequestSpec,
         env_headers: Mapping[str, str],
-        capture: _Capture,
+        capture: OutputCap,
     ) -> str:
         """Send the request and capture the response; returns the error text ("" if none)."""
         headers: CIMultiDict[str] = CIMultiDict(spec.headers)
@@ -198,37 +198,6 @@ def _head(resp: aiohttp.ClientResponse) -> bytes:
     # Raw headers: names as the server spelled them, repeats kept, values not re-encoded.
     lines += [name + b": " + value for name, value in resp.raw_headers]
     return b"\n".join(lines) + b"\n\n"
-
-
-class _Capture:
-    """The response transcript, cut at ``limit`` bytes, with the same marker wording as a
-    command's output."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = max(0, limit)
-        self._chunks: list[bytes] = []
-        self._kept = 0
-        self.dropped = 0
-        # Set when reading stopped before the end, so the dropped count is a lower bound.
-        self.more_unknown = False
-
-    def feed(self, chunk: bytes) -> None:
-        room = self._limit - self._kept
-        if room > 0:
-            self._chunks.append(chunk[:room])
-            self._kept += min(room, len(chunk))
-        self.dropped += max(0, len(chunk) - max(room, 0))
-
-    def text(self) -> str:
-        data = b"".join(self._chunks)
-        if not self.dropped:
-            return data.decode("utf-8", errors="replace")
-        # The cut may split a multi-byte character; dropping the partial one keeps the kept
-        # text within the byte limit instead of growing it with a replacement character.
-        out = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(data, final=False)
-        if self.more_unknown:
-            return out + f"\n[output truncated at {self._kept} bytes]"
-        return out + f"\n[output truncated: {self.dropped} more bytes not kept]"
 
 
 def _describe_error(exc: BaseException, url: str) -> str:

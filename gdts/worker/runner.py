@@ -1,0 +1,14 @@
+"""What every kind of run (a command, an HTTP request) offers the worker while it goes on."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Runner(Protocol):
+    """One run in progress. ``kill()`` may be called from anywhere, any number of times, before
+    the run starts, while it goes on, or after it ended (then it does nothing)."""
+
+    kill_requested: bool
+
+    def kill(self) -> None: ...
