@@ -1,37 +1,23 @@
-"""A minimal reader of the Prometheus text exposition format (enough for etcd's and GDTS's
-/metrics): samples keyed by metric name and label set, and deltas between two scrapes."""
+"""Prometheus samples from etcd's and GDTS's /metrics (parsed by prometheus-client), keyed by
+sample name and label set, and deltas between two scrapes."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 Labels = tuple[tuple[str, str], ...]
 Samples = dict[tuple[str, Labels], float]
 
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
 
 def parse(text: str) -> Samples:
-    samples: Samples = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        if "{" in line:
-            name, _, rest = line.partition("{")
-            label_text, _, value_text = rest.rpartition("}")
-            labels = tuple(sorted(_LABEL.findall(label_text)))
-        else:
-            name, _, value_text = line.partition(" ")
-            labels = ()
-        value = value_text.split()[0]  # a timestamp may follow the value
-        try:
-            samples[(name.strip(), labels)] = float(value)
-        except ValueError:
-            continue
-    return samples
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 async def scrape(session: aiohttp.ClientSession, url: str) -> Samples:

@@ -59,9 +59,9 @@ async def _run_manager(config: ManagerConfig, stop: asyncio.Event) -> None:
 
 
 async def _run_worker(config: WorkerConfig, stop: asyncio.Event) -> None:
-    from gdts.worker.worker import Worker
+    from gdts.worker.worker import run_worker
 
-    await Worker(config).run(stop)
+    await run_worker(config, stop)
 
 
 def _event_loop_runner() -> Callable[..., object]:

@@ -8,27 +8,36 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import Counter, Histogram
 
 from gdts.errors import GdtsError
-from gdts.manager.api import JOB_STORE, RUN_LOG, Handler
-from gdts.metrics import CONTENT_TYPE, Registry
+from gdts.manager.api import JOB_STORE, RUN_LOG
+from gdts.metrics import CONTENT_TYPE, new_registry, render
 
 _CHECK_TIMEOUT_S = 2.0
 
 
 class ManagerStats:
     def __init__(self) -> None:
-        self.registry = registry = Registry()
-        self.requests = registry.counter(
-            "gdts_http_requests_total", "API requests by route and status.", ["route", "status"]
+        self.registry = registry = new_registry()
+        self.requests = Counter(
+            "gdts_http_requests_total",
+            "API requests by route and status.",
+            ["route", "status"],
+            registry=registry,
         )
-        self.latency = registry.histogram(
+        self.latency = Histogram(
             "gdts_http_request_seconds",
             "API request latency.",
-            (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=registry,
         )
-        self.store_errors = registry.counter(
-            "gdts_store_errors_total", "etcd or MongoDB failures seen by the API.", ["store"]
+        self.store_errors = Counter(
+            "gdts_store_errors_total",
+            "etcd or MongoDB failures seen by the API.",
+            ["store"],
+            registry=registry,
         )
 
 
@@ -51,7 +60,7 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
         # Label by route, never by raw path: unknown URLs must not grow the label set.
         name = route.canonical if route is not None else "other"
         stats = request.app[STATS]
-        stats.requests.inc(route=name, status=str(status))
+        stats.requests.labels(route=name, status=str(status)).inc()
         stats.latency.observe(time.perf_counter() - started)
 
 
@@ -89,9 +98,9 @@ async def ready(request: web.Request) -> web.Response:
     )
     stats = request.app[STATS]
     if etcd_error:
-        stats.store_errors.inc(store="etcd")
+        stats.store_errors.labels(store="etcd").inc()
     if mongo_error:
-        stats.store_errors.inc(store="mongodb")
+        stats.store_errors.labels(store="mongodb").inc()
     body = {
         "ready": not etcd_error and not mongo_error,
         "etcd": etcd_error or "ok",
@@ -101,8 +110,8 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[STATS].registry.render()
-    return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE})
+    body = render(request.app[STATS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 def add_health_routes(app: web.Application) -> None:

@@ -1,7 +1,8 @@
 """Claiming a tick: one etcd transaction decides which worker runs it.
 
-The transaction succeeds only if nobody has claimed this tick (``lock/<job>/tick/<ms>``) and no run
-of the job is going anywhere (``lock/<job>/running``). It writes both keys:
+The transaction succeeds only if nobody has claimed this tick (``lock/tick/<job>/<ms>``) and no
+run of the job is going anywhere (``lock/running/<job>``; a job whose runs may overlap has one
+``lock/running/<job>/<ms>`` per run instead). It writes both keys (gdts.keys has the layout):
 
 * the tick claim goes on a *claim lease* that is never kept alive and lives longer than the start
   window plus clock-skew margin. Whatever happens to the claiming worker, the claim outlives every

@@ -7,12 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
-from gdts.metrics import CONTENT_TYPE, Registry
+from gdts.metrics import CONTENT_TYPE, render
 
 
 def create_probe_app(
-    readiness: Callable[[], dict[str, Any]], registry: Registry
+    readiness: Callable[[], dict[str, Any]], registry: CollectorRegistry
 ) -> web.Application:
     async def alive(_: web.Request) -> web.Response:
         return web.json_response({"alive": True})
@@ -22,7 +23,7 @@ def create_probe_app(
         return web.json_response(checks, status=200 if checks["ready"] else 503)
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=registry.render().encode(), headers={"Content-Type": CONTENT_TYPE})
+        return web.Response(body=render(registry), headers={"Content-Type": CONTENT_TYPE})
 
     app = web.Application()
     app.router.add_get("/health/alive", alive)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gdts.metrics import Registry
+from prometheus_client import Counter, Gauge, Histogram
+
+from gdts.metrics import new_registry
 
 FIRE_LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -21,47 +23,57 @@ class WorkerStats:
         watch_restarts: Callable[[], float],
         lease_alive: Callable[[], float],
     ) -> None:
-        self.registry = registry = Registry()
-        self.runs = registry.counter("gdts_runs_total", "Runs finished, by status.", ["status"])
-        self.fire_lag = registry.histogram(
-            "gdts_fire_lag_seconds", "Start of a run minus its planned tick.", FIRE_LAG_BUCKETS
+        """Each callable is read at every scrape, for a gauge whose value lives elsewhere."""
+        self.registry = registry = new_registry()
+        self.runs = Counter(
+            "gdts_runs_total", "Runs finished, by status.", ["status"], registry=registry
         )
-        self.claims = registry.counter(
+        self.fire_lag = Histogram(
+            "gdts_fire_lag_seconds",
+            "Start of a run minus its planned tick.",
+            buckets=FIRE_LAG_BUCKETS,
+            registry=registry,
+        )
+        self.claims = Counter(
             "gdts_claims_total",
             "Tick claims by outcome: won, taken (another worker won), busy (previous run still "
             "going), deferred (left to the job's owner, which claimed it), fenced (own lease "
             "not confirmed), error (etcd did not answer).",
             ["outcome"],
+            registry=registry,
         )
-        self.missed_ticks = registry.counter(
+        self.missed_ticks = Counter(
             "gdts_missed_ticks_total",
             "Jobs that skipped ticks because they could not start within the start window.",
+            registry=registry,
         )
-        self.lost_runs = registry.counter(
-            "gdts_lost_runs_total", "Runs this worker recorded as lost (their worker died)."
+        self.lost_runs = Counter(
+            "gdts_lost_runs_total",
+            "Runs this worker recorded as lost (their worker died).",
+            registry=registry,
         )
-        self.etcd_errors = registry.counter(
-            "gdts_etcd_errors_total", "etcd requests that failed, by operation.", ["operation"]
+        self.etcd_errors = Counter(
+            "gdts_etcd_errors_total",
+            "etcd requests that failed, by operation.",
+            ["operation"],
+            registry=registry,
         )
-        registry.gauge(
-            "gdts_etcd_watch_restarts",
-            "Times the cluster watch was re-established (reconnects and full re-reads).",
-            read=watch_restarts,
-        )
-        registry.gauge(
-            "gdts_mongodb_write_errors",
-            "Failed MongoDB writes of results.",
-            read=result_write_errors,
-        )
-        registry.gauge("gdts_result_buffer_depth", "Results waiting in memory.", read=buffered)
-        registry.gauge(
-            "gdts_result_spill_segments", "Result segments waiting on disk.", read=spilled_segments
-        )
-        registry.gauge("gdts_running_jobs", "Runs going on this worker.", read=running)
-        registry.gauge("gdts_jobs", "Jobs this worker schedules.", read=jobs)
-        registry.gauge(
-            "gdts_lease_alive", "1 while the worker's lease is confirmed.", read=lease_alive
-        )
-        self.clock_offset = registry.gauge(
-            "gdts_clock_offset_seconds", "This worker's clock minus MongoDB's, last measured."
+        for name, help_text, read in (
+            (
+                "gdts_etcd_watch_restarts",
+                "Times the cluster watch was re-established (reconnects and full re-reads).",
+                watch_restarts,
+            ),
+            ("gdts_mongodb_write_errors", "Failed MongoDB writes of results.", result_write_errors),
+            ("gdts_result_buffer_depth", "Results waiting in memory.", buffered),
+            ("gdts_result_spill_segments", "Result segments waiting on disk.", spilled_segments),
+            ("gdts_running_jobs", "Runs going on this worker.", running),
+            ("gdts_jobs", "Jobs this worker schedules.", jobs),
+            ("gdts_lease_alive", "1 while the worker's lease is confirmed.", lease_alive),
+        ):
+            Gauge(name, help_text, registry=registry).set_function(read)
+        self.clock_offset = Gauge(
+            "gdts_clock_offset_seconds",
+            "This worker's clock minus MongoDB's, last measured.",
+            registry=registry,
         )

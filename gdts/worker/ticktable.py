@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from gdts.job import Job
 from gdts.plans import from_ms, next_run, to_ms
 
-__all__ = ["DueTick", "TickTable", "from_ms", "next_plan", "to_ms"]
+__all__ = [
+    "DueTick",
+    "TickTable",
+    "from_ms",
+    "misfire_grace_ms",
+    "next_plan",
+    "start_window_ms",
+    "to_ms",
+]
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,21 @@ class DueTick:
     # A catch-up run for this missed tick (the job's catchUp): it may start until start_by_ms.
     catch_up: bool = False
     start_by_ms: int | None = None
+
+    def start_deadline(self, default_window_ms: int) -> int:
+        """The last instant this tick may still start."""
+        return self.start_by_ms or self.plan_ms + start_window_ms(self.job, default_window_ms)
+
+
+def misfire_grace_ms(job: Job) -> int | None:
+    return None if job.misfire_grace_s is None else round(job.misfire_grace_s * 1000)
+
+
+def start_window_ms(job: Job, default_window_ms: int) -> int:
+    """How late a tick of this job may still start: its misfireGrace, or the worker's default
+    (startWindow)."""
+    grace = misfire_grace_ms(job)
+    return default_window_ms if grace is None else grace
 
 
 def next_plan(job: Job, after_ms: int) -> int | None:

@@ -349,7 +349,7 @@ async def test_health_probes_and_metrics(client, stack) -> None:
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     text = await response.text()
-    assert 'gdts_http_requests_total{route="/job/list",status="200"} 1' in text
+    assert 'gdts_http_requests_total{route="/job/list",status="200"} 1.0' in text.splitlines()
     assert 'route="other",status="404"' in text  # unknown paths share one label
     assert "gdts_http_request_seconds_count" in text
 

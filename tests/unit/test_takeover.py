@@ -1,56 +1,95 @@
-"""A non-owner's decision to step in for a job's owner (gdts.worker.worker), in memory: the
-running-marker events it reacts to are fed in directly, at chosen instants."""
+"""A non-owner's decision to step in for a job's owner (gdts.worker.takeover), pure: the
+running-marker events it reacts to are fed to a ClusterView directly, at chosen instants."""
 
-from gdts.config import WorkerConfig
 from gdts.job import Job
+from gdts.worker import takeover
+from gdts.worker.clusterview import ClusterView
 from gdts.worker.lostruns import running_marker
 from gdts.worker.ticktable import DueTick
-from gdts.worker.worker import Worker
 
 DELAY = 2000  # takeoverDelay
+WINDOW = 10_000  # startWindow
 PLAN = 1_800_000_000_000
+JOB = Job.create("j", "true", "* * * * * *")
+TICK = DueTick(JOB, PLAN)
 
 
-def worker_at(now: list[int]) -> tuple[Worker, DueTick]:
-    worker = Worker(WorkerConfig(worker_id="w2", takeover_delay=DELAY, start_window=10_000))
-    worker.now_ms = lambda: now[0]  # type: ignore[method-assign]
-    job = Job.create("j", "true", "* * * * * *")
-    worker.job_saved(job)
-    return worker, DueTick(job, PLAN)
+def view() -> ClusterView:
+    return ClusterView("w2", claim_memory_ms=2 * WINDOW)
 
 
-def claim_seen(worker: Worker, plan_ms: int) -> None:
+def claim_seen(cluster: ClusterView, plan_ms: int, now_ms: int) -> None:
     """The owner's claim of ``plan_ms`` and, its run done, the marker's removal."""
     marker = running_marker("w1", plan_ms, plan_ms)
-    worker.running_marker_put("j", marker)
-    worker.running_marker_gone("j", 1, 1, marker)
+    cluster.marker_put("j", marker, True, now_ms)
+    cluster.marker_gone("j", marker, True)
+
+
+def decide(cluster: ClusterView, now_ms: int, tick: DueTick = TICK) -> takeover.Decision:
+    return takeover.decide(
+        tick,
+        cluster,
+        now_ms,
+        delay_ms=DELAY,
+        window_ends_ms=tick.start_deadline(WINDOW),
+        job_deleted=False,
+        stopping=False,
+    )
 
 
 def test_no_claim_of_the_job_for_a_takeover_delay_means_step_in() -> None:
-    now = [PLAN - 1000 + 10]
-    worker, tick = worker_at(now)
-    claim_seen(worker, PLAN - 1000)  # the tick before, on time; then nothing
-    now[0] = PLAN + DELAY
-    assert worker._should_take_over(tick, now[0])
+    cluster = view()
+    claim_seen(cluster, PLAN - 1000, now_ms=PLAN - 1000 + 10)  # the tick before, on time
+    assert decide(cluster, PLAN + DELAY).step_in
 
 
 def test_an_owner_claiming_late_but_claiming_is_left_to_catch_up() -> None:
-    now = [PLAN + 1500]
-    worker, tick = worker_at(now)
-    claim_seen(worker, PLAN - 1000)  # the tick before, claimed 2.5 s late: the owner is behind
-    now[0] = PLAN + DELAY
-    assert not worker._should_take_over(tick, now[0])
+    cluster = view()
+    # The tick before, claimed 2.5 s late: the owner is behind.
+    claim_seen(cluster, PLAN - 1000, now_ms=PLAN + 1500)
+    decision = decide(cluster, PLAN + DELAY)
+    assert not decision.step_in
     # Looked at again one takeover delay later, not dropped.
-    assert [(at, t.plan_ms) for at, _, t in worker._takeovers] == [(PLAN + 2 * DELAY, PLAN)]
+    assert (decision.outcome, decision.look_again_at) == ("deferred", PLAN + 2 * DELAY)
     # The owner then stops claiming: at that later look, step in.
-    now[0] = PLAN + 2 * DELAY
-    assert worker._should_take_over(tick, now[0])
+    assert decide(cluster, PLAN + 2 * DELAY).step_in
 
 
 def test_a_tick_already_claimed_is_never_taken_over() -> None:
-    now = [PLAN + 100]
-    worker, tick = worker_at(now)
-    claim_seen(worker, PLAN)
-    now[0] = PLAN + 10 * DELAY
-    assert not worker._should_take_over(tick, now[0])
-    assert worker._takeovers == []
+    cluster = view()
+    claim_seen(cluster, PLAN, now_ms=PLAN + 100)
+    decision = decide(cluster, PLAN + 10 * DELAY)
+    assert not decision.step_in
+    assert decision.look_again_at is None
+
+
+def test_a_forbid_job_running_elsewhere_is_left_alone() -> None:
+    cluster = view()
+    cluster.marker_put("j", running_marker("w1", PLAN - 1000, PLAN - 1000), True, PLAN - 5000)
+    assert decide(cluster, PLAN + DELAY) == takeover.Decision(False, "busy")
+
+
+def test_a_late_owner_is_not_looked_at_again_past_the_start_window() -> None:
+    cluster = view()
+    claim_seen(cluster, PLAN - 1000, now_ms=PLAN + WINDOW - DELAY)
+    decision = decide(cluster, PLAN + WINDOW - DELAY + 10)
+    assert decision == takeover.Decision(False, "deferred", None)
+
+
+def test_a_manual_run_already_claimed_elsewhere_is_dropped() -> None:
+    cluster = view()
+    tick = DueTick(JOB, PLAN + 1, run_request=b"/run/j/1")
+    assert decide(cluster, PLAN + DELAY, tick) == takeover.Decision(False)
+    cluster.run_requests.add(b"/run/j/1")
+    assert decide(cluster, PLAN + DELAY, tick).step_in
+
+
+def test_the_queue_gives_back_ticks_in_the_order_they_fall_due() -> None:
+    queue = takeover.TakeoverQueue()
+    queue.push(DueTick(JOB, 3), 30)
+    queue.push(DueTick(JOB, 1), 10)
+    queue.push(DueTick(JOB, 2), 10)
+    assert queue.next_ms() == 10
+    assert [t.plan_ms for t in queue.pop_due(10)] == [1, 2]
+    assert queue.pop_due(29) == [] and len(queue) == 1
+    assert [t.plan_ms for t in queue.pop_due(30)] == [3] and queue.next_ms() is None

@@ -1,0 +1,102 @@
+"""What this worker knows of the rest of the cluster, as the watch shows it: the live workers
+(and so which jobs this one owns), the runs going on anywhere, the ticks already claimed, when
+each job was last seen claimed, and the manual runs asked for. Pure: no I/O, "now" passed in.
+
+The scheduler reads it to decide, without asking etcd, whether to claim a tick (see takeover);
+at-most-once never rests on it, only on the claim transaction.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from gdts.worker.lostruns import marker_plan
+from gdts.worker.owner import owner_of
+
+
+class ClusterView:
+    def __init__(self, worker_id: str, claim_memory_ms: int) -> None:
+        """``claim_memory_ms``: how long a claimed tick is remembered (two start windows: past
+        that, nobody would claim the tick any more)."""
+        self.worker_id = worker_id
+        self._claim_memory_ms = claim_memory_ms
+        self.workers: dict[str, int] = {}  # live worker id -> its lease
+        self._owned: dict[str, bool] = {}  # job -> whether we own it, for the current workers
+        # job -> its one running marker: the job runs somewhere (what blocks a takeover)
+        self.running: dict[str, bytes] = {}
+        self._claimed: set[tuple[str, int]] = set()  # (job, planned ms) seen claimed
+        self._claimed_order: deque[tuple[int, tuple[str, int]]] = deque()
+        self._last_claim_seen: dict[str, int] = {}  # job -> when (our clock) a claim was seen
+        self.run_requests: set[bytes] = set()  # POST /job/run requests not yet claimed
+
+    # -- workers --------------------------------------------------------------------------------
+
+    def workers_reset(self, workers: dict[str, int]) -> None:
+        self.workers = dict(workers)
+        self._owned.clear()
+
+    def worker_registered(self, worker_id: str, lease: int) -> None:
+        if worker_id not in self.workers:
+            self._owned.clear()
+        self.workers[worker_id] = lease
+
+    def worker_gone(self, worker_id: str, lease: int) -> None:
+        if self.workers.get(worker_id) == lease:
+            del self.workers[worker_id]
+            self._owned.clear()
+
+    def owns(self, job_name: str) -> bool:
+        """Whether this worker claims the job's ticks first (see owner)."""
+        owned = self._owned.get(job_name)
+        if owned is None:
+            owner = owner_of(job_name, [*self.workers, self.worker_id])
+            owned = self._owned[job_name] = owner == self.worker_id
+        return owned
+
+    def speaks_for_the_dead(self) -> bool:
+        """Whether this worker records the runs of a dead worker: the lowest live id, as every
+        worker sees it (should two views differ for a moment, the run log's unique index keeps
+        a single record)."""
+        return min([*self.workers, self.worker_id]) == self.worker_id
+
+    # -- running markers ------------------------------------------------------------------------
+
+    def running_reset(
+        self, markers: dict[str, bytes], other_runs: list[tuple[str, bytes]], now_ms: int
+    ) -> None:
+        # Only a job's one marker says "the job is running"; a run of a job whose runs may
+        # overlap has its own, which still tells its tick was claimed.
+        self.running = dict(markers)
+        for job_name, value in [*markers.items(), *other_runs]:
+            self._note_claimed(job_name, value, now_ms)
+
+    def marker_put(self, job_name: str, value: bytes, exclusive: bool, now_ms: int) -> None:
+        if exclusive:
+            self.running[job_name] = value
+        self._note_claimed(job_name, value, now_ms)
+
+    def marker_gone(self, job_name: str, value: bytes, exclusive: bool) -> None:
+        if exclusive and self.running.get(job_name) == value:
+            del self.running[job_name]
+
+    def _note_claimed(self, job_name: str, value: bytes, now_ms: int) -> None:
+        plan_ms = marker_plan(value)
+        if plan_ms is None:
+            return
+        self._last_claim_seen[job_name] = now_ms
+        key = (job_name, plan_ms)
+        if key not in self._claimed:
+            self._claimed.add(key)
+            self._claimed_order.append((now_ms, key))
+        horizon = now_ms - self._claim_memory_ms
+        while self._claimed_order and self._claimed_order[0][0] < horizon:
+            self._claimed.discard(self._claimed_order.popleft()[1])
+
+    def tick_claimed(self, job_name: str, plan_ms: int) -> bool:
+        return (job_name, plan_ms) in self._claimed
+
+    def last_claim_seen(self, job_name: str) -> int | None:
+        return self._last_claim_seen.get(job_name)
+
+    def job_deleted(self, job_name: str) -> None:
+        self._last_claim_seen.pop(job_name, None)

@@ -1,0 +1,98 @@
+"""The run records a worker writes: a run it made, a tick nobody started, a run whose worker
+died. Pure: what happened in, a RunRecord out."""
+
+from __future__ import annotations
+
+from gdts.job import Job
+from gdts.runrecord import RunRecord, RunStatus
+from gdts.worker.executor import ExecResult
+from gdts.worker.lostruns import LostRun
+from gdts.worker.outcome import decide
+
+
+def command_of(job: Job) -> str:
+    """What the run log shows as the job's command: an HTTP job's method and URL."""
+    return job.command if job.http is None else f"{job.http.method} {job.http.url}"
+
+
+def finished_record(
+    job: Job,
+    result: ExecResult,
+    *,
+    worker: str,
+    plan_ms: int,
+    schedule_ms: int,
+    http_status: int | None,
+    timed_out: bool,
+    trigger: str,
+    attempt: int,
+    clock_offset_ms: int,
+) -> RunRecord:
+    """A run this worker made; its status from the job's success rules (see outcome)."""
+    outcome = decide(
+        job,
+        output=result.output,
+        exit_code=result.exit_code,
+        http_status=http_status,
+        killed=result.killed,
+        timed_out=timed_out,
+    )
+    err = result.err
+    if timed_out:
+        # What the kill did to a shell (its signal) is worth keeping; "killed" is not.
+        detail = "" if http_status is None and job.kind == "http" else err
+        detail = detail.removeprefix("killed on request; ").removeprefix("killed")
+        err = "; ".join(filter(None, [outcome.err, detail]))
+    elif outcome.err and outcome.err not in err:
+        err = "; ".join(filter(None, [err, outcome.err]))
+    return RunRecord(
+        job_name=job.name,
+        command=command_of(job),
+        worker=worker,
+        plan_time=plan_ms,
+        schedule_time=schedule_ms,
+        start_time=result.start_ms + clock_offset_ms,
+        end_time=result.end_ms + clock_offset_ms,
+        output=result.output,
+        err=err,
+        exit_code=result.exit_code,
+        status=outcome.status,
+        trigger=trigger,
+        attempt=attempt,
+    )
+
+
+def missed_record(job: Job, plan_ms: int, *, worker: str, now_ms: int, window_ms: int) -> RunRecord:
+    """A tick that could not start within its window, so was not run late."""
+    return RunRecord(
+        job_name=job.name,
+        command=job.command,
+        worker=worker,
+        plan_time=plan_ms,
+        schedule_time=now_ms,
+        start_time=None,
+        end_time=now_ms,
+        output="",
+        err=f"not started within {window_ms / 1000:g} s of its planned time, so not run late "
+        "(no worker could start it: stopped, stalled, or cut off from etcd)",
+        exit_code=None,
+        status=RunStatus.MISSED,
+    )
+
+
+def lost_record(run: LostRun, job: Job | None, *, now_ms: int) -> RunRecord:
+    """A run whose worker lost its lease while running it (``job``: None if since deleted)."""
+    return RunRecord(
+        job_name=run.job_name,
+        command=job.command if job is not None else "",
+        worker=run.worker,
+        plan_time=run.plan_ms,
+        schedule_time=run.claimed_ms or run.plan_ms,
+        start_time=run.claimed_ms,
+        end_time=now_ms,
+        output="",
+        err=f"worker {run.worker} lost its lease while running this job; "
+        "what the command did is unknown",
+        exit_code=None,
+        status=RunStatus.LOST,
+    )

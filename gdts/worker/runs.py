@@ -1,0 +1,207 @@
+"""Running a claimed tick on this worker: each attempt with its environment and its runner (a
+shell command or an HTTP request), its timeout, retries while the job allows, and the kills that
+reach it from etcd."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+
+import aiohttp
+
+from gdts.clock import now_ms
+from gdts.config import WorkerConfig
+from gdts.job import Job
+from gdts.logs import event
+from gdts.runrecord import RunRecord, RunStatus
+from gdts.worker.executor import ExecResult, RunningCommand
+from gdts.worker.httpjob import RunningRequest
+from gdts.worker.logsink import LogSink
+from gdts.worker.records import finished_record
+from gdts.worker.runas import JobUser
+from gdts.worker.runner import Runner
+from gdts.worker.stats import WorkerStats
+from gdts.worker.ticktable import DueTick, next_plan
+
+log = logging.getLogger(__name__)
+
+_RETRIED = frozenset((RunStatus.FAILED, RunStatus.TIMEOUT))
+
+
+class Runs:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        worker_id: str,
+        clock: Callable[[], int],
+        *,
+        job_user: JobUser | None,
+        base_env: Mapping[str, str],
+        http: aiohttp.ClientSession,
+        sink: LogSink,
+        stats: WorkerStats,
+        stopping: asyncio.Event,
+        still_scheduled: Callable[[str], bool],
+    ) -> None:
+        """``job_user``: who command jobs run as (None: this process); ``base_env``: the
+        environment they start from; ``still_scheduled(name)``: whether the job still exists
+        (no retry of a deleted job)."""
+        self._config = config
+        self._worker_id = worker_id
+        self._now_ms = clock
+        self._job_user = job_user
+        self._base_env = dict(base_env)
+        self._http = http
+        self._sink = sink
+        self._stats = stats
+        self._stopping = stopping
+        self._still_scheduled = still_scheduled
+        # job -> its runs going on here, each with its planned time
+        self._running: defaultdict[str, dict[Runner, int]] = defaultdict(dict)
+        # job -> (when its last kill marker arrived, the planned time it kills runs before or
+        # None for all of them)
+        self._killed_at: dict[str, tuple[int, int | None]] = {}
+        self._killing_all = False  # set when the drain timed out: kill whatever starts now
+
+    def __len__(self) -> int:
+        """Runs going on now."""
+        return sum(len(runs) for runs in self._running.values())
+
+    # -- kills ----------------------------------------------------------------------------------
+
+    def kill(self, name: str, before_plan_ms: int | None = None) -> None:
+        """A kill marker arrived: kill the job's runs (those planned before ``before_plan_ms``).
+        Remembered, so a run whose claim was in flight when the kill came is killed at spawn."""
+        self._killed_at[name] = (self._now_ms(), before_plan_ms)
+        runs = self._running.get(name, {})
+        doomed = [r for r, plan in runs.items() if before_plan_ms is None or plan < before_plan_ms]
+        if doomed:
+            log.info("killing %d running process group(s)", len(doomed), extra=event(job=name))
+            for runner in doomed:
+                runner.kill()
+
+    def kill_all(self) -> None:
+        """The drain timed out: kill every run, and any that starts from now on."""
+        self._killing_all = True
+        for runners in self._running.values():
+            for runner in runners:
+                runner.kill()
+
+    def forget(self, name: str) -> None:
+        """The job was deleted: its kills no longer concern a job of that name."""
+        self._killed_at.pop(name, None)
+
+    def _kill_pending(self, name: str, plan_ms: int, since_ms: int) -> bool:
+        """Whether a kill that arrived at or after ``since_ms`` applies to the run of plan_ms."""
+        at, before = self._killed_at.get(name, (-1, None))
+        return at >= since_ms and (before is None or plan_ms < before)
+
+    # -- running --------------------------------------------------------------------------------
+
+    async def run(self, tick: DueTick, schedule_ms: int) -> RunRecord:
+        """Run the claimed tick, and again while it fails and the job's ``retries`` allow:
+        after ``retryBackoff`` seconds, doubling, never when the retry would start at or after
+        the job's next planned tick. Every attempt is logged; the claim holds throughout.
+        Returns the first attempt's record."""
+        job, plan_ms = tick.job, tick.plan_ms
+        tags = event(job=job.name, tick=plan_ms)
+        trigger = "manual" if tick.run_request else "catchup" if tick.catch_up else "schedule"
+        first: RunRecord | None = None
+        attempt = 1
+        while True:
+            started_ms = self._now_ms()
+            record = await self._attempt(job, plan_ms, schedule_ms, trigger, attempt)
+            # Into the sink before the release: if etcd is down at shutdown, the release may be
+            # abandoned, but the result is flushed.
+            self._sink.add(record)
+            self._stats.runs.labels(status=record.status.value).inc()
+            first = first or record
+            if record.status not in _RETRIED or attempt > job.retries:
+                return first
+            delay_s = job.retry_backoff_s * 2 ** (attempt - 1)
+            next_tick = next_plan(job, plan_ms) if tick.run_request is None else None
+            if next_tick is not None and self._now_ms() + delay_s * 1000 >= next_tick:
+                log.info("no retry: it would reach the next tick", extra=tags)
+                return first
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay_s)
+            killed = self._kill_pending(job.name, plan_ms, started_ms)
+            if self._stopping.is_set() or killed or not self._still_scheduled(job.name):
+                return first  # stopping, killed during the backoff, or deleted
+            attempt += 1
+            log.info("retrying (attempt %d of %d)", attempt, job.retries + 1, extra=tags)
+
+    async def _attempt(
+        self, job: Job, plan_ms: int, schedule_ms: int, trigger: str, attempt: int
+    ) -> RunRecord:
+        runner: RunningCommand | RunningRequest
+        if job.kind == "http":
+            runner = RunningRequest()
+        else:
+            runner = RunningCommand(self._config.kill_grace_period / 1000)
+        self._running[job.name][runner] = plan_ms
+        if self._killing_all or self._kill_pending(job.name, plan_ms, schedule_ms):
+            runner.kill()  # the kill came while this run was being claimed
+        timed_out = False
+
+        def time_out() -> None:
+            nonlocal timed_out
+            timed_out = True
+            runner.kill()
+
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(job.timeout_s, time_out) if job.timeout_s else None
+        http_status: int | None = None
+        try:
+            if isinstance(runner, RunningRequest):
+                result, http_status = await self._request(runner, job, plan_ms)
+            else:
+                result = await runner.run(
+                    self._config.bash_path, job.command, self._job_env(job, plan_ms),
+                    self._config.output_limit, user=self._job_user,
+                )  # fmt: skip
+        except Exception as exc:  # a bug of ours: record the run as failed, keep the worker
+            log.exception("cannot run the job", extra=event(job=job.name, tick=plan_ms))
+            at = now_ms()
+            result = ExecResult(at, at, "", None, f"worker error: {exc!r}", False)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._running[job.name].pop(runner, None)
+            if not self._running[job.name]:
+                del self._running[job.name]
+        return finished_record(
+            job, result, worker=self._worker_id, plan_ms=plan_ms, schedule_ms=schedule_ms,
+            http_status=http_status, timed_out=timed_out, trigger=trigger, attempt=attempt,
+            clock_offset_ms=self._config.clock_offset,
+        )  # fmt: skip
+
+    async def _request(
+        self, runner: RunningRequest, job: Job, plan_ms: int
+    ) -> tuple[ExecResult, int | None]:
+        """An HTTP job's run, told as a command's would be, and the status it got."""
+        assert job.http is not None
+        result = await runner.run(
+            self._http,
+            job.http,
+            timeout_s=None,  # the timer in _attempt, as for commands
+            output_limit=self._config.output_limit,
+            env_headers={
+                "X-GDTS-Job": job.name,
+                "X-GDTS-Plan-Time": str(plan_ms),
+                "X-GDTS-Worker": self._worker_id,
+            },
+        )
+        told = ExecResult(result.start_ms, result.end_ms, result.output, None, result.err,
+                          result.killed)  # fmt: skip
+        return told, result.status
+
+    def _job_env(self, job: Job, plan_ms: int) -> dict[str, str]:
+        env = dict(self._base_env)
+        env.update(
+            GDTS_JOB_NAME=job.name, GDTS_PLAN_TIME=str(plan_ms), GDTS_WORKER_ID=self._worker_id
+        )
+        return env

@@ -1,0 +1,198 @@
+"""The worker's timer: pops the ticks that fall due, fires those this worker should claim (its
+own jobs' at once, other owners' ``takeoverDelay`` later if nobody claimed them), and speaks for
+the ticks that could not start in time. Owns every fire it starts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from gdts.config import WorkerConfig
+from gdts.errors import GdtsError
+from gdts.logs import event
+from gdts.runlog import RunLog
+from gdts.runrecord import RunStatus
+from gdts.worker import takeover
+from gdts.worker.claimflow import ClaimFlow
+from gdts.worker.clusterview import ClusterView
+from gdts.worker.logsink import LogSink
+from gdts.worker.records import missed_record
+from gdts.worker.runs import Runs
+from gdts.worker.stats import WorkerStats
+from gdts.worker.ticktable import DueTick, TickTable, misfire_grace_ms, next_plan, start_window_ms
+
+log = logging.getLogger(__name__)
+
+_OUTAGE_CHECK_CHUNK = 5000  # job names per MongoDB query when looking for outage misses
+
+
+class Scheduler:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        worker_id: str,
+        clock: Callable[[], int],
+        *,
+        table: TickTable,
+        view: ClusterView,
+        claims: ClaimFlow,
+        runs: Runs,
+        sink: LogSink,
+        runlog: RunLog,
+        stats: WorkerStats,
+        stopping: asyncio.Event,
+    ) -> None:
+        self._config = config
+        self._worker_id = worker_id
+        self._now_ms = clock
+        self._table = table
+        self._view = view
+        self._claims = claims
+        self._runs = runs
+        self._sink = sink
+        self._runlog = runlog
+        self._stats = stats
+        self._stopping = stopping
+        self._wake = asyncio.Event()  # the table changed: the next tick may be sooner
+        self._takeovers = takeover.TakeoverQueue()
+        self._catching_up: set[str] = set()  # jobs with a catch-up run under way here
+        self.fires: set[asyncio.Task[None]] = set()  # ticks being claimed or run
+
+    def wake(self) -> None:
+        """The table changed: look again at when the next tick falls due."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Fire ticks as they fall due, forever (cancel it to stop taking ticks)."""
+        window = self._config.start_window
+        while True:
+            now = self._now_ms()
+            due, missed = self._table.pop_due(
+                now, now - window, window_of=misfire_grace_ms, on_missed=self.tick_missed
+            )
+            if missed:
+                self._stats.missed_ticks.inc(missed)
+                log.warning("%d job(s) skipped ticks older than the start window", missed)
+            takeover_at = now - self._config.takeover_delay
+            for tick in due:
+                if self._view.owns(tick.job.name):
+                    self.fire(tick, now)
+                elif tick.plan_ms > takeover_at:
+                    self._takeovers.push(tick, tick.plan_ms + self._config.takeover_delay)
+                else:
+                    self._take_over(tick, now)
+            for tick in self._takeovers.pop_due(now):
+                self._take_over(tick, now)
+            next_ms = self._table.next_ms()
+            first_takeover = self._takeovers.next_ms()
+            if first_takeover is not None:
+                next_ms = first_takeover if next_ms is None else min(next_ms, first_takeover)
+            # Never sleep more than a second: the wait runs on the monotonic clock, and a step
+            # of the wall clock must not turn the next tick into a miss.
+            left_s = 1.0 if next_ms is None else (next_ms - self._now_ms()) / 1000
+            delay = min(1.0, max(0.0, left_s))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    def run_requested(self, tick: DueTick) -> None:
+        """POST /job/run: the job's owner claims the run at once, as it would a tick; any other
+        worker steps in after takeoverDelay if the request is still there."""
+        now = self._now_ms()
+        if self._view.owns(tick.job.name):
+            self.fire(tick, now)
+        else:
+            self._takeovers.push(tick, now + self._config.takeover_delay)
+            self._wake.set()  # the next wake-up may now be earlier
+
+    def _take_over(self, tick: DueTick, now: int) -> None:
+        decision = takeover.decide(
+            tick,
+            self._view,
+            now,
+            delay_ms=self._config.takeover_delay,
+            window_ends_ms=tick.start_deadline(self._config.start_window),
+            job_deleted=self._table.get(tick.job.name) is None,
+            stopping=self._stopping.is_set(),
+        )
+        if decision.outcome is not None:
+            self._stats.claims.labels(outcome=decision.outcome).inc()
+        if decision.look_again_at is not None:
+            self._takeovers.push(tick, decision.look_again_at)
+        if decision.step_in:
+            tags = event(job=tick.job.name, tick=tick.plan_ms)
+            log.info("stepping in for the job's owner", extra=tags)
+            self.fire(tick, now)
+
+    def tick_missed(self, tick: DueTick) -> None:
+        """A tick could not start within its window. The job's owner speaks for it: a job with
+        catchUp gets one catch-up run now (not one per missed tick: never a burst), any other
+        job a run record with status missed."""
+        job = tick.job
+        if tick.catch_up or self._stopping.is_set() or not self._view.owns(job.name):
+            return
+        now = self._now_ms()
+        window = start_window_ms(job, self._config.start_window)
+        if job.catch_up:
+            if job.name not in self._catching_up:
+                self._catching_up.add(job.name)
+                log.info(
+                    "catching up on a missed tick", extra=event(job=job.name, tick=tick.plan_ms)
+                )
+                # At least the default window: a catch-up comes right after an outage, when the
+                # worker may first have to register again.
+                start_by = now + max(window, self._config.start_window)
+                self.fire(DueTick(job, tick.plan_ms, catch_up=True, start_by_ms=start_by), now)
+            return
+        self._sink.add(
+            missed_record(job, tick.plan_ms, worker=self._worker_id, now_ms=now, window_ms=window)
+        )
+        self._stats.runs.labels(status=RunStatus.MISSED.value).inc()
+
+    async def note_outage_misses(self) -> None:
+        """After a start: a job whose next tick after its last run is already past its window
+        missed ticks while no worker ran it (every worker down). Record or catch up on it, as
+        for a tick missed while running. Beside the scheduler, not before it: reading the last
+        runs of 100,000 jobs must not hold up the first ticks."""
+        jobs = [job for job in self._table.jobs() if job.enabled and self._view.owns(job.name)]
+        now = self._now_ms()
+        for first in range(0, len(jobs), _OUTAGE_CHECK_CHUNK):
+            chunk = jobs[first : first + _OUTAGE_CHECK_CHUNK]
+            try:
+                last_runs = await self._runlog.last_runs_of([job.name for job in chunk])
+            except GdtsError as exc:
+                log.warning("cannot look for ticks missed while no worker ran: %s", exc)
+                return
+            for job in chunk:
+                summary = last_runs.get(job.name)
+                if summary is None or not isinstance(summary.get("planTime"), int):
+                    continue  # never ran: nothing says when it should have
+                missed = next_plan(job, summary["planTime"])
+                window = start_window_ms(job, self._config.start_window)
+                if missed is not None and missed < now - window:
+                    self.tick_missed(DueTick(job, missed))
+
+    def fire(self, tick: DueTick, schedule_ms: int) -> None:
+        """Claim the tick and, if won, run it, in a task of its own."""
+        task = asyncio.get_running_loop().create_task(self._fire(tick, schedule_ms))
+        self.fires.add(task)
+        task.add_done_callback(self.fires.discard)
+
+    async def _fire(self, tick: DueTick, schedule_ms: int) -> None:
+        try:
+            async with self._claims.hold(tick) as claim:
+                if claim is None:
+                    return
+                record = await self._runs.run(tick, schedule_ms)
+        except Exception:
+            # A bug must cost one run, never the worker and every other running job with it.
+            tags = event(job=tick.job.name, tick=tick.plan_ms)
+            log.exception("run failed inside the worker", extra=tags)
+            return
+        finally:
+            if tick.catch_up:
+                self._catching_up.discard(tick.job.name)
+        if record.start_time is not None:
+            self._stats.fire_lag.observe(max(0.0, (record.start_time - tick.plan_ms) / 1000))
