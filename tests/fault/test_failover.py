@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from gdts.localstack import EtcdCluster, MongoReplicaSet
+from tests.clusters import EtcdCluster, MongoReplicaSet
 from tests.support import (
     EVERY_SECOND,
     Cluster,

@@ -1,4 +1,4 @@
-"""Integration tests for the multi-member clusters of gdts.localstack: real processes, no mocks.
+"""Integration tests for the multi-member clusters of tests/clusters.py: real processes, no mocks.
 
 Each test SIGKILLs the leader / primary and checks that the rest elect a new one, keep
 accepting writes, and that the killed member rejoins with the data it missed.
@@ -18,12 +18,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
-from gdts.localstack import (
-    EtcdCluster,
-    MongoReplicaSet,
-    mongo_transient,
-    retry_until,
-)
+from tests.clusters import EtcdCluster, MongoReplicaSet, mongo_transient, retry_until
 
 T = TypeVar("T")
 
