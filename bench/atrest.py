@@ -113,16 +113,16 @@ async def _measure(
 
     print("-- starting one fresh worker", flush=True)
     worker = await stack.start_worker("rest1")
-    assert worker.probe_url is not None
-    ready_url = worker.probe_url + "/health/ready"
+    assert worker.url is not None
+    ready_url = worker.url + "/health/ready"
     first_answer: float | None = None
     loaded_at: float | None = None
     ready_at: float | None = None
     last_probe: dict[str, Any] = {}
     deadline = time.monotonic() + _LOAD_TIMEOUT_S
     while (loaded_at is None or ready_at is None) and time.monotonic() < deadline:
-        if worker.proc.returncode is not None:
-            raise RuntimeError(f"worker exited with {worker.proc.returncode}; see its log")
+        if worker.returncode is not None:
+            raise RuntimeError(f"worker exited with {worker.returncode}; see its log")
         try:
             async with session.get(ready_url, timeout=aiohttp.ClientTimeout(total=30)) as resp:
                 last_probe = await resp.json(content_type=None)

@@ -127,10 +127,7 @@ async def _start_workers(
     for i in range(1, count + 1):
         await stack.start_worker(f"b{i}")
     await asyncio.gather(
-        *(
-            wait_http_ok(session, f"{w.probe_url}/health/ready", _READY_TIMEOUT_S)
-            for w in stack.workers
-        )
+        *(wait_http_ok(session, f"{w.url}/health/ready", _READY_TIMEOUT_S) for w in stack.workers)
     )
     listed = await api.list_workers()
     if len(listed) != count:
@@ -185,7 +182,7 @@ async def _run(
                 workers={w.name: w.pid for w in stack.workers},
                 stores={"etcd": stack.etcd.pid, "mongod": stack.mongo.pid},
             )
-            worker_urls = [f"{w.probe_url}/metrics" for w in stack.workers if w.probe_url]
+            worker_urls = [f"{w.url}/metrics" for w in stack.workers if w.url]
         payload["workers_listed"] = len(await api.list_workers())
         payload["calibration"] = await spawn_baseline(workdir)
         tparams = ThroughputParams(
@@ -205,9 +202,7 @@ async def _run(
             procs,
             etcd_metrics_url=f"{etcd_url}/metrics" if etcd_url else None,
             worker_metrics_urls=worker_urls,
-            worker_ready_urls=[f"{w.probe_url}/health/ready" for w in stack.workers]
-            if stack
-            else [],
+            worker_ready_urls=[f"{w.url}/health/ready" for w in stack.workers] if stack else [],
             etcd_url=etcd_url,
             etcd_prefix=ETCD_PREFIX if stack else args.etcd_prefix,
             check_alive=lambda: _check_alive(stack),

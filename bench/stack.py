@@ -1,45 +1,22 @@
-"""The system under test, started from scratch: etcd and mongod (gdts.localstack), one manager
+"""The system under test, started from scratch by gdts.supervisor: etcd and mongod, one manager
 and N workers as child processes, each with its own generated config and log file."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import os
 import re
 import secrets
-import signal
-import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gdts.localstack import EtcdProcess, MongoProcess, free_port, pdeathsig_preexec
+from gdts.localstack import EtcdProcess, MongoProcess, free_port
+from gdts.supervisor import REPO_ROOT, Child, Supervisor
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ETCD_PREFIX = "/gdts-bench/"
 MONGO_DB = "gdts_bench"
-# Workers get this long to stop on SIGTERM before we SIGKILL them. GDTS's own bound is
-# drainTimeout (30 s) + killGracePeriod (5 s) + 5 s + the result flush (5 s): 45 s, plus margin.
-_CHILD_STOP_S = 60.0
-
-
-@dataclass
-class Child:
-    """One GDTS process we started."""
-
-    name: str
-    proc: asyncio.subprocess.Process
-    log_path: Path
-    spawned_at: float  # time.monotonic() just before the spawn
-    probe_url: str | None = None  # workers: http://host:port of /health and /metrics
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
 
 @dataclass
@@ -52,11 +29,15 @@ class Stack:
     log_level: str = "WARNING"
     # The admin token this stack's manager accepts: the benchmark calls the API as admin.
     admin_token: str = field(default_factory=lambda: "gdts_bench_" + secrets.token_urlsafe(24))
+    supervisor: Supervisor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.supervisor = Supervisor(self.workdir, log_dir=self.workdir, on_stuck=_print_stuck)
 
     @property
     def manager_url(self) -> str:
-        assert self.manager is not None and self.manager.probe_url is not None
-        return self.manager.probe_url
+        assert self.manager is not None and self.manager.url is not None
+        return self.manager.url
 
     @property
     def etcd_url(self) -> str:
@@ -65,9 +46,9 @@ class Stack:
 
     async def start_stores(self) -> None:
         self.etcd = EtcdProcess(self.workdir / "etcd", log_path=self.workdir / "etcd.log")
-        await self.etcd.start()
+        await self.supervisor.start_store(self.etcd)
         self.mongo = MongoProcess(self.workdir / "mongo", log_path=self.workdir / "mongod.log")
-        await self.mongo.start()
+        await self.supervisor.start_store(self.mongo)
 
     def _stores_config(self) -> dict[str, Any]:
         assert self.etcd is not None and self.mongo is not None
@@ -92,8 +73,8 @@ class Stack:
             # Set, so the manager does not print a generated one into the report's log lines.
             "adminPassword": secrets.token_urlsafe(16),
         }
-        self.manager = await self._spawn("manager", "manager", config)
-        self.manager.probe_url = f"http://127.0.0.1:{port}"
+        self.manager = await self.supervisor.spawn("manager", "manager", config)
+        self.manager.url = f"http://127.0.0.1:{port}"
         return self.manager
 
     async def start_worker(self, worker_id: str) -> Child:
@@ -106,73 +87,25 @@ class Stack:
             # Its jobs append to a file in this root-owned work dir, and CI runs as root.
             "allowRoot": True,
         }
-        child = await self._spawn(f"worker-{worker_id}", "worker", config)
-        child.probe_url = f"http://127.0.0.1:{port}"
+        child = await self.supervisor.spawn("worker", f"worker-{worker_id}", config)
+        child.url = f"http://127.0.0.1:{port}"
         self.workers.append(child)
         return child
 
-    async def _spawn(self, name: str, command: str, config: dict[str, Any]) -> Child:
-        config_path = self.workdir / f"{name}.json"
-        config_path.write_text(json.dumps(config, indent=2) + "\n")
-        log_path = self.workdir / f"{name}.log"
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        with log_path.open("ab") as log:
-            spawned_at = time.monotonic()
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gdts", command, "-c", str(config_path),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                env=env,
-                cwd=str(REPO_ROOT),
-                # Own session: a Ctrl-C at the terminal reaches only us, and we stop the
-                # children in order (workers first, so they can drain and flush).
-                start_new_session=True,
-                preexec_fn=pdeathsig_preexec(),
-            )  # fmt: skip
-        return Child(name, proc, log_path, spawned_at)
-
     def crashed(self) -> list[str]:
         """Names of GDTS processes that exited on their own."""
-        children = [c for c in [self.manager, *self.workers] if c is not None]
-        return [
-            f"{c.name} (exit {c.proc.returncode})"
-            for c in children
-            if c.proc.returncode is not None
-        ]
+        return self.supervisor.crashed()
 
     async def stop(self) -> None:
         """Workers first (they drain and flush), then the manager, then the stores. Safe to
         call on a half-started stack, and more than once."""
-        try:
-            await asyncio.gather(*(stop_child(w) for w in self.workers))
-            if self.manager is not None:
-                await stop_child(self.manager)
-        finally:
-            for store in (self.mongo, self.etcd):
-                if store is not None:
-                    await store.stop()
-
-
-async def stop_child(child: Child) -> None:
-    proc = child.proc
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), _CHILD_STOP_S)
-        except TimeoutError:
-            print(f"!! {child.name} did not stop in {_CHILD_STOP_S:.0f}s; SIGKILL", flush=True)
-            _print_stuck(child)
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-    await proc.wait()
+        await self.supervisor.stop()
 
 
 def _print_stuck(child: Child) -> None:
     """What a process that ignores SIGTERM is doing: its threads' states, its children, and the
     end of its log."""
+    print(f"!! {child.name} did not stop; SIGKILL", flush=True)
     task_dir = Path(f"/proc/{child.pid}/task")
     with contextlib.suppress(OSError):
         states = Counter(
@@ -188,7 +121,7 @@ def _print_stuck(child: Child) -> None:
                     kids.append(f"{entry.name} {(entry / 'cmdline').read_bytes()[:80]!r}")
     print(f"   children: {kids or 'none'}", flush=True)
     with contextlib.suppress(OSError):
-        for line in child.log_path.read_text(errors="replace").splitlines()[-10:]:
+        for line in child.log_text().splitlines()[-10:]:
             print(f"   log: {line[:300]}", flush=True)
 
 

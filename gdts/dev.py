@@ -1,15 +1,15 @@
 """``python -m gdts dev``: the whole system on one machine, for trying GDTS out.
 
 Starts etcd and mongod (data under ``--data-dir``, free loopback ports), one manager on ``--port``
-and N workers as child processes, and stops all of them, in order, on Ctrl-C or SIGTERM: workers
-first (they drain and flush), then the manager, then the stores. Children also die with us if
-this process is killed outright (parent-death signal), so nothing is left behind.
+and N workers as child processes (see gdts.supervisor), restarts one that dies, and stops all of
+them, in order, on Ctrl-C or SIGTERM: workers first (they drain and flush), then the manager, then
+the stores. Children also die with us if this process is killed outright (parent-death signal),
+so nothing is left behind.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -17,23 +17,15 @@ import os
 import pwd
 import secrets
 import signal
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from gdts.localstack import (
-    EtcdProcess,
-    LocalStackError,
-    MongoProcess,
-    free_port,
-    pdeathsig_preexec,
-)
+from gdts.localstack import EtcdProcess, LocalStackError, MongoProcess, free_port
+from gdts.supervisor import REPO_ROOT, Supervisor
 
 log = logging.getLogger("gdts.dev")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 WEBROOT = REPO_ROOT / "webroot"
-_CHILD_STOP_S = 40.0
 _DEV_JOB_USER = "nobody"
 
 
@@ -97,33 +89,38 @@ async def run_dev(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    etcd = EtcdProcess(data_dir / "etcd", log_path=data_dir / "etcd.log")
-    mongo = MongoProcess(data_dir / "mongo", log_path=data_dir / "mongod.log")
     try:
-        async with etcd, mongo:
+        async with Supervisor(data_dir) as supervisor:
+            etcd = EtcdProcess(data_dir / "etcd", log_path=data_dir / "etcd.log")
+            mongo = MongoProcess(data_dir / "mongo", log_path=data_dir / "mongod.log")
+            await supervisor.start_store(etcd)
+            await supervisor.start_store(mongo)
             log.info("etcd at %s, mongod at %s (logs in %s)", etcd.endpoint, mongo.uri, data_dir)
-            return await _run_processes(port, workers, data_dir, etcd, mongo, stop, credentials)
+            stores = {
+                "etcdEndpoints": [etcd.endpoint],
+                "mongodbUri": mongo.uri,
+                "mongodbDatabase": "gdts",
+            }
+            await _start_gdts(supervisor, stores, port, workers, data_dir, credentials)
+            # A process that dies is started again, as systemd would; only Ctrl-C or SIGTERM
+            # (or a store that dies) stops everything.
+            return await supervisor.supervise(stop)
     except LocalStackError as exc:
         log.error("%s", exc)
         return 1
 
 
-async def _run_processes(
+async def _start_gdts(
+    supervisor: Supervisor,
+    stores: dict[str, object],
     port: int,
     workers: int,
     data_dir: Path,
-    etcd: EtcdProcess,
-    mongo: MongoProcess,
-    stop: asyncio.Event,
     credentials: DevCredentials,
-) -> int:
-    stores = {
-        "etcdEndpoints": [etcd.endpoint],
-        "mongodbUri": mongo.uri,
-        "mongodbDatabase": "gdts",
-    }
-    manager_conf = _write_json(
-        data_dir / "manager.json",
+) -> None:
+    await supervisor.spawn(
+        "manager",
+        "manager",
         {
             **stores,
             "apiPort": port,
@@ -135,80 +132,27 @@ async def _run_processes(
     )
     run_as = job_user()
     job_identity: dict[str, object] = {"runAs": run_as} if run_as else {}
-    children: list[tuple[str, asyncio.subprocess.Process]] = []
-    try:
-        children.append(("manager", await _spawn("manager", manager_conf)))
-        for index in range(1, workers + 1):
-            probe_port = free_port()
-            worker_conf = _write_json(
-                data_dir / f"worker-{index}.json",
-                {
-                    **stores,
-                    "drainTimeout": 20_000,
-                    "spillDir": str(data_dir / f"spill-{index}"),
-                    "httpListen": f"127.0.0.1:{probe_port}",
-                    **job_identity,
-                },
-            )
-            children.append((f"worker-{index}", await _spawn("worker", worker_conf)))
-            log.info("worker-%d: metrics at http://127.0.0.1:%d/metrics", index, probe_port)
-        log.info("GDTS is up: open http://localhost:%d  (Ctrl-C stops everything)", port)
-        log.info(
-            "log in as %s with password %s; API token: %s (kept in %s)",
-            credentials.username,
-            credentials.password,
-            credentials.token,
-            data_dir / "credentials.json",
+    for index in range(1, workers + 1):
+        probe_port = free_port()
+        await supervisor.spawn(
+            "worker",
+            f"worker-{index}",
+            {
+                **stores,
+                "drainTimeout": 20_000,
+                "spillDir": str(data_dir / f"spill-{index}"),
+                "httpListen": f"127.0.0.1:{probe_port}",
+                **job_identity,
+            },
         )
-        if run_as:
-            log.info("jobs run as user %r (dev was started as root)", run_as)
-        exited = [asyncio.ensure_future(proc.wait()) for _, proc in children]
-        stopping = asyncio.ensure_future(stop.wait())
-        done, _ = await asyncio.wait([stopping, *exited], return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        for future in exited:
-            future.cancel()
-        crashed = [name for (name, proc) in children if proc.returncode is not None]
-        if crashed:
-            log.error("%s exited on its own; stopping everything", ", ".join(crashed))
-        return 1 if crashed else 0
-    finally:
-        # Workers before the manager, so no run is orphaned while its results are flushed.
-        for name, proc in reversed(children):
-            await _stop_child(name, proc)
-
-
-def _write_json(path: Path, data: dict[str, object]) -> Path:
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    return path
-
-
-async def _spawn(command: str, config: Path) -> asyncio.subprocess.Process:
-    # The children import gdts from this checkout wherever the command was started.
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gdts",
-        command,
-        "-c",
-        str(config),
-        env=env,
-        start_new_session=True,  # a terminal Ctrl-C reaches only us; we stop children in order
-        preexec_fn=pdeathsig_preexec(),
+        log.info("worker-%d: metrics at http://127.0.0.1:%d/metrics", index, probe_port)
+    log.info("GDTS is up: open http://localhost:%d  (Ctrl-C stops everything)", port)
+    log.info(
+        "log in as %s with password %s; API token: %s (kept in %s)",
+        credentials.username,
+        credentials.password,
+        credentials.token,
+        data_dir / "credentials.json",
     )
-
-
-async def _stop_child(name: str, proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), _CHILD_STOP_S)
-        except TimeoutError:
-            log.warning("%s did not stop in %.0fs; killing it", name, _CHILD_STOP_S)
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-    log.info("%s stopped (exit code %s)", name, proc.returncode)
+    if run_as:
+        log.info("jobs run as user %r (dev was started as root)", run_as)

@@ -4,30 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 
-from gdts.localstack import free_port, pdeathsig_preexec
+from gdts.clock import now_ms as now_ms  # the tests read the clock through here
+from gdts.localstack import free_port
+from gdts.supervisor import REPO_ROOT as REPO_ROOT
+from gdts.supervisor import Child, Supervisor
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 EVERY_SECOND = "* * * * * *"
 # Every test manager starts with this admin account and token; api_call sends the token.
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "test-admin-password"
 ADMIN_TOKEN = "gdts_test-admin-token-0123456789abcdef"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 async def wait_until(
@@ -89,56 +84,22 @@ class Stack:
         }
 
 
-@dataclass
-class GdtsProcess:
-    """A ``python -m gdts manager|worker`` child with its output in a log file."""
+class Cluster:
+    """The manager and workers of one test (gdts.supervisor); stops them all at the end."""
 
-    name: str
-    process: asyncio.subprocess.Process
-    log_path: Path
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.supervisor = Supervisor(stack.tmp, log_dir=stack.tmp, stop_timeout_s=20)
+        self.api = ""
 
     @property
-    def pid(self) -> int:
-        return self.process.pid
+    def processes(self) -> list[Child]:
+        return self.supervisor.children
 
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    async def spawn(self, kind: str, name: str, config: dict[str, Any]) -> Child:
+        return await self.supervisor.spawn(kind, name, config)
 
-    async def terminate(self, grace: float = 30.0) -> int:
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.process.wait(), grace)
-
-    async def kill(self) -> None:
-        if self.process.returncode is None:
-            self.process.kill()
-        await self.process.wait()
-
-
-@dataclass
-class Cluster:
-    """The manager and workers of one test; stops them all at the end."""
-
-    stack: Stack
-    processes: list[GdtsProcess] = field(default_factory=list)
-    api: str = ""
-
-    async def spawn(self, kind: str, name: str, config: dict[str, Any]) -> GdtsProcess:
-        config_path = self.stack.tmp / f"{name}.json"
-        config_path.write_text(json.dumps(config))
-        log_path = self.stack.tmp / f"{name}.log"
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-        with log_path.open("wb") as log_file:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gdts", kind, "-c", str(config_path),
-                stdout=log_file, stderr=log_file, env=env, cwd=REPO_ROOT,
-                preexec_fn=pdeathsig_preexec(),
-            )  # fmt: skip
-        child = GdtsProcess(name, process, log_path)
-        self.processes.append(child)
-        return child
-
-    async def start_manager(self, **overrides: Any) -> GdtsProcess:
+    async def start_manager(self, **overrides: Any) -> Child:
         port = free_port()
         manager = await self.spawn(
             "manager", "manager", self.stack.manager_config(port, **overrides)
@@ -157,7 +118,7 @@ class Cluster:
         await wait_until(answers, 30, "the manager to answer")
         return manager
 
-    async def start_worker(self, worker_id: str, **overrides: Any) -> GdtsProcess:
+    async def start_worker(self, worker_id: str, **overrides: Any) -> Child:
         overrides.setdefault("spillDir", str(self.stack.tmp / f"spill-{worker_id}"))
         worker = await self.spawn(
             "worker", worker_id, self.stack.worker_config(workerId=worker_id, **overrides)
@@ -172,11 +133,7 @@ class Cluster:
         return worker
 
     async def stop_all(self) -> None:
-        for child in reversed(self.processes):
-            try:
-                await child.terminate(grace=20)
-            except TimeoutError:
-                await child.kill()
+        await self.supervisor.stop()
 
     def logs(self) -> str:
         return "\n".join(f"===== {p.name}\n{p.log_text()[-4000:]}" for p in self.processes)

@@ -106,6 +106,19 @@ async def test_dev_runs_everything_and_leaves_nothing_behind(tmp_path: Path) -> 
                 assert login.status == 200
             async with session.get(base + "/", allow_redirects=False) as page:
                 assert page.status == 200
+        # A worker that dies is started again (as systemd would), not the end of everything.
+        workers = await api_get(base, "/worker/list")
+        victim = workers[0]["pid"]
+        os.kill(victim, signal.SIGKILL)
+
+        async def replaced() -> bool:
+            pids = {w["pid"] for w in await api_get(base, "/worker/list")}
+            return len(pids) == 2 and victim not in pids
+
+        await wait_until(replaced, 60, "dev to restart the killed worker")
+        assert "exited with status -9; restarting it in 1s" in log_path.read_text()
+        assert dev.returncode is None
+
         descendants = _descendants(dev.pid)
         names = {_name(pid) for pid in descendants}
         assert {"etcd", "mongod"} <= names, names

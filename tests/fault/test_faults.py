@@ -22,8 +22,8 @@ from gdts.job import Job, jobs_digest
 from gdts.localstack import EtcdProcess, MongoProcess, free_port
 from tests.support import (
     EVERY_SECOND,
+    Child,
     Cluster,
-    GdtsProcess,
     Stack,
     TcpProxy,
     api_get,
@@ -44,7 +44,7 @@ from tests.support import (
 pytestmark = [pytest.mark.asyncio, pytest.mark.fault]
 
 
-async def start_workers(cluster: Cluster, count: int, **overrides) -> list[GdtsProcess]:
+async def start_workers(cluster: Cluster, count: int, **overrides) -> list[Child]:
     return [await cluster.start_worker(f"w{i}", **overrides) for i in range(1, count + 1)]
 
 

@@ -39,8 +39,8 @@ from tests.support import (
     ADMIN_TOKEN,
     ADMIN_USER,
     REPO_ROOT,
+    Child,
     Cluster,
-    GdtsProcess,
     TcpProxy,
     api_call,
     holds,
@@ -343,7 +343,7 @@ def test_the_nginx_site_passes_nginx_t(tmp_path: Path, certs: CertFiles) -> None
 class Manager:
     name: str
     url: str
-    process: GdtsProcess
+    process: Child
 
     @property
     def address(self) -> str:
