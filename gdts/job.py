@@ -9,84 +9,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gdts.cron import CronError, CronSchedule, check_zone, parse_cron
+from gdts.cron import CronSchedule
 from gdts.errors import InvalidFieldError, UnsupportedVersionError
 from gdts.jobfields import (
-    CONCURRENCY_POLICIES,
-    JOB_TYPES,
+    ALWAYS_STORED,
+    API_DEFAULTS,
+    DEFAULT_RETRY_BACKOFF_S,
     MAX_COMMAND_BYTES,
-    MAX_MATCH_CHARS,
-    MAX_MISFIRE_GRACE_S,
     MAX_NAME_CHARS,
-    MAX_RETRIES,
-    MAX_RETRY_BACKOFF_S,
-    MAX_TIMEOUT_S,
     HttpTarget,
-    parse_http,
-    parse_run_at,
-    type_name,
-    validate_bool,
-    validate_choice,
-    validate_command,
-    validate_int,
+    check_fields,
     validate_name,
-    validate_seconds,
-    validate_text,
 )
 
-__all__ = ["MAX_COMMAND_BYTES", "MAX_NAME_CHARS", "HttpTarget", "Job", "validate_name"]
+__all__ = [
+    "API_DEFAULTS",
+    "MAX_COMMAND_BYTES",
+    "MAX_NAME_CHARS",
+    "HttpTarget",
+    "Job",
+    "validate_name",
+]
 
 # 1: name, command, cronExpr only (and the Go GDTS's records); 2: the job-semantics fields;
 # 3: owner. A process that knows an older version refuses a newer record with a message.
 JOB_RECORD_VERSION = 3
-DEFAULT_RETRY_BACKOFF_S = 1.0
-
-# Every field of a job as the API shows it, with its default: a record or request without a
-# field gets the default, so a job saved with only name/command/cronExpr behaves as before.
-API_DEFAULTS: dict[str, Any] = {
-    "name": None,
-    "type": "shell",
-    "command": "",
-    "cronExpr": "",
-    "runAt": None,
-    "timezone": "UTC",
-    "enabled": True,
-    "timeout": None,
-    "retries": 0,
-    "retryBackoff": DEFAULT_RETRY_BACKOFF_S,
-    "concurrencyPolicy": "forbid",
-    "misfireGrace": None,
-    "catchUp": False,
-    "http": None,
-    "expectedExitCode": 0,
-    "outputContains": "",
-    "outputNotContains": "",
-    # Who saved the job first: set by the manager from the caller, whatever a request says.
-    "owner": "",
-}
-_API_FIELDS = tuple(API_DEFAULTS)
-_STATUS_FIELDS = frozenset(("nextRunTime", "running", "lastRun"))
-_ALWAYS_STORED = frozenset(("name", "command", "cronExpr"))
-_NULLABLE = frozenset(field for field, default in API_DEFAULTS.items() if default is None)
-
-
-def _parse_schedule(value: object, zone: str) -> CronSchedule:
-    if not isinstance(value, str):
-        raise InvalidFieldError("cronExpr", f"must be a string, got {type_name(value)}")
-    try:
-        return parse_cron(value, zone)
-    except CronError as exc:
-        field_name = "timezone" if exc.field == "zone" else "cronExpr"
-        raise InvalidFieldError(field_name, exc.problem) from None
-
-
-def _check_zone(value: object) -> str:
-    if not isinstance(value, str):
-        raise InvalidFieldError("timezone", f"must be a string, got {type_name(value)}")
-    try:
-        return check_zone(value)
-    except CronError as exc:
-        raise InvalidFieldError("timezone", exc.problem) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,95 +67,9 @@ class Job:
 
     @classmethod
     def from_api(cls, data: object, *, default_zone: str = "UTC", now_ms: int | None = None) -> Job:
-        """Build a job from untrusted values, naming the first bad field. ``default_zone``
-        applies when the request names none; ``now_ms`` (on save) refuses a one-shot time in
-        the past."""
-        if not isinstance(data, dict):
-            raise InvalidFieldError("job", f"must be a JSON object, got {type_name(data)}")
-        # What /job/list adds to a job is read-only: a listed job saves back as it is.
-        data = {k: v for k, v in data.items() if k not in _STATUS_FIELDS}
-        unknown = sorted(set(data) - set(_API_FIELDS))
-        if unknown:
-            raise InvalidFieldError(
-                unknown[0], f"unknown job field (known: {', '.join(_API_FIELDS)})"
-            )
-        if "name" not in data:
-            raise InvalidFieldError("name", "is required")
-        name = validate_name(data["name"])
-        # null stands for "not given" in the fields that have no value by default.
-        given = {k: v for k, v in data.items() if v is not None or k not in _NULLABLE}
-        kind = validate_choice("type", given.get("type", "shell"), JOB_TYPES)
-
-        command = given.get("command", "")
-        http = None
-        if kind == "shell":
-            if "command" not in given:
-                raise InvalidFieldError("command", "is required")
-            command = validate_command(command)
-            if "http" in given:
-                raise InvalidFieldError("http", 'is only for jobs of type "http"')
-        else:
-            if command != "":
-                raise InvalidFieldError("command", 'must be empty for a job of type "http"')
-            if "http" not in given:
-                raise InvalidFieldError("http", 'is required for a job of type "http"')
-            http = parse_http(given["http"])
-
-        zone = _check_zone(given.get("timezone", default_zone))
-        cron_expr = given.get("cronExpr", "")
-        run_at_ms = None
-        schedule = None
-        if "runAt" in given:
-            if cron_expr != "":
-                raise InvalidFieldError("runAt", "a job has either cronExpr or runAt, not both")
-            run_at_ms = parse_run_at(given["runAt"], now_ms)
-        else:
-            if cron_expr == "" and "cronExpr" in given:
-                raise InvalidFieldError("cronExpr", "must not be empty (or give runAt instead)")
-            if "cronExpr" not in given:
-                raise InvalidFieldError("cronExpr", "is required (or runAt, for a one-shot job)")
-            schedule = _parse_schedule(cron_expr, zone)
-            cron_expr = schedule.expr
-
-        timeout = given.get("timeout")
-        grace = given.get("misfireGrace")
-        return cls(
-            name=name,
-            command=command,
-            cron_expr=cron_expr,
-            schedule=schedule,
-            kind=kind,
-            run_at_ms=run_at_ms,
-            timezone=zone,
-            enabled=validate_bool("enabled", given.get("enabled", True)),
-            timeout_s=None
-            if timeout is None
-            else validate_seconds("timeout", timeout, MAX_TIMEOUT_S),
-            retries=validate_int("retries", given.get("retries", 0), 0, MAX_RETRIES),
-            retry_backoff_s=validate_seconds(
-                "retryBackoff",
-                given.get("retryBackoff", DEFAULT_RETRY_BACKOFF_S),
-                MAX_RETRY_BACKOFF_S,
-            ),
-            concurrency=validate_choice(
-                "concurrencyPolicy", given.get("concurrencyPolicy", "forbid"), CONCURRENCY_POLICIES
-            ),
-            misfire_grace_s=None
-            if grace is None
-            else validate_seconds("misfireGrace", grace, MAX_MISFIRE_GRACE_S),
-            catch_up=validate_bool("catchUp", given.get("catchUp", False)),
-            http=http,
-            expected_exit_code=validate_int(
-                "expectedExitCode", given.get("expectedExitCode", 0), 0, 255
-            ),
-            output_contains=validate_text(
-                "outputContains", given.get("outputContains", ""), MAX_MATCH_CHARS
-            ),
-            output_not_contains=validate_text(
-                "outputNotContains", given.get("outputNotContains", ""), MAX_MATCH_CHARS
-            ),
-            owner=validate_text("owner", given.get("owner", ""), MAX_NAME_CHARS),
-        )
+        """Build a job from untrusted values, naming the first bad field (see
+        gdts.jobfields.check_fields)."""
+        return cls(**check_fields(data, default_zone, now_ms))
 
     @property
     def one_shot(self) -> bool:
@@ -241,7 +102,7 @@ class Job:
         (name, command and cronExpr always). 100,000 jobs are read whole by every worker that
         starts and by every full listing: defaults written out would be most of the bytes."""
         view = self.to_api()
-        kept = {k: v for k, v in view.items() if k in _ALWAYS_STORED or v != API_DEFAULTS[k]}
+        kept = {k: v for k, v in view.items() if k in ALWAYS_STORED or v != API_DEFAULTS[k]}
         return json.dumps({"v": JOB_RECORD_VERSION, **kept}, separators=(",", ":")).encode()
 
     @classmethod

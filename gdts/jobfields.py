@@ -1,5 +1,7 @@
-"""Checks for each field of a job as the API receives it. Pure: values in, checked values or an
-InvalidFieldError naming the field out. "Now" is an argument where a check needs it."""
+"""A job's fields as the API receives them: the table of every field (its JSON type, default and
+choices: what the OpenAPI spec and the stored record derive from), and the checks of each.
+Pure: values in, checked values or an InvalidFieldError naming the field out. "Now" is an
+argument where a check needs it."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
+from gdts.cron import CronError, CronSchedule, check_zone, parse_cron
 from gdts.errors import InvalidFieldError
 
 MAX_NAME_CHARS = 128
@@ -25,6 +29,65 @@ MAX_HTTP_BODY_BYTES = 64 * 1024
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 JOB_TYPES = ("shell", "http")
 CONCURRENCY_POLICIES = ("forbid", "allow", "replace")
+DEFAULT_RETRY_BACKOFF_S = 1.0
+
+
+@dataclass(frozen=True)
+class JobField:
+    """One field of a job as the API shows it."""
+
+    name: str
+    kind: str  # its JSON type: string, integer, number, boolean or object
+    default: Any  # what a request or record without the field means; None: "not set"
+    description: str
+    choices: tuple[str, ...] = ()
+
+    @property
+    def nullable(self) -> bool:
+        return self.default is None and self.name != "name"
+
+
+# Every field of a job, in the order the API shows them. A request or record without a field
+# gets its default, so a job saved with only name/command/cronExpr behaves as before.
+JOB_FIELDS = (
+    JobField("name", "string", None, "The job's name (no '/')."),
+    JobField("type", "string", "shell", "What a run is: a shell command or an HTTP request.",
+             JOB_TYPES),
+    JobField("command", "string", "", "The bash command (shell jobs)."),
+    JobField("cronExpr", "string", "", "When it runs: a cron expression (or give runAt)."),
+    JobField("runAt", "string", None, "Run once at this instant (ISO 8601 or epoch seconds)."),
+    JobField("timezone", "string", "UTC", "The IANA zone the cron expression is read in."),
+    JobField("enabled", "boolean", True, "False pauses the job."),
+    JobField("timeout", "number", None, "Seconds a run may take before it is killed."),
+    JobField("retries", "integer", 0, "Runs again after a failure, up to this many times."),
+    JobField("retryBackoff", "number", DEFAULT_RETRY_BACKOFF_S,
+             "Seconds before the first retry, doubling after each."),
+    JobField("concurrencyPolicy", "string", "forbid",
+             "When a tick comes while a run goes on: skip it, run both, or replace the run.",
+             CONCURRENCY_POLICIES),
+    JobField("misfireGrace", "number", None, "Seconds a tick may start late (default: the "
+             "worker's startWindow)."),
+    JobField("catchUp", "boolean", False, "After missed ticks, run once as soon as possible."),
+    JobField("http", "object", None, "The request an http job sends: method, url, headers, "
+             "body, expectedStatus."),
+    JobField("expectedExitCode", "integer", 0, "The exit status that counts as success."),
+    JobField("outputContains", "string", "", "A run succeeds only if its output contains this."),
+    JobField("outputNotContains", "string", "",
+             "A run fails if its output contains this."),
+    # Who saved the job first: set by the manager from the caller, whatever a request says.
+    JobField("owner", "string", "", "Who saved the job first (set by the manager)."),
+)  # fmt: skip
+# What /job/list adds to each job; read-only, so a listed job saves back as it is.
+STATUS_FIELDS = (
+    JobField("nextRunTime", "integer", None, "Its next planned run (epoch ms)."),
+    JobField("running", "boolean", False, "Whether a run goes on now."),
+    JobField("lastRun", "object", None, "Its newest run's status and times."),
+)
+API_DEFAULTS: dict[str, Any] = {f.name: f.default for f in JOB_FIELDS}
+# The fields every stored record and every answer carries, whatever their value.
+ALWAYS_STORED = frozenset(("name", "command", "cronExpr"))
+_STATUS_NAMES = frozenset(f.name for f in STATUS_FIELDS)
+_NULLABLE = frozenset(f.name for f in JOB_FIELDS if f.default is None)
 
 # RFC 9110 token characters: what a header name may be made of.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -264,3 +327,114 @@ def _validate_headers(value: object) -> tuple[tuple[str, str], ...]:
         require_utf8("http.headers", text)
         headers.append((name, text))
     return tuple(headers)
+
+
+def check_fields(data: object, default_zone: str, now_ms: int | None) -> dict[str, Any]:
+    """Every field of a job from untrusted values, checked, as the Job's attributes; the first
+    bad field is named. ``default_zone`` applies when none is given; ``now_ms`` (on save)
+    refuses a one-shot time in the past."""
+    if not isinstance(data, dict):
+        raise InvalidFieldError("job", f"must be a JSON object, got {type_name(data)}")
+    data = {k: v for k, v in data.items() if k not in _STATUS_NAMES}
+    unknown = sorted(set(data) - set(API_DEFAULTS))
+    if unknown:
+        known = ", ".join(API_DEFAULTS)
+        raise InvalidFieldError(unknown[0], f"unknown job field (known: {known})")
+    if "name" not in data:
+        raise InvalidFieldError("name", "is required")
+    name = validate_name(data["name"])
+    # null stands for "not given" in the fields that have no value by default.
+    given = {k: v for k, v in data.items() if v is not None or k not in _NULLABLE}
+    kind = validate_choice("type", given.get("type", "shell"), JOB_TYPES)
+    command, http = _check_action(kind, given)
+    timeout = given.get("timeout")
+    grace = given.get("misfireGrace")
+    checked = {
+        "name": name,
+        "command": command,
+        "kind": kind,
+        "enabled": validate_bool("enabled", given.get("enabled", True)),
+        "timeout_s": None
+        if timeout is None
+        else validate_seconds("timeout", timeout, MAX_TIMEOUT_S),
+        "retries": validate_int("retries", given.get("retries", 0), 0, MAX_RETRIES),
+        "retry_backoff_s": validate_seconds(
+            "retryBackoff",
+            given.get("retryBackoff", DEFAULT_RETRY_BACKOFF_S),
+            MAX_RETRY_BACKOFF_S,
+        ),
+        "concurrency": validate_choice(
+            "concurrencyPolicy", given.get("concurrencyPolicy", "forbid"), CONCURRENCY_POLICIES
+        ),
+        "misfire_grace_s": None
+        if grace is None
+        else validate_seconds("misfireGrace", grace, MAX_MISFIRE_GRACE_S),
+        "catch_up": validate_bool("catchUp", given.get("catchUp", False)),
+        "http": http,
+        "expected_exit_code": validate_int(
+            "expectedExitCode", given.get("expectedExitCode", 0), 0, 255
+        ),
+        "output_contains": validate_text(
+            "outputContains", given.get("outputContains", ""), MAX_MATCH_CHARS
+        ),
+        "output_not_contains": validate_text(
+            "outputNotContains", given.get("outputNotContains", ""), MAX_MATCH_CHARS
+        ),
+        "owner": validate_text("owner", given.get("owner", ""), MAX_NAME_CHARS),
+    }
+    # Last: the schedule is the one check that needs the cron module.
+    zone, cron_expr, run_at_ms, schedule = _check_timing(given, default_zone, now_ms)
+    return {
+        **checked,
+        "timezone": zone,
+        "cron_expr": cron_expr,
+        "run_at_ms": run_at_ms,
+        "schedule": schedule,
+    }
+
+
+def _check_action(kind: str, given: dict[str, Any]) -> tuple[str, HttpTarget | None]:
+    """What a run does: a shell job's command, or an HTTP job's request."""
+    command = given.get("command", "")
+    if kind == "shell":
+        if "command" not in given:
+            raise InvalidFieldError("command", "is required")
+        if "http" in given:
+            raise InvalidFieldError("http", 'is only for jobs of type "http"')
+        return validate_command(command), None
+    if command != "":
+        raise InvalidFieldError("command", 'must be empty for a job of type "http"')
+    if "http" not in given:
+        raise InvalidFieldError("http", 'is required for a job of type "http"')
+    return command, parse_http(given["http"])
+
+
+def _check_timing(
+    given: dict[str, Any], default_zone: str, now_ms: int | None
+) -> tuple[str, str, int | None, CronSchedule | None]:
+    """When a job runs: (timezone, cronExpr, runAt in epoch ms, schedule). A one-shot job has
+    runAt and no schedule; a cron job the other way round."""
+    cron_expr = given.get("cronExpr", "")
+    run_at_ms = None
+    if "runAt" in given:
+        if cron_expr != "":
+            raise InvalidFieldError("runAt", "a job has either cronExpr or runAt, not both")
+        run_at_ms = parse_run_at(given["runAt"], now_ms)
+    elif "cronExpr" not in given:
+        raise InvalidFieldError("cronExpr", "is required (or runAt, for a one-shot job)")
+    elif not isinstance(cron_expr, str):
+        raise InvalidFieldError("cronExpr", f"must be a string, got {type_name(cron_expr)}")
+    elif cron_expr == "":
+        raise InvalidFieldError("cronExpr", "must not be empty (or give runAt instead)")
+    zone = given.get("timezone", default_zone)
+    if not isinstance(zone, str):
+        raise InvalidFieldError("timezone", f"must be a string, got {type_name(zone)}")
+    try:
+        zone = check_zone(zone)
+        schedule = None if run_at_ms is not None else parse_cron(cron_expr, zone)
+    except CronError as exc:
+        field_name = "timezone" if exc.field == "zone" else "cronExpr"
+        raise InvalidFieldError(field_name, exc.problem) from None
+    if schedule is None:
+        return zone, cron_expr, run_at_ms, None
+    return zone, schedule.expr, None, schedule

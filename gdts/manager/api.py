@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
+from gdts.clock import now_ms
 from gdts.errors import (
     GdtsError,
     InvalidFieldError,
@@ -18,13 +19,14 @@ from gdts.errors import (
     UnauthorizedError,
 )
 from gdts.job import Job, validate_name
-from gdts.manager.auth import SECURITY, JobGuard, principal_of, source_of
+from gdts.manager.auth import audit, guard_of
 from gdts.manager.endpoints import (
     CSRF_FIELD,
     MAX_LIST_LIMIT,
     MAX_LOG_LIMIT,
     MAX_PREVIEW,
     endpoint_of,
+    is_api_path,
 )
 from gdts.manager.jobstore import JobStore
 from gdts.manager.listing import JobListing
@@ -55,9 +57,6 @@ def failure(
     return web.json_response(body, status=status, headers=headers)
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The one place failures become HTTP answers; never a traceback on the wire."""
@@ -74,7 +73,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             log.warning("%s %s failed: %s", request.method, request.path, exc)
         return failure(exc.http_status, str(exc))
     except web.HTTPException as exc:
-        if exc.status < 400 or not _is_api(request):
+        if exc.status < 400 or not is_api_path(request.path):
             raise
         # Keep what the exception says beyond its status (Allow on a 405).
         kept = {k: v for k, v in exc.headers.items() if k.lower() != "content-type"}
@@ -82,12 +81,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return failure(500, "internal error; see the manager's log")
-
-
-def _is_api(request: web.Request) -> bool:
-    return request.path.startswith(
-        ("/job/", "/worker/", "/cron/", "/auth/", "/user/", "/token/", "/audit")
-    )
 
 
 async def read_params(request: web.Request) -> Mapping[str, Any]:
@@ -128,18 +121,6 @@ def _reject_unknown(request: web.Request, params: Mapping[str, Any]) -> None:
         raise InvalidFieldError(unknown[0], f"unknown field for {request.path} (known: {known})")
 
 
-def guard_of(request: web.Request) -> JobGuard:
-    return JobGuard(principal_of(request))
-
-
-async def audit(request: web.Request, action: str, **what: Any) -> None:
-    """Record a change the caller made (see gdts.manager.audit)."""
-    principal = principal_of(request)
-    await request.app[SECURITY].audit.record(
-        action, user=principal.username, role=principal.role, source=source_of(request), **what
-    )
-
-
 def _required_name(params: Mapping[str, Any]) -> str:
     if "name" not in params:
         raise InvalidFieldError("name", "is required")
@@ -173,9 +154,7 @@ async def save_job(request: web.Request) -> web.Response:
             raise InvalidFieldError("job", f"is not valid JSON ({exc})") from None
         except RecursionError:
             raise InvalidFieldError("job", "is nested too deeply") from None
-    job = Job.from_api(
-        raw, default_zone=request.app[DEFAULT_ZONE], now_ms=time.time_ns() // 1_000_000
-    )
+    job = Job.from_api(raw, default_zone=request.app[DEFAULT_ZONE], now_ms=now_ms())
     before, after = await request.app[JOB_STORE].save(job, guard_of(request))
     await audit(request, "job.save", job=job.name, before=before, after=after)
     return ok(before)
@@ -185,8 +164,7 @@ async def run_job(request: web.Request) -> web.Response:
     """Run a job once now on one worker, whatever its schedule; logged with trigger "manual"
     and the returned planTime."""
     name = _required_name(await read_params(request))
-    now_ms = time.time_ns() // 1_000_000
-    requested = await request.app[JOB_STORE].request_run(name, now_ms, guard_of(request))
+    requested = await request.app[JOB_STORE].request_run(name, now_ms(), guard_of(request))
     await audit(request, "job.run", job=name, detail={"planTime": requested["planTime"]})
     return ok(requested)
 
@@ -244,7 +222,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     else:
         after = None
     limit = int_param(params, "limit", 0, 0, MAX_LIST_LIMIT) or None
-    jobs = await request.app[JOB_LISTING].json(after, limit, time.time_ns() // 1_000_000)
+    jobs = await request.app[JOB_LISTING].json(after, limit, now_ms())
     return web.Response(
         body=b'{"errno":0,"msg":"success","data":' + jobs + b"}",
         content_type="application/json",
@@ -271,7 +249,7 @@ async def preview_cron(request: web.Request) -> web.Response:
         {"name": "preview", "command": "true", "cronExpr": params["cronExpr"], "timezone": zone}
     )
     assert job.schedule is not None  # a cronExpr was given, so it is a cron job
-    runs = upcoming_runs(job.schedule, time.time_ns() // 1_000_000, count)
+    runs = upcoming_runs(job.schedule, now_ms(), count)
     return ok({"cronExpr": job.cron_expr, "timezone": job.timezone, "next": runs})
 
 

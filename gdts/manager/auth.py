@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gdts.errors import ForbiddenError, NotFoundError, UnauthorizedError
 from gdts.manager.accounts import Accounts, Principal
@@ -50,11 +51,24 @@ class Security:
 
 SECURITY = web.AppKey("security", Security)
 PRINCIPAL = web.RequestKey("principal", Principal)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def principal_of(request: web.Request) -> Principal:
     return request[PRINCIPAL]
+
+
+def guard_of(request: web.Request) -> JobGuard:
+    """What the caller may do to a job (see JobGuard)."""
+    return JobGuard(principal_of(request))
+
+
+async def audit(request: web.Request, action: str, **what: Any) -> None:
+    """Record a change the caller made, with who they are and where they called from (see
+    gdts.manager.audit)."""
+    principal, source = principal_of(request), source_of(request)
+    await request.app[SECURITY].audit.record(
+        action, user=principal.username, role=principal.role, source=source, **what
+    )
 
 
 def source_of(request: web.Request) -> str:

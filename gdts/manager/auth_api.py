@@ -15,9 +15,9 @@ from gdts.manager.accounts import (
     validate_role,
     validate_username,
 )
-from gdts.manager.api import audit, int_param, ok, read_params
+from gdts.manager.api import int_param, ok, read_params
 from gdts.manager.audit import AuditQuery
-from gdts.manager.auth import SECURITY, SESSION_COOKIE, principal_of, source_of
+from gdts.manager.auth import SECURITY, SESSION_COOKIE, audit, principal_of, source_of
 from gdts.manager.endpoints import AUDIT_ACTIONS, MAX_EPOCH_MS, MAX_LOG_LIMIT, MAX_NAME, MAX_SKIP
 
 

@@ -1,7 +1,8 @@
 """Every API endpoint in one table: its method, the role it needs and the fields it takes.
 
 The table is the single description of the API: the authorization middleware reads the role
-from it, ``read_params`` rejects fields it does not list, and ``/openapi.json`` is built from it.
+from it, ``read_params`` rejects fields it does not list, the error middleware knows the API's
+paths from it, and ``/openapi.json`` is built from it.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ def _limit(default: int, maximum: int) -> Field:
     )  # fmt: skip
 
 
+def _root(path: str) -> str:
+    return "/" + path.split("/", 2)[1] if path.startswith("/") else path
+
+
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/job/save", "user", "Create or replace a job; answers the previous version.",
              (Field("job", "The job as a JSON object (see the README's job fields).",
@@ -136,6 +141,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )  # fmt: skip
 
 _BY_ROUTE: dict[tuple[str, str], Endpoint] = {(e.method, e.path): e for e in ENDPOINTS}
+# The first segment of every API path ("/job", "/audit"): a path under one of them is the API's,
+# so even an unknown one is answered with the API's JSON error, not the static files' page.
+_API_ROOTS = frozenset(_root(e.path) for e in ENDPOINTS)
+
+
+def is_api_path(path: str) -> bool:
+    return _root(path) in _API_ROOTS
 
 
 def endpoint_of(method: str, path: str) -> Endpoint | None:

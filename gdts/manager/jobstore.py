@@ -11,7 +11,7 @@ from aetcd import utils
 
 from gdts.errors import ConflictError, InvalidFieldError, NotFoundError
 from gdts.etcd import EtcdClient, etcd_errors, read_prefix
-from gdts.job import Job
+from gdts.job import Job, api_view
 from gdts.keys import KeyLayout
 from gdts.manager.auth import JobGuard
 
@@ -194,10 +194,12 @@ def _owner_of(raw: bytes) -> str:
 
 
 def _previous(raw: bytes | None) -> dict[str, Any] | None:
+    """A stored job's API fields, read as /job/list reads them: its cron expression was checked
+    when it was saved, and is not parsed again to tell its owner or to answer with it."""
     if raw is None:
         return None
     try:
-        return Job.from_record(raw).to_api()
+        return api_view(raw)
     except InvalidFieldError:
         # The old value was not a job we can read; report it raw rather than fail the write.
         return {"raw": raw.decode(errors="replace")}

@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from gdts.clock import now_ms
 from gdts.cron import CronError, CronSchedule, parse_cron
 from gdts.errors import GdtsError, InvalidFieldError, StoreUnavailableError
 from gdts.etcd import EtcdClient, etcd_errors, prefix_changed_since, read_prefix
@@ -143,7 +143,7 @@ class JobListing:
     async def warm_up(self) -> None:
         """A full listing nobody asked for, so that the first one asked for is fast."""
         try:
-            await self.json(None, None, time.time_ns() // 1_000_000)
+            await self.json(None, None, now_ms())
         except GdtsError as exc:  # the stores are not there yet: the first request will do it
             log.info("job list not warmed up: %s", exc)
 

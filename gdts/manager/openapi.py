@@ -3,50 +3,39 @@ drift from what the middleware enforces and what ``read_params`` accepts."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
-from gdts import __version__
+from gdts import __version__, jobfields
+from gdts.jobfields import ALWAYS_STORED, JobField
 from gdts.manager.endpoints import CSRF_FIELD, ENDPOINTS, PUBLIC, Endpoint, Field
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _NULLABLE_INT = {"type": ["integer", "null"]}
 _NULLABLE_NUMBER = {"type": ["number", "null"]}
 
-JOB = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string"},
-        "type": {"type": "string", "enum": ["shell", "http"]},
-        "command": {"type": "string"},
-        "cronExpr": {"type": "string"},
-        "runAt": _NULLABLE_STRING,
-        "timezone": {"type": "string"},
-        "enabled": {"type": "boolean"},
-        "timeout": _NULLABLE_NUMBER,
-        "retries": {"type": "integer"},
-        "retryBackoff": {"type": "number"},
-        "concurrencyPolicy": {"type": "string", "enum": ["forbid", "allow", "replace"]},
-        "misfireGrace": _NULLABLE_NUMBER,
-        "catchUp": {"type": "boolean"},
-        "http": {"type": ["object", "null"]},
-        "expectedExitCode": {"type": "integer"},
-        "outputContains": {"type": "string"},
-        "outputNotContains": {"type": "string"},
-        "owner": {"type": "string"},
-    },
-    "required": ["name", "command", "cronExpr"],
-}
-LISTED_JOB = {
-    **JOB,
-    "properties": {
-        **JOB["properties"],
-        "nextRunTime": _NULLABLE_INT,
-        "running": {"type": "boolean"},
-        "lastRun": {"type": ["object", "null"]},
-    },
-}
+
+def _field_schema(field: JobField) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "type": [field.kind, "null"] if field.nullable else field.kind,
+        "description": field.description,
+    }
+    if field.choices:
+        schema["enum"] = list(field.choices)
+    return schema
+
+
+def _job_schema(fields: Sequence[JobField]) -> dict[str, Any]:
+    """A job as the API answers it, from the model's own table of fields."""
+    return {
+        "type": "object",
+        "properties": {field.name: _field_schema(field) for field in fields},
+        "required": [field.name for field in fields if field.name in ALWAYS_STORED],
+    }
+
+
 RUN = {
     "type": "object",
     "properties": {
@@ -111,59 +100,66 @@ SESSION = {
     },
     "required": ["username", "role"],
 }
-_NULLABLE_JOB = {"anyOf": [JOB, {"type": "object"}, {"type": "null"}]}
 _NULLABLE_ACCOUNT = {"anyOf": [ACCOUNT, {"type": "null"}]}
 
-# What each endpoint answers in "data".
-DATA: dict[str, Any] = {
-    "/job/save": _NULLABLE_JOB,
-    "/job/delete": _NULLABLE_JOB,
-    "/job/kill": {"type": "null"},
-    "/job/run": {
-        "type": "object",
-        "properties": {"name": {"type": "string"}, "planTime": {"type": "integer"}},
-        "required": ["name", "planTime"],
-    },
-    "/job/enable": JOB,
-    "/job/disable": JOB,
-    "/job/clone": JOB,
-    "/job/list": {"type": "array", "items": LISTED_JOB},
-    "/job/log": {"type": "array", "items": RUN},
-    "/worker/list": {
-        "type": "array",
-        "items": {
+
+def _data_schemas() -> dict[str, Any]:
+    """What each endpoint answers in "data"."""
+    # Read from the model at each build: a field added there is in the spec with nothing here.
+    job = _job_schema(jobfields.JOB_FIELDS)
+    listed_job = _job_schema((*jobfields.JOB_FIELDS, *jobfields.STATUS_FIELDS))
+    # The previous version of a saved or deleted job; a record nobody can read shows as raw.
+    previous_job = {"anyOf": [job, {"type": "object"}, {"type": "null"}]}
+    return {
+        "/job/save": previous_job,
+        "/job/delete": previous_job,
+        "/job/kill": {"type": "null"},
+        "/job/run": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "planTime": {"type": "integer"}},
+            "required": ["name", "planTime"],
+        },
+        "/job/enable": job,
+        "/job/disable": job,
+        "/job/clone": job,
+        "/job/list": {"type": "array", "items": listed_job},
+        "/job/log": {"type": "array", "items": RUN},
+        "/worker/list": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "host": {"type": "string"},
+                    "pid": {"type": "integer"},
+                    "startedAt": {"type": "integer"},
+                    "running": {"type": "array", "items": {"type": "string"}},
+                },
+                "required": ["id", "running"],
+            },
+        },
+        "/cron/preview": {
             "type": "object",
             "properties": {
-                "id": {"type": "string"},
-                "host": {"type": "string"},
-                "pid": {"type": "integer"},
-                "startedAt": {"type": "integer"},
-                "running": {"type": "array", "items": {"type": "string"}},
+                "cronExpr": {"type": "string"},
+                "timezone": {"type": "string"},
+                "next": {"type": "array", "items": {"type": "integer"}},
             },
-            "required": ["id", "running"],
+            "required": ["cronExpr", "timezone", "next"],
         },
-    },
-    "/cron/preview": {
-        "type": "object",
-        "properties": {
-            "cronExpr": {"type": "string"},
-            "timezone": {"type": "string"},
-            "next": {"type": "array", "items": {"type": "integer"}},
-        },
-        "required": ["cronExpr", "timezone", "next"],
-    },
-    "/auth/login": SESSION,
-    "/auth/logout": {"type": "null"},
-    "/auth/me": SESSION,
-    "/auth/password": {"type": "null"},
-    "/user/list": {"type": "array", "items": ACCOUNT},
-    "/user/save": _NULLABLE_ACCOUNT,
-    "/user/delete": ACCOUNT,
-    "/token/list": {"type": "array", "items": TOKEN},
-    "/token/create": TOKEN,
-    "/token/revoke": TOKEN,
-    "/audit": {"type": "array", "items": AUDIT_ENTRY},
-}
+        "/auth/login": SESSION,
+        "/auth/logout": {"type": "null"},
+        "/auth/me": SESSION,
+        "/auth/password": {"type": "null"},
+        "/user/list": {"type": "array", "items": ACCOUNT},
+        "/user/save": _NULLABLE_ACCOUNT,
+        "/user/delete": ACCOUNT,
+        "/token/list": {"type": "array", "items": TOKEN},
+        "/token/create": TOKEN,
+        "/token/revoke": TOKEN,
+        "/audit": {"type": "array", "items": AUDIT_ENTRY},
+    }
+
 
 ERROR = {
     "type": "object",
@@ -204,7 +200,8 @@ def _schema(field: Field) -> dict[str, Any]:
     return schema
 
 
-def _operation(endpoint: Endpoint) -> dict[str, Any]:
+def _operation(endpoint: Endpoint, data: Any) -> dict[str, Any]:
+    """``data``: the schema of what it answers in "data"."""
     errors = ["400", "404", "409", "503"]
     if endpoint.role != PUBLIC:
         errors += ["401", "403"]
@@ -215,7 +212,7 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
     responses: dict[str, Any] = {
         "200": {
             "description": "Done: errno 0 and the answer in data.",
-            "content": {"application/json": {"schema": _envelope(DATA[endpoint.path])}},
+            "content": {"application/json": {"schema": _envelope(data)}},
         }
     }
     for code in sorted(set(errors)):
@@ -286,8 +283,10 @@ def _plain(description: str, content_type: str, schema: dict[str, Any]) -> dict[
 
 def build_spec() -> dict[str, Any]:
     paths: dict[str, Any] = {}
+    data = _data_schemas()
     for endpoint in ENDPOINTS:
-        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint)
+        operation = _operation(endpoint, data[endpoint.path])
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
     paths["/health/alive"] = {"get": _plain("Is the manager up?", "application/json", {})}
     paths["/health/ready"] = {
         "get": _plain("Can it reach etcd and MongoDB?", "application/json", {"type": "object"})

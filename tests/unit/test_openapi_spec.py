@@ -1,0 +1,59 @@
+"""/openapi.json derives from the model and the endpoint table: nothing in it is a hand copy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gdts import jobfields
+from gdts.job import Job
+from gdts.jobfields import JOB_FIELDS, STATUS_FIELDS, JobField
+from gdts.manager.endpoints import ENDPOINTS
+from gdts.manager.openapi import build_spec
+
+
+def answer(spec: dict[str, Any], path: str, method: str) -> dict[str, Any]:
+    response = spec["paths"][path][method]["responses"]["200"]
+    data: dict[str, Any] = response["content"]["application/json"]["schema"]["properties"]["data"]
+    return data
+
+
+def test_every_job_field_is_in_the_spec_with_its_type_and_choices() -> None:
+    spec = build_spec()
+    job = answer(spec, "/job/enable", "post")["properties"]
+    assert list(job) == [f.name for f in JOB_FIELDS]
+    for field in JOB_FIELDS:
+        kind = job[field.name]["type"]
+        assert kind == ([field.kind, "null"] if field.nullable else field.kind), field.name
+        assert job[field.name].get("enum", []) == list(field.choices), field.name
+    assert job["concurrencyPolicy"]["enum"] == ["forbid", "allow", "replace"]
+    listed = answer(spec, "/job/list", "get")["items"]["properties"]
+    assert list(listed) == [f.name for f in (*JOB_FIELDS, *STATUS_FIELDS)]
+
+
+def test_the_fields_a_job_answers_with_are_the_specs() -> None:
+    shown = Job.create("a", "true", "* * * * *").to_api()
+    job = answer(build_spec(), "/job/clone", "post")
+    assert set(shown) == set(job["properties"])
+    assert set(job["required"]) <= set(shown)
+
+
+def test_a_new_job_field_appears_in_the_spec_without_touching_openapi(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    extra = JobField("priority", "integer", 0, "Runs first when workers are busy.")
+    monkeypatch.setattr(jobfields, "JOB_FIELDS", (*JOB_FIELDS, extra))
+    spec = build_spec()
+    for path, method in (("/job/enable", "post"), ("/job/clone", "post")):
+        assert answer(spec, path, method)["properties"]["priority"] == {
+            "type": "integer",
+            "description": "Runs first when workers are busy.",
+        }
+    assert "priority" in answer(spec, "/job/list", "get")["items"]["properties"]
+
+
+def test_every_endpoint_of_the_table_is_described() -> None:
+    paths = build_spec()["paths"]
+    for endpoint in ENDPOINTS:
+        assert endpoint.method.lower() in paths[endpoint.path], endpoint.path
