@@ -128,7 +128,7 @@ class ClaimFlow:
             busy_wait_s = self._config.busy_wait / 1000
             await asyncio.wait({earlier.ended}, timeout=min(left_s(), busy_wait_s))
             if not earlier.ended.done():
-                self._stats.claims.labels(outcome="busy").inc()
+                self._stats.claim("busy")
                 return False
         releasing = self._releasing.get(tick.job.name)
         if releasing is not None:
@@ -174,21 +174,21 @@ class ClaimFlow:
                 return None, unanswered
             if not self._registration.can_claim():
                 # Self-fencing: our lease may already be gone in etcd; claim nothing on it.
-                self._stats.claims.labels(outcome="fenced").inc()
+                self._stats.claim("fenced")
                 log.warning("not claiming: lease not confirmed alive", extra=tags)
             else:
                 try:
                     outcome = await self._ask(tick, marker, attempt)
                 except GdtsError as exc:
                     unanswered = True
-                    self._stats.claims.labels(outcome="error").inc()
+                    self._stats.claim("error")
                     self._stats.etcd_errors.labels(operation="claim").inc()
                     log.warning("cannot claim (%s); retrying", exc, extra=tags)
                 else:
                     if outcome is None:  # won after the window closed: released, not run
                         return None, True
                     if outcome is not ClaimOutcome.BUSY or not attempt.wait_longer():
-                        self._stats.claims.labels(outcome=outcome.value).inc()
+                        self._stats.claim(outcome.value)
                         return outcome, False
             await attempt.pause()
         return None, unanswered
@@ -209,7 +209,7 @@ class ClaimFlow:
             )  # fmt: skip
         tags = event(job=job.name, tick=tick.plan_ms)
         if claim.outcome is ClaimOutcome.WON and self._now_ms() > attempt.window_ends:
-            self._stats.claims.labels(outcome="late").inc()
+            self._stats.claim("late")
             self._stats.missed_ticks.inc()
             log.warning("tick claimed after its start window; not run", extra=tags)
             return None

@@ -117,7 +117,7 @@ class Runs:
             # Into the sink before the release: if etcd is down at shutdown, the release may be
             # abandoned, but the result is flushed.
             self._sink.add(record)
-            self._stats.runs.labels(status=record.status.value).inc()
+            self._stats.run(record.status.value)
             first = first or record
             if record.status not in _RETRIED or attempt > job.retries:
                 return first

@@ -118,7 +118,7 @@ class Scheduler:
             stopping=self._stopping.is_set(),
         )
         if decision.outcome is not None:
-            self._stats.claims.labels(outcome=decision.outcome).inc()
+            self._stats.claim(decision.outcome)
         if decision.look_again_at is not None:
             self._takeovers.push(tick, decision.look_again_at)
         if decision.step_in:
@@ -149,7 +149,7 @@ class Scheduler:
         self._sink.add(
             missed_record(job, tick.plan_ms, worker=self._worker_id, now_ms=now, window_ms=window)
         )
-        self._stats.runs.labels(status=RunStatus.MISSED.value).inc()
+        self._stats.run(RunStatus.MISSED.value)
 
     async def note_outage_misses(self) -> None:
         """After a start: a job whose next tick after its last run is already past its window

@@ -72,8 +72,26 @@ class WorkerStats:
             ("gdts_lease_alive", "1 while the worker's lease is confirmed.", lease_alive),
         ):
             Gauge(name, help_text, registry=registry).set_function(read)
+        # The label children counted on every run, made once each: labels() costs several times
+        # what the increment does.
+        self._claim_counters: dict[str, Counter] = {}
+        self._run_counters: dict[str, Counter] = {}
         self.clock_offset = Gauge(
             "gdts_clock_offset_seconds",
             "This worker's clock minus MongoDB's, last measured.",
             registry=registry,
         )
+
+    def claim(self, outcome: str) -> None:
+        """Count one claim decision (see gdts_claims_total)."""
+        counter = self._claim_counters.get(outcome)
+        if counter is None:
+            counter = self._claim_counters[outcome] = self.claims.labels(outcome=outcome)
+        counter.inc()
+
+    def run(self, status: str) -> None:
+        """Count one finished (or missed, or lost) run."""
+        counter = self._run_counters.get(status)
+        if counter is None:
+            counter = self._run_counters[status] = self.runs.labels(status=status)
+        counter.inc()

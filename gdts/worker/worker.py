@@ -249,7 +249,7 @@ class Worker:
             extra=event(job=run.job_name, tick=run.plan_ms),
         )  # fmt: skip
         self.stats.lost_runs.inc()
-        self.stats.runs.labels(status=RunStatus.LOST.value).inc()
+        self.stats.run(RunStatus.LOST.value)
         job = self._table.get(run.job_name)
         self._sink.add(lost_record(run, job, now_ms=self.now_ms()))
 
