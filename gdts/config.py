@@ -4,10 +4,11 @@ exist), overridden by ``GDTS_*`` environment variables. Bad config stops the pro
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -117,6 +118,9 @@ class WorkerConfig(StoreConfig):
     # allowRoot says that running jobs as root is intended.
     run_as: str = ""
     allow_root: bool = False
+    # Addresses or networks http jobs may reach although they are not public (loopback,
+    # link-local, private): by default none (see gdts.worker.egress).
+    http_job_allow: tuple[str, ...] = ()
 
     def validate(self) -> None:
         super().validate()
@@ -145,12 +149,25 @@ class WorkerConfig(StoreConfig):
             raise ConfigError("workerId", "must not contain '/'")
         if self.http_listen:
             parse_listen(self.http_listen)
+        parse_networks("httpJobAllow", self.http_job_allow)
         if self.takeover_delay >= self.start_window:
             raise ConfigError("takeoverDelay", "must be shorter than startWindow")
 
 
 ConfigT = TypeVar("ConfigT", bound=StoreConfig)
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_OUTPUT_LIMIT = 4 * 1024 * 1024
+
+
+def parse_networks(key: str, entries: Sequence[str]) -> tuple[IPNetwork, ...]:
+    """Addresses or networks (``127.0.0.1``, ``10.1.0.0/16``, ``::1``), as networks."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise ConfigError(key, f"{entry!r} is not an IP address or network (CIDR)") from None
+    return tuple(networks)
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -69,6 +69,9 @@ class Stack:
             "drainTimeout": 5000,
             # The tests run as root in CI, and their jobs write to the test's own directory.
             "allowRoot": True,
+            # The tests' HTTP receivers listen on loopback, which http jobs may not reach unless
+            # listed (tests of that refusal override this).
+            "httpJobAllow": ["127.0.0.0/8"],
             **overrides,
         }
 

@@ -29,6 +29,7 @@ from multidict import CIMultiDict
 
 from gdts.clock import now_ms
 from gdts.jobfields import HttpTarget
+from gdts.worker.egress import EgressRefused
 from gdts.worker.outputcap import OutputCap
 
 # How much of the body is asked for per read: bounds what a single read may add on top of the cap.
@@ -214,6 +215,8 @@ def _error_text(exc: BaseException, url: str) -> str:
         return f"TLS certificate error from {exc.host}:{exc.port}: {exc.certificate_error}"
     if isinstance(exc, aiohttp.ClientSSLError):
         return f"TLS error with {exc.host}:{exc.port}: {_os_reason(exc.os_error)}"
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, EgressRefused):
+        return f"refused: {exc.os_error}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect to {exc.host}:{exc.port}: {_os_reason(exc.os_error)}"
     if isinstance(exc, aiohttp.ServerDisconnectedError):

@@ -34,6 +34,7 @@ from gdts.runrecord import RunStatus
 from gdts.worker.claimflow import ClaimFlow
 from gdts.worker.clusterview import ClusterView
 from gdts.worker.clusterwatch import YIELD_EVERY, ClusterWatch
+from gdts.worker.egress import EgressPolicy
 from gdts.worker.lock import TickClaimer
 from gdts.worker.logsink import LogSink
 from gdts.worker.lostruns import LostRun, LostRunDetector
@@ -68,7 +69,7 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event) -> None:
         mongo = open_mongo(config.mongodb_uri, config.mongodb_connect_timeout)
         stack.push_async_callback(mongo.close)
         # One session for every HTTP job: connection pooling, closed after the drain.
-        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        http = EgressPolicy(config.http_job_allow).session()
         stack.push_async_callback(http.close)
         worker = Worker(config, etcd, mongo, http, job_user=user, base_env=base_env)
         await worker.run(stop)

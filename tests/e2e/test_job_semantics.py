@@ -139,6 +139,23 @@ async def test_an_http_job_logs_the_response_and_succeeds_on_2xx_only(
     assert int(posted.headers["X-GDTS-Plan-Time"]) % 1000 == 0
 
 
+async def test_a_worker_refuses_http_jobs_to_loopback_unless_allowed(
+    cluster: Cluster, http_target: tuple[str, list[web.Request]]
+) -> None:
+    """Without httpJobAllow an http job cannot reach this host (the stores, the manager)."""
+    base, seen = http_target
+    await cluster.start_manager()
+    await cluster.start_worker("w1", httpJobAllow=[])
+    await save_job_fields(
+        cluster.api, name="inward", type="http", cronExpr=cron_at(time.time() + 2),
+        http={"url": f"{base}/ok"},
+    )  # fmt: skip
+    run = (await wait_until(lambda: job_runs(cluster, "inward"), 30, "a run of inward"))[0]
+    assert run["status"] == "failed", run
+    assert run["err"].startswith("refused: 127.0.0.1 is loopback"), run["err"]
+    assert seen == []
+
+
 async def test_a_paused_job_does_not_run_until_it_is_resumed(
     running: Cluster, stack: Stack
 ) -> None:

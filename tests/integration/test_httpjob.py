@@ -17,6 +17,7 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from gdts.worker.egress import EgressPolicy
 from gdts.worker.httpjob import HttpRequestSpec, HttpResult, RunningRequest, http_succeeded
 
 LIMIT = 1024 * 1024
@@ -419,3 +420,42 @@ async def test_a_malformed_response_is_an_error_line(env: Env) -> None:
         result = await RunningRequest().run(env.session, spec, timeout_s=5, output_limit=LIMIT)
     assert result.status is None
     assert re.fullmatch(r"invalid HTTP response: .+", result.err), result.err
+
+
+# -- where a request may go (gdts.worker.egress) --------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_loopback_target_is_refused_by_the_workers_session(env: Env) -> None:
+    spec = HttpRequestSpec("GET", env.url("/echo"))
+    async with EgressPolicy().session() as session:
+        result = await RunningRequest().run(session, spec, timeout_s=10, output_limit=LIMIT)
+    assert result.status is None and not result.succeeded
+    assert result.err.startswith("refused: 127.0.0.1 is loopback")
+    assert "httpJobAllow" in result.err
+    assert env.state.hits == 0  # nothing reached the server
+
+
+@pytest.mark.asyncio
+async def test_a_name_that_resolves_to_loopback_is_refused_too(env: Env) -> None:
+    spec = HttpRequestSpec("GET", env.url("/echo").replace("127.0.0.1", "localhost"))
+    async with EgressPolicy().session() as session:
+        result = await RunningRequest().run(session, spec, timeout_s=10, output_limit=LIMIT)
+    assert "refused:" in result.err and "loopback" in result.err
+    assert env.state.hits == 0
+
+
+@pytest.mark.asyncio
+async def test_the_metadata_address_is_refused_without_a_connection_attempt() -> None:
+    spec = HttpRequestSpec("GET", "http://169.254.169.254/latest/meta-data/")
+    async with EgressPolicy().session() as session:
+        result = await RunningRequest().run(session, spec, timeout_s=10, output_limit=LIMIT)
+    assert result.err.startswith("refused: 169.254.169.254 is link-local")
+
+
+@pytest.mark.asyncio
+async def test_a_listed_address_is_reached(env: Env) -> None:
+    spec = HttpRequestSpec("GET", env.url("/echo"))
+    async with EgressPolicy(["127.0.0.0/8"]).session() as session:
+        result = await RunningRequest().run(session, spec, timeout_s=10, output_limit=LIMIT)
+    assert result.succeeded and result.status == 200
