@@ -78,16 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_text in (("manager", "run the API and console"), ("worker", "run jobs")):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("-c", "--config", type=Path, help=f"path to {name}.json")
-    dev = commands.add_parser("dev", help="all-in-one: local etcd, mongod, a manager and workers")
+    dev = commands.add_parser(
+        "dev",
+        help="all-in-one: local etcd, mongod, a manager and workers; the admin's API token is "
+        "$GDTS_ADMIN_TOKEN if set (never an argument: any user on the host reads those), else "
+        "one made up and kept in the data directory",
+    )
     dev.add_argument("--port", type=int, default=8070)
     dev.add_argument("--workers", type=int, default=2)
     dev.add_argument("--data-dir", type=Path, default=Path("./var"))
-    dev.add_argument(
-        "--admin-token",
-        default=os.environ.get("GDTS_ADMIN_TOKEN"),
-        help="an API token for the admin, for scripts (default: $GDTS_ADMIN_TOKEN, or one made "
-        "up and kept in the data directory)",
-    )
     args = parser.parse_args(argv)
 
     run = _event_loop_runner()
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
             setup_logging("INFO")
             data_dir = prepare_data_dir(args.data_dir)
-            credentials = dev_credentials(data_dir, args.admin_token)
+            credentials = dev_credentials(data_dir, os.environ.get("GDTS_ADMIN_TOKEN"))
             return int(run(run_dev(args.port, args.workers, data_dir, credentials)) or 0)
         if args.command == "manager":
             manager_config = load_config(ManagerConfig, args.config, os.environ)

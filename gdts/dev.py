@@ -21,51 +21,71 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gdts.localstack import EtcdProcess, LocalStackError, MongoProcess, free_port
-from gdts.supervisor import REPO_ROOT, Supervisor
+from gdts.localstack.storeauth import secure_etcd, secure_mongo
+from gdts.supervisor import REPO_ROOT, Supervisor, write_private
 
 log = logging.getLogger("gdts.dev")
 
 WEBROOT = REPO_ROOT / "webroot"
 _DEV_JOB_USER = "nobody"
+_STORE_USER = "gdts"  # etcd's and MongoDB's user for the manager and the workers
+_ETCD_PREFIX = "/gdts/"
+_DATABASE = "gdts"
 
 
 def prepare_data_dir(data_dir: Path) -> Path:
+    """The data directory, made if missing, readable by its owner only: it holds the stores'
+    data, their passwords and every config (jobs run on this host under other uids)."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
     return data_dir
 
 
 @dataclass(frozen=True)
 class DevCredentials:
+    """The admin's login and API token, and the stores' passwords: made up the first time."""
+
     username: str
     password: str
     token: str
+    etcd_root_password: str
+    etcd_password: str  # the gdts user's: jobs/ and the rest under /gdts/, nothing else
+    mongo_admin_password: str
+    mongo_password: str  # the gdts user's: the gdts database, nothing else
 
 
 def dev_credentials(data_dir: Path, admin_token: str | None) -> DevCredentials:
-    """The admin account dev uses: made up the first time and kept in the data directory
-    (readable by its owner only), so a second ``make run`` logs in with the same password;
-    ``admin_token`` replaces the kept token."""
+    """The credentials dev uses: made up the first time and kept in the data directory
+    (readable by its owner only), so a second ``make run`` logs in with the same password and
+    finds its stores' users; ``admin_token`` replaces the kept token."""
     path = data_dir / "credentials.json"
     try:
         kept = json.loads(path.read_text())
-        credentials = DevCredentials(kept["username"], kept["password"], kept["token"])
-    except (OSError, ValueError, KeyError, TypeError):
-        credentials = DevCredentials(
-            "admin", secrets.token_urlsafe(12), "gdts_" + secrets.token_urlsafe(32)
-        )
-        _keep(path, credentials)
-    if admin_token and admin_token != credentials.token:
+    except (OSError, ValueError):
+        kept = {}
+    if not isinstance(kept, dict):
+        kept = {}
+    made_up = {
+        "username": "admin",
+        "password": secrets.token_urlsafe(12),
+        "token": "gdts_" + secrets.token_urlsafe(32),
+        **{
+            name: secrets.token_urlsafe(24)
+            for name in ("etcd_root_password", "etcd_password", "mongo_admin_password",
+                         "mongo_password")
+        },
+    }  # fmt: skip
+    values = {
+        name: kept[name] if isinstance(kept.get(name), str) else made_up[name] for name in made_up
+    }
+    if admin_token:
         # The manager accepts one config token: the file must name the one that works now.
-        credentials = dataclasses.replace(credentials, token=admin_token)
-        _keep(path, credentials)
+        values["token"] = admin_token
+    credentials = DevCredentials(**values)
+    if values != kept:
+        write_private(path, json.dumps(dataclasses.asdict(credentials)))
     return credentials
-
-
-def _keep(path: Path, credentials: DevCredentials) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        json.dump(dataclasses.asdict(credentials), file)
 
 
 def job_user() -> str | None:
@@ -91,16 +111,7 @@ async def run_dev(
         loop.add_signal_handler(sig, stop.set)
     try:
         async with Supervisor(data_dir) as supervisor:
-            etcd = EtcdProcess(data_dir / "etcd", log_path=data_dir / "etcd.log")
-            mongo = MongoProcess(data_dir / "mongo", log_path=data_dir / "mongod.log")
-            await supervisor.start_store(etcd)
-            await supervisor.start_store(mongo)
-            log.info("etcd at %s, mongod at %s (logs in %s)", etcd.endpoint, mongo.uri, data_dir)
-            stores = {
-                "etcdEndpoints": [etcd.endpoint],
-                "mongodbUri": mongo.uri,
-                "mongodbDatabase": "gdts",
-            }
+            stores = await _start_stores(supervisor, data_dir, credentials)
             await _start_gdts(supervisor, stores, port, workers, data_dir, credentials)
             # A process that dies is started again, as systemd would; only Ctrl-C or SIGTERM
             # (or a store that dies) stops everything.
@@ -108,6 +119,40 @@ async def run_dev(
     except LocalStackError as exc:
         log.error("%s", exc)
         return 1
+
+
+async def _start_stores(
+    supervisor: Supervisor, data_dir: Path, credentials: DevCredentials
+) -> dict[str, object]:
+    """etcd and mongod, each with authentication: a job on this host can reach their ports,
+    and must not reach their data. Returns the store keys of every GDTS config."""
+    etcd = EtcdProcess(data_dir / "etcd", log_path=data_dir / "etcd.log")
+    mongo = MongoProcess(data_dir / "mongo", log_path=data_dir / "mongod.log", auth=True)
+    await supervisor.start_store(etcd)
+    await secure_etcd(
+        etcd,
+        root_password=credentials.etcd_root_password,
+        user=_STORE_USER,
+        password=credentials.etcd_password,
+        prefix=_ETCD_PREFIX,
+    )
+    await supervisor.start_store(mongo)
+    await secure_mongo(
+        mongo,
+        admin_password=credentials.mongo_admin_password,
+        user=_STORE_USER,
+        password=credentials.mongo_password,
+        database=_DATABASE,
+    )
+    log.info("etcd at %s, mongod at %s (logs in %s)", etcd.endpoint, mongo.endpoint, data_dir)
+    return {
+        "etcdEndpoints": [etcd.endpoint],
+        "etcdPrefix": _ETCD_PREFIX,
+        "etcdUsername": _STORE_USER,
+        "etcdPassword": credentials.etcd_password,
+        "mongodbUri": mongo.uri_for(_STORE_USER, credentials.mongo_password),
+        "mongodbDatabase": _DATABASE,
+    }
 
 
 async def _start_gdts(

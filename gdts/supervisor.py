@@ -92,6 +92,15 @@ class Child:
             await self.kill()
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read: configs hold passwords and tokens, and a job runs
+    on the same host under another uid."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode on open: set it
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+
+
 class Supervisor:
     """``async with Supervisor(workdir) as supervisor``: everything it started is stopped, in
     order, on the way out."""
@@ -127,7 +136,7 @@ class Supervisor:
     async def spawn(self, kind: str, name: str, config: dict[str, Any]) -> Child:
         """Write ``<name>.json`` and start ``python -m gdts <kind>`` on it."""
         config_path = self.workdir / f"{name}.json"
-        config_path.write_text(json.dumps(config, indent=2) + "\n")
+        write_private(config_path, json.dumps(config, indent=2) + "\n")
         log_path = None if self.log_dir is None else self.log_dir / f"{name}.log"
         process = await self._start(kind, config_path, log_path)
         child = Child(name, kind, config_path, log_path, process)

@@ -37,10 +37,14 @@ class MongoProcess(ServerProcess):
         log_path: Path | None = None,
         repl_set: str | None = None,
         tls: ServerTls | None = None,
+        auth: bool = False,
     ) -> None:
+        """With ``auth``, mongod refuses every command but a few (ping, hello) without a user
+        (see storeauth for making the first ones)."""
         super().__init__(data_dir, host, client_port, log_path)
         self.repl_set = repl_set
         self.tls = tls
+        self.auth = auth
 
     @property
     def uri(self) -> str:
@@ -53,6 +57,11 @@ class MongoProcess(ServerProcess):
         if self.tls.client_cert_auth:
             uri += f"&tlsCertificateKeyFile={quote(str(self._tls_pem))}"
         return uri
+
+    def uri_for(self, user: str, password: str) -> str:
+        """``uri`` for a user defined in the admin database."""
+        credentials = f"{quote(user, safe='')}:{quote(password, safe='')}@"
+        return self.uri.replace("mongodb://", "mongodb://" + credentials, 1) + "&authSource=admin"
 
     @property
     def _tls_pem(self) -> Path:
@@ -125,6 +134,8 @@ class MongoProcess(ServerProcess):
             "--setParameter", "diagnosticDataCollectionEnabled=false",
             "--quiet",
         ]  # fmt: skip
+        if self.auth:
+            argv.append("--auth")
         if self.tls is not None:
             argv += [
                 "--tlsMode", "requireTLS",

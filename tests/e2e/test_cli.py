@@ -79,8 +79,9 @@ async def test_dev_runs_everything_and_leaves_nothing_behind(tmp_path: Path) -> 
     with log_path.open("wb") as log_file:
         dev = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gdts", "dev", "--port", str(port), "--workers", "2",
-            "--data-dir", str(tmp_path / "var"), "--admin-token", ADMIN_TOKEN,
+            "--data-dir", str(tmp_path / "var"),
             stdout=log_file, stderr=log_file, cwd=REPO_ROOT,
+            env={**os.environ, "GDTS_ADMIN_TOKEN": ADMIN_TOKEN},
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
