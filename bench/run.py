@@ -35,7 +35,7 @@ from bench.calibrate import spawn_baseline
 from bench.joblog import LogParams, run_job_log
 from bench.kills import run_kills
 from bench.measure import Processes
-from bench.stack import ETCD_PREFIX, MONGO_DB, Stack, summarize_log
+from bench.stack import ETCD_PREFIX, IDENTITIES, MONGO_DB, Stack, summarize_log
 from bench.throughput import ThroughputParams, run_throughput
 from gdts.cron import CronError, parse_cron
 
@@ -105,6 +105,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--token",
         default=os.environ.get("GDTS_ADMIN_TOKEN", ""),
         help="with --target: an admin API token (default: $GDTS_ADMIN_TOKEN)",
+    )
+    parser.add_argument(
+        "--identity",
+        choices=IDENTITIES,
+        default="root",
+        help="who jobs run as: root (allowRoot), user (runAs nobody, one user for every run) "
+        "or uids (runUidRange, a uid per run)",
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (logs, records)"
@@ -245,7 +252,13 @@ async def main_async(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="gdts-bench-", dir=args.tmp_dir))
-    stack = Stack(workdir, log_level=args.log_level) if args.target is None else None
+    if args.identity != "root":
+        os.chmod(workdir, 0o711)  # the jobs' own uids append to the records file in it
+    stack = (
+        Stack(workdir, log_level=args.log_level, identity=args.identity)
+        if args.target is None
+        else None
+    )
     # Never the token: the report is meant to be pasted into issues.
     params = {k: v for k, v in vars(args).items() if k not in ("keep", "tmp_dir", "token")}
     if args.jobs_at_rest is not None or args.log_runs is not None:

@@ -16,6 +16,8 @@ from gdts.localstack import EtcdProcess, MongoProcess, free_port
 from gdts.supervisor import REPO_ROOT, Child, Supervisor
 
 ETCD_PREFIX = "/gdts-bench/"
+IDENTITIES = ("root", "user", "uids")
+_UIDS_PER_WORKER = 200
 MONGO_DB = "gdts_bench"
 
 
@@ -27,6 +29,7 @@ class Stack:
     manager: Child | None = None
     workers: list[Child] = field(default_factory=list)
     log_level: str = "WARNING"
+    identity: str = "root"  # one of IDENTITIES: who the workers run jobs as
     # The admin token this stack's manager accepts: the benchmark calls the API as admin.
     admin_token: str = field(default_factory=lambda: "gdts_bench_" + secrets.token_urlsafe(24))
     supervisor: Supervisor = field(init=False)
@@ -84,13 +87,24 @@ class Stack:
             "workerId": worker_id,
             "httpListen": f"127.0.0.1:{port}",
             "spillDir": str(self.workdir / f"spill-{worker_id}"),
-            # Its jobs append to a file in this root-owned work dir, and CI runs as root.
-            "allowRoot": True,
+            **self._identity(len(self.workers)),
         }
         child = await self.supervisor.spawn("worker", f"worker-{worker_id}", config)
         child.url = f"http://127.0.0.1:{port}"
         self.workers.append(child)
         return child
+
+    def _identity(self, index: int) -> dict[str, Any]:
+        if self.identity == "user":
+            return {"runAs": "nobody"}
+        if self.identity == "uids":
+            first = 62000 + index * _UIDS_PER_WORKER
+            return {
+                "runUidRange": f"{first}-{first + _UIDS_PER_WORKER - 1}",
+                "runDir": str(self.workdir / f"runs-{index}"),
+            }
+        # Its jobs append to a file in this root-owned work dir, and CI runs as root.
+        return {"allowRoot": True}
 
     def crashed(self) -> list[str]:
         """Names of GDTS processes that exited on their own."""

@@ -125,6 +125,7 @@ async def run_throughput(
 ) -> dict[str, Any]:
     records = workdir / "records.txt"
     records.touch()
+    records.chmod(0o666)  # whatever uid the jobs run as appends to it
     command = record_command(records)
     names = [f"{params.name_prefix}-{i:05d}" for i in range(params.jobs)]
 

@@ -121,6 +121,11 @@ class WorkerConfig(StoreConfig):
     # Addresses or networks http jobs may reach although they are not public (loopback,
     # link-local, private): by default none (see gdts.worker.egress).
     http_job_allow: tuple[str, ...] = ()
+    # A uid of its own for every run, from this range (LOW-HIGH, uids no account uses): runs
+    # cannot see or signal each other, and the worker finds and kills every process of a run.
+    # Needs a worker started as root; replaces runAs.
+    run_uid_range: str = ""
+    run_dir: str = "var/runs"  # each run's working directory (its HOME and TMPDIR) goes here
 
     def validate(self) -> None:
         super().validate()
@@ -150,12 +155,17 @@ class WorkerConfig(StoreConfig):
         if self.http_listen:
             parse_listen(self.http_listen)
         parse_networks("httpJobAllow", self.http_job_allow)
+        if self.run_uid_range:
+            parse_uid_range(self.run_uid_range)
+            if self.run_as:
+                raise ConfigError("runUidRange", "set runUidRange or runAs, not both")
         if self.takeover_delay >= self.start_window:
             raise ConfigError("takeoverDelay", "must be shorter than startWindow")
 
 
 ConfigT = TypeVar("ConfigT", bound=StoreConfig)
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_MAX_UID = 2**31 - 2  # (uid_t)-1 and above mean "no uid" to the kernel
 MAX_OUTPUT_LIMIT = 4 * 1024 * 1024
 
 
@@ -168,6 +178,19 @@ def parse_networks(key: str, entries: Sequence[str]) -> tuple[IPNetwork, ...]:
         except ValueError:
             raise ConfigError(key, f"{entry!r} is not an IP address or network (CIDR)") from None
     return tuple(networks)
+
+
+def parse_uid_range(text: str) -> tuple[int, int]:
+    """``runUidRange``: ``LOW-HIGH``, both inclusive."""
+    low, sep, high = text.partition("-")
+    if not sep or not low.strip().isdigit() or not high.strip().isdigit():
+        raise ConfigError("runUidRange", f"must be LOW-HIGH, e.g. 61000-61999, got {text!r}")
+    first, last = int(low), int(high)
+    if not 1000 <= first <= last <= _MAX_UID:
+        raise ConfigError(
+            "runUidRange", f"must lie within 1000-{_MAX_UID}, low before high, got {text!r}"
+        )
+    return first, last
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -14,7 +14,6 @@ import dataclasses
 import json
 import logging
 import os
-import pwd
 import secrets
 import signal
 from dataclasses import dataclass
@@ -27,18 +26,21 @@ from gdts.supervisor import REPO_ROOT, Supervisor, write_private
 log = logging.getLogger("gdts.dev")
 
 WEBROOT = REPO_ROOT / "webroot"
-_DEV_JOB_USER = "nobody"
+# Run uids no account uses (the worker checks), split among the workers.
+_RUN_UIDS = (61000, 61999)
+_UIDS_PER_WORKER = 250
 _STORE_USER = "gdts"  # etcd's and MongoDB's user for the manager and the workers
 _ETCD_PREFIX = "/gdts/"
 _DATABASE = "gdts"
 
 
 def prepare_data_dir(data_dir: Path) -> Path:
-    """The data directory, made if missing, readable by its owner only: it holds the stores'
-    data, their passwords and every config (jobs run on this host under other uids)."""
+    """The data directory, made if missing, that only its owner may list: it holds the stores'
+    data, their passwords and every config (each 0600), and the runs' own directories, which
+    the runs must reach (so others may pass through it)."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    data_dir.chmod(0o700)
+    data_dir.chmod(0o711)
     return data_dir
 
 
@@ -88,16 +90,15 @@ def dev_credentials(data_dir: Path, admin_token: str | None) -> DevCredentials:
     return credentials
 
 
-def job_user() -> str | None:
-    """Dev started as root runs jobs as nobody: a try-out must not hand root to whatever
-    command is typed into the console."""
+def job_identity(index: int, data_dir: Path) -> dict[str, object]:
+    """How worker ``index`` runs jobs. Started as root, each run gets a uid of its own from
+    the worker's share of _RUN_UIDS (a try-out must not hand root, or one shared user, to
+    whatever command is typed into the console); otherwise jobs run as whoever started dev."""
     if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam(_DEV_JOB_USER)
-    except KeyError:
-        return None
-    return _DEV_JOB_USER
+        return {}
+    first = _RUN_UIDS[0] + (index - 1) * _UIDS_PER_WORKER
+    last = first + _UIDS_PER_WORKER - 1
+    return {"runUidRange": f"{first}-{last}", "runDir": str(data_dir / f"runs-{index}")}
 
 
 async def run_dev(
@@ -175,8 +176,6 @@ async def _start_gdts(
             "adminToken": credentials.token,
         },
     )
-    run_as = job_user()
-    job_identity: dict[str, object] = {"runAs": run_as} if run_as else {}
     for index in range(1, workers + 1):
         probe_port = free_port()
         await supervisor.spawn(
@@ -187,7 +186,7 @@ async def _start_gdts(
                 "drainTimeout": 20_000,
                 "spillDir": str(data_dir / f"spill-{index}"),
                 "httpListen": f"127.0.0.1:{probe_port}",
-                **job_identity,
+                **job_identity(index, data_dir),
             },
         )
         log.info("worker-%d: metrics at http://127.0.0.1:%d/metrics", index, probe_port)
@@ -199,5 +198,6 @@ async def _start_gdts(
         credentials.token,
         data_dir / "credentials.json",
     )
-    if run_as:
-        log.info("jobs run as user %r (dev was started as root)", run_as)
+    if os.geteuid() == 0:
+        log.info("each run gets a uid of its own from %d up (dev was started as root)",
+                 _RUN_UIDS[0])  # fmt: skip

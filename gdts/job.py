@@ -15,6 +15,7 @@ from gdts.jobfields import (
     ALWAYS_STORED,
     API_DEFAULTS,
     DEFAULT_RETRY_BACKOFF_S,
+    JOB_FIELDS,
     MAX_COMMAND_BYTES,
     MAX_NAME_CHARS,
     HttpTarget,
@@ -32,8 +33,12 @@ __all__ = [
 ]
 
 # 1: name, command, cronExpr only (and the Go GDTS's records); 2: the job-semantics fields;
-# 3: owner. A process that knows an older version refuses a newer record with a message.
-JOB_RECORD_VERSION = 3
+# 3: owner; 4: keepBackground. A process that knows an older version refuses a newer record
+# with a message. A record says the lowest version that holds every field it sets (at least 3),
+# so a record that sets none of the newer fields is still read by processes that predate them.
+JOB_RECORD_VERSION = 4
+_WRITTEN_AT_LEAST = 3
+_SINCE = {field.name: field.since for field in JOB_FIELDS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,7 @@ class Job:
     expected_exit_code: int = 0
     output_contains: str = ""
     output_not_contains: str = ""
+    keep_background: bool = False
     owner: str = ""
 
     @classmethod
@@ -94,6 +100,7 @@ class Job:
             "expectedExitCode": self.expected_exit_code,
             "outputContains": self.output_contains,
             "outputNotContains": self.output_not_contains,
+            "keepBackground": self.keep_background,
             "owner": self.owner,
         }
 
@@ -103,7 +110,8 @@ class Job:
         starts and by every full listing: defaults written out would be most of the bytes."""
         view = self.to_api()
         kept = {k: v for k, v in view.items() if k in ALWAYS_STORED or v != API_DEFAULTS[k]}
-        return json.dumps({"v": JOB_RECORD_VERSION, **kept}, separators=(",", ":")).encode()
+        version = max(_WRITTEN_AT_LEAST, *(_SINCE[k] for k in kept))
+        return json.dumps({"v": version, **kept}, separators=(",", ":")).encode()
 
     @classmethod
     def from_record(cls, raw: bytes) -> Job:

@@ -41,6 +41,9 @@ class JobField:
     default: Any  # what a request or record without the field means; None: "not set"
     description: str
     choices: tuple[str, ...] = ()
+    # The job record version that brought the field: a record that sets it says at least this
+    # version, so a process too old to know the field refuses the record (see job.to_record).
+    since: int = 1
 
     @property
     def nullable(self) -> bool:
@@ -74,8 +77,11 @@ JOB_FIELDS = (
     JobField("outputContains", "string", "", "A run succeeds only if its output contains this."),
     JobField("outputNotContains", "string", "",
              "A run fails if its output contains this."),
+    JobField("keepBackground", "boolean", False, "Processes a run leaves behind run on after it "
+             "ends (still killed by /job/kill); by default they are killed with the run.",
+             since=4),
     # Who saved the job first: set by the manager from the caller, whatever a request says.
-    JobField("owner", "string", "", "Who saved the job first (set by the manager)."),
+    JobField("owner", "string", "", "Who saved the job first (set by the manager).", since=3),
 )  # fmt: skip
 # What /job/list adds to each job; read-only, so a listed job saves back as it is.
 STATUS_FIELDS = (
@@ -370,6 +376,7 @@ def check_fields(data: object, default_zone: str, now_ms: int | None) -> dict[st
         if grace is None
         else validate_seconds("misfireGrace", grace, MAX_MISFIRE_GRACE_S),
         "catch_up": validate_bool("catchUp", given.get("catchUp", False)),
+        "keep_background": validate_bool("keepBackground", given.get("keepBackground", False)),
         "http": http,
         "expected_exit_code": validate_int(
             "expectedExitCode", given.get("expectedExitCode", 0), 0, 255

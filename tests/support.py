@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import shutil
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -322,3 +325,16 @@ async def count_at_least(path: Path, at_least: int) -> bool:
 
 async def count_after(path: Path, after_ms: int, at_least: int) -> bool:
     return sum(1 for plan, _ in read_ticks(path) if plan > after_ms) >= at_least
+
+
+@contextlib.contextmanager
+def passable_dir(prefix: str) -> Iterator[Path]:
+    """A fresh directory that other uids may pass through (but not list), removed at the end:
+    a run with a uid of its own must reach its working directory below it, which pytest's
+    own temporary directories (0700, root's) would not let it do."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -201,11 +201,12 @@ class ServerProcess(StartStop):
 
     def _prepare(self) -> tuple[list[str], IO[bytes] | None]:
         argv = self._argv(self._find_binary())
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # The server's data and log are its owner's alone: they hold what the stores hold.
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.log_path is None:
             return argv, None
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
+        log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         # Appending across restarts: remember where this run begins, for the error tail.
         self._log_offset = log.tell()
         log.write(f"--- gdts.localstack: {' '.join(argv)}\n".encode())

@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gdts.clock import now_ms
@@ -37,10 +37,17 @@ class ExecResult:
 
 
 class RunningCommand:
-    """One started process group; ``kill()`` may be called from anywhere, any number of times."""
+    """One started process group; ``kill()`` may be called from anywhere, any number of times.
 
-    def __init__(self, kill_grace_s: float) -> None:
+    ``signal_run`` reaches every process of the run (a run with a uid of its own: see
+    runuids); without it a kill reaches the shell's process group, which a child that calls
+    setsid leaves."""
+
+    def __init__(
+        self, kill_grace_s: float, signal_run: Callable[[signal.Signals], None] | None = None
+    ) -> None:
         self._kill_grace_s = kill_grace_s
+        self._signal_run = signal_run
         self._pgid: int | None = None
         self._exited = asyncio.Event()
         self.kill_requested = False
@@ -54,13 +61,18 @@ class RunningCommand:
         if self._pgid is not None and not self._exited.is_set():
             self._killer = asyncio.get_running_loop().create_task(self._terminate())
 
-    async def _terminate(self) -> None:
+    def _signal(self, sig: signal.Signals) -> None:
         assert self._pgid is not None
-        _signal_group(self._pgid, signal.SIGTERM)
+        if self._signal_run is not None:
+            self._signal_run(sig)
+        _signal_group(self._pgid, sig)
+
+    async def _terminate(self) -> None:
+        self._signal(signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._exited.wait(), self._kill_grace_s)
         # Children that ignored SIGTERM (or outlived the shell) get SIGKILL.
-        _signal_group(self._pgid, signal.SIGKILL)
+        self._signal(signal.SIGKILL)
 
     async def run(
         self,
@@ -87,7 +99,7 @@ class RunningCommand:
                 await child.exited.wait()
             except asyncio.CancelledError:
                 # The worker is going down hard: do not leave the group running behind us.
-                _signal_group(child.pid, signal.SIGKILL)
+                self._signal(signal.SIGKILL)
                 raise
             self._exited.set()
             end_ms = now_ms()

@@ -3,7 +3,9 @@ jobs as root unless ``allowRoot`` says so."""
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import grp
 import logging
 import os
 import pwd
@@ -14,6 +16,7 @@ from gdts.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+_PR_SET_NO_NEW_PRIVS = 38
 _ROOT_HINT = "(or allowRoot: true if running jobs as root is intended)"
 
 
@@ -106,3 +109,35 @@ def job_user(run_as: str, allow_root: bool, euid: int) -> JobUser | None:
             "runAs", f"{run_as!r} is root (uid 0): set runAs to an unprivileged user {_ROOT_HINT}"
         )
     return user
+
+
+def check_run_uids(first: int, last: int, euid: int) -> None:
+    """``runUidRange`` needs root (to become each uid) and uids and gids no account or group
+    has: a run must never share its uid with anything else on the host."""
+    if euid != 0:
+        raise ConfigError(
+            "runUidRange", f"needs a worker started as root (this one runs as uid {euid})"
+        )
+    for entry in pwd.getpwall():
+        if first <= entry.pw_uid <= last:
+            raise ConfigError(
+                "runUidRange",
+                f"uid {entry.pw_uid} belongs to the account {entry.pw_name!r}: give a range "
+                "no account uses",
+            )
+    for group in grp.getgrall():
+        if first <= group.gr_gid <= last:
+            raise ConfigError(
+                "runUidRange",
+                f"gid {group.gr_gid} belongs to the group {group.gr_name!r}: give a range no "
+                "group uses (each run's gid is its uid)",
+            )
+
+
+def no_new_privileges() -> None:
+    """From now on no process of this worker gains privileges by exec (a setuid binary, file
+    capabilities): a job cannot leave its uid. The worker itself keeps what it has."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_NO_NEW_PRIVS): {os.strerror(errno)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ from gdts.worker.logsink import LogSink
 from gdts.worker.records import finished_record
 from gdts.worker.runas import JobUser
 from gdts.worker.runner import Runner
+from gdts.worker.runuids import RunUids
 from gdts.worker.stats import WorkerStats
 from gdts.worker.ticktable import DueTick, next_plan
 
@@ -45,10 +47,11 @@ class Runs:
         stats: WorkerStats,
         stopping: asyncio.Event,
         still_scheduled: Callable[[str], bool],
+        run_uids: RunUids | None = None,
     ) -> None:
         """``job_user``: who command jobs run as (None: this process); ``base_env``: the
         environment they start from; ``still_scheduled(name)``: whether the job still exists
-        (no retry of a deleted job)."""
+        (no retry of a deleted job); ``run_uids``: a uid of its own for each command run."""
         self._config = config
         self._worker_id = worker_id
         self._now_ms = clock
@@ -59,6 +62,7 @@ class Runs:
         self._stats = stats
         self._stopping = stopping
         self._still_scheduled = still_scheduled
+        self._uids = run_uids
         # job -> its runs going on here, each with its planned time
         self._running: defaultdict[str, dict[Runner, int]] = defaultdict(dict)
         # job -> (when its last kill marker arrived, the planned time it kills runs before or
@@ -76,6 +80,8 @@ class Runs:
         """A kill marker arrived: kill the job's runs (those planned before ``before_plan_ms``).
         Remembered, so a run whose claim was in flight when the kill came is killed at spawn."""
         self._killed_at[name] = (self._now_ms(), before_plan_ms)
+        if self._uids is not None and before_plan_ms is None:
+            self._uids.kill_job(name)  # what its ended runs left running (keepBackground)
         runs = self._running.get(name, {})
         doomed = [r for r, plan in runs.items() if before_plan_ms is None or plan < before_plan_ms]
         if doomed:
@@ -137,11 +143,16 @@ class Runs:
     async def _attempt(
         self, job: Job, plan_ms: int, schedule_ms: int, trigger: str, attempt: int
     ) -> RunRecord:
-        runner: RunningCommand | RunningRequest
-        if job.kind == "http":
-            runner = RunningRequest()
-        else:
-            runner = RunningCommand(self._config.kill_grace_period / 1000)
+        user = self._job_user
+        if job.kind != "http" and self._uids is not None:
+            user = self._uids.acquire(job.name)
+            if user is None:
+                at = now_ms()
+                size = self._uids.last - self._uids.first + 1
+                err = f"not started: all {size} uids of this worker's runUidRange are in use"
+                result = ExecResult(at, at, "", None, err, False)
+                return self._record(job, result, plan_ms, schedule_ms, trigger, attempt)
+        runner = self._runner(job, user)
         self._running[job.name][runner] = plan_ms
         if self._killing_all or self._kill_pending(job.name, plan_ms, schedule_ms):
             runner.kill()  # the kill came while this run was being claimed
@@ -160,8 +171,8 @@ class Runs:
                 result, http_status = await self._request(runner, job, plan_ms)
             else:
                 result = await runner.run(
-                    self._config.bash_path, job.command, self._job_env(job, plan_ms),
-                    self._config.output_limit, user=self._job_user,
+                    self._config.bash_path, job.command, self._job_env(job, plan_ms, user),
+                    self._config.output_limit, user=user,
                 )  # fmt: skip
         except Exception as exc:  # a bug of ours: record the run as failed, keep the worker
             log.exception("cannot run the job", extra=event(job=job.name, tick=plan_ms))
@@ -173,6 +184,33 @@ class Runs:
             self._running[job.name].pop(runner, None)
             if not self._running[job.name]:
                 del self._running[job.name]
+            if self._uids is not None and user is not None and isinstance(runner, RunningCommand):
+                self._uids.ended(user.uid, job.keep_background)
+        return self._record(
+            job, result, plan_ms, schedule_ms, trigger, attempt, http_status, timed_out
+        )
+
+    def _runner(self, job: Job, user: JobUser | None) -> RunningCommand | RunningRequest:
+        if job.kind == "http":
+            return RunningRequest()
+        grace_s = self._config.kill_grace_period / 1000
+        if self._uids is None or user is None:
+            return RunningCommand(grace_s)
+        return RunningCommand(
+            grace_s, signal_run=functools.partial(self._uids.signal_run, user.uid)
+        )
+
+    def _record(
+        self,
+        job: Job,
+        result: ExecResult,
+        plan_ms: int,
+        schedule_ms: int,
+        trigger: str,
+        attempt: int,
+        http_status: int | None = None,
+        timed_out: bool = False,
+    ) -> RunRecord:
         return finished_record(
             job, result, worker=self._worker_id, plan_ms=plan_ms, schedule_ms=schedule_ms,
             http_status=http_status, timed_out=timed_out, trigger=trigger, attempt=attempt,
@@ -199,9 +237,11 @@ class Runs:
                           result.killed)  # fmt: skip
         return told, result.status
 
-    def _job_env(self, job: Job, plan_ms: int) -> dict[str, str]:
+    def _job_env(self, job: Job, plan_ms: int, user: JobUser | None) -> dict[str, str]:
         env = dict(self._base_env)
         env.update(
             GDTS_JOB_NAME=job.name, GDTS_PLAN_TIME=str(plan_ms), GDTS_WORKER_ID=self._worker_id
         )
+        if self._uids is not None and user is not None:
+            env["TMPDIR"] = user.home  # the run's own directory, removed after it
         return env

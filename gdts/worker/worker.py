@@ -23,7 +23,7 @@ from aiohttp import web
 from pymongo import AsyncMongoClient
 
 from gdts.clock import now_ms
-from gdts.config import WorkerConfig, parse_listen
+from gdts.config import WorkerConfig, parse_listen, parse_uid_range
 from gdts.etcd import EtcdClient, open_etcd
 from gdts.job import Job, jobs_digest
 from gdts.keys import KeyLayout
@@ -35,6 +35,7 @@ from gdts.worker.claimflow import ClaimFlow
 from gdts.worker.clusterview import ClusterView
 from gdts.worker.clusterwatch import YIELD_EVERY, ClusterWatch
 from gdts.worker.egress import EgressPolicy
+from gdts.worker.guardian import Guardian
 from gdts.worker.lock import TickClaimer
 from gdts.worker.logsink import LogSink
 from gdts.worker.lostruns import LostRun, LostRunDetector
@@ -42,8 +43,9 @@ from gdts.worker.mongocheck import MongoCheck
 from gdts.worker.probes import create_probe_app
 from gdts.worker.records import lost_record
 from gdts.worker.registration import Registration
-from gdts.worker.runas import JobUser, job_user
+from gdts.worker.runas import JobUser, check_run_uids, job_user, no_new_privileges
 from gdts.worker.runs import Runs
+from gdts.worker.runuids import RunUids
 from gdts.worker.scheduler import Scheduler
 from gdts.worker.spill import SpillDir
 from gdts.worker.stats import WorkerStats
@@ -59,7 +61,7 @@ def default_worker_id() -> str:
 async def run_worker(config: WorkerConfig, stop: asyncio.Event) -> None:
     """Open the clients, run a worker until ``stop`` is set, drain, and close them."""
     # Before touching etcd: a worker that may not run jobs must never claim one.
-    user = job_user(config.run_as, config.allow_root, os.geteuid())
+    user, run_uids = _job_identity(config)
     # Read once, not per run: the worker's own GDTS_* settings (etcd password, MongoDB URI)
     # are not the job's.
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("GDTS_")}
@@ -71,8 +73,27 @@ async def run_worker(config: WorkerConfig, stop: asyncio.Event) -> None:
         # One session for every HTTP job: connection pooling, closed after the drain.
         http = EgressPolicy(config.http_job_allow).session()
         stack.push_async_callback(http.close)
-        worker = Worker(config, etcd, mongo, http, job_user=user, base_env=base_env)
+        worker = Worker(
+            config, etcd, mongo, http, job_user=user, run_uids=run_uids, base_env=base_env
+        )
         await worker.run(stop)
+
+
+def _job_identity(config: WorkerConfig) -> tuple[JobUser | None, RunUids | None]:
+    """Who runs jobs: a uid of its own for each run (runUidRange), or one user for all
+    (runAs), or this process (allowRoot, or a worker that is not root). Raises ConfigError
+    when the worker must not start."""
+    euid = os.geteuid()
+    if config.run_uid_range:
+        first, last = parse_uid_range(config.run_uid_range)
+        check_run_uids(first, last, euid)
+        no_new_privileges()
+        log.info("each run gets a uid of its own from %d-%d", first, last)
+        return None, RunUids(first, last, Path(config.run_dir).resolve())
+    user = job_user(config.run_as, config.allow_root, euid)
+    if user is not None and user.switch:
+        no_new_privileges()  # a job cannot become root through a setuid binary
+    return user, None
 
 
 class Worker:
@@ -87,6 +108,7 @@ class Worker:
         *,
         job_user: JobUser | None,
         base_env: Mapping[str, str],
+        run_uids: RunUids | None = None,
     ) -> None:
         self.config = config
         self.worker_id = worker_id = config.worker_id or default_worker_id()
@@ -127,6 +149,8 @@ class Worker:
         self._mongo_check = MongoCheck(
             mongo, self.now_ms, self.stats.clock_offset, config.clock_skew_warning
         )
+        self._uids = run_uids
+        self._guardian = None if run_uids is None else Guardian(run_uids.first, run_uids.last)
         self._runs = Runs(
             config,
             worker_id,
@@ -138,6 +162,7 @@ class Worker:
             stats=self.stats,
             stopping=self._stopping,
             still_scheduled=self._table.__contains__,
+            run_uids=run_uids,
         )
         self._claims = ClaimFlow(
             config,
@@ -260,6 +285,12 @@ class Worker:
         config = self.config
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self._claimer.close)
+            if self._uids is not None and self._guardian is not None:
+                # Before the first claim: what an earlier life of this worker left is killed,
+                # and from now on nothing of a run outlives this process.
+                await self._uids.prepare()
+                self._guardian.start()
+                stack.push_async_callback(self._end_runs_for_good)
             await self._registration.register()
             stack.push_async_callback(self._registration.revoke)
             if config.http_listen:
@@ -274,6 +305,8 @@ class Worker:
                     group.create_task(self._claims.restore_markers(), name="marker-restore"),
                     group.create_task(self._note_outage_misses(), name="outage-check"),
                 ]
+                if self._uids is not None:
+                    side_tasks.append(group.create_task(self._uids.run(), name="run-sweeper"))
                 scheduler = group.create_task(self._schedule(), name="scheduler")
                 log.info("worker %s started", self.worker_id)
                 await stop.wait()
@@ -300,6 +333,12 @@ class Worker:
         After a drain there is nothing left."""
         await _cancel(*self._scheduler.fires)
         await self._claims.close()
+
+    async def _end_runs_for_good(self) -> None:
+        """The last step: no process of any run is left, and the guardian ends."""
+        assert self._uids is not None and self._guardian is not None
+        await self._uids.close()
+        await self._guardian.stop()
 
     async def _schedule(self) -> None:
         await self._watch.synced.wait()  # the first full read of the cluster is applied

@@ -13,7 +13,16 @@ import aiohttp
 import pytest
 
 from gdts.localstack import free_port
-from tests.support import ADMIN_TOKEN, REPO_ROOT, Cluster, Stack, api_get, process_alive, wait_until
+from tests.support import (
+    ADMIN_TOKEN,
+    REPO_ROOT,
+    Cluster,
+    Stack,
+    api_get,
+    passable_dir,
+    process_alive,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
 
@@ -74,12 +83,17 @@ async def test_worker_without_etcd_says_so(stack: Stack) -> None:
 
 
 async def test_dev_runs_everything_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    with passable_dir("gdts-dev-") as root:
+        await _dev_runs_everything(tmp_path, root / "var")
+
+
+async def _dev_runs_everything(tmp_path: Path, data: Path) -> None:
     port = free_port()
     log_path = tmp_path / "dev.log"
     with log_path.open("wb") as log_file:
         dev = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gdts", "dev", "--port", str(port), "--workers", "2",
-            "--data-dir", str(tmp_path / "var"),
+            "--data-dir", str(data),
             stdout=log_file, stderr=log_file, cwd=REPO_ROOT,
             env={**os.environ, "GDTS_ADMIN_TOKEN": ADMIN_TOKEN},
         )  # fmt: skip
@@ -96,9 +110,9 @@ async def test_dev_runs_everything_and_leaves_nothing_behind(tmp_path: Path) -> 
         startup = log_path.read_text()
         assert f"open http://localhost:{port}" in startup
         assert f"API token: {ADMIN_TOKEN}" in startup
-        kept = json.loads((tmp_path / "var" / "credentials.json").read_text())
+        kept = json.loads((data / "credentials.json").read_text())
         assert f"log in as admin with password {kept['password']}" in startup
-        assert (tmp_path / "var" / "credentials.json").stat().st_mode & 0o077 == 0
+        assert (data / "credentials.json").stat().st_mode & 0o077 == 0
         # unsafe: the jar must keep a cookie from an IP address (127.0.0.1)
         jar = aiohttp.CookieJar(unsafe=True)
         async with aiohttp.ClientSession(cookie_jar=jar) as session:

@@ -1,4 +1,4 @@
-"""A job cannot reach the control plane of ``gdts dev`` (started as root, jobs as nobody): not
+"""A job cannot reach the control plane of ``gdts dev`` (started as root, a uid per run): not
 the configs and passwords in the data directory, not etcd or MongoDB without a password, not the
 admin token on any command line, and not the stores through an http job. Each hostile job is
 the attack a user could make from inside their own job; each would have worked before."""
@@ -26,6 +26,7 @@ from tests.support import (
     api_get,
     api_post,
     cron_at,
+    passable_dir,
     save_job_fields,
     wait_until,
 )
@@ -65,8 +66,12 @@ def over_tcp(port: int, request: bytes) -> str:
 
 
 async def test_a_job_cannot_reach_the_control_plane(tmp_path: Path) -> None:
+    with passable_dir("gdts-dev-") as root:
+        await _attack_the_control_plane(tmp_path, root / "var")
+
+
+async def _attack_the_control_plane(tmp_path: Path, data: Path) -> None:
     port = free_port()
-    data = tmp_path / "var"
     log_path = tmp_path / "dev.log"
     with log_path.open("wb") as log_file:
         dev = await asyncio.create_subprocess_exec(
@@ -86,7 +91,7 @@ async def test_a_job_cannot_reach_the_control_plane(tmp_path: Path) -> None:
 
         await wait_until(up, 90, "dev to come up")
         # What holds a secret is its owner's (root's) alone.
-        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(data).st_mode) == 0o711  # others pass through, never list
         for name in ("manager.json", "worker-1.json", "credentials.json"):
             assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
         secrets = json.loads((data / "credentials.json").read_text())

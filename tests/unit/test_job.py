@@ -5,7 +5,7 @@ import json
 import pytest
 
 from gdts.errors import InvalidFieldError, UnsupportedVersionError
-from gdts.job import API_DEFAULTS, Job, api_view, api_views, validate_name
+from gdts.job import API_DEFAULTS, JOB_RECORD_VERSION, Job, api_view, api_views, validate_name
 
 EVERY_MINUTE = "* * * * *"
 
@@ -305,7 +305,7 @@ def test_record_with_version_1_is_accepted() -> None:
     assert Job.from_record(raw).cron_expr == "@hourly"
 
 
-@pytest.mark.parametrize("version", [4, 99])
+@pytest.mark.parametrize("version", [JOB_RECORD_VERSION + 1, 99])
 def test_record_from_a_newer_gdts_is_refused_with_an_upgrade_hint(version: int) -> None:
     raw = json.dumps(
         {"v": version, "name": "job1", "command": "true", "cronExpr": EVERY_MINUTE}
@@ -408,6 +408,17 @@ def test_records_that_parse_only_together_are_not_mistaken_for_jobs() -> None:
 
 
 def test_a_future_record_version_stays_an_unsupported_version_error() -> None:
-    raw = b'{"v":4,"name":"x","command":"c","cronExpr":"* * * * *"}'
+    future = JOB_RECORD_VERSION + 1
+    raw = b'{"v":%d,"name":"x","command":"c","cronExpr":"* * * * *"}' % future
     (view,) = api_views([raw, *_records(1)])[:1]
     assert isinstance(view, UnsupportedVersionError)
+
+
+def test_a_record_says_the_lowest_version_that_holds_its_fields() -> None:
+    """A record that sets no field newer than version 3 stays readable by a process that
+    predates the newer fields; one that does names the version that brought them."""
+    plain = Job.create("a", "true", EVERY_MINUTE)
+    assert json.loads(plain.to_record())["v"] == 3
+    kept = plain.with_changes(keepBackground=True)
+    assert json.loads(kept.to_record())["v"] == 4 == JOB_RECORD_VERSION
+    assert Job.from_record(kept.to_record()).keep_background

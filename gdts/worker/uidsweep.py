@@ -1,0 +1,108 @@
+"""Every process of a run, found by its uid: each run of a worker with ``runUidRange`` has a uid
+of its own, so whatever the run started (a ``setsid`` child, a detached daemon, a process that
+renamed itself or made itself undumpable) is found by reading ``/proc/<pid>/status``, whose
+``Uid:`` line gives the real, effective, saved and file-system uids whatever else the process
+changed. A job cannot gain another uid: the worker sets no_new_privs, so no setuid binary
+lifts it.
+
+Signals go through a pidfd opened before the process's uid is checked again, so a pid that
+was reused between the scan and the signal is never hit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Collection
+
+_PROC = "/proc"
+
+
+def _uids_in(status: bytes) -> tuple[int, ...]:
+    """The four uids of a ``/proc/<pid>/status`` text; none for a zombie, which holds nothing
+    and waits only for its parent to reap it."""
+    if b"\nState:\tZ" in status or b"\nState:\tX" in status:
+        return ()
+    start = status.find(b"\nUid:")
+    if start < 0:
+        return ()
+    line = status[start + 5 : status.find(b"\n", start + 1)]
+    return tuple(int(field) for field in line.split())
+
+
+def _uids_of(pid: int) -> tuple[int, ...]:
+    try:
+        with open(f"{_PROC}/{pid}/status", "rb") as file:
+            return _uids_in(file.read())
+    except (OSError, ValueError):  # gone, or not readable: nothing of ours
+        return ()
+
+
+def processes_of(uids: Collection[int]) -> dict[int, list[int]]:
+    """uid -> the pids that hold it (as real, effective, saved or file-system uid), for the
+    uids asked about that have any."""
+    found: dict[int, list[int]] = {}
+    if not uids:
+        return found
+    wanted = frozenset(uids)
+    own = os.getpid()
+    with os.scandir(_PROC) as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            if pid == own:
+                continue
+            for uid in wanted.intersection(_uids_of(pid)):
+                found.setdefault(uid, []).append(pid)
+    return found
+
+
+def signal_processes(pids: Collection[int], uids: Collection[int], sig: signal.Signals) -> int:
+    """Send ``sig`` to each of ``pids`` that still holds one of ``uids``; returns how many got
+    it."""
+    sent = 0
+    wanted = frozenset(uids)
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:  # gone already
+            continue
+        try:
+            # The pidfd pins the process: if the pid was reused since the scan, this reads the
+            # new process and skips it, or the signal goes to the old, dead one.
+            if wanted.intersection(_uids_of(pid)):
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(fd, sig)
+                    sent += 1
+        finally:
+            os.close(fd)
+    return sent
+
+
+def signal_uids(uids: Collection[int], sig: signal.Signals) -> int:
+    """One scan, one signal to every process found; returns how many got it."""
+    found = processes_of(uids)
+    return sum(signal_processes(pids, uids, sig) for pids in found.values())
+
+
+def kill_all(uids: Collection[int], rounds: int = 50) -> bool:
+    """SIGKILL every process of ``uids`` until a scan finds none (a process forked between a
+    scan and its signals is found by the next scan); False if some were still there after
+    ``rounds`` scans. Blocking: call it in a thread."""
+    for round_ in range(rounds):
+        found = processes_of(uids)
+        if not found:
+            return True
+        if round_:
+            time.sleep(min(0.001 * 2**round_, 0.05))  # let the last round's signals land
+            found = processes_of(uids)
+            if not found:
+                return True
+        for pids in found.values():
+            # Stopped first, all of them, so none forks while its siblings are being killed.
+            signal_processes(pids, uids, signal.SIGSTOP)
+        for pids in found.values():
+            signal_processes(pids, uids, signal.SIGKILL)
+    return not processes_of(uids)
