@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import os
 import re
 import typing
 from collections.abc import Mapping, Sequence
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gdts.cron import CronError, check_zone
-from gdts.errors import ConfigError
+from gdts.errors import ConfigError, InvalidFieldError
+from gdts.runlimits import RunLimits, parse_limits
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,35 @@ class WorkerConfig(StoreConfig):
     # Needs a worker started as root; replaces runAs.
     run_uid_range: str = ""
     run_dir: str = "var/runs"  # each run's working directory (its HOME and TMPDIR) goes here
+    # Runs at once, claims on their way included; 0: 64 per core (never more than runUidRange
+    # holds). A worker at its cap claims nothing until a run ends.
+    max_concurrent_runs: int = 0
+    # A run's limits where its job sets none (0: none), and the most a job may ask for (0: no
+    # ceiling); see gdts.runlimits.
+    run_memory_mb: int = 0
+    run_processes: int = 512
+    run_cpu_seconds: int = 0
+    run_open_files: int = 1024
+    max_run_memory_mb: int = 0
+    max_run_processes: int = 0
+    max_run_cpu_seconds: int = 0
+    max_run_open_files: int = 0
+
+    def run_limit_defaults(self) -> RunLimits:
+        return _limits(self.run_memory_mb, self.run_processes, self.run_cpu_seconds,
+                       self.run_open_files)  # fmt: skip
+
+    def run_limit_ceilings(self) -> RunLimits:
+        return _limits(self.max_run_memory_mb, self.max_run_processes, self.max_run_cpu_seconds,
+                       self.max_run_open_files)  # fmt: skip
+
+    def run_slots(self) -> int:
+        """maxConcurrentRuns, or its default."""
+        cap = self.max_concurrent_runs or RUNS_PER_CORE * (os.cpu_count() or 1)
+        if self.run_uid_range and not self.max_concurrent_runs:
+            first, last = parse_uid_range(self.run_uid_range)
+            cap = min(cap, last - first + 1)
+        return cap
 
     def validate(self) -> None:
         super().validate()
@@ -159,11 +190,43 @@ class WorkerConfig(StoreConfig):
             parse_uid_range(self.run_uid_range)
             if self.run_as:
                 raise ConfigError("runUidRange", "set runUidRange or runAs, not both")
+        if self.max_concurrent_runs < 0:
+            raise ConfigError("maxConcurrentRuns", "must be 0 (the default) or positive")
+        if self.run_uid_range and self.max_concurrent_runs:
+            first, last = parse_uid_range(self.run_uid_range)
+            if self.max_concurrent_runs > last - first + 1:
+                raise ConfigError(
+                    "maxConcurrentRuns",
+                    f"{self.max_concurrent_runs} runs at once need as many uids, and "
+                    f"runUidRange {self.run_uid_range} holds {last - first + 1}",
+                )
+        for name in _LIMIT_KEYS:
+            value = getattr(self, name)
+            if value < 0:
+                raise ConfigError(json_key(name), "must be 0 (none) or positive")
+            try:
+                parse_limits({_LIMIT_KEYS[name]: value or None})
+            except InvalidFieldError as exc:
+                raise ConfigError(json_key(name), exc.problem) from None
         if self.takeover_delay >= self.start_window:
             raise ConfigError("takeoverDelay", "must be shorter than startWindow")
 
 
+# Each limit's config key -> its name in a job's limits.
+_LIMIT_KEYS = {
+    f"{prefix}run_{name}": key
+    for prefix in ("", "max_")
+    for name, key in (("memory_mb", "memoryMB"), ("processes", "processes"),
+                      ("cpu_seconds", "cpuSeconds"), ("open_files", "openFiles"))
+}  # fmt: skip
+
+
+def _limits(memory_mb: int, processes: int, cpu_seconds: int, open_files: int) -> RunLimits:
+    return RunLimits(memory_mb or None, processes or None, cpu_seconds or None, open_files or None)
+
+
 ConfigT = TypeVar("ConfigT", bound=StoreConfig)
+RUNS_PER_CORE = 64  # maxConcurrentRuns' default: cron jobs mostly wait (on I/O, on others)
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _MAX_UID = 2**31 - 2  # (uid_t)-1 and above mean "no uid" to the kernel
 MAX_OUTPUT_LIMIT = 4 * 1024 * 1024

@@ -22,6 +22,7 @@ from gdts.jobfields import (
     check_fields,
     validate_name,
 )
+from gdts.runlimits import NO_LIMITS, RunLimits
 
 __all__ = [
     "API_DEFAULTS",
@@ -33,10 +34,11 @@ __all__ = [
 ]
 
 # 1: name, command, cronExpr only (and the Go GDTS's records); 2: the job-semantics fields;
-# 3: owner; 4: keepBackground. A process that knows an older version refuses a newer record
-# with a message. A record says the lowest version that holds every field it sets (at least 3),
-# so a record that sets none of the newer fields is still read by processes that predate them.
-JOB_RECORD_VERSION = 4
+# 3: owner; 4: keepBackground; 5: limits. A process that knows an older version refuses a newer
+# record with a message. A record says the lowest version that holds every field it sets (at
+# least 3), so a record that sets none of the newer fields is still read by processes that
+# predate them.
+JOB_RECORD_VERSION = 5
 _WRITTEN_AT_LEAST = 3
 _SINCE = {field.name: field.since for field in JOB_FIELDS}
 
@@ -64,6 +66,7 @@ class Job:
     output_contains: str = ""
     output_not_contains: str = ""
     keep_background: bool = False
+    limits: RunLimits = NO_LIMITS
     owner: str = ""
 
     @classmethod
@@ -101,6 +104,7 @@ class Job:
             "outputContains": self.output_contains,
             "outputNotContains": self.output_not_contains,
             "keepBackground": self.keep_background,
+            "limits": self.limits.to_api() or None,
             "owner": self.owner,
         }
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from gdts.cron import CronError, CronSchedule, check_zone, parse_cron
 from gdts.errors import InvalidFieldError
+from gdts.runlimits import NO_LIMITS, parse_limits
 
 MAX_NAME_CHARS = 128
 MAX_COMMAND_BYTES = 64 * 1024
@@ -80,6 +81,9 @@ JOB_FIELDS = (
     JobField("keepBackground", "boolean", False, "Processes a run leaves behind run on after it "
              "ends (still killed by /job/kill); by default they are killed with the run.",
              since=4),
+    JobField("limits", "object", None, "Limits of a run: memoryMB, processes, cpuSeconds, "
+             "openFiles (each a positive integer; unset: the worker's default, never above its "
+             "ceiling). A run over one ends with status limit.", since=5),
     # Who saved the job first: set by the manager from the caller, whatever a request says.
     JobField("owner", "string", "", "Who saved the job first (set by the manager).", since=3),
 )  # fmt: skip
@@ -378,6 +382,7 @@ def check_fields(data: object, default_zone: str, now_ms: int | None) -> dict[st
         "catch_up": validate_bool("catchUp", given.get("catchUp", False)),
         "keep_background": validate_bool("keepBackground", given.get("keepBackground", False)),
         "http": http,
+        "limits": NO_LIMITS if "limits" not in given else parse_limits(given["limits"]),
         "expected_exit_code": validate_int(
             "expectedExitCode", given.get("expectedExitCode", 0), 0, 255
         ),

@@ -12,6 +12,7 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     KILLED = "killed"
     TIMEOUT = "timeout"  # stopped by the job's timeout
+    LIMIT = "limit"  # stopped for going over one of its limits (err names which)
     MISSED = "missed"  # not started within the job's misfire grace; never run
     LOST = "lost"  # the worker running it died; what the command did is unknown
 

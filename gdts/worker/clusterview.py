@@ -21,6 +21,7 @@ class ClusterView:
         self.worker_id = worker_id
         self._claim_memory_ms = claim_memory_ms
         self.workers: dict[str, int] = {}  # live worker id -> its lease
+        self.full: set[str] = set()  # live workers that said they are at maxConcurrentRuns
         self._owned: dict[str, bool] = {}  # job -> whether we own it, for the current workers
         # job -> its one running marker: the job runs somewhere (what blocks a takeover)
         self.running: dict[str, bytes] = {}
@@ -31,19 +32,29 @@ class ClusterView:
 
     # -- workers --------------------------------------------------------------------------------
 
-    def workers_reset(self, workers: dict[str, int]) -> None:
+    def workers_reset(self, workers: dict[str, int], full: set[str]) -> None:
         self.workers = dict(workers)
+        self.full = full & set(workers)
         self._owned.clear()
 
-    def worker_registered(self, worker_id: str, lease: int) -> None:
+    def worker_registered(self, worker_id: str, lease: int, at_capacity: bool = False) -> None:
         if worker_id not in self.workers:
             self._owned.clear()
         self.workers[worker_id] = lease
+        if at_capacity:
+            self.full.add(worker_id)
+        else:
+            self.full.discard(worker_id)
 
     def worker_gone(self, worker_id: str, lease: int) -> None:
         if self.workers.get(worker_id) == lease:
             del self.workers[worker_id]
+            self.full.discard(worker_id)
             self._owned.clear()
+
+    def others_full(self) -> bool:
+        """Whether every other live worker said it is at its cap (true when there is none)."""
+        return all(w in self.full for w in self.workers if w != self.worker_id)
 
     def owns(self, job_name: str) -> bool:
         """Whether this worker claims the job's ticks first (see owner)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Protocol
 
@@ -44,8 +45,8 @@ class ClusterListener(Protocol):
     def job_saved(self, job: Job) -> None: ...
     def job_deleted(self, name: str) -> None: ...
     def kill_requested(self, name: str, before_plan_ms: int | None) -> None: ...
-    def workers_reset(self, workers: dict[str, int]) -> None: ...
-    def worker_registered(self, worker_id: str, lease: int) -> None: ...
+    def workers_reset(self, workers: dict[str, int], full: set[str]) -> None: ...
+    def worker_registered(self, worker_id: str, lease: int, at_capacity: bool) -> None: ...
     def worker_gone(self, worker_id: str, lease: int, revision: int) -> None: ...
     def running_marker_gone(
         self, job_name: str, lease: int, revision: int, value: bytes, exclusive: bool
@@ -124,9 +125,13 @@ class ClusterWatch:
             if index % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # 100,000 jobs must not stall lease renewals
         workers, markers, other_runs = {}, {}, []
+        full = set()
         for kv in worker_kvs:
             with contextlib.suppress(ValueError):
-                workers[keys.worker_id(kv.key)] = kv.lease
+                worker_id = keys.worker_id(kv.key)
+                workers[worker_id] = kv.lease
+                if at_capacity(kv.value):
+                    full.add(worker_id)
         self._markers = {kv.key: (kv.value, kv.lease) for kv in running_kvs}
         for kv in running_kvs:
             with contextlib.suppress(ValueError):
@@ -140,7 +145,7 @@ class ClusterWatch:
             with contextlib.suppress(ValueError):
                 requests.append((*keys.run_request_parts(kv.key), kv.key))
         await self._listener.jobs_reset(jobs)
-        self._listener.workers_reset(workers)
+        self._listener.workers_reset(workers, full)
         self._listener.running_reset(markers, other_runs)
         self._listener.run_requests_reset(requests)
         self.full_reads += 1
@@ -202,7 +207,7 @@ class ClusterWatch:
             if event.deleted:
                 listener.worker_gone(worker_id, event.lease, event.mod_revision)
             else:
-                listener.worker_registered(worker_id, event.lease)
+                listener.worker_registered(worker_id, event.lease, at_capacity(event.value))
         else:
             name, plan_ms = keys.running_parts(event.key)
             if event.deleted:
@@ -233,3 +238,12 @@ class ClusterWatch:
 
 def _brief(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def at_capacity(registration: bytes) -> bool:
+    """Whether a worker's registration says it runs its maxConcurrentRuns already."""
+    try:
+        info = json.loads(registration)
+    except ValueError:
+        return False
+    return isinstance(info, dict) and info.get("atCapacity") is True

@@ -1,4 +1,4 @@
-"""What a finished run counts as: succeeded, failed, killed or timed out. Pure.
+"""What a finished run counts as: succeeded, failed, killed, timed out or over a limit. Pure.
 
 A job's success rules (Crocodile's return-code and return-content checks) apply to what the run
 produced: its exit code (``expectedExitCode``, 0 by default) or, for an HTTP job, its status
@@ -30,7 +30,11 @@ def decide(
     http_status: int | None = None,
     killed: bool = False,
     timed_out: bool = False,
+    over_limit: str | None = None,
 ) -> Outcome:
+    """``over_limit``: the limit the worker stopped the run for, as runlimits.over said it."""
+    if over_limit is not None:
+        return Outcome(RunStatus.LIMIT, over_limit)
     if timed_out:
         return Outcome(RunStatus.TIMEOUT, f"timed out after {job.timeout_s:g} s")
     if killed:

@@ -27,6 +27,7 @@ def finished_record(
     trigger: str,
     attempt: int,
     clock_offset_ms: int,
+    over_limit: str | None = None,
 ) -> RunRecord:
     """A run this worker made; its status from the job's success rules (see outcome)."""
     outcome = decide(
@@ -36,9 +37,12 @@ def finished_record(
         http_status=http_status,
         killed=result.killed,
         timed_out=timed_out,
+        over_limit=over_limit,
     )
     err = result.err
-    if timed_out:
+    if over_limit is not None:
+        err = outcome.err  # the limit; "terminated by signal SIGKILL" was the watch's doing
+    elif timed_out:
         # What the kill did to a shell (its signal) is worth keeping; "killed" is not.
         detail = "" if http_status is None and job.kind == "http" else err
         detail = detail.removeprefix("killed on request; ").removeprefix("killed")
@@ -62,7 +66,14 @@ def finished_record(
     )
 
 
-def missed_record(job: Job, plan_ms: int, *, worker: str, now_ms: int, window_ms: int) -> RunRecord:
+NO_WORKER_COULD = "no worker could start it: stopped, stalled, or cut off from etcd"
+ALL_AT_CAPACITY = "every eligible worker at capacity (maxConcurrentRuns)"
+
+
+def missed_record(
+    job: Job, plan_ms: int, *, worker: str, now_ms: int, window_ms: int,
+    why: str = NO_WORKER_COULD,
+) -> RunRecord:  # fmt: skip
     """A tick that could not start within its window, so was not run late."""
     return RunRecord(
         job_name=job.name,
@@ -74,7 +85,7 @@ def missed_record(job: Job, plan_ms: int, *, worker: str, now_ms: int, window_ms
         end_time=now_ms,
         output="",
         err=f"not started within {window_ms / 1000:g} s of its planned time, so not run late "
-        "(no worker could start it: stopped, stalled, or cut off from etcd)",
+        f"({why})",
         exit_code=None,
         status=RunStatus.MISSED,
     )

@@ -36,7 +36,7 @@ class Registration:
         self._client = client
         self._key = keys.worker(worker_id)
         self._worker_id = worker_id
-        self._info = json.dumps(info).encode()
+        self._info = dict(info)
         self.ttl = ttl
         self.lease_id = 0
         self._alive_until = 0.0  # monotonic time until which the lease is surely alive
@@ -59,7 +59,7 @@ class Registration:
                     txn = self._client.transactions
                     created, _ = await self._client.transaction(
                         compare=[txn.create(self._key) == 0],
-                        success=[txn.put(self._key, self._info, lease=lease)],
+                        success=[txn.put(self._key, self._value(), lease=lease)],
                         failure=[],
                     )
             except StoreUnavailableError:
@@ -78,6 +78,16 @@ class Registration:
             if time.monotonic() > deadline:
                 raise DuplicateWorkerError(self._worker_id)
             await asyncio.sleep(1.0)  # wait for the other registration's lease to expire
+
+    def _value(self) -> bytes:
+        return json.dumps(self._info).encode()
+
+    async def update(self, **changes: Any) -> None:
+        """Change what the registration says (e.g. atCapacity); kept for a later register."""
+        self._info.update(changes)
+        if self.lease_id:
+            with etcd_errors():
+                await self._client.put(self._key, self._value(), lease=self.lease_id)
 
     async def keep_alive(self) -> None:
         """Renew forever; re-register if the lease was lost (e.g. etcd was down past the TTL)."""

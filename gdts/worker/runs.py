@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import resource
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 
@@ -17,9 +18,11 @@ from gdts.clock import now_ms
 from gdts.config import WorkerConfig
 from gdts.job import Job
 from gdts.logs import event
+from gdts.runlimits import RunLimits, effective, per_process_only, shell_line, tighter
 from gdts.runrecord import RunRecord, RunStatus
 from gdts.worker.executor import ExecResult, RunningCommand
 from gdts.worker.httpjob import RunningRequest
+from gdts.worker.limitwatch import LimitWatch
 from gdts.worker.logsink import LogSink
 from gdts.worker.records import finished_record
 from gdts.worker.runas import JobUser
@@ -48,10 +51,13 @@ class Runs:
         stopping: asyncio.Event,
         still_scheduled: Callable[[str], bool],
         run_uids: RunUids | None = None,
+        limit_watch: LimitWatch | None = None,
     ) -> None:
         """``job_user``: who command jobs run as (None: this process); ``base_env``: the
         environment they start from; ``still_scheduled(name)``: whether the job still exists
-        (no retry of a deleted job); ``run_uids``: a uid of its own for each command run."""
+        (no retry of a deleted job); ``run_uids``: a uid of its own for each command run;
+        ``limit_watch``: holds those runs to their limits (without it, only the kernel's
+        per-process limits apply)."""
         self._config = config
         self._worker_id = worker_id
         self._now_ms = clock
@@ -63,6 +69,11 @@ class Runs:
         self._stopping = stopping
         self._still_scheduled = still_scheduled
         self._uids = run_uids
+        self._limit_watch = limit_watch
+        self._limit_defaults = config.run_limit_defaults()
+        # Never above what this process may hand on (its own hard limits), or the run's shell
+        # could not set them.
+        self._limit_ceilings = tighter(config.run_limit_ceilings(), _inherited_ceilings())
         # job -> its runs going on here, each with its planned time
         self._running: defaultdict[str, dict[Runner, int]] = defaultdict(dict)
         # job -> (when its last kill marker arrived, the planned time it kills runs before or
@@ -153,6 +164,16 @@ class Runs:
                 result = ExecResult(at, at, "", None, err, False)
                 return self._record(job, result, plan_ms, schedule_ms, trigger, attempt)
         runner = self._runner(job, user)
+        command = job.command
+        watched_uid = None
+        if isinstance(runner, RunningCommand):
+            limits = effective(job.limits, self._limit_defaults, self._limit_ceilings)
+            if self._limit_watch is not None and user is not None and self._uids is not None:
+                watched_uid = user.uid
+                self._limit_watch.watch(user.uid, limits)
+            else:
+                limits = per_process_only(limits)
+            command = shell_line(limits, watched=watched_uid is not None) + command
         self._running[job.name][runner] = plan_ms
         if self._killing_all or self._kill_pending(job.name, plan_ms, schedule_ms):
             runner.kill()  # the kill came while this run was being claimed
@@ -171,7 +192,7 @@ class Runs:
                 result, http_status = await self._request(runner, job, plan_ms)
             else:
                 result = await runner.run(
-                    self._config.bash_path, job.command, self._job_env(job, plan_ms, user),
+                    self._config.bash_path, command, self._job_env(job, plan_ms, user),
                     self._config.output_limit, user=user,
                 )  # fmt: skip
         except Exception as exc:  # a bug of ours: record the run as failed, keep the worker
@@ -184,11 +205,15 @@ class Runs:
             self._running[job.name].pop(runner, None)
             if not self._running[job.name]:
                 del self._running[job.name]
+            over_limit = None
+            if watched_uid is not None and self._limit_watch is not None:
+                over_limit = self._limit_watch.unwatch(watched_uid)
             if self._uids is not None and user is not None and isinstance(runner, RunningCommand):
                 self._uids.ended(user.uid, job.keep_background)
         return self._record(
-            job, result, plan_ms, schedule_ms, trigger, attempt, http_status, timed_out
-        )
+            job, result, plan_ms, schedule_ms, trigger, attempt, http_status, timed_out,
+            over_limit,
+        )  # fmt: skip
 
     def _runner(self, job: Job, user: JobUser | None) -> RunningCommand | RunningRequest:
         if job.kind == "http":
@@ -210,11 +235,12 @@ class Runs:
         attempt: int,
         http_status: int | None = None,
         timed_out: bool = False,
+        over_limit: str | None = None,
     ) -> RunRecord:
         return finished_record(
             job, result, worker=self._worker_id, plan_ms=plan_ms, schedule_ms=schedule_ms,
             http_status=http_status, timed_out=timed_out, trigger=trigger, attempt=attempt,
-            clock_offset_ms=self._config.clock_offset,
+            clock_offset_ms=self._config.clock_offset, over_limit=over_limit,
         )  # fmt: skip
 
     async def _request(
@@ -245,3 +271,17 @@ class Runs:
         if self._uids is not None and user is not None:
             env["TMPDIR"] = user.home  # the run's own directory, removed after it
         return env
+
+
+def _inherited_ceilings() -> RunLimits:
+    """This process's hard limits, one below (a watched run's shell sets one above its limit)."""
+
+    def hard(kind: int) -> int | None:
+        limit = resource.getrlimit(kind)[1]
+        return None if limit == resource.RLIM_INFINITY else max(1, limit - 1)
+
+    return RunLimits(
+        processes=hard(resource.RLIMIT_NPROC),
+        cpu_seconds=hard(resource.RLIMIT_CPU),
+        open_files=hard(resource.RLIMIT_NOFILE),
+    )

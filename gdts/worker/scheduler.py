@@ -15,10 +15,11 @@ from gdts.logs import event
 from gdts.runlog import RunLog
 from gdts.runrecord import RunStatus
 from gdts.worker import takeover
+from gdts.worker.capacity import RunSlots
 from gdts.worker.claimflow import ClaimFlow
 from gdts.worker.clusterview import ClusterView
 from gdts.worker.logsink import LogSink
-from gdts.worker.records import missed_record
+from gdts.worker.records import ALL_AT_CAPACITY, NO_WORKER_COULD, missed_record
 from gdts.worker.runs import Runs
 from gdts.worker.stats import WorkerStats
 from gdts.worker.ticktable import DueTick, TickTable, misfire_grace_ms, next_plan, start_window_ms
@@ -39,6 +40,7 @@ class Scheduler:
         view: ClusterView,
         claims: ClaimFlow,
         runs: Runs,
+        slots: RunSlots,
         sink: LogSink,
         runlog: RunLog,
         stats: WorkerStats,
@@ -51,6 +53,7 @@ class Scheduler:
         self._view = view
         self._claims = claims
         self._runs = runs
+        self._slots = slots
         self._sink = sink
         self._runlog = runlog
         self._stats = stats
@@ -78,7 +81,7 @@ class Scheduler:
             takeover_at = now - self._config.takeover_delay
             for tick in due:
                 if self._view.owns(tick.job.name):
-                    self.fire(tick, now)
+                    self.fire(tick, now, owner=True)
                 elif tick.plan_ms > takeover_at:
                     self._takeovers.push(tick, tick.plan_ms + self._config.takeover_delay)
                 else:
@@ -102,7 +105,7 @@ class Scheduler:
         worker steps in after takeoverDelay if the request is still there."""
         now = self._now_ms()
         if self._view.owns(tick.job.name):
-            self.fire(tick, now)
+            self.fire(tick, now, owner=True)
         else:
             self._takeovers.push(tick, now + self._config.takeover_delay)
             self._wake.set()  # the next wake-up may now be earlier
@@ -116,6 +119,7 @@ class Scheduler:
             window_ends_ms=tick.start_deadline(self._config.start_window),
             job_deleted=self._table.get(tick.job.name) is None,
             stopping=self._stopping.is_set(),
+            at_capacity=self._slots.full(),
         )
         if decision.outcome is not None:
             self._stats.claim(decision.outcome)
@@ -126,10 +130,10 @@ class Scheduler:
             log.info("stepping in for the job's owner", extra=tags)
             self.fire(tick, now)
 
-    def tick_missed(self, tick: DueTick) -> None:
+    def tick_missed(self, tick: DueTick, why: str = NO_WORKER_COULD) -> None:
         """A tick could not start within its window. The job's owner speaks for it: a job with
         catchUp gets one catch-up run now (not one per missed tick: never a burst), any other
-        job a run record with status missed."""
+        job a run record with status missed (``why``: what its record says)."""
         job = tick.job
         if tick.catch_up or self._stopping.is_set() or not self._view.owns(job.name):
             return
@@ -144,10 +148,13 @@ class Scheduler:
                 # At least the default window: a catch-up comes right after an outage, when the
                 # worker may first have to register again.
                 start_by = now + max(window, self._config.start_window)
-                self.fire(DueTick(job, tick.plan_ms, catch_up=True, start_by_ms=start_by), now)
+                catch_up = DueTick(job, tick.plan_ms, catch_up=True, start_by_ms=start_by)
+                self.fire(catch_up, now, owner=True)
             return
         self._sink.add(
-            missed_record(job, tick.plan_ms, worker=self._worker_id, now_ms=now, window_ms=window)
+            missed_record(
+                job, tick.plan_ms, worker=self._worker_id, now_ms=now, window_ms=window, why=why
+            )
         )
         self._stats.run(RunStatus.MISSED.value)
 
@@ -174,18 +181,29 @@ class Scheduler:
                 if missed is not None and missed < now - window:
                     self.tick_missed(DueTick(job, missed))
 
-    def fire(self, tick: DueTick, schedule_ms: int) -> None:
-        """Claim the tick and, if won, run it, in a task of its own."""
-        task = asyncio.get_running_loop().create_task(self._fire(tick, schedule_ms))
+    def fire(self, tick: DueTick, schedule_ms: int, *, owner: bool = False) -> None:
+        """Claim the tick and, if won, run it, in a task of its own. The job's ``owner`` waits
+        for a free run slot while the tick may start; any other worker only steps in with one."""
+        task = asyncio.get_running_loop().create_task(self._fire(tick, schedule_ms, owner))
         self.fires.add(task)
         task.add_done_callback(self.fires.discard)
 
-    async def _fire(self, tick: DueTick, schedule_ms: int) -> None:
+    async def _fire(self, tick: DueTick, schedule_ms: int, owner: bool) -> None:
         try:
-            async with self._claims.hold(tick) as claim:
-                if claim is None:
-                    return
-                record = await self._runs.run(tick, schedule_ms)
+            if not await self._take_slot(tick, owner):
+                return
+            freed = False
+            try:
+                async with self._claims.hold(tick) as claim:
+                    if claim is None:
+                        return
+                    record = await self._runs.run(tick, schedule_ms)
+                    # The run is over: its slot is free before the claim's release is confirmed.
+                    freed = True
+                    self._slots.give_back()
+            finally:
+                if not freed:
+                    self._slots.give_back()
         except Exception:
             # A bug must cost one run, never the worker and every other running job with it.
             tags = event(job=tick.job.name, tick=tick.plan_ms)
@@ -196,3 +214,45 @@ class Scheduler:
                 self._catching_up.discard(tick.job.name)
         if record.start_time is not None:
             self._stats.fire_lag.observe(max(0.0, (record.start_time - tick.plan_ms) / 1000))
+
+    async def _take_slot(self, tick: DueTick, owner: bool) -> bool:
+        """A run slot for the tick. At its cap a worker claims nothing: the owner waits for a
+        run to end while the tick may start, and others may step in meanwhile; a tick that
+        still found no slot anywhere is recorded missed, saying so."""
+        if self._slots.try_take():
+            return True
+        self._stats.claim("capacity")
+        if not owner:
+            return False
+        window_ends = tick.start_deadline(self._config.start_window)
+        if await self._wait_for_slot(max(0.0, (window_ends - self._now_ms()) / 1000)):
+            if not self._view.tick_claimed(tick.job.name, tick.plan_ms):
+                return True
+            self._slots.give_back()  # another worker took it while we waited
+            return False
+        if not self._view.tick_claimed(tick.job.name, tick.plan_ms):
+            self._stats.missed_ticks.inc()
+            why = (
+                ALL_AT_CAPACITY
+                if self._view.others_full()
+                else ("its owner was at capacity (maxConcurrentRuns) and no other worker took it")
+            )
+            log.warning("tick missed: %s", why, extra=event(job=tick.job.name, tick=tick.plan_ms))
+            self.tick_missed(tick, why)
+        return False
+
+    async def _wait_for_slot(self, timeout_s: float) -> bool:
+        """A slot within ``timeout_s``, unless the worker starts stopping first."""
+        if self._stopping.is_set():
+            return False
+        taking = asyncio.ensure_future(self._slots.take(timeout_s))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({taking, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not taking.done():
+                taking.cancel()  # a slot handed over meanwhile is passed on (see RunSlots)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await taking
+        return taking.done() and not taking.cancelled() and taking.result()

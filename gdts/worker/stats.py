@@ -22,6 +22,8 @@ class WorkerStats:
         result_write_errors: Callable[[], float],
         watch_restarts: Callable[[], float],
         lease_alive: Callable[[], float],
+        run_slots: Callable[[], float],
+        at_capacity: Callable[[], float],
     ) -> None:
         """Each callable is read at every scrape, for a gauge whose value lives elsewhere."""
         self.registry = registry = new_registry()
@@ -38,7 +40,7 @@ class WorkerStats:
             "gdts_claims_total",
             "Tick claims by outcome: won, taken (another worker won), busy (previous run still "
             "going), deferred (left to the job's owner, which claimed it), fenced (own lease "
-            "not confirmed), error (etcd did not answer).",
+            "not confirmed), error (etcd did not answer), capacity (at maxConcurrentRuns).",
             ["outcome"],
             registry=registry,
         )
@@ -70,6 +72,12 @@ class WorkerStats:
             ("gdts_running_jobs", "Runs going on this worker.", running),
             ("gdts_jobs", "Jobs this worker schedules.", jobs),
             ("gdts_lease_alive", "1 while the worker's lease is confirmed.", lease_alive),
+            ("gdts_max_concurrent_runs", "Runs this worker takes at once at most.", run_slots),
+            (
+                "gdts_at_capacity",
+                "1 while the worker runs its maxConcurrentRuns and claims nothing.",
+                at_capacity,
+            ),
         ):
             Gauge(name, help_text, registry=registry).set_function(read)
         # The label children counted on every run, made once each: labels() costs several times

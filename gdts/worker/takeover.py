@@ -26,6 +26,7 @@ class Decision:
 
 
 STEP_IN = Decision(True)
+CAPACITY_RECHECK_MS = 250
 
 
 def decide(
@@ -37,8 +38,10 @@ def decide(
     window_ends_ms: int,
     job_deleted: bool,
     stopping: bool,
+    at_capacity: bool = False,
 ) -> Decision:
-    """``delay_ms``: takeoverDelay; ``window_ends_ms``: the last instant the tick may start."""
+    """``delay_ms``: takeoverDelay; ``window_ends_ms``: the last instant the tick may start;
+    ``at_capacity``: this worker runs maxConcurrentRuns already."""
     job_name = tick.job.name
     if job_deleted:
         return Decision(False)
@@ -48,6 +51,10 @@ def decide(
         return Decision(False, "deferred")
     if job_name in view.running and tick.job.concurrency == "forbid":
         return Decision(False, "busy")
+    if at_capacity:
+        # A run may end meanwhile: look again soon, while the tick may still start.
+        again = now_ms + CAPACITY_RECHECK_MS
+        return Decision(False, "capacity", again if again < window_ends_ms else None)
     seen = view.last_claim_seen(job_name)
     if seen is not None and now_ms - seen < delay_ms:
         # The job's ticks are being claimed, only late (a loaded machine, a slow etcd): the

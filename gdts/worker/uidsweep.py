@@ -19,7 +19,7 @@ from collections.abc import Collection
 _PROC = "/proc"
 
 
-def _uids_in(status: bytes) -> tuple[int, ...]:
+def uids_in(status: bytes) -> tuple[int, ...]:
     """The four uids of a ``/proc/<pid>/status`` text; none for a zombie, which holds nothing
     and waits only for its parent to reap it."""
     if b"\nState:\tZ" in status or b"\nState:\tX" in status:
@@ -34,7 +34,7 @@ def _uids_in(status: bytes) -> tuple[int, ...]:
 def _uids_of(pid: int) -> tuple[int, ...]:
     try:
         with open(f"{_PROC}/{pid}/status", "rb") as file:
-            return _uids_in(file.read())
+            return uids_in(file.read())
     except (OSError, ValueError):  # gone, or not readable: nothing of ours
         return ()
 

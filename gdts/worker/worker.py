@@ -24,6 +24,7 @@ from pymongo import AsyncMongoClient
 
 from gdts.clock import now_ms
 from gdts.config import WorkerConfig, parse_listen, parse_uid_range
+from gdts.errors import GdtsError
 from gdts.etcd import EtcdClient, open_etcd
 from gdts.job import Job, jobs_digest
 from gdts.keys import KeyLayout
@@ -31,11 +32,13 @@ from gdts.logs import event
 from gdts.mongo import open_mongo
 from gdts.runlog import RunLog
 from gdts.runrecord import RunStatus
+from gdts.worker.capacity import RunSlots
 from gdts.worker.claimflow import ClaimFlow
 from gdts.worker.clusterview import ClusterView
 from gdts.worker.clusterwatch import YIELD_EVERY, ClusterWatch
 from gdts.worker.egress import EgressPolicy
 from gdts.worker.guardian import Guardian
+from gdts.worker.limitwatch import LimitWatch
 from gdts.worker.lock import TickClaimer
 from gdts.worker.logsink import LogSink
 from gdts.worker.lostruns import LostRun, LostRunDetector
@@ -132,11 +135,14 @@ class Worker:
             keys,
             worker_id,
             {"id": worker_id, "host": socket.gethostname(), "pid": os.getpid(),
-             "startedAt": self.now_ms()},
+             "startedAt": self.now_ms(), "maxConcurrentRuns": config.run_slots(),
+             "atCapacity": False},
             config.worker_lease_ttl,
         )  # fmt: skip
         self._claimer = TickClaimer(etcd, keys, worker_id, config.start_window / 1000)
         self._watch = ClusterWatch(etcd, keys, self)
+        self._slots = RunSlots(config.run_slots(), on_change=self._capacity_changed)
+        self._capacity_said = asyncio.Event()  # the cap was reached or left: say so in etcd
         self.stats = WorkerStats(
             jobs=lambda: len(self._table),
             running=lambda: len(self._runs),
@@ -145,12 +151,15 @@ class Worker:
             result_write_errors=lambda: self._sink.write_errors,
             watch_restarts=lambda: self._watch.interruptions + max(0, self._watch.full_reads - 1),
             lease_alive=lambda: 1.0 if self._registration.can_claim() else 0.0,
+            run_slots=lambda: self._slots.cap,
+            at_capacity=lambda: 1.0 if self._slots.full() else 0.0,
         )
         self._mongo_check = MongoCheck(
             mongo, self.now_ms, self.stats.clock_offset, config.clock_skew_warning
         )
         self._uids = run_uids
         self._guardian = None if run_uids is None else Guardian(run_uids.first, run_uids.last)
+        self._limit_watch = None if run_uids is None else LimitWatch(run_uids.signal_run)
         self._runs = Runs(
             config,
             worker_id,
@@ -163,6 +172,7 @@ class Worker:
             stopping=self._stopping,
             still_scheduled=self._table.__contains__,
             run_uids=run_uids,
+            limit_watch=self._limit_watch,
         )
         self._claims = ClaimFlow(
             config,
@@ -181,6 +191,7 @@ class Worker:
             view=self._view,
             claims=self._claims,
             runs=self._runs,
+            slots=self._slots,
             sink=self._sink,
             runlog=self._runlog,
             stats=self.stats,
@@ -190,6 +201,26 @@ class Worker:
     def now_ms(self) -> int:
         """This worker's clock; ``clockOffset`` shifts it for fault tests."""
         return now_ms() + self.config.clock_offset
+
+    def _capacity_changed(self) -> None:
+        self._capacity_said.set()
+
+    async def _say_capacity(self) -> None:
+        """Keep atCapacity in our registration true to the run slots, at most once a second
+        (a worker hovering at its cap must not write etcd on every run)."""
+        said = False
+        while True:
+            await self._capacity_said.wait()
+            self._capacity_said.clear()
+            full = self._slots.full()
+            if full != said:
+                try:
+                    await self._registration.update(atCapacity=full)
+                    said = full
+                except GdtsError as exc:
+                    log.warning("cannot say atCapacity=%s in etcd: %s", full, exc)
+                    self._capacity_said.set()  # try again
+            await asyncio.sleep(1.0)
 
     def _tick_missed(self, tick: DueTick) -> None:
         self._scheduler.tick_missed(tick)
@@ -225,11 +256,11 @@ class Worker:
     def kill_requested(self, name: str, before_plan_ms: int | None = None) -> None:
         self._runs.kill(name, before_plan_ms)
 
-    def workers_reset(self, workers: dict[str, int]) -> None:
-        self._view.workers_reset(workers)
+    def workers_reset(self, workers: dict[str, int], full: set[str]) -> None:
+        self._view.workers_reset(workers, full)
 
-    def worker_registered(self, worker_id: str, lease: int) -> None:
-        self._view.worker_registered(worker_id, lease)
+    def worker_registered(self, worker_id: str, lease: int, at_capacity: bool) -> None:
+        self._view.worker_registered(worker_id, lease, at_capacity)
 
     def worker_gone(self, worker_id: str, lease: int, revision: int) -> None:
         self._view.worker_gone(worker_id, lease)
@@ -305,8 +336,11 @@ class Worker:
                     group.create_task(self._claims.restore_markers(), name="marker-restore"),
                     group.create_task(self._note_outage_misses(), name="outage-check"),
                 ]
+                side_tasks.append(group.create_task(self._say_capacity(), name="capacity"))
                 if self._uids is not None:
                     side_tasks.append(group.create_task(self._uids.run(), name="run-sweeper"))
+                if self._limit_watch is not None:
+                    side_tasks.append(group.create_task(self._limit_watch.run(), name="limits"))
                 scheduler = group.create_task(self._schedule(), name="scheduler")
                 log.info("worker %s started", self.worker_id)
                 await stop.wait()
@@ -370,6 +404,8 @@ class Worker:
             "jobs": len(self._table),
             "jobsDigest": self._jobs_digest(),
             "running": len(self._runs),
+            "maxConcurrentRuns": self._slots.cap,
+            "atCapacity": self._slots.full(),
         }
 
     def _jobs_digest(self) -> str:

@@ -217,6 +217,8 @@ async def test_a_running_job_is_killed_from_the_page_and_shown_on_its_worker(
     worker = page.locator('#workers-body tr[data-key="w1"]')
     await expect(worker.locator(".running-job")).to_have_text("sleeper")
     [listed] = await api_get(cluster.api, "/worker/list")
+    cap = listed["maxConcurrentRuns"]
+    await expect(worker.locator(".cell-capacity")).to_have_text(f"1 / {cap}")
     assert listed["running"] == ["sleeper"] and listed["host"] and listed["pid"] > 0
 
     await page.click("#tab-jobs")
@@ -246,7 +248,10 @@ async def test_clone_edit_and_delete_and_only_owners_may_change_a_job(
     cluster: Cluster, browser: Any
 ) -> None:
     await cluster.start_manager()
-    await save_job_fields(cluster.api, name="base", command="echo base", cronExpr=NEVER)
+    await save_job_fields(
+        cluster.api, name="base", command="echo base", cronExpr=NEVER, keepBackground=True,
+        limits={"memoryMB": 256},
+    )  # fmt: skip
     await api_post(cluster.api, "/user/save", username="alice", role="user",
                    password="alice-password-1")  # fmt: skip
     console = await open_console(browser, cluster.api)
@@ -274,11 +279,18 @@ async def test_clone_edit_and_delete_and_only_owners_may_change_a_job(
     await expect(page.locator("#job-name")).to_have_attribute("readonly", "")
     await expect(page.locator("#job-cronExpr")).to_have_value(NEVER)
     await expect(page.locator("#cron-preview .preview-runs li")).to_have_count(5)
+    await expect(page.locator("#job-limits-memoryMB")).to_have_value("256")
+    await expect(page.locator("#job-keepBackground")).to_be_checked()
     await page.fill("#job-command", "echo edited")
+    await page.click("#job-advanced-toggle")
+    await page.fill("#job-limits-cpuSeconds", "60")
     await page.click("#job-save-btn")
     await expect(page.locator("#job-modal")).to_be_hidden()
     await expect(job_row(page, "base-2")).to_contain_text("echo edited")
     assert await _job_field(cluster, "base-2", "command", "echo edited")
+    # What the dialog shows is what it saves back: nothing of the job is lost by an edit.
+    assert await _job_field(cluster, "base-2", "limits", {"memoryMB": 256, "cpuSeconds": 60})
+    assert await _job_field(cluster, "base-2", "keepBackground", True)
 
     # Delete asks first; cancelling keeps the job.
     await job_row(page, "base-2").locator(".act-delete").click()

@@ -159,6 +159,7 @@ class Recorder:
         self.kills: list[str] = []
         self.resets = 0
         self.workers: dict[str, int] = {}
+        self.full: set[str] = set()  # workers whose registration says atCapacity
         self.gone: list[tuple[str, int, int]] = []
         self.markers_gone: list[tuple[str, int, int, bytes]] = []
         self.markers: dict[str, bytes] = {}
@@ -180,11 +181,16 @@ class Recorder:
         self.kills.append(name)
         self.kill_bounds.append(before_plan_ms)
 
-    def workers_reset(self, workers: dict[str, int]) -> None:
+    def workers_reset(self, workers: dict[str, int], full: set[str]) -> None:
         self.workers = dict(workers)
+        self.full = set(full)
 
-    def worker_registered(self, worker_id: str, lease: int) -> None:
+    def worker_registered(self, worker_id: str, lease: int, at_capacity: bool) -> None:
         self.workers[worker_id] = lease
+        if at_capacity:
+            self.full.add(worker_id)
+        else:
+            self.full.discard(worker_id)
 
     def worker_gone(self, worker_id: str, lease: int, revision: int) -> None:
         self.workers.pop(worker_id, None)

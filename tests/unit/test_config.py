@@ -371,3 +371,27 @@ def test_default_timezone_is_checked_and_kept(write: Any) -> None:
     with pytest.raises(ConfigError, match=r"^config defaultTimezone: unknown time zone") as exc:
         load_config(ManagerConfig, write({"defaultTimezone": "Europe/Atlantis"}), {})
     assert exc.value.key == "defaultTimezone"
+
+
+def test_run_slots_default_per_core_and_never_past_the_uid_range() -> None:
+    import os
+
+    assert WorkerConfig().run_slots() == 64 * (os.cpu_count() or 1)
+    assert WorkerConfig(max_concurrent_runs=7).run_slots() == 7
+    assert WorkerConfig(run_uid_range="61000-61009").run_slots() == 10
+    with pytest.raises(ConfigError, match="maxConcurrentRuns.*holds 10"):
+        WorkerConfig(run_uid_range="61000-61009", max_concurrent_runs=11).validate()
+    with pytest.raises(ConfigError, match="maxConcurrentRuns"):
+        WorkerConfig(max_concurrent_runs=-1).validate()
+
+
+def test_run_limits_are_checked_as_a_job_s_would_be() -> None:
+    config = WorkerConfig(run_memory_mb=512, max_run_open_files=2048)
+    config.validate()
+    assert config.run_limit_defaults().memory_mb == 512
+    assert config.run_limit_defaults().processes == 512  # the default, against fork bombs
+    assert config.run_limit_ceilings().open_files == 2048
+    with pytest.raises(ConfigError, match="runOpenFiles: must be an integer from 8"):
+        WorkerConfig(run_open_files=4).validate()
+    with pytest.raises(ConfigError, match="maxRunCpuSeconds: must be 0"):
+        WorkerConfig(max_run_cpu_seconds=-5).validate()

@@ -420,5 +420,8 @@ def test_a_record_says_the_lowest_version_that_holds_its_fields() -> None:
     plain = Job.create("a", "true", EVERY_MINUTE)
     assert json.loads(plain.to_record())["v"] == 3
     kept = plain.with_changes(keepBackground=True)
-    assert json.loads(kept.to_record())["v"] == 4 == JOB_RECORD_VERSION
+    assert json.loads(kept.to_record())["v"] == 4
     assert Job.from_record(kept.to_record()).keep_background
+    limited = plain.with_changes(limits={"memoryMB": 64})
+    assert json.loads(limited.to_record())["v"] == 5 == JOB_RECORD_VERSION
+    assert Job.from_record(limited.to_record()).limits.memory_mb == 64

@@ -26,6 +26,8 @@ WORKER_FAMILIES = {
     "gdts_running_jobs": ("gauge", ()),
     "gdts_jobs": ("gauge", ()),
     "gdts_lease_alive": ("gauge", ()),
+    "gdts_max_concurrent_runs": ("gauge", ()),
+    "gdts_at_capacity": ("gauge", ()),
     "gdts_clock_offset_seconds": ("gauge", ()),
 }
 MANAGER_FAMILIES = {
@@ -37,7 +39,7 @@ MANAGER_FAMILIES = {
 
 def worker_stats(**reads: float) -> WorkerStats:
     names = ("jobs", "running", "buffered", "spilled_segments", "result_write_errors",
-             "watch_restarts", "lease_alive")  # fmt: skip
+             "watch_restarts", "lease_alive", "run_slots", "at_capacity")  # fmt: skip
     values = {name: reads.get(name, 0.0) for name in names}
     return WorkerStats(**{name: (lambda v=v: v) for name, v in values.items()})
 
@@ -97,7 +99,7 @@ def test_gauges_read_their_value_at_each_scrape() -> None:
     stats = WorkerStats(
         jobs=lambda: current["jobs"], running=lambda: 1, buffered=lambda: 0,
         spilled_segments=lambda: 0, result_write_errors=lambda: 0, watch_restarts=lambda: 0,
-        lease_alive=lambda: 1,
+        lease_alive=lambda: 1, run_slots=lambda: 4, at_capacity=lambda: 0,
     )  # fmt: skip
     assert samples(scrape(stats.registry)["gdts_jobs"]) == {("gdts_jobs", ()): 2.0}
     current["jobs"] = 5.0

@@ -93,3 +93,35 @@ def test_the_queue_gives_back_ticks_in_the_order_they_fall_due() -> None:
     assert [t.plan_ms for t in queue.pop_due(10)] == [1, 2]
     assert queue.pop_due(29) == [] and len(queue) == 1
     assert [t.plan_ms for t in queue.pop_due(30)] == [3] and queue.next_ms() is None
+
+
+def test_a_worker_at_its_cap_does_not_step_in_but_looks_again_while_the_tick_may_start() -> None:
+    cluster = view()
+    now = PLAN + DELAY
+    decision = takeover.decide(
+        TICK, cluster, now, delay_ms=DELAY, window_ends_ms=TICK.start_deadline(WINDOW),
+        job_deleted=False, stopping=False, at_capacity=True,
+    )  # fmt: skip
+    assert not decision.step_in
+    assert decision.outcome == "capacity"
+    assert decision.look_again_at == now + takeover.CAPACITY_RECHECK_MS
+    # At the end of the window there is no later look.
+    late = TICK.start_deadline(WINDOW) - 10
+    last = takeover.decide(
+        TICK, cluster, late, delay_ms=DELAY, window_ends_ms=TICK.start_deadline(WINDOW),
+        job_deleted=False, stopping=False, at_capacity=True,
+    )  # fmt: skip
+    assert (last.step_in, last.look_again_at) == (False, None)
+
+
+def test_the_view_knows_which_workers_said_they_are_full() -> None:
+    cluster = view()  # this worker is w2
+    cluster.workers_reset({"w1": 1, "w3": 3}, full={"w1", "gone"})
+    assert cluster.full == {"w1"}
+    assert not cluster.others_full()
+    cluster.worker_registered("w3", 3, at_capacity=True)
+    assert cluster.others_full()
+    cluster.worker_registered("w1", 1, at_capacity=False)
+    assert not cluster.others_full()
+    cluster.worker_gone("w1", 1)
+    assert cluster.others_full()  # the one other worker left is full

@@ -33,6 +33,7 @@
     failed: 'text-bg-danger',
     killed: 'text-bg-warning',
     timeout: 'text-bg-warning',
+    limit: 'text-bg-danger',
     lost: 'text-bg-dark',
     missed: 'text-bg-secondary'
   };
@@ -401,6 +402,16 @@
     }).finally(function () { workersLoading = false; });
   }
 
+  /** Runs going on out of the worker's maxConcurrentRuns; flagged while it claims nothing new. */
+  function capacityCell(w, running) {
+    var $cell = $('<td class="text-nowrap cell-capacity"></td>')
+      .text(running + ' / ' + (w.maxConcurrentRuns === undefined ? '–' : str(w.maxConcurrentRuns)));
+    if (w.atCapacity === true) {
+      $cell.append(' ').append($('<span class="badge text-bg-warning at-capacity">at capacity</span>'));
+    }
+    return $cell;
+  }
+
   function renderWorkers(workers) {
     $('#workers-count').text(workers.length)
       .toggleClass('text-bg-success', workers.length > 0)
@@ -408,7 +419,7 @@
       .removeClass('text-bg-secondary');
     var $body = $('#workers-body');
     if (workers.length === 0) {
-      $body.empty().append(placeholderRow(6, 'No live worker: no job will run.', 'text-danger'));
+      $body.empty().append(placeholderRow(7, 'No live worker: no job will run.', 'text-danger'));
       return;
     }
     workers = workers.slice().sort(function (a, b) { return str(a.id).localeCompare(str(b.id)); });
@@ -427,6 +438,7 @@
         .append($('<td></td>').text(str(w.pid)))
         .append($('<td class="text-nowrap"></td>').append(timeSpan(w.startedAt)))
         .append($('<td class="text-nowrap uptime"></td>').attr('data-since', str(w.startedAt)))
+        .append(capacityCell(w, running.length))
         .append($running);
     });
     $body.find('.uptime').each(function () {
@@ -498,6 +510,10 @@
     $('#job-expectedExitCode').val(job && job.expectedExitCode ? numText(job.expectedExitCode) : '');
     $('#job-outputContains').val(job ? str(job.outputContains) : '');
     $('#job-outputNotContains').val(job ? str(job.outputNotContains) : '');
+    $('#job-keepBackground').prop('checked', !!(job && job.keepBackground));
+    LIMITS.forEach(function (f) {
+      $('#job-limits-' + f).val(job && job.limits ? numText(job.limits[f]) : '');
+    });
     $('#job-save-btn').prop('disabled', false).text('Save');
     $('#cron-preview').empty();
     if (job && job.cronExpr) { runPreview(); }
@@ -506,6 +522,9 @@
 
   /** A number field: a number when it reads as one, else the text as typed (the server then
    *  names the field in its error); undefined when empty (the field's default). */
+  // A run's limits (job.limits), each a field of the dialog.
+  var LIMITS = ['memoryMB', 'processes', 'cpuSeconds', 'openFiles'];
+
   function numberField(selector) {
     var v = str($(selector).val()).trim();
     if (v === '') { return undefined; }
@@ -534,6 +553,13 @@
       job.command = str($('#job-command').val());
       var exit = numberField('#job-expectedExitCode');
       if (exit !== undefined) { job.expectedExitCode = exit; }
+      job.keepBackground = $('#job-keepBackground').prop('checked');
+      var limits = {};
+      LIMITS.forEach(function (f) {
+        var v = numberField('#job-limits-' + f);
+        if (v !== undefined) { limits[f] = v; }
+      });
+      if (Object.keys(limits).length) { job.limits = limits; }
     }
     if ($('#job-kind-once').prop('checked')) {
       var local = str($('#job-runAt').val());
