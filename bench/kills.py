@@ -70,6 +70,8 @@ async def run_kills(
     for i in range(count):
         name = f"{name_prefix}-kill-{i:03d}"
         pidfile = workdir / f"kill-{i:03d}.pid"
+        pidfile.touch()
+        pidfile.chmod(0o666)  # whatever uid the job runs as writes its pid into it
         fire_s = math.ceil(time.time()) + _LEAD_S
         cron = one_shot_cron(fire_s)
         parse_cron(cron)  # fail here, clearly, rather than as an API error

@@ -128,7 +128,7 @@ class WorkerConfig(StoreConfig):
     # Needs a worker started as root; replaces runAs.
     run_uid_range: str = ""
     run_dir: str = "var/runs"  # each run's working directory (its HOME and TMPDIR) goes here
-    # Runs at once, claims on their way included; 0: 64 per core (never more than runUidRange
+    # Runs at once, claims on their way included; 0: 256 per core (never more than runUidRange
     # holds). A worker at its cap claims nothing until a run ends.
     max_concurrent_runs: int = 0
     # A run's limits where its job sets none (0: none), and the most a job may ask for (0: no
@@ -226,7 +226,9 @@ def _limits(memory_mb: int, processes: int, cpu_seconds: int, open_files: int) -
 
 
 ConfigT = TypeVar("ConfigT", bound=StoreConfig)
-RUNS_PER_CORE = 64  # maxConcurrentRuns' default: cron jobs mostly wait (on I/O, on others)
+# maxConcurrentRuns' default: cron jobs mostly wait (on I/O, on others), and a slot is also held
+# by a claim on its way, so the default leaves room for a second's burst of 500 ticks on 3 workers.
+RUNS_PER_CORE = 256
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _MAX_UID = 2**31 - 2  # (uid_t)-1 and above mean "no uid" to the kernel
 MAX_OUTPUT_LIMIT = 4 * 1024 * 1024

@@ -74,6 +74,7 @@ class Runs:
         # Never above what this process may hand on (its own hard limits), or the run's shell
         # could not set them.
         self._limit_ceilings = tighter(config.run_limit_ceilings(), _inherited_ceilings())
+        self._limit_lines: dict[RunLimits, tuple[RunLimits, str]] = {}
         # job -> its runs going on here, each with its planned time
         self._running: defaultdict[str, dict[Runner, int]] = defaultdict(dict)
         # job -> (when its last kill marker arrived, the planned time it kills runs before or
@@ -156,7 +157,7 @@ class Runs:
     ) -> RunRecord:
         user = self._job_user
         if job.kind != "http" and self._uids is not None:
-            user = self._uids.acquire(job.name)
+            user = await self._uids.acquire_within(job.name, self._config.start_window / 1000)
             if user is None:
                 at = now_ms()
                 size = self._uids.last - self._uids.first + 1
@@ -167,13 +168,11 @@ class Runs:
         command = job.command
         watched_uid = None
         if isinstance(runner, RunningCommand):
-            limits = effective(job.limits, self._limit_defaults, self._limit_ceilings)
+            limits, line = self._limits_of(job.limits)
             if self._limit_watch is not None and user is not None and self._uids is not None:
                 watched_uid = user.uid
                 self._limit_watch.watch(user.uid, limits)
-            else:
-                limits = per_process_only(limits)
-            command = shell_line(limits, watched=watched_uid is not None) + command
+            command = line + command
         self._running[job.name][runner] = plan_ms
         if self._killing_all or self._kill_pending(job.name, plan_ms, schedule_ms):
             runner.kill()  # the kill came while this run was being claimed
@@ -214,6 +213,18 @@ class Runs:
             job, result, plan_ms, schedule_ms, trigger, attempt, http_status, timed_out,
             over_limit,
         )  # fmt: skip
+
+    def _limits_of(self, asked: RunLimits) -> tuple[RunLimits, str]:
+        """What applies to a run of a job asking ``asked``, and the shell line that sets it;
+        worked out once per distinct ask (most jobs ask nothing)."""
+        known = self._limit_lines.get(asked)
+        if known is None:
+            limits = effective(asked, self._limit_defaults, self._limit_ceilings)
+            watched = self._limit_watch is not None
+            if not watched:
+                limits = per_process_only(limits)
+            known = self._limit_lines[asked] = (limits, shell_line(limits, watched=watched))
+        return known
 
     def _runner(self, job: Job, user: JobUser | None) -> RunningCommand | RunningRequest:
         if job.kind == "http":

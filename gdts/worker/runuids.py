@@ -68,6 +68,7 @@ class RunUids:
         self._run_dir = run_dir
         self._held: dict[int, _Held] = {}
         self._wake = asyncio.Event()
+        self._freed = asyncio.Event()  # a sweep gave uids back to the pool
 
     async def prepare(self) -> None:
         """Before the first run: kill what a previous life of this worker left behind (it
@@ -113,6 +114,20 @@ class RunUids:
             name=f"gdts-run-{uid}", uid=uid, gid=uid, groups=(), home=str(workdir),
             workdir=str(workdir),
         )  # fmt: skip
+
+    async def acquire_within(self, job_name: str, timeout_s: float) -> JobUser | None:
+        """``acquire``, waiting up to ``timeout_s`` for a sweep to free a uid: under load the
+        uids of runs that just ended wait for the sweep a moment before they are free again."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            user = self.acquire(job_name)
+            left = deadline - asyncio.get_running_loop().time()
+            if user is not None or left <= 0:
+                return user
+            self._freed.clear()
+            self._wake.set()  # sweep now rather than at the next run's end
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._freed.wait(), left)
 
     def signal_run(self, uid: int, sig: signal.Signals) -> None:
         """Every process of the run gets ``sig`` (a kill, a timeout, a replace)."""
@@ -164,6 +179,8 @@ class RunUids:
         await asyncio.to_thread(_remove, [h.workdir for h in freed])
         for held in freed:
             self._pool.release(held.uid)
+        if freed:
+            self._freed.set()
         if any(h.ended and not h.background for h in self._held.values()):
             self._wake.set()  # a run's processes outlived a sweep: again
 

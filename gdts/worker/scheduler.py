@@ -225,7 +225,8 @@ class Scheduler:
         if not owner:
             return False
         window_ends = tick.start_deadline(self._config.start_window)
-        if await self._wait_for_slot(max(0.0, (window_ends - self._now_ms()) / 1000)):
+        # The worker's stop closes the slots, which ends this wait (see Worker.run).
+        if await self._slots.take(max(0.0, (window_ends - self._now_ms()) / 1000)):
             if not self._view.tick_claimed(tick.job.name, tick.plan_ms):
                 return True
             self._slots.give_back()  # another worker took it while we waited
@@ -240,19 +241,3 @@ class Scheduler:
             log.warning("tick missed: %s", why, extra=event(job=tick.job.name, tick=tick.plan_ms))
             self.tick_missed(tick, why)
         return False
-
-    async def _wait_for_slot(self, timeout_s: float) -> bool:
-        """A slot within ``timeout_s``, unless the worker starts stopping first."""
-        if self._stopping.is_set():
-            return False
-        taking = asyncio.ensure_future(self._slots.take(timeout_s))
-        stopping = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({taking, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-            if not taking.done():
-                taking.cancel()  # a slot handed over meanwhile is passed on (see RunSlots)
-                with contextlib.suppress(asyncio.CancelledError):
-                    await taking
-        return taking.done() and not taking.cancelled() and taking.result()

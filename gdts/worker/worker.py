@@ -346,6 +346,7 @@ class Worker:
                 await stop.wait()
                 log.info("worker %s stopping", self.worker_id)
                 self._stopping.set()
+                self._slots.close()  # ticks waiting for a run slot give up
                 await _cancel(scheduler)
                 await self._drain()
                 await self._claims.close()

@@ -194,3 +194,35 @@ def _guardians_of(worker_pid: int) -> list[int]:
         if ppid == worker_pid and b"gdts.worker.guardian" in cmdline:
             found.append(int(entry.name))
     return found
+
+
+async def test_a_lost_run_is_gone_before_the_next_run_starts(cluster: Cluster, root: Path) -> None:
+    """SIGKILL of the worker mid-run: its run's processes are gone before another worker starts
+    the job's next run (policy forbid: never two at once), and the run is recorded lost."""
+    await cluster.start_manager()
+    w1 = await contained(cluster, root, "w1")
+    hold = token()
+    await save_job_fields(
+        cluster.api, name="steady", cronExpr="* * * * * *",
+        command=f"setsid sleep {hold} >/dev/null 2>&1 </dev/null & exec sleep {hold}",
+    )  # fmt: skip
+    await wait_until(holds(lambda: _held_in(hold, RANGE_1) == 2), 30, "w1's run going")
+    await contained(cluster, root, "w2")
+    os.kill(w1.pid, signal.SIGKILL)
+    await wait_until(holds(lambda: _held_in(hold, RANGE_1) == 0), 10, "w1's run's processes gone")
+    gone_ms = time.time() * 1000
+
+    async def run_on_w2() -> list[dict[str, object]]:
+        return [r for r in await job_runs(cluster, "steady") if r["worker"] == "w2"]
+
+    await wait_until(holds(lambda: _held_in(hold, RANGE_2) > 0), 30, "w2's run going")
+    await api_post(cluster.api, "/job/kill", name="steady")
+    (w2_run, *_) = await wait_until(run_on_w2, 30, "w2's run recorded")
+    assert int(str(w2_run["startTime"])) > gone_ms, (w2_run, gone_ms)
+    statuses = {r["status"] for r in await job_runs(cluster, "steady") if r["worker"] == "w1"}
+    assert "lost" in statuses, statuses
+
+
+def _held_in(token_: str, uids: tuple[int, int]) -> int:
+    """How many processes with ``token_`` in their command line hold a uid of ``uids``."""
+    return sum(1 for uid, _ in processes_with(token_).values() if uids[0] <= uid <= uids[1])

@@ -49,3 +49,14 @@ async def test_a_wait_runs_out_and_a_cancelled_waiter_passes_its_slot_on() -> No
         await cancelled
     assert await after is True
     assert slots.in_use == 1
+
+
+async def test_closing_ends_every_wait_and_every_later_take() -> None:
+    slots = RunSlots(1)
+    assert slots.try_take()
+    waiting = asyncio.ensure_future(slots.take(5))
+    await asyncio.sleep(0)
+    slots.close()  # the worker is stopping
+    assert await waiting is False
+    slots.give_back()
+    assert not slots.try_take() and await slots.take(1) is False

@@ -376,7 +376,7 @@ def test_default_timezone_is_checked_and_kept(write: Any) -> None:
 def test_run_slots_default_per_core_and_never_past_the_uid_range() -> None:
     import os
 
-    assert WorkerConfig().run_slots() == 64 * (os.cpu_count() or 1)
+    assert WorkerConfig().run_slots() == 256 * (os.cpu_count() or 1)
     assert WorkerConfig(max_concurrent_runs=7).run_slots() == 7
     assert WorkerConfig(run_uid_range="61000-61009").run_slots() == 10
     with pytest.raises(ConfigError, match="maxConcurrentRuns.*holds 10"):
