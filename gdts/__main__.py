@@ -32,7 +32,7 @@ async def _run_manager(config: ManagerConfig, stop: asyncio.Event) -> None:
 
     from aiohttp import web
 
-    from gdts.manager.app import create_app
+    from gdts.manager.app import SERVER_ARGS, create_app
     from gdts.tlsfiles import server_context
 
     def server_ssl_context() -> ssl.SSLContext | None:
@@ -46,7 +46,7 @@ async def _run_manager(config: ManagerConfig, stop: asyncio.Event) -> None:
     ssl_context = await asyncio.to_thread(server_ssl_context)
     scheme = "https" if ssl_context is not None else "http"
 
-    runner = web.AppRunner(create_app(config), access_log=None)
+    runner = web.AppRunner(create_app(config), access_log=None, **SERVER_ARGS)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.api_host, config.api_port, ssl_context=ssl_context)

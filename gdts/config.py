@@ -103,6 +103,8 @@ class WorkerConfig(StoreConfig):
     job_log_batch_size: int = 100
     job_log_commit_timeout: int = 1000  # ms a result may wait for its batch to fill
     job_log_buffer_limit: int = 100_000  # results held while MongoDB is unreachable
+    job_log_buffer_bytes: int = 64 * 1024 * 1024  # and at most this much of them, in memory
+    spill_limit_bytes: int = 1024 * 1024 * 1024  # results waiting on disk, at most
     worker_lease_ttl: int = 10  # s
     kill_grace_period: int = 5000  # ms between SIGTERM and SIGKILL
     drain_timeout: int = 30_000  # ms running jobs get to finish on SIGTERM
@@ -165,6 +167,8 @@ class WorkerConfig(StoreConfig):
             "job_log_batch_size",
             "job_log_commit_timeout",
             "job_log_buffer_limit",
+            "job_log_buffer_bytes",
+            "spill_limit_bytes",
             "kill_grace_period",
             "drain_timeout",
             "start_window",

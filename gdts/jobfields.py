@@ -20,6 +20,13 @@ from gdts.runlimits import NO_LIMITS, parse_limits
 MAX_NAME_CHARS = 128
 MAX_COMMAND_BYTES = 64 * 1024
 MAX_TIMEOUT_S = 7 * 24 * 3600
+# The shortest durations that can be honoured: a run takes milliseconds to start, a claim a few
+# more and a loaded worker's fire lag reaches half a second, so a shorter timeout would end
+# nearly every run, a shorter grace miss many ticks, and a sooner retry only hammer what just
+# failed.
+MIN_TIMEOUT_S = 0.1
+MIN_MISFIRE_GRACE_S = 1.0
+MIN_RETRY_BACKOFF_S = 0.1
 MAX_RETRIES = 10
 MAX_RETRY_BACKOFF_S = 3600
 MAX_MISFIRE_GRACE_S = 24 * 3600
@@ -99,6 +106,9 @@ ALWAYS_STORED = frozenset(("name", "command", "cronExpr"))
 _STATUS_NAMES = frozenset(f.name for f in STATUS_FIELDS)
 _NULLABLE = frozenset(f.name for f in JOB_FIELDS if f.default is None)
 
+# Unicode categories refused in names besides control characters: format (Cf), line and
+# paragraph separators (Zl, Zp), private use (Co), unassigned (Cn); spaces other than U+0020.
+_INVISIBLE = frozenset(("Cf", "Zl", "Zp", "Co", "Cn"))
 # RFC 9110 token characters: what a header name may be made of.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # 2000-01-01 and 2100-01-01 in epoch seconds: what a one-shot instant may plausibly be.
@@ -137,6 +147,16 @@ def validate_name(value: object, field_name: str = "name") -> str:
     require_utf8(field_name, value)
     if value != value.strip():
         raise InvalidFieldError(field_name, "must not start or end with white space")
+    for ch in value:
+        category = unicodedata.category(ch)
+        if category in _INVISIBLE or (category == "Zs" and ch != " "):
+            # Format and separator characters (U+202E, U+200B, U+2028, U+00A0) make one name
+            # look like another, or reorder what the console shows around it.
+            raise InvalidFieldError(
+                field_name,
+                f"must not contain U+{ord(ch):04X} ({unicodedata.name(ch, 'unnamed')}): "
+                "format, separator, private-use or unassigned characters are refused",
+            )
     return value
 
 
@@ -175,12 +195,14 @@ def validate_int(field_name: str, value: object, low: int, high: int) -> int:
     return value
 
 
-def validate_seconds(field_name: str, value: object, high: float) -> float:
-    """A positive number of seconds (fractions allowed), at most ``high``."""
+def validate_seconds(field_name: str, value: object, high: float, low: float = 0.0) -> float:
+    """A number of seconds (fractions allowed) from ``low`` (or above 0) to ``high``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidFieldError(field_name, f"must be a number of seconds, got {value!r}")
     if not math.isfinite(value) or value <= 0:
         raise InvalidFieldError(field_name, f"must be greater than 0 (got {value})")
+    if value < low:
+        raise InvalidFieldError(field_name, f"must be at least {low:g} seconds (got {value})")
     if value > high:
         raise InvalidFieldError(field_name, f"must be at most {high:g} seconds (got {value})")
     return float(value)
@@ -366,19 +388,20 @@ def check_fields(data: object, default_zone: str, now_ms: int | None) -> dict[st
         "enabled": validate_bool("enabled", given.get("enabled", True)),
         "timeout_s": None
         if timeout is None
-        else validate_seconds("timeout", timeout, MAX_TIMEOUT_S),
+        else validate_seconds("timeout", timeout, MAX_TIMEOUT_S, MIN_TIMEOUT_S),
         "retries": validate_int("retries", given.get("retries", 0), 0, MAX_RETRIES),
         "retry_backoff_s": validate_seconds(
             "retryBackoff",
             given.get("retryBackoff", DEFAULT_RETRY_BACKOFF_S),
             MAX_RETRY_BACKOFF_S,
+            MIN_RETRY_BACKOFF_S,
         ),
         "concurrency": validate_choice(
             "concurrencyPolicy", given.get("concurrencyPolicy", "forbid"), CONCURRENCY_POLICIES
         ),
         "misfire_grace_s": None
         if grace is None
-        else validate_seconds("misfireGrace", grace, MAX_MISFIRE_GRACE_S),
+        else validate_seconds("misfireGrace", grace, MAX_MISFIRE_GRACE_S, MIN_MISFIRE_GRACE_S),
         "catch_up": validate_bool("catchUp", given.get("catchUp", False)),
         "keep_background": validate_bool("keepBackground", given.get("keepBackground", False)),
         "http": http,
@@ -449,4 +472,12 @@ def _check_timing(
         raise InvalidFieldError(field_name, exc.problem) from None
     if schedule is None:
         return zone, cron_expr, run_at_ms, None
+    if (
+        now_ms is not None
+        and schedule.next_after(datetime.fromtimestamp(now_ms / 1000, UTC)) is None
+    ):
+        # A stored job keeps loading (now_ms None): it simply has no next run.
+        raise InvalidFieldError(
+            "cronExpr", f"{schedule.expr!r} never fires again: every time it names is past"
+        )
     return zone, schedule.expr, None, schedule

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
 from gdts.errors import StoreUnavailableError
 
@@ -25,16 +26,21 @@ _DUPLICATE_KEY = 11000
 _PLACEHOLDERS = ("lost", "missed")
 
 
+_PAGE_INDEX = "job_start_id"
+_PAGE_KEYS = [("jobName", ASCENDING), ("startTime", DESCENDING), ("_id", ASCENDING)]
+
+
 class RunLog:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
         self._runs = client[database][COLLECTION]
         self._last_runs = client[database][LAST_RUNS]
 
     async def ensure_indexes(self) -> None:
-        # /job/log: one job's runs, newest first.
-        await self._runs.create_index(
-            [("jobName", ASCENDING), ("startTime", DESCENDING)], name="job_start"
-        )
+        # /job/log: one job's runs, newest first, a page found in the index alone (with _id:
+        # skipping runs must not read their outputs). It replaces job_start, its prefix.
+        await self._runs.create_index(_PAGE_KEYS, name=_PAGE_INDEX)
+        with contextlib.suppress(OperationFailure):  # gone already, or never made
+            await self._runs.drop_index("job_start")
         # A tick run twice would be a second document for the same (job, tick, attempt): the
         # store refuses it, so a double run can never pass unseen.
         await self._runs.create_index(
@@ -123,17 +129,49 @@ class RunLog:
         )
         return result.modified_count == 1
 
-    async def find(self, job_name: str, skip: int, limit: int) -> list[dict[str, Any]]:
+    async def find(
+        self, job_name: str, skip: int, limit: int, output_chars: int
+    ) -> list[dict[str, Any]]:
+        """A page of the job's runs, newest first, each output cut in MongoDB to its first
+        ``output_chars`` characters (``outputBytes``: the whole output's size, when cut), so a
+        page's size is bounded whatever the runs printed. The page's runs are found in the
+        index alone, so the runs skipped are never read; of those on the page only the head of
+        each output is sent (the whole one's size is in its BSON header)."""
+        text = {"$ifNull": ["$output", ""]}
         try:
-            cursor = (
-                self._runs.find({"jobName": job_name}, {"_id": 0})
-                .sort([("startTime", DESCENDING)])
+            ids = [
+                doc["_id"]
+                for doc in await self._runs.find({"jobName": job_name}, {"_id": 1})
+                .sort(_PAGE_KEYS[1:])
+                .hint(_PAGE_INDEX)
                 .skip(skip)
                 .limit(limit)
-            )
-            return await cursor.to_list()
+                .to_list()
+            ]
+            cursor = await self._runs.aggregate([
+                {"$match": {"_id": {"$in": ids}}},
+                {"$set": {"outputBytes": {"$strLenBytes": text},
+                          "output": {"$substrCP": [text, 0, output_chars]}}},
+            ])  # fmt: skip
+            found = {doc.pop("_id"): doc for doc in await cursor.to_list()}
         except PyMongoError as exc:
             raise StoreUnavailableError("MongoDB", type(exc).__name__ + ": " + str(exc)) from exc
+        runs = [found[run_id] for run_id in ids if run_id in found]
+        for run in runs:
+            if run["outputBytes"] <= len(run["output"].encode()):
+                del run["outputBytes"]  # whole: only a cut output says how long it was
+        return runs
+
+    async def output_of(self, job_name: str, plan_time: int, attempt: int) -> str | None:
+        """One run's whole output (at most the worker's outputLimit); None: no such run."""
+        try:
+            found = await self._runs.find_one(
+                {"jobName": job_name, "planTime": plan_time, "attempt": attempt},
+                {"_id": 0, "output": 1},
+            )
+        except PyMongoError as exc:
+            raise StoreUnavailableError("MongoDB", type(exc).__name__ + ": " + str(exc)) from exc
+        return None if found is None else str(found.get("output") or "")
 
     async def ping(self) -> None:
         try:

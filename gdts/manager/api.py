@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -15,21 +14,23 @@ from gdts.clock import now_ms
 from gdts.errors import (
     GdtsError,
     InvalidFieldError,
+    NotFoundError,
     TooManyAttemptsError,
     UnauthorizedError,
 )
 from gdts.job import Job, validate_name
+from gdts.jobfields import MAX_RETRIES
 from gdts.manager.auth import audit, guard_of
 from gdts.manager.endpoints import (
-    CSRF_FIELD,
+    MAX_EPOCH_MS,
     MAX_LIST_LIMIT,
     MAX_LOG_LIMIT,
     MAX_PREVIEW,
-    endpoint_of,
     is_api_path,
 )
 from gdts.manager.jobstore import JobStore
 from gdts.manager.listing import JobListing
+from gdts.manager.params import int_param, loads_strict, read_params
 from gdts.plans import upcoming_runs
 from gdts.runlog import RunLog
 
@@ -41,6 +42,10 @@ DEFAULT_ZONE = web.AppKey("default_zone", str)
 JOB_LISTING = web.AppKey("job_listing", JobListing)
 
 DEFAULT_LOG_LIMIT = 20
+# Characters of output one page of /job/log carries in all, and at least per run: what bounds a
+# page's memory, whatever the runs printed (1 MiB each, 1,000 of them: about 1 GB whole).
+PAGE_OUTPUT_CHARS = 1024 * 1024
+MIN_OUTPUT_CHARS = 1024
 ERRNO_FAILED = -1  # what the original GDTS answered for every failure
 
 
@@ -83,63 +88,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return failure(500, "internal error; see the manager's log")
 
 
-async def read_params(request: web.Request) -> Mapping[str, Any]:
-    """Query string, then the form or JSON body: the original clients send forms."""
-    params: dict[str, Any] = dict(request.query)
-    if request.method == "POST" and request.body_exists:
-        if request.content_type == "application/json":
-            try:
-                body = await request.json()
-            except (ValueError, UnicodeDecodeError, LookupError) as exc:
-                raise InvalidFieldError("body", f"is not valid JSON ({exc})") from None
-            except RecursionError:
-                raise InvalidFieldError("body", "is nested too deeply") from None
-            if not isinstance(body, dict):
-                raise InvalidFieldError("body", "must be a JSON object")
-            params.update(body)
-        else:
-            try:
-                form = await request.post()
-            except (ValueError, LookupError) as exc:
-                raise InvalidFieldError("body", f"is not a valid form ({exc})") from None
-            params.update({k: v for k, v in form.items() if isinstance(v, str)})
-    _reject_unknown(request, params)
-    params.pop(CSRF_FIELD, None)
-    return params
-
-
-def _reject_unknown(request: web.Request, params: Mapping[str, Any]) -> None:
-    """A field the endpoint does not take is a mistake (a typo, a client for another
-    version): say so instead of ignoring it."""
-    endpoint = endpoint_of(request.method, request.path)
-    if endpoint is None:
-        return
-    allowed = endpoint.field_names | ({CSRF_FIELD} if request.method == "POST" else set())
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        known = ", ".join(sorted(endpoint.field_names)) or "none"
-        raise InvalidFieldError(unknown[0], f"unknown field for {request.path} (known: {known})")
-
-
 def _required_name(params: Mapping[str, Any]) -> str:
     if "name" not in params:
         raise InvalidFieldError("name", "is required")
     return validate_name(params["name"])
-
-
-def int_param(params: Mapping[str, Any], field: str, default: int, low: int, high: int) -> int:
-    raw = params.get(field)
-    if raw is None or raw == "":
-        return default
-    if isinstance(raw, bool):
-        raise InvalidFieldError(field, f"must be an integer, got {raw!r}")
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise InvalidFieldError(field, f"must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise InvalidFieldError(field, f"must be between {low} and {high}, got {value}")
-    return value
 
 
 async def save_job(request: web.Request) -> web.Response:
@@ -148,12 +100,7 @@ async def save_job(request: web.Request) -> web.Response:
         raise InvalidFieldError("job", "is required")
     raw = params["job"]
     if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError as exc:
-            raise InvalidFieldError("job", f"is not valid JSON ({exc})") from None
-        except RecursionError:
-            raise InvalidFieldError("job", "is nested too deeply") from None
+        raw = loads_strict(raw, "job")
     job = Job.from_api(raw, default_zone=request.app[DEFAULT_ZONE], now_ms=now_ms())
     before, after = await request.app[JOB_STORE].save(job, guard_of(request))
     await audit(request, "job.save", job=job.name, before=before, after=after)
@@ -234,7 +181,25 @@ async def job_log(request: web.Request) -> web.Response:
     name = _required_name(params)
     skip = int_param(params, "skip", 0, 0, 10**9)
     limit = int_param(params, "limit", DEFAULT_LOG_LIMIT, 1, MAX_LOG_LIMIT)
-    return ok(await request.app[RUN_LOG].find(name, skip, limit))
+    # A page's outputs share one budget: 20 runs show 52 KiB each, 1,000 runs 1 KiB each.
+    output_chars = max(MIN_OUTPUT_CHARS, PAGE_OUTPUT_CHARS // limit)
+    return ok(await request.app[RUN_LOG].find(name, skip, limit, output_chars))
+
+
+async def job_output(request: web.Request) -> web.Response:
+    """One run's whole output, which a page of /job/log may show cut."""
+    params = await read_params(request)
+    name = _required_name(params)
+    plan_time = int_param(params, "planTime", -1, 0, MAX_EPOCH_MS)
+    if plan_time < 0:
+        raise InvalidFieldError("planTime", "is required")
+    attempt = int_param(params, "attempt", 1, 1, MAX_RETRIES + 1)
+    output = await request.app[RUN_LOG].output_of(name, plan_time, attempt)
+    if output is None:
+        raise NotFoundError(
+            "planTime", f"no run of {name!r} planned at {plan_time} (attempt {attempt})"
+        )
+    return ok({"jobName": name, "planTime": plan_time, "attempt": attempt, "output": output})
 
 
 async def preview_cron(request: web.Request) -> web.Response:
@@ -268,5 +233,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/job/clone", clone_job)
     app.router.add_get("/job/list", list_jobs)
     app.router.add_get("/job/log", job_log)
+    app.router.add_get("/job/output", job_output)
     app.router.add_get("/worker/list", list_workers)
     app.router.add_get("/cron/preview", preview_cron)

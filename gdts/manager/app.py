@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gdts.config import ManagerConfig
 from gdts.errors import GdtsError
@@ -22,6 +23,7 @@ from gdts.manager.api import (
     RUN_LOG,
     add_routes,
     error_middleware,
+    failure,
 )
 from gdts.manager.audit import AuditTrail
 from gdts.manager.auth import SECURITY, Security, authenticate
@@ -42,11 +44,24 @@ _WARM_UP_STOP_S = 10.0
 _PREPARE_AT_START_S = 10.0
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024  # a command is at most 64 KiB; anything near 1 MiB is not a job
+MAX_URL_BYTES = 8192  # what aiohttp's parser takes by default, refused here in JSON
+# The HTTP parser takes request lines and headers up to the body's cap, so that what is too long
+# reaches refuse_long_urls (a JSON answer naming the field) instead of the parser's plain text.
+SERVER_ARGS = {"max_line_size": MAX_BODY_BYTES, "max_field_size": MAX_BODY_BYTES}
+
+
+@web.middleware
+async def refuse_long_urls(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if len(request.raw_path) > MAX_URL_BYTES:
+        return failure(
+            414, f"url: must be at most {MAX_URL_BYTES} bytes (got {len(request.raw_path)})", "url"
+        )
+    return await handler(request)
 
 
 def create_app(config: ManagerConfig) -> web.Application:
     app = web.Application(
-        middlewares=[count_requests, error_middleware, authenticate],
+        middlewares=[count_requests, refuse_long_urls, error_middleware, authenticate],
         client_max_size=MAX_BODY_BYTES,
     )
     app[CONFIG] = config

@@ -15,10 +15,11 @@ from gdts.manager.accounts import (
     validate_role,
     validate_username,
 )
-from gdts.manager.api import int_param, ok, read_params
+from gdts.manager.api import ok
 from gdts.manager.audit import AuditQuery
 from gdts.manager.auth import SECURITY, SESSION_COOKIE, audit, principal_of, source_of
 from gdts.manager.endpoints import AUDIT_ACTIONS, MAX_EPOCH_MS, MAX_LOG_LIMIT, MAX_NAME, MAX_SKIP
+from gdts.manager.params import int_param, read_params
 
 
 def _text(params: dict[str, Any], field: str, *, required: bool = True) -> str | None:

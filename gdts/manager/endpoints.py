@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gdts.cron import MAX_EXPR_LEN
-from gdts.jobfields import MAX_NAME_CHARS
+from gdts.jobfields import MAX_NAME_CHARS, MAX_RETRIES
 
 # Roles in the order of what they may do; each may do everything the ones before it may.
 ROLES = ("guest", "user", "admin")
@@ -93,8 +93,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              (Field("after", "Start after this job name (paging).", max_length=MAX_NAME),
               Field("limit", "At most this many jobs (default: all).", kind="integer",
                     minimum=0, maximum=MAX_LIST_LIMIT))),
-    Endpoint("GET", "/job/log", "guest", "A job's runs, newest first.",
+    Endpoint("GET", "/job/log", "guest", "A job's runs, newest first; outputs cut to share 1 MiB "
+             "a page (outputBytes: a cut output's whole size).",
              (_NAME, _SKIP, _limit(20, MAX_LOG_LIMIT))),
+    Endpoint("GET", "/job/output", "guest", "One run's whole output.",
+             (_NAME, Field("planTime", "The run's planned time (epoch ms).", required=True,
+                           kind="integer", minimum=0, maximum=MAX_EPOCH_MS),
+              Field("attempt", "Which attempt (default 1).", kind="integer", minimum=1,
+                    maximum=MAX_RETRIES + 1))),
     Endpoint("GET", "/worker/list", "guest", "The workers alive now."),
     Endpoint("GET", "/cron/preview", "guest",
              "The next runs of a cron expression, or the error that makes it invalid.",

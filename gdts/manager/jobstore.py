@@ -133,14 +133,29 @@ class JobStore:
         guard.check(name, _owner_of(stored.value))
         key = self._keys.run_request(name, requested_ms)
         txn = self._client.transactions
+        running = self._keys.running(name)
+        # Under "forbid" a run going on would make the worker skip this one: say so now instead
+        # of answering 200 for nothing ("replace" kills that run, "allow" runs beside it).
+        forbid = (_previous(stored.value) or {}).get("concurrencyPolicy", "forbid") == "forbid"
+        compare = [txn.create(self._keys.job(name)) == stored.create_revision]
+        if forbid:
+            compare.append(txn.version(running) == 0)
         with etcd_errors():
             lease = await self._client.lease(_RUN_REQUEST_TTL_S)
-            created, _ = await self._client.transaction(
-                compare=[txn.create(self._keys.job(name)) == stored.create_revision],
+            created, replies = await self._client.transaction(
+                compare=compare,
                 success=[txn.put(key, b"", lease=lease)],
-                failure=[],
+                failure=[txn.get(self._keys.job(name)), txn.get(running)],
             )
         if not created:
+            with etcd_errors():
+                await self._client.revoke_lease(lease.id)
+            if forbid and len(replies) == 2 and replies[0] and replies[1]:  # a run goes on
+                raise ConflictError(
+                    "name",
+                    f"{name!r} is running now and its concurrencyPolicy is forbid, so a run "
+                    "asked for now would be skipped: wait for the run to end, or kill it first",
+                )
             raise NotFoundError("name", f"no job named {name!r}")
         return {"name": name, "planTime": requested_ms}
 

@@ -42,6 +42,10 @@ RUN = {
         "jobName": {"type": "string"},
         "command": {"type": "string"},
         "output": {"type": "string"},
+        "outputBytes": {
+            "type": "integer",
+            "description": "Set when output is cut: the whole size, in bytes.",
+        },
         "err": {"type": "string"},
         "planTime": {"type": "integer"},
         "scheduleTime": {"type": "integer"},
@@ -124,6 +128,16 @@ def _data_schemas() -> dict[str, Any]:
         "/job/clone": job,
         "/job/list": {"type": "array", "items": listed_job},
         "/job/log": {"type": "array", "items": RUN},
+        "/job/output": {
+            "type": "object",
+            "properties": {
+                "jobName": {"type": "string"},
+                "planTime": {"type": "integer"},
+                "attempt": {"type": "integer"},
+                "output": {"type": "string"},
+            },
+            "required": ["jobName", "planTime", "attempt", "output"],
+        },
         "/worker/list": {
             "type": "array",
             "items": {
@@ -133,6 +147,8 @@ def _data_schemas() -> dict[str, Any]:
                     "host": {"type": "string"},
                     "pid": {"type": "integer"},
                     "startedAt": {"type": "integer"},
+                    "maxConcurrentRuns": {"type": "integer"},
+                    "atCapacity": {"type": "boolean"},
                     "running": {"type": "array", "items": {"type": "string"}},
                 },
                 "required": ["id", "running"],

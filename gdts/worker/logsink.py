@@ -24,8 +24,10 @@ _RETRY_MAX_S = 10.0
 
 class LogSink:
     """``run()`` writes a batch when it is full or its oldest record has waited
-    ``commit_timeout_s``; failed writes are retried with backoff. Past ``limit`` records in
-    memory, the oldest go to the spill directory, which is written back once MongoDB answers."""
+    ``commit_timeout_s``; failed writes are retried with backoff. Past ``limit`` records or
+    ``limit_bytes`` in memory, the oldest go to the spill directory, which is written back once
+    MongoDB answers. The directory holds at most ``spill_limit_bytes``: past that the oldest
+    segments are given up, loudly (an outage longer than the disk was meant for)."""
 
     def __init__(
         self,
@@ -34,19 +36,26 @@ class LogSink:
         commit_timeout_s: float,
         limit: int,
         spill: SpillDir,
+        limit_bytes: int = 64 * 1024 * 1024,
+        spill_limit_bytes: int = 1024 * 1024 * 1024,
     ) -> None:
         self._runlog = runlog
         self._batch_size = batch_size
         self._commit_timeout_s = commit_timeout_s
         self._limit = limit
         self._spill = spill
+        self._limit_bytes = limit_bytes
+        self._spill_limit_bytes = spill_limit_bytes
         self._pending: deque[dict[str, Any]] = deque()
+        self._sizes: deque[int] = deque()  # each pending record's size, roughly its JSON's
+        self._pending_bytes = 0
         self._oldest_at = 0.0
         self._wake = asyncio.Event()
         self._indexed = False
         self.spilled_segments = 0
         self.written = 0
         self.write_errors = 0
+        self.dropped = 0  # results given up to keep the spill directory within its limit
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -54,22 +63,41 @@ class LogSink:
     def add(self, record: RunRecord) -> None:
         if not self._pending:
             self._oldest_at = time.monotonic()
-        self._pending.append(record.to_document())
+        document = record.to_document()
+        size = _size_of(document)
+        self._pending.append(document)
+        self._sizes.append(size)
+        self._pending_bytes += size
         # Wake the writer on the first record (its commit-timeout clock starts), on a full batch,
-        # and when memory is over the limit (time to spill).
-        if len(self._pending) in (1, self._batch_size) or len(self._pending) > self._limit:
+        # and when memory is over a limit (time to spill).
+        if len(self._pending) in (1, self._batch_size) or self._over_limit():
             self._wake.set()
+
+    def _over_limit(self) -> bool:
+        return len(self._pending) > self._limit or self._pending_bytes > self._limit_bytes
+
+    def _pop_oldest(self) -> dict[str, Any]:
+        self._pending_bytes -= self._sizes.popleft()
+        return self._pending.popleft()
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending_bytes
 
     async def run(self) -> None:
         self.spilled_segments = await asyncio.to_thread(self._spill.count)
         if self.spilled_segments:
             log.info("%d spilled result segment(s) wait to be written", self.spilled_segments)
         backoff = _RETRY_MIN_S
+        retry_at = 0.0  # after a failed write, MongoDB is not asked again before this
         while True:
-            await self._wait_for_work()
+            await self._wait_for_work(retry_at)
+            # Spilling needs no MongoDB: memory stays within its limits during a backoff too.
+            if self._over_limit():
+                await self._spill_excess()
+            if time.monotonic() < retry_at:
+                continue
             try:
-                if len(self._pending) > self._limit:
-                    await self._spill_excess()
                 if self._pending:
                     await self._write_batch()
                 elif self.spilled_segments:
@@ -82,32 +110,38 @@ class LogSink:
                     "retrying in %.1fs",
                     exc, len(self._pending), self.spilled_segments, backoff,
                 )  # fmt: skip
-                await asyncio.sleep(backoff)
+                retry_at = time.monotonic() + backoff
                 backoff = min(backoff * 2, _RETRY_MAX_S)
 
-    async def _wait_for_work(self) -> None:
+    async def _wait_for_work(self, retry_at: float) -> None:
         while True:
-            if len(self._pending) >= self._batch_size or len(self._pending) > self._limit:
+            if self._over_limit():
                 return
-            if self._pending:
-                remaining: float | None = (
-                    self._oldest_at + self._commit_timeout_s - time.monotonic()
-                )
-                if remaining is not None and remaining <= 0:
+            now = time.monotonic()
+            if now < retry_at:
+                remaining: float | None = retry_at - now  # a backoff: only a spill wakes it
+            elif len(self._pending) >= self._batch_size:
+                return
+            elif self._pending:
+                remaining = self._oldest_at + self._commit_timeout_s - now
+                if remaining <= 0:
                     return
             elif self.spilled_segments:
                 return
             else:
                 remaining = None
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), remaining)
+            except TimeoutError:
+                if now < retry_at:
+                    return  # the backoff is over
 
     async def _write_batch(self) -> None:
         batch = [self._pending[i] for i in range(min(self._batch_size, len(self._pending)))]
         await self._insert(batch)
         for _ in batch:
-            self._pending.popleft()
+            self._pop_oldest()
         self._oldest_at = time.monotonic()
 
     async def _insert(self, documents: list[dict[str, Any]]) -> None:
@@ -120,17 +154,37 @@ class LogSink:
         self.written += len(documents) - duplicates
 
     async def _spill_excess(self) -> None:
-        # Keep the newest half of the limit in memory; the oldest go to disk in one segment.
-        count = len(self._pending) - self._limit // 2
-        documents = [self._pending.popleft() for _ in range(count)]
+        # Keep the newest half of each limit in memory; the oldest go to disk in one segment.
+        documents, sizes = [], []
+        while self._pending and (
+            len(self._pending) > self._limit // 2 or self._pending_bytes > self._limit_bytes // 2
+        ):
+            sizes.append(self._sizes[0])
+            documents.append(self._pop_oldest())
+        await self._to_disk(documents, sizes)
+
+    async def _to_disk(self, documents: list[dict[str, Any]], sizes: list[int]) -> bool:
+        """One segment of ``documents``; if it cannot be written they stay in memory."""
+        dropped = await asyncio.to_thread(
+            self._spill.make_room, sum(sizes), self._spill_limit_bytes
+        )
+        if dropped:
+            self.dropped += dropped
+            log.error(
+                "spill directory %s over %d bytes: gave up the %d oldest result(s) waiting there",
+                self._spill.path, self._spill_limit_bytes, dropped,
+            )  # fmt: skip
         try:
             path = await asyncio.to_thread(self._spill.write, documents)
         except OSError:
             self._pending.extendleft(reversed(documents))
+            self._sizes.extendleft(reversed(sizes))
+            self._pending_bytes += sum(sizes)
             log.exception("cannot spill results to %s; keeping them in memory", self._spill.path)
-            return
-        self.spilled_segments += 1
-        log.warning("result buffer over %d; spilled %d result(s) to %s", self._limit, count, path)
+            return False
+        self.spilled_segments = await asyncio.to_thread(self._spill.count)
+        log.warning("result buffer full; spilled %d result(s) to %s", len(documents), path)
+        return True
 
     async def _replay_oldest_segment(self) -> None:
         segment = await asyncio.to_thread(self._spill.oldest)
@@ -166,13 +220,17 @@ class LogSink:
         return True
 
     async def _spill_all(self) -> bool:
-        documents = list(self._pending)
-        try:
-            path = await asyncio.to_thread(self._spill.write, documents)
-        except OSError:
-            log.exception("cannot spill %d result(s): they are lost", len(documents))
-            return False
+        documents, sizes = list(self._pending), list(self._sizes)
         self._pending.clear()
-        self.spilled_segments += 1
-        log.warning("saved %d result(s) to %s for the next start to write", len(documents), path)
+        self._sizes.clear()
+        self._pending_bytes = 0
+        if not await self._to_disk(documents, sizes):
+            log.error("cannot spill %d result(s): they are lost", len(documents))
+            return False
         return True
+
+
+def _size_of(document: dict[str, Any]) -> int:
+    """About what the record takes as JSON: its texts and a little for the other fields."""
+    texts = (document.get("output"), document.get("err"), document.get("command"))
+    return 256 + sum(len(text) for text in texts if isinstance(text, str))

@@ -8,6 +8,7 @@ run log's unique (job, tick, attempt) index refuses the second copy.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -50,6 +51,31 @@ class SpillDir:
     def count(self) -> int:
         """Blocking: how many segments wait."""
         return len(list(self.path.glob("*.jsonl"))) if self.path.is_dir() else 0
+
+    def size(self) -> int:
+        """Blocking: the bytes every waiting segment takes."""
+        if not self.path.is_dir():
+            return 0
+        total = 0
+        for segment in self.path.glob("*.jsonl"):
+            try:
+                total += segment.stat().st_size
+            except FileNotFoundError:  # replayed meanwhile
+                continue
+        return total
+
+    def make_room(self, wanted: int, limit: int) -> int:
+        """Blocking: delete the oldest segments until ``wanted`` more bytes fit under
+        ``limit``; returns how many results went with them (lost: logged by the caller)."""
+        dropped = 0
+        while self.size() + wanted > limit:
+            oldest = self.oldest()
+            if oldest is None:
+                break
+            with contextlib.suppress(FileNotFoundError):
+                dropped += len(oldest.read_bytes().splitlines())
+                oldest.unlink()
+        return dropped
 
 
 def read_segment(segment: Path) -> list[dict[str, Any]]:

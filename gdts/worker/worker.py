@@ -128,6 +128,8 @@ class Worker:
             batch_size=config.job_log_batch_size,
             commit_timeout_s=config.job_log_commit_timeout / 1000,
             limit=config.job_log_buffer_limit,
+            limit_bytes=config.job_log_buffer_bytes,
+            spill_limit_bytes=config.spill_limit_bytes,
             spill=SpillDir(Path(config.spill_dir)),
         )
         self._registration = Registration(
@@ -149,6 +151,7 @@ class Worker:
             buffered=lambda: len(self._sink),
             spilled_segments=lambda: self._sink.spilled_segments,
             result_write_errors=lambda: self._sink.write_errors,
+            results_dropped=lambda: self._sink.dropped,
             watch_restarts=lambda: self._watch.interruptions + max(0, self._watch.full_reads - 1),
             lease_alive=lambda: 1.0 if self._registration.can_claim() else 0.0,
             run_slots=lambda: self._slots.cap,

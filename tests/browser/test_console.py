@@ -194,6 +194,33 @@ async def test_a_job_runs_and_its_output_shows_in_the_logs_view(
     console.assert_quiet()
 
 
+async def test_a_long_output_shows_cut_and_loads_whole_on_request(
+    cluster: Cluster, browser: Any
+) -> None:
+    await cluster.start_manager()
+    await cluster.start_worker("w1")
+    # 200,000 characters: a page of 20 runs carries 52 KiB of each.
+    await save_job_fields(
+        cluster.api, name="chatty", cronExpr=NEVER,
+        command="echo chatty-start; head -c 200000 /dev/zero | tr '\\0' y; echo; echo chatty-end",
+    )  # fmt: skip
+    await api_post(cluster.api, "/job/run", name="chatty")
+    await wait_until(lambda: job_runs(cluster, "chatty"), 20, "the run to be logged")
+    console = await open_console(browser, cluster.api)
+    page = console.page
+    await job_row(page, "chatty").locator(".act-logs").click()
+    await dialog_ready(page, "#log-modal")
+    run = page.locator("#log-modal .run").first
+    whole = run.locator(".output-whole")
+    await expect(whole).to_have_text(re.compile(r"Load the whole output \(2000\d\d bytes\)"))
+    await run.locator(".output-toggle").click()
+    await expect(run.locator("pre.log-output")).not_to_contain_text("chatty-end")
+    await whole.click()
+    await expect(run.locator("pre.log-output")).to_contain_text("chatty-end")
+    await expect(run.locator(".output-whole")).to_have_count(0)
+    console.assert_quiet()
+
+
 async def _job_field(cluster: Cluster, name: str, key: str, value: object) -> bool:
     return any(
         j["name"] == name and j[key] == value for j in await api_get(cluster.api, "/job/list")

@@ -34,10 +34,11 @@ pytestmark = pytest.mark.e2e
 
 EXAMPLES = REPO_ROOT / "http-examples"
 HTTPYAC = REPO_ROOT / ".venv" / "node" / "node_modules" / ".bin" / "httpyac"
-# The files that share the job "http-example", in the README's order; job-log.http needs a run
-# of it, so the test waits for one after job-save.http.
+# The files that share the job "http-example", in the README's order; job-log.http and
+# job-output.http need a run of it, so the test waits for one after job-save.http.
 WALK_THROUGH = (
-    "job-save.http", "job-list.http", "job-log.http", "job-kill.http", "job-delete.http",
+    "job-save.http", "job-list.http", "job-log.http", "job-output.http", "job-kill.http",
+    "job-delete.http",
 )  # fmt: skip
 WALK_THROUGH_JOB = "http-example"
 # What httpyac exits with (its "testExitCode" hook): a failed assertion, a request not sent.

@@ -229,6 +229,43 @@ async def test_run_now_runs_the_job_once_on_one_worker(cluster: Cluster, stack: 
     assert status == 404 and body["field"] == "name"
 
 
+async def test_run_now_on_a_running_forbid_job_is_refused_saying_why(running: Cluster) -> None:
+    """Under forbid the run asked for would be skipped: 409 saying so, not 200 for nothing;
+    under allow it runs beside the one going on."""
+    cluster = running
+    await save_job_fields(cluster.api, name="long", command="sleep 60", cronExpr="0 0 1 1 *")
+    await save_job_fields(
+        cluster.api, name="wide", command="sleep 60", cronExpr="0 0 1 1 *",
+        concurrencyPolicy="allow",
+    )  # fmt: skip
+    for name in ("long", "wide"):
+        await api_post(cluster.api, "/job/run", name=name)
+
+    async def running_now(name: str) -> bool:
+        return any(
+            j["name"] == name and j["running"] for j in await api_get(cluster.api, "/job/list")
+        )
+
+    await wait_until(lambda: running_now("long"), 30, "the first run of long")
+    status, body = await api_call(cluster.api, "POST", "/job/run", data={"name": "long"})
+    assert status == 409 and body["field"] == "name", body
+    assert "running now and its concurrencyPolicy is forbid" in body["msg"]
+    await wait_until(lambda: running_now("wide"), 30, "the first run of wide")
+    await api_post(cluster.api, "/job/run", name="wide")  # allow: runs beside the first
+
+    async def two_wide_runs() -> bool:
+        return len(await job_runs(cluster, "wide")) >= 2
+
+    async def wide_running() -> bool:
+        workers = await api_get(cluster.api, "/worker/list")
+        return sum(w["running"].count("wide") for w in workers) >= 1
+
+    await wait_until(wide_running, 30, "wide running")
+    for name in ("long", "wide"):
+        await api_post(cluster.api, "/job/kill", name=name)
+    await wait_until(two_wide_runs, 30, "both runs of wide recorded")
+
+
 async def test_a_failed_run_is_retried_with_each_attempt_logged(
     running: Cluster, stack: Stack
 ) -> None:

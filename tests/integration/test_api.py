@@ -21,7 +21,7 @@ from gdts.etcd import EtcdClient, read_prefix
 from gdts.job import API_DEFAULTS
 from gdts.keys import KeyLayout
 from gdts.localstack import free_port
-from gdts.manager.app import create_app
+from gdts.manager.app import SERVER_ARGS, create_app
 from gdts.manager.listing import STATUS_FIELDS
 from gdts.mongo import open_mongo
 from gdts.runlog import RunLog
@@ -53,7 +53,11 @@ def as_admin(app: web.Application) -> TestClient[web.Request, web.Application]:
 
 @pytest_asyncio.fixture
 async def client(stack: Stack) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    async with as_admin(create_app(manager_config(stack))) as test_client:
+    test_client = as_admin(create_app(manager_config(stack)))
+    # Started as the manager starts its server (its parser limits included); TestClient then
+    # finds it running.
+    await test_client.server.start_server(**SERVER_ARGS)
+    async with test_client:
         yield test_client
 
 
@@ -280,6 +284,31 @@ BAD_REQUESTS = [
      {"data": {"name": "keep", "newName": "keep"}}, 409, "newName"),
     ("wrong method", "GET", "/job/save", {}, 405, None),
     ("unknown path", "GET", "/job/nothing", {}, 404, None),
+    ("name format char", "POST", "/job/save",
+     {"data": _job(name="evil\u202egnp.exe")}, 400, "name"),
+    ("name zero width", "POST", "/job/save", {"data": _job(name="a\u200bb")}, 400, "name"),
+    ("name line separator", "POST", "/job/save", {"data": _job(name="a\u2028b")}, 400, "name"),
+    ("cron years past", "POST", "/job/save",
+     {"data": _job(cronExpr="* * * * * * 1970")}, 400, "cronExpr"),
+    ("cron years past range", "POST", "/job/save",
+     {"data": _job(cronExpr="0 0 0 1 1 * 2020-2025")}, 400, "cronExpr"),
+    ("timeout tiny", "POST", "/job/save", {"data": _job(timeout=1e-300)}, 400, "timeout"),
+    ("grace tiny", "POST", "/job/save", {"data": _job(misfireGrace=1e-300)}, 400, "misfireGrace"),
+    ("backoff tiny", "POST", "/job/save", {"data": _job(retryBackoff=1e-9)}, 400, "retryBackoff"),
+    ("limit unknown", "POST", "/job/save",
+     {"data": _job(limits={"memory": 5})}, 400, "limits.memory"),
+    ("form field twice", "POST", "/job/delete", {"data": "name=keep&name=other",
+     "headers": {"Content-Type": "application/x-www-form-urlencoded"}}, 400, "name"),
+    ("query and form both", "POST", "/job/delete?name=keep", {"data": {"name": "other"}}, 400,
+     "name"),
+    ("query field twice", "GET", "/job/log?name=a&name=b", {}, 400, "name"),
+    ("job key twice", "POST", "/job/save",
+     {"data": {"job": '{"name":"keep","name":"x","command":"c","cronExpr":"@daily"}'}}, 400,
+     "job.name"),
+    ("json body key twice", "POST", "/job/delete",
+     {"data": b'{"name":"keep","name":"other"}', "headers": {"Content-Type": "application/json"}},
+     400, "body.name"),
+    ("url too long", "GET", "/job/log?name=" + "a" * 9000, {}, 414, "url"),
     ("body too large", "POST", "/job/save",
      {"data": io.BytesIO(b"job=" + b"x" * (2 * 1024 * 1024)),
       "headers": {"Content-Type": "application/x-www-form-urlencoded"}}, 413, None),

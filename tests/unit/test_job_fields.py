@@ -4,6 +4,7 @@ naming the field for bad input. Pure: no I/O."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,6 +13,12 @@ from gdts.errors import InvalidFieldError
 from gdts.job import API_DEFAULTS, Job, api_view, iso_ms
 
 NOW_MS = 1_795_000_000_000  # 2026-11-17
+
+
+def ms_of(year: int, month: int, day: int) -> int:
+    return int(datetime(year, month, day, tzinfo=UTC).timestamp() * 1000)
+
+
 BASE = {"name": "a", "command": "true", "cronExpr": "* * * * *"}
 
 
@@ -249,3 +256,51 @@ def test_with_changes_checks_the_result_like_a_save() -> None:
     with pytest.raises(InvalidFieldError) as exc:
         job.with_changes(retries=99)
     assert exc.value.field == "retries"
+
+
+@pytest.mark.parametrize(
+    "cron_expr", ["* * * * * * 1970", "0 0 0 1 1 * 2020-2025", "0 0 0 * * * 2026"]
+)
+def test_a_schedule_whose_times_are_all_past_is_refused_on_save(cron_expr: str) -> None:
+    fields = {"name": "old", "command": "true", "cronExpr": cron_expr}
+    with pytest.raises(InvalidFieldError, match="never fires again") as exc:
+        Job.from_api(fields, now_ms=ms_of(2027, 1, 1))
+    assert exc.value.field == "cronExpr"
+    # A stored job (no "now") still loads: it simply has no next run.
+    assert Job.from_api(fields).cron_expr == cron_expr
+    # The same expression with a time left in it is taken.
+    assert Job.from_api({**fields, "cronExpr": "0 0 0 * * * 2027"}, now_ms=ms_of(2027, 1, 1))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "least"),
+    [("timeout", 1e-300, "0.1"), ("timeout", 0.099, "0.1"), ("misfireGrace", 0.5, "1"),
+     ("retryBackoff", 1e-9, "0.1"), ("retryBackoff", 0.09, "0.1")],
+)  # fmt: skip
+def test_durations_below_what_can_be_honoured_are_refused(
+    field: str, value: float, least: str
+) -> None:
+    with pytest.raises(InvalidFieldError, match=f"at least {least} seconds") as exc:
+        Job.from_api({"name": "j", "command": "true", "cronExpr": "* * * * *", field: value})
+    assert exc.value.field == field
+    at_least = Job.from_api(
+        {"name": "j", "command": "true", "cronExpr": "* * * * *", field: float(least)}
+    )
+    assert at_least.to_api()[field] == float(least)
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [("evil\u202egnp.exe", "202E"), ("a\u200bb", "200B"), ("a\u2028b", "2028"),
+     ("a\u2029b", "2029"), ("a\u00a0b", "00A0"), ("a\ue000b", "E000"), ("a\u2060b", "2060"),
+     ("a\ufeffb", "FEFF")],
+)  # fmt: skip
+def test_names_that_could_pass_for_another_are_refused(name: str, code: str) -> None:
+    with pytest.raises(InvalidFieldError, match=f"must not contain U\\+{code}") as exc:
+        Job.from_api({"name": name, "command": "true", "cronExpr": "* * * * *"})
+    assert exc.value.field == "name"
+
+
+def test_names_in_any_script_with_inner_spaces_are_taken() -> None:
+    for name in ("nightly backup", "Sauvegarde été", "夜間バックアップ", "резервная-копия"):
+        assert Job.from_api({"name": name, "command": "true", "cronExpr": "* * * * *"}).name == name

@@ -23,6 +23,7 @@ WORKER_FAMILIES = {
     "gdts_mongodb_write_errors": ("gauge", ()),
     "gdts_result_buffer_depth": ("gauge", ()),
     "gdts_result_spill_segments": ("gauge", ()),
+    "gdts_results_dropped": ("gauge", ()),
     "gdts_running_jobs": ("gauge", ()),
     "gdts_jobs": ("gauge", ()),
     "gdts_lease_alive": ("gauge", ()),
@@ -39,7 +40,8 @@ MANAGER_FAMILIES = {
 
 def worker_stats(**reads: float) -> WorkerStats:
     names = ("jobs", "running", "buffered", "spilled_segments", "result_write_errors",
-             "watch_restarts", "lease_alive", "run_slots", "at_capacity")  # fmt: skip
+             "results_dropped", "watch_restarts", "lease_alive", "run_slots",
+             "at_capacity")  # fmt: skip
     values = {name: reads.get(name, 0.0) for name in names}
     return WorkerStats(**{name: (lambda v=v: v) for name, v in values.items()})
 
@@ -98,7 +100,8 @@ def test_gauges_read_their_value_at_each_scrape() -> None:
     current = {"jobs": 2.0}
     stats = WorkerStats(
         jobs=lambda: current["jobs"], running=lambda: 1, buffered=lambda: 0,
-        spilled_segments=lambda: 0, result_write_errors=lambda: 0, watch_restarts=lambda: 0,
+        spilled_segments=lambda: 0, result_write_errors=lambda: 0, results_dropped=lambda: 0,
+        watch_restarts=lambda: 0,
         lease_alive=lambda: 1, run_slots=lambda: 4, at_capacity=lambda: 0,
     )  # fmt: skip
     assert samples(scrape(stats.registry)["gdts_jobs"]) == {("gdts_jobs", ()): 2.0}

@@ -765,26 +765,44 @@
     return head.length < text.length ? { head: head, lines: lines.length } : null;
   }
 
-  function outputBlock(key, text) {
+  /** A run's output, folded to its head when long. A page of /job/log carries outputs cut to
+   *  share its budget (run.outputBytes: the whole one's size); the whole one is fetched on demand. */
+  function outputBlock(key, text, run) {
     var $wrap = $('<div class="run-output"></div>');
     var $pre = $('<pre class="log-output mb-1"></pre>');
     var cut = outputHead(text);
     $wrap.append($pre);
     if (!cut) {
       $pre.text(text);
-      return $wrap;
+    } else {
+      var $toggle = $('<button type="button" class="btn btn-link btn-sm p-0 output-toggle"></button>');
+      var show = function (all) {
+        $pre.text(all ? text : cut.head + '\n…').toggleClass('log-output-full', all);
+        $toggle.text(all ? 'Show less' : 'Show all (' + cut.lines + ' lines, ' + text.length + ' characters)');
+      };
+      show(!!expandedRuns[key]);
+      $toggle.on('click', function () {
+        expandedRuns[key] = !expandedRuns[key];
+        show(expandedRuns[key]);
+      });
+      $wrap.append($toggle);
     }
-    var $toggle = $('<button type="button" class="btn btn-link btn-sm p-0 output-toggle"></button>');
-    function show(all) {
-      $pre.text(all ? text : cut.head + '\n…').toggleClass('log-output-full', all);
-      $toggle.text(all ? 'Show less' : 'Show all (' + cut.lines + ' lines, ' + text.length + ' characters)');
+    if (run && run.outputBytes !== undefined && run.outputBytes !== null) {
+      var $whole = $('<button type="button" class="btn btn-link btn-sm p-0 ms-3 output-whole"></button>')
+        .text('Load the whole output (' + Number(run.outputBytes) + ' bytes)');
+      $whole.on('click', function () {
+        $whole.prop('disabled', true).text('Loading…');
+        api('GET', 'job/output', { name: str(run.jobName), planTime: run.planTime, attempt: run.attempt || 1 })
+          .then(function (got) {
+            expandedRuns[key] = true;
+            $wrap.replaceWith(outputBlock(key, str(got.output), null));
+          }, function (err) {
+            $whole.prop('disabled', false).text('Load the whole output');
+            toast(str(err && err.msg) || 'Could not load the output', 'danger');
+          });
+      });
+      $wrap.append($whole);
     }
-    show(!!expandedRuns[key]);
-    $toggle.on('click', function () {
-      expandedRuns[key] = !expandedRuns[key];
-      show(expandedRuns[key]);
-    });
-    $wrap.append($toggle);
     return $wrap;
   }
 
@@ -839,7 +857,7 @@
       $body.append($('<pre class="log-output log-err text-danger mb-1 run-err"></pre>').text(str(r.err)));
     }
     if (str(r.output)) {
-      $body.append(outputBlock(key, str(r.output)));
+      $body.append(outputBlock(key, str(r.output), r));
     } else if (!str(r.err)) {
       $body.append($('<span class="text-muted small">(no output)</span>'));
     }
