@@ -21,6 +21,9 @@ from dataclasses import dataclass
 
 from gdts.errors import ConfigError
 
+# A kill marker's value when the job was deleted (its runs die with it, and say so).
+KILLED_BY_DELETE = b"deleted"
+
 
 @dataclass(frozen=True)
 class KeyLayout:
@@ -53,6 +56,8 @@ class KeyLayout:
         return self._key("jobs", name)
 
     def killer(self, name: str) -> bytes:
+        """Kill marker: empty (/job/kill), a planned time in ms (replace: the runs planned
+        before it) or KILLED_BY_DELETE (the job was deleted)."""
         return self._key("killer", name)
 
     def worker(self, worker_id: str) -> bytes:

@@ -30,7 +30,7 @@ from gdts.manager.endpoints import (
 )
 from gdts.manager.jobstore import JobStore
 from gdts.manager.listing import JobListing
-from gdts.manager.params import int_param, loads_strict, read_params
+from gdts.manager.params import bool_param, int_param, loads_strict, read_params
 from gdts.plans import upcoming_runs
 from gdts.runlog import RunLog
 
@@ -146,8 +146,10 @@ async def clone_job(request: web.Request) -> web.Response:
 
 
 async def delete_job(request: web.Request) -> web.Response:
-    name = _required_name(await read_params(request))
-    before = await request.app[JOB_STORE].delete(name, guard_of(request))
+    params = await read_params(request)
+    name = _required_name(params)
+    keep_running = bool_param(params, "keepRunning")
+    before = await request.app[JOB_STORE].delete(name, guard_of(request), keep_running)
     await audit(request, "job.delete", job=name, before=before)
     return ok(before)
 

@@ -79,8 +79,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/job/save", "user", "Create or replace a job; answers the previous version.",
              (Field("job", "The job as a JSON object (see the README's job fields).",
                     required=True),), owned_job=True),
-    Endpoint("POST", "/job/delete", "user", "Delete a job; answers the deleted job.", (_NAME,),
-             owned_job=True),
+    Endpoint("POST", "/job/delete", "user", "Delete a job and kill its runs going on; answers "
+             "the deleted job.",
+             (_NAME, Field("keepRunning", "true: its runs going on finish by themselves "
+                           "(default false: killed, logged as killed because deleted).",
+                           choices=("true", "false"))), owned_job=True),
     Endpoint("POST", "/job/kill", "user", "Kill the job's running process groups.", (_NAME,),
              owned_job=True),
     Endpoint("POST", "/job/run", "user", "Run the job once now on one worker.", (_NAME,),

@@ -12,7 +12,7 @@ from aetcd import utils
 from gdts.errors import ConflictError, InvalidFieldError, NotFoundError
 from gdts.etcd import EtcdClient, etcd_errors, read_prefix
 from gdts.job import Job, api_view
-from gdts.keys import KeyLayout
+from gdts.keys import KILLED_BY_DELETE, KeyLayout
 from gdts.manager.auth import JobGuard
 
 log = logging.getLogger(__name__)
@@ -98,13 +98,22 @@ class JobStore:
             raise NotFoundError("name", f"no job named {name!r}")
         return stored
 
-    async def delete(self, name: str, guard: JobGuard) -> dict[str, Any] | None:
+    async def delete(
+        self, name: str, guard: JobGuard, keep_running: bool = False
+    ) -> dict[str, Any] | None:
         """Delete a job and its one-shot done markers (a job saved again under the same name
-        starts afresh); returns the deleted job (API form) or None."""
+        starts afresh); returns the deleted job (API form) or None. Its runs going on are
+        killed in the same transaction (logged killed, "the job was deleted"), unless
+        ``keep_running``."""
         key = self._keys.job(name)
         txn = self._client.transactions
         done = self._keys.done_prefix(name)
         clear_done = txn.delete(done, range_end=utils.prefix_range_end(done))
+        kill = []
+        if not keep_running:
+            with etcd_errors():
+                lease = await self._client.lease(self._kill_marker_ttl)
+            kill.append(txn.put(self._keys.killer(name), KILLED_BY_DELETE, lease=lease))
         for _ in range(_UPDATE_ATTEMPTS):
             with etcd_errors():
                 stored = await self._client.get(key)
@@ -116,8 +125,10 @@ class JobStore:
                 guard.check(name, previous.get("owner", ""))
                 compare = [txn.mod(key) == stored.mod_revision]
             with etcd_errors():
+                # A job that is not there has no runs of its own to kill.
+                success = [txn.delete(key), clear_done, *(kill if previous is not None else [])]
                 deleted, _ = await self._client.transaction(
-                    compare=compare, success=[txn.delete(key), clear_done], failure=[]
+                    compare=compare, success=success, failure=[]
                 )
             if deleted:
                 return previous

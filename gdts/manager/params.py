@@ -102,3 +102,13 @@ def int_param(params: Mapping[str, Any], field: str, default: int, low: int, hig
     if not low <= value <= high:
         raise InvalidFieldError(field, f"must be between {low} and {high}, got {value}")
     return value
+
+
+def bool_param(params: Mapping[str, Any], field: str) -> bool:
+    """A true/false field: JSON's true and false, or a form's "true"/"false" (absent: false)."""
+    raw = params.get(field)
+    if raw is None or raw == "" or raw is False or raw == "false":
+        return False
+    if raw is True or raw == "true":
+        return True
+    raise InvalidFieldError(field, f"must be true or false, got {raw!r}")

@@ -28,7 +28,7 @@ from gdts.etcd import (
     watch_prefixes,
 )
 from gdts.job import Job
-from gdts.keys import KeyLayout
+from gdts.keys import KILLED_BY_DELETE, KeyLayout
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,9 @@ class ClusterListener(Protocol):
     async def jobs_reset(self, jobs: list[Job]) -> None: ...
     def job_saved(self, job: Job) -> None: ...
     def job_deleted(self, name: str) -> None: ...
-    def kill_requested(self, name: str, before_plan_ms: int | None) -> None: ...
+    def kill_requested(
+        self, name: str, before_plan_ms: int | None, reason: str | None = None
+    ) -> None: ...
     def workers_reset(self, workers: dict[str, int], full: set[str]) -> None: ...
     def worker_registered(self, worker_id: str, lease: int, at_capacity: bool) -> None: ...
     def worker_gone(self, worker_id: str, lease: int, revision: int) -> None: ...
@@ -196,7 +198,10 @@ class ClusterWatch:
                 # concurrency policy "replace"); an empty one (/job/kill) kills every run.
                 value = event.value.decode(errors="replace")
                 before = int(value) if value.isdigit() else None
-                listener.kill_requested(keys.killer_name(event.key), before)
+                deleted = event.value == KILLED_BY_DELETE
+                listener.kill_requested(
+                    keys.killer_name(event.key), before, "the job was deleted" if deleted else None
+                )
         elif kind == _RUN_REQUESTS:
             if event.deleted:
                 listener.run_request_gone(event.key)

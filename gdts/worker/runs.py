@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import resource
@@ -81,6 +82,7 @@ class Runs:
         # None for all of them)
         self._killed_at: dict[str, tuple[int, int | None]] = {}
         self._killing_all = False  # set when the drain timed out: kill whatever starts now
+        self._kill_reasons: dict[Runner, str] = {}  # runs killed for a reason of their own
 
     def __len__(self) -> int:
         """Runs going on now."""
@@ -88,9 +90,10 @@ class Runs:
 
     # -- kills ----------------------------------------------------------------------------------
 
-    def kill(self, name: str, before_plan_ms: int | None = None) -> None:
+    def kill(self, name: str, before_plan_ms: int | None = None, reason: str | None = None) -> None:
         """A kill marker arrived: kill the job's runs (those planned before ``before_plan_ms``).
-        Remembered, so a run whose claim was in flight when the kill came is killed at spawn."""
+        Remembered, so a run whose claim was in flight when the kill came is killed at spawn.
+        ``reason``: why, for the runs' records (e.g. "the job was deleted")."""
         self._killed_at[name] = (self._now_ms(), before_plan_ms)
         if self._uids is not None and before_plan_ms is None:
             self._uids.kill_job(name)  # what its ended runs left running (keepBackground)
@@ -99,6 +102,8 @@ class Runs:
         if doomed:
             log.info("killing %d running process group(s)", len(doomed), extra=event(job=name))
             for runner in doomed:
+                if reason is not None:
+                    self._kill_reasons[runner] = reason
                 runner.kill()
 
     def kill_all(self) -> None:
@@ -204,11 +209,17 @@ class Runs:
             self._running[job.name].pop(runner, None)
             if not self._running[job.name]:
                 del self._running[job.name]
+            killed_because = self._kill_reasons.pop(runner, None)
             over_limit = None
             if watched_uid is not None and self._limit_watch is not None:
                 over_limit = self._limit_watch.unwatch(watched_uid)
             if self._uids is not None and user is not None and isinstance(runner, RunningCommand):
                 self._uids.ended(user.uid, job.keep_background)
+        if killed_because is not None and result.killed:
+            # "killed on request; terminated by signal SIGTERM" says who, not why: say why.
+            detail = result.err.removeprefix("killed on request").removeprefix("killed")
+            said = "; ".join(filter(None, [f"killed: {killed_because}", detail.lstrip("; ")]))
+            result = dataclasses.replace(result, err=said)
         return self._record(
             job, result, plan_ms, schedule_ms, trigger, attempt, http_status, timed_out,
             over_limit,

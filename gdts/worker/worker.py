@@ -256,8 +256,10 @@ class Worker:
         self._table_version += 1
         self._scheduler.wake()
 
-    def kill_requested(self, name: str, before_plan_ms: int | None = None) -> None:
-        self._runs.kill(name, before_plan_ms)
+    def kill_requested(
+        self, name: str, before_plan_ms: int | None = None, reason: str | None = None
+    ) -> None:
+        self._runs.kill(name, before_plan_ms, reason)
 
     def workers_reset(self, workers: dict[str, int], full: set[str]) -> None:
         self._view.workers_reset(workers, full)

@@ -15,6 +15,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from gdts.localstack import free_port
+from tests.e2e.test_runas import processes_with
 from tests.support import (
     EVERY_SECOND,
     Cluster,
@@ -264,6 +265,35 @@ async def test_run_now_on_a_running_forbid_job_is_refused_saying_why(running: Cl
     for name in ("long", "wide"):
         await api_post(cluster.api, "/job/kill", name=name)
     await wait_until(two_wide_runs, 30, "both runs of wide recorded")
+
+
+async def test_deleting_a_job_kills_its_runs_unless_asked_to_keep_them(running: Cluster) -> None:
+    cluster = running
+    doomed_token, kept_token = "613" + str(os.getpid()), "617" + str(os.getpid())
+    for name, token in (("doomed", doomed_token), ("kept", kept_token)):
+        await save_job_fields(
+            cluster.api, name=name, command=f"sleep {token}", cronExpr="0 0 1 1 *"
+        )
+        await api_post(cluster.api, "/job/run", name=name)
+    await wait_until(
+        holds(lambda: processes_with(doomed_token) and processes_with(kept_token)), 30,
+        "both runs going",
+    )  # fmt: skip
+    await api_post(cluster.api, "/job/delete", name="doomed")
+    await api_post(cluster.api, "/job/delete", name="kept", keepRunning="true")
+    await wait_until(holds(lambda: not processes_with(doomed_token)), 15, "the run killed")
+    (run,) = await wait_until(lambda: job_runs(cluster, "doomed"), 15, "the killed run logged")
+    assert run["status"] == "killed", run
+    assert str(run["err"]).startswith("killed: the job was deleted"), run
+    # Its kill went out in the same transaction as the delete: the kept run was not touched.
+    kept = processes_with(kept_token)
+    assert kept, "the run kept by keepRunning was killed"
+    for pid in kept:
+        os.kill(pid, signal.SIGKILL)
+    status, body = await api_call(
+        cluster.api, "POST", "/job/delete", data={"name": "x", "keepRunning": "maybe"}
+    )
+    assert status == 400 and body["field"] == "keepRunning", body
 
 
 async def test_a_failed_run_is_retried_with_each_attempt_logged(

@@ -177,7 +177,9 @@ class Recorder:
     def job_deleted(self, name: str) -> None:
         self.jobs.pop(name, None)
 
-    def kill_requested(self, name: str, before_plan_ms: int | None) -> None:
+    def kill_requested(
+        self, name: str, before_plan_ms: int | None, reason: str | None = None
+    ) -> None:
         self.kills.append(name)
         self.kill_bounds.append(before_plan_ms)
 

@@ -702,7 +702,7 @@
 
   function askDelete(job) {
     var name = job.name;
-    confirmThen('Delete job', 'Delete job “' + name + '”? It will no longer be scheduled; its run history stays.',
+    confirmThen('Delete job', 'Delete job “' + name + '”? It will no longer be scheduled, and a run of it going on is killed; its run history stays.',
       'Delete', function () {
         return api('POST', 'job/delete', { name: name }).then(function (deleted) {
           toast(deleted ? 'Deleted job ' + name : 'Job ' + name + ' did not exist', deleted ? 'success' : 'secondary');
