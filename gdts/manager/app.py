@@ -126,10 +126,12 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     # otherwise the manager starts anyway (answering 503) and keeps trying in the background.
     preparing: asyncio.Task[None] | None = None
     try:
-        await asyncio.wait_for(prepare(security, config), _PREPARE_AT_START_S)
+        await asyncio.wait_for(prepare(security, config, app[RUN_LOG]), _PREPARE_AT_START_S)
     except (TimeoutError, GdtsError) as exc:
         log.warning("accounts not ready at start (%s); retrying in the background", exc)
-        preparing = asyncio.get_running_loop().create_task(prepare_until_done(security, config))
+        preparing = asyncio.get_running_loop().create_task(
+            prepare_until_done(security, config, app[RUN_LOG])
+        )
     # The first full listing decodes every job (3 s at 100,000): do it now, not for the first
     # operator who opens the console.
     warm_up = asyncio.get_running_loop().create_task(app[JOB_LISTING].warm_up())

@@ -1,5 +1,7 @@
-"""What a manager makes sure of at start: the security collections' indexes, a first admin
-when there are no accounts at all, and the admin token from config."""
+"""What a manager makes sure of at start: the security collections' and the run log's indexes
+(the run log's are made by the workers too, but a manager must not page an unindexed log
+before the first worker wrote), a first admin when there are no accounts at all, and the admin
+token from config."""
 
 from __future__ import annotations
 
@@ -10,13 +12,17 @@ import secrets
 from gdts.config import ManagerConfig
 from gdts.errors import ConflictError, GdtsError
 from gdts.manager.auth import Security
+from gdts.mongo import mongo_errors
+from gdts.runlog import RunLog
 
 log = logging.getLogger(__name__)
 
 _RETRY_S = 2.0
 
 
-async def prepare(security: Security, config: ManagerConfig) -> None:
+async def prepare(security: Security, config: ManagerConfig, run_log: RunLog) -> None:
+    with mongo_errors():
+        await run_log.ensure_indexes()
     await security.credentials.ensure_indexes()
     await security.throttle.ensure_indexes()
     await security.audit.ensure_indexes()
@@ -52,13 +58,13 @@ async def _create_first_admin(security: Security, config: ManagerConfig) -> None
         )
 
 
-async def prepare_until_done(security: Security, config: ManagerConfig) -> None:
+async def prepare_until_done(security: Security, config: ManagerConfig, run_log: RunLog) -> None:
     """``prepare`` again and again while MongoDB cannot be reached: a manager starts (and
     answers 503) without it, and is ready as soon as MongoDB is."""
     task = asyncio.current_task()
     while True:
         try:
-            await prepare(security, config)
+            await prepare(security, config, run_log)
             return
         except GdtsError as exc:
             # Should a client library ever report a cancellation as its own error, the

@@ -214,6 +214,20 @@ async def test_job_log_is_newest_first_with_skip_and_limit(client, stack) -> Non
     assert body["data"] == []
 
 
+async def test_the_manager_makes_the_run_logs_indexes_before_any_worker_wrote(
+    client, stack
+) -> None:
+    """A fresh database, no worker yet: /job/log still reads along its index."""
+    mongo = open_mongo(stack.mongo_uri, 3000)
+    try:
+        names = {
+            index["name"] async for index in await mongo[stack.database]["job_log"].list_indexes()
+        }
+    finally:
+        await mongo.close()
+    assert {"job_start_id", "job_tick_attempt"} <= names, names
+
+
 def _run(name: str, i: int) -> RunRecord:
     return RunRecord(
         job_name=name, command="true", worker="w", plan_time=1000 * i, schedule_time=1000 * i,
