@@ -192,9 +192,9 @@ async def job_output(request: web.Request) -> web.Response:
     """One run's whole output, which a page of /job/log may show cut."""
     params = await read_params(request)
     name = _required_name(params)
-    plan_time = int_param(params, "planTime", -1, 0, MAX_EPOCH_MS)
-    if plan_time < 0:
+    if params.get("planTime") in (None, ""):
         raise InvalidFieldError("planTime", "is required")
+    plan_time = int_param(params, "planTime", 0, 0, MAX_EPOCH_MS)
     attempt = int_param(params, "attempt", 1, 1, MAX_RETRIES + 1)
     output = await request.app[RUN_LOG].output_of(name, plan_time, attempt)
     if output is None:

@@ -46,8 +46,8 @@ class LogSink:
         self._spill = spill
         self._limit_bytes = limit_bytes
         self._spill_limit_bytes = spill_limit_bytes
-        self._pending: deque[dict[str, Any]] = deque()
-        self._sizes: deque[int] = deque()  # each pending record's size, roughly its JSON's
+        # Each record waiting, with its size (roughly its JSON's), and the sizes' sum.
+        self._pending: deque[tuple[dict[str, Any], int]] = deque()
         self._pending_bytes = 0
         self._oldest_at = 0.0
         self._wake = asyncio.Event()
@@ -65,8 +65,7 @@ class LogSink:
             self._oldest_at = time.monotonic()
         document = record.to_document()
         size = _size_of(document)
-        self._pending.append(document)
-        self._sizes.append(size)
+        self._pending.append((document, size))
         self._pending_bytes += size
         # Wake the writer on the first record (its commit-timeout clock starts), on a full batch,
         # and when memory is over a limit (time to spill).
@@ -76,9 +75,10 @@ class LogSink:
     def _over_limit(self) -> bool:
         return len(self._pending) > self._limit or self._pending_bytes > self._limit_bytes
 
-    def _pop_oldest(self) -> dict[str, Any]:
-        self._pending_bytes -= self._sizes.popleft()
-        return self._pending.popleft()
+    def _pop_oldest(self) -> tuple[dict[str, Any], int]:
+        pending = self._pending.popleft()
+        self._pending_bytes -= pending[1]
+        return pending
 
     @property
     def pending_bytes(self) -> int:
@@ -138,7 +138,7 @@ class LogSink:
                     return  # the backoff is over
 
     async def _write_batch(self) -> None:
-        batch = [self._pending[i] for i in range(min(self._batch_size, len(self._pending)))]
+        batch = [self._pending[i][0] for i in range(min(self._batch_size, len(self._pending)))]
         await self._insert(batch)
         for _ in batch:
             self._pop_oldest()
@@ -155,19 +155,17 @@ class LogSink:
 
     async def _spill_excess(self) -> None:
         # Keep the newest half of each limit in memory; the oldest go to disk in one segment.
-        documents, sizes = [], []
+        oldest = []
         while self._pending and (
             len(self._pending) > self._limit // 2 or self._pending_bytes > self._limit_bytes // 2
         ):
-            sizes.append(self._sizes[0])
-            documents.append(self._pop_oldest())
-        await self._to_disk(documents, sizes)
+            oldest.append(self._pop_oldest())
+        await self._to_disk(oldest)
 
-    async def _to_disk(self, documents: list[dict[str, Any]], sizes: list[int]) -> bool:
-        """One segment of ``documents``; if it cannot be written they stay in memory."""
-        dropped = await asyncio.to_thread(
-            self._spill.make_room, sum(sizes), self._spill_limit_bytes
-        )
+    async def _to_disk(self, pending: list[tuple[dict[str, Any], int]]) -> bool:
+        """One segment of these records; if it cannot be written they stay in memory."""
+        size = sum(size for _, size in pending)
+        dropped = await asyncio.to_thread(self._spill.make_room, size, self._spill_limit_bytes)
         if dropped:
             self.dropped += dropped
             log.error(
@@ -175,15 +173,14 @@ class LogSink:
                 self._spill.path, self._spill_limit_bytes, dropped,
             )  # fmt: skip
         try:
-            path = await asyncio.to_thread(self._spill.write, documents)
+            path = await asyncio.to_thread(self._spill.write, [document for document, _ in pending])
         except OSError:
-            self._pending.extendleft(reversed(documents))
-            self._sizes.extendleft(reversed(sizes))
-            self._pending_bytes += sum(sizes)
+            self._pending.extendleft(reversed(pending))
+            self._pending_bytes += size
             log.exception("cannot spill results to %s; keeping them in memory", self._spill.path)
             return False
         self.spilled_segments = await asyncio.to_thread(self._spill.count)
-        log.warning("result buffer full; spilled %d result(s) to %s", len(documents), path)
+        log.warning("result buffer full; spilled %d result(s) to %s", len(pending), path)
         return True
 
     async def _replay_oldest_segment(self) -> None:
@@ -220,12 +217,11 @@ class LogSink:
         return True
 
     async def _spill_all(self) -> bool:
-        documents, sizes = list(self._pending), list(self._sizes)
+        pending = list(self._pending)
         self._pending.clear()
-        self._sizes.clear()
         self._pending_bytes = 0
-        if not await self._to_disk(documents, sizes):
-            log.error("cannot spill %d result(s): they are lost", len(documents))
+        if not await self._to_disk(pending):
+            log.error("cannot spill %d result(s): they are lost", len(pending))
             return False
         return True
 

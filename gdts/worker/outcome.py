@@ -31,14 +31,16 @@ def decide(
     killed: bool = False,
     timed_out: bool = False,
     over_limit: str | None = None,
+    kill_reason: str | None = None,
 ) -> Outcome:
-    """``over_limit``: the limit the worker stopped the run for, as runlimits.over said it."""
+    """``over_limit``: the limit the worker stopped the run for, as runlimits.over said it;
+    ``kill_reason``: why a killed run was killed, when it was not simply asked (a delete)."""
     if over_limit is not None:
         return Outcome(RunStatus.LIMIT, over_limit)
     if timed_out:
         return Outcome(RunStatus.TIMEOUT, f"timed out after {job.timeout_s:g} s")
     if killed:
-        return Outcome(RunStatus.KILLED, "")
+        return Outcome(RunStatus.KILLED, "" if kill_reason is None else f"killed: {kill_reason}")
     if job.kind == "http":
         expected = job.http.expected_status if job.http is not None else None
         if not http_succeeded(http_status, expected):

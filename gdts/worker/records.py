@@ -28,6 +28,7 @@ def finished_record(
     attempt: int,
     clock_offset_ms: int,
     over_limit: str | None = None,
+    kill_reason: str | None = None,
 ) -> RunRecord:
     """A run this worker made; its status from the job's success rules (see outcome)."""
     outcome = decide(
@@ -38,12 +39,14 @@ def finished_record(
         killed=result.killed,
         timed_out=timed_out,
         over_limit=over_limit,
+        kill_reason=kill_reason,
     )
     err = result.err
     if over_limit is not None:
         err = outcome.err  # the limit; "terminated by signal SIGKILL" was the watch's doing
-    elif timed_out:
-        # What the kill did to a shell (its signal) is worth keeping; "killed" is not.
+    elif timed_out or (result.killed and kill_reason is not None):
+        # Why it was killed comes first; what the kill did to a shell (its signal) is worth
+        # keeping; "killed on request" is not.
         detail = "" if http_status is None and job.kind == "http" else err
         detail = detail.removeprefix("killed on request; ").removeprefix("killed")
         err = "; ".join(filter(None, [outcome.err, detail]))
@@ -68,6 +71,7 @@ def finished_record(
 
 NO_WORKER_COULD = "no worker could start it: stopped, stalled, or cut off from etcd"
 ALL_AT_CAPACITY = "every eligible worker at capacity (maxConcurrentRuns)"
+OWNER_AT_CAPACITY = "its owner was at capacity (maxConcurrentRuns) and no other worker took it"
 
 
 def missed_record(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import logging
 import resource
@@ -174,7 +173,7 @@ class Runs:
         watched_uid = None
         if isinstance(runner, RunningCommand):
             limits, line = self._limits_of(job.limits)
-            if self._limit_watch is not None and user is not None and self._uids is not None:
+            if self._limit_watch is not None and user is not None:  # a uid of its own
                 watched_uid = user.uid
                 self._limit_watch.watch(user.uid, limits)
             command = line + command
@@ -215,14 +214,9 @@ class Runs:
                 over_limit = self._limit_watch.unwatch(watched_uid)
             if self._uids is not None and user is not None and isinstance(runner, RunningCommand):
                 self._uids.ended(user.uid, job.keep_background)
-        if killed_because is not None and result.killed:
-            # "killed on request; terminated by signal SIGTERM" says who, not why: say why.
-            detail = result.err.removeprefix("killed on request").removeprefix("killed")
-            said = "; ".join(filter(None, [f"killed: {killed_because}", detail.lstrip("; ")]))
-            result = dataclasses.replace(result, err=said)
         return self._record(
             job, result, plan_ms, schedule_ms, trigger, attempt, http_status, timed_out,
-            over_limit,
+            over_limit, killed_because,
         )  # fmt: skip
 
     def _limits_of(self, asked: RunLimits) -> tuple[RunLimits, str]:
@@ -258,11 +252,13 @@ class Runs:
         http_status: int | None = None,
         timed_out: bool = False,
         over_limit: str | None = None,
+        kill_reason: str | None = None,
     ) -> RunRecord:
         return finished_record(
             job, result, worker=self._worker_id, plan_ms=plan_ms, schedule_ms=schedule_ms,
             http_status=http_status, timed_out=timed_out, trigger=trigger, attempt=attempt,
             clock_offset_ms=self._config.clock_offset, over_limit=over_limit,
+            kill_reason=kill_reason,
         )  # fmt: skip
 
     async def _request(

@@ -19,7 +19,12 @@ from gdts.worker.capacity import RunSlots
 from gdts.worker.claimflow import ClaimFlow
 from gdts.worker.clusterview import ClusterView
 from gdts.worker.logsink import LogSink
-from gdts.worker.records import ALL_AT_CAPACITY, NO_WORKER_COULD, missed_record
+from gdts.worker.records import (
+    ALL_AT_CAPACITY,
+    NO_WORKER_COULD,
+    OWNER_AT_CAPACITY,
+    missed_record,
+)
 from gdts.worker.runs import Runs
 from gdts.worker.stats import WorkerStats
 from gdts.worker.ticktable import DueTick, TickTable, misfire_grace_ms, next_plan, start_window_ms
@@ -233,11 +238,7 @@ class Scheduler:
             return False
         if not self._view.tick_claimed(tick.job.name, tick.plan_ms):
             self._stats.missed_ticks.inc()
-            why = (
-                ALL_AT_CAPACITY
-                if self._view.others_full()
-                else ("its owner was at capacity (maxConcurrentRuns) and no other worker took it")
-            )
+            why = ALL_AT_CAPACITY if self._view.others_full() else OWNER_AT_CAPACITY
             log.warning("tick missed: %s", why, extra=event(job=tick.job.name, tick=tick.plan_ms))
             self.tick_missed(tick, why)
         return False

@@ -56,26 +56,32 @@ class SpillDir:
         """Blocking: the bytes every waiting segment takes."""
         if not self.path.is_dir():
             return 0
-        total = 0
-        for segment in self.path.glob("*.jsonl"):
-            try:
-                total += segment.stat().st_size
-            except FileNotFoundError:  # replayed meanwhile
-                continue
-        return total
+        return sum(_size_of(segment) for segment in self.path.glob("*.jsonl"))
 
     def make_room(self, wanted: int, limit: int) -> int:
         """Blocking: delete the oldest segments until ``wanted`` more bytes fit under
         ``limit``; returns how many results went with them (lost: logged by the caller)."""
+        if not self.path.is_dir():
+            return 0
+        segments = sorted(self.path.glob("*.jsonl"))  # oldest first, as oldest() reads them
+        sizes = {segment: _size_of(segment) for segment in segments}
+        total = sum(sizes.values())
         dropped = 0
-        while self.size() + wanted > limit:
-            oldest = self.oldest()
-            if oldest is None:
+        for segment in segments:
+            if total + wanted <= limit:
                 break
-            with contextlib.suppress(FileNotFoundError):
-                dropped += len(oldest.read_bytes().splitlines())
-                oldest.unlink()
+            with contextlib.suppress(FileNotFoundError):  # replayed meanwhile
+                dropped += len(segment.read_bytes().splitlines())
+                segment.unlink()
+            total -= sizes[segment]
         return dropped
+
+
+def _size_of(segment: Path) -> int:
+    try:
+        return segment.stat().st_size
+    except FileNotFoundError:  # replayed meanwhile
+        return 0
 
 
 def read_segment(segment: Path) -> list[dict[str, Any]]:
