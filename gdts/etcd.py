@@ -425,6 +425,7 @@ class WatchEvent:
     value: bytes  # for a delete with prev_kv: the deleted value
     lease: int  # the key's lease (for a delete with prev_kv: the deleted key's lease)
     mod_revision: int  # for a delete: the revision that deleted it
+    create_revision: int = 0  # the revision that created the key (0 for a delete)
 
 
 async def watch_prefixes(
@@ -483,6 +484,7 @@ async def watch_prefixes(
                     value=source.value,
                     lease=source.lease,
                     mod_revision=event.kv.mod_revision,
+                    create_revision=event.kv.create_revision,
                 )
     finally:
         hold_open.set()

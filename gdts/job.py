@@ -68,6 +68,12 @@ class Job:
     keep_background: bool = False
     limits: RunLimits = NO_LIMITS
     owner: str = ""
+    # Where etcd holds this version (not part of the job's definition, so not compared): the
+    # revision that wrote it, which a claim compares so no claim made from an older version
+    # succeeds, and the revision that created the key, the job's generation (see gdts.keys).
+    # 0: not read from etcd.
+    revision: int = field(default=0, compare=False)
+    generation: int = field(default=0, compare=False)
 
     @classmethod
     def create(cls, name: object, command: object, cron_expr: object) -> Job:
@@ -118,8 +124,10 @@ class Job:
         return json.dumps({"v": version, **kept}, separators=(",", ":")).encode()
 
     @classmethod
-    def from_record(cls, raw: bytes) -> Job:
-        return cls.from_api(_load_record(raw))
+    def from_record(cls, raw: bytes, *, revision: int = 0, generation: int = 0) -> Job:
+        """A stored job; ``revision`` and ``generation``: where etcd holds it."""
+        fields = check_fields(_load_record(raw), "UTC", None)
+        return cls(**fields, revision=revision, generation=generation)
 
     def with_changes(self, **changes: Any) -> Job:
         """This job with some API fields replaced, checked as a save would check them."""

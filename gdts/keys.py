@@ -2,17 +2,23 @@
 
 Layout under the prefix (default ``/gdts/``)::
 
-    jobs/<name>               job JSON (no lease)
-    killer/<name>             kill marker, on a short lease so it expires by itself
-    lock/tick/<name>/<ms>     claim of one planned tick, on a lease that outlives the start window
-    lock/running/<name>       "a run of <name> is going", on the running worker's lease
-    lock/running/<name>/<ms>  the same for one run of a job whose runs may overlap (policy allow)
-    done/<name>/<ms>          a one-shot job's run at <ms> was claimed: never again (no lease)
-    run/<name>/<ms>           "run <name> now" (POST /job/run), on a lease; the claim deletes it
-    workers/<worker-id>       registration, on the worker's lease
+    jobs/<name>                   job JSON (no lease)
+    killer/<name>                 kill marker, on a short lease so it expires by itself
+    lock/tick/<name>@<gen>/<ms>   claim of one planned tick, on a lease that outlives the window
+    lock/running/<name>@<gen>     "a run of <name> is going", on the running worker's lease
+    lock/running/<name>@<gen>/<ms>  the same for one run of a job whose runs may overlap (allow)
+    done/<name>/<ms>              a one-shot job's run at <ms> was claimed: never again (no lease)
+    run/<name>/<ms>               "run <name> now" (POST /job/run), on a lease; the claim deletes it
+    workers/<worker-id>           registration, on the worker's lease
 
-Job names never contain ``/``, so ``lock/tick/<name>/`` cannot collide between two jobs. Running
-markers have a prefix of their own so workers can watch them alone, without the tick claims.
+``<gen>`` is the job's generation: the etcd revision that created ``jobs/<name>``. A job deleted
+and saved again under the same name is a new generation, so its claims and running markers
+never meet the old job's (a run kept going with keepRunning, say); kill markers name the
+generation they kill (see kill_marker). ``done/`` and ``run/`` are removed with the job.
+
+Job names never contain ``/``, so ``lock/tick/<name>@<gen>/`` cannot collide between two jobs
+(the generation is the digits after the last ``@``). Running markers have a prefix of their own
+so workers can watch them alone, without the tick claims.
 """
 
 from __future__ import annotations
@@ -21,8 +27,43 @@ from dataclasses import dataclass
 
 from gdts.errors import ConfigError
 
-# A kill marker's value when the job was deleted (its runs die with it, and say so).
+# A kill marker's payload when the job was deleted (its runs die with it, and say so).
 KILLED_BY_DELETE = b"deleted"
+
+
+@dataclass(frozen=True)
+class KillOrder:
+    """What a kill marker asks: kill the runs of one generation of the job (None: of any,
+    as markers written before generations did), those planned before ``before_plan_ms`` (None:
+    every run), and whether the job was deleted."""
+
+    generation: int | None
+    before_plan_ms: int | None = None
+    deleted: bool = False
+
+
+def kill_marker(generation: int, payload: bytes = b"") -> bytes:
+    """A kill marker's value: ``<gen>:`` then empty (/job/kill), a planned time in ms (policy
+    replace: the runs planned before it) or KILLED_BY_DELETE."""
+    return str(generation).encode() + b":" + payload
+
+
+def read_kill_marker(value: bytes) -> KillOrder:
+    head, colon, payload = value.partition(b":")
+    generation = int(head) if colon and head.isdigit() else None
+    if generation is None:
+        payload = value
+    before = int(payload) if payload.isdigit() else None
+    return KillOrder(generation, before, payload == KILLED_BY_DELETE)
+
+
+@dataclass(frozen=True)
+class RunningKey:
+    """What a running marker's key names."""
+
+    name: str
+    generation: int
+    plan_ms: int | None  # the run's own marker (policy allow), or None for the job's one
 
 
 @dataclass(frozen=True)
@@ -56,8 +97,7 @@ class KeyLayout:
         return self._key("jobs", name)
 
     def killer(self, name: str) -> bytes:
-        """Kill marker: empty (/job/kill), a planned time in ms (replace: the runs planned
-        before it) or KILLED_BY_DELETE (the job was deleted)."""
+        """Kill marker (its value: see kill_marker)."""
         return self._key("killer", name)
 
     def worker(self, worker_id: str) -> bytes:
@@ -69,6 +109,10 @@ class KeyLayout:
 
     def run_request(self, name: str, requested_ms: int) -> bytes:
         return self._key("run", name, str(requested_ms))
+
+    def run_requests_of(self, name: str) -> bytes:
+        """The prefix of one job's run requests."""
+        return self._key("run", name, "")
 
     def run_request_parts(self, key: bytes) -> tuple[str, int]:
         """(job name, requested ms) of a run request key."""
@@ -82,8 +126,8 @@ class KeyLayout:
     def running_prefix(self) -> bytes:
         return self._key("lock", "running", "")
 
-    def tick_claim(self, name: str, plan_ms: int) -> bytes:
-        return self._key("lock", "tick", name, str(plan_ms))
+    def tick_claim(self, name: str, generation: int, plan_ms: int) -> bytes:
+        return self._key("lock", "tick", _of(name, generation), str(plan_ms))
 
     def done(self, name: str, plan_ms: int) -> bytes:
         return self._key("done", name, str(plan_ms))
@@ -91,24 +135,25 @@ class KeyLayout:
     def done_prefix(self, name: str) -> bytes:
         return self._key("done", name, "")
 
-    def running(self, name: str, plan_ms: int | None = None) -> bytes:
-        """The job's running marker; with ``plan_ms``, the marker of that one run (a job whose
-        runs may overlap has one per run)."""
+    def running(self, name: str, generation: int, plan_ms: int | None = None) -> bytes:
+        """The running marker of the job's generation; with ``plan_ms``, the marker of that one
+        run (a job whose runs may overlap has one per run)."""
         if plan_ms is None:
-            return self._key("lock", "running", name)
-        return self._key("lock", "running", name, str(plan_ms))
+            return self._key("lock", "running", _of(name, generation))
+        return self._key("lock", "running", _of(name, generation), str(plan_ms))
 
-    def running_parts(self, key: bytes) -> tuple[str, int | None]:
-        """(job name, planned ms of the run or None for the job's one marker)."""
+    def running_parts(self, key: bytes) -> RunningKey:
         if not key.startswith(self.running_prefix):
             raise ValueError(f"key {key!r} is not under {self.running_prefix!r}")
-        name, slash, plan = key[len(self.running_prefix) :].partition(b"/")
-        if slash and not plan.isdigit():
+        rest = key[len(self.running_prefix) :].decode(errors="replace")
+        of, slash, plan = rest.partition("/")
+        name, at, generation = of.rpartition("@")
+        if not name or not at or not generation.isdigit() or (slash and not plan.isdigit()):
             raise ValueError(f"key {key!r} is not a running marker under {self.running_prefix!r}")
-        return _strip(self.running_prefix + name, self.running_prefix), int(plan) if slash else None
+        return RunningKey(name, int(generation), int(plan) if slash else None)
 
     def running_name(self, key: bytes) -> str:
-        return self.running_parts(key)[0]
+        return self.running_parts(key).name
 
     def worker_id(self, key: bytes) -> str:
         return _strip(key, self.workers_prefix)
@@ -118,6 +163,10 @@ class KeyLayout:
 
     def killer_name(self, key: bytes) -> str:
         return _strip(key, self.killer_prefix)
+
+
+def _of(name: str, generation: int) -> str:
+    return f"{name}@{generation}"
 
 
 def _strip(key: bytes, prefix: bytes) -> str:

@@ -12,7 +12,7 @@ from aetcd import utils
 from gdts.errors import ConflictError, InvalidFieldError, NotFoundError
 from gdts.etcd import EtcdClient, etcd_errors, read_prefix
 from gdts.job import Job, api_view
-from gdts.keys import KILLED_BY_DELETE, KeyLayout
+from gdts.keys import KILLED_BY_DELETE, KeyLayout, kill_marker
 from gdts.manager.auth import JobGuard
 
 log = logging.getLogger(__name__)
@@ -101,19 +101,20 @@ class JobStore:
     async def delete(
         self, name: str, guard: JobGuard, keep_running: bool = False
     ) -> dict[str, Any] | None:
-        """Delete a job and its one-shot done markers (a job saved again under the same name
-        starts afresh); returns the deleted job (API form) or None. Its runs going on are
-        killed in the same transaction (logged killed, "the job was deleted"), unless
-        ``keep_running``."""
+        """Delete a job, its one-shot done markers and its runs asked for and not started (a
+        job saved again under the same name starts afresh); returns the deleted job (API form)
+        or None. Its runs going on are killed in the same transaction (logged killed, "the job
+        was deleted"), unless ``keep_running``."""
         key = self._keys.job(name)
         txn = self._client.transactions
-        done = self._keys.done_prefix(name)
-        clear_done = txn.delete(done, range_end=utils.prefix_range_end(done))
-        kill = []
+        clear = [
+            txn.delete(prefix, range_end=utils.prefix_range_end(prefix))
+            for prefix in (self._keys.done_prefix(name), self._keys.run_requests_of(name))
+        ]
+        lease = None
         if not keep_running:
             with etcd_errors():
                 lease = await self._client.lease(self._kill_marker_ttl)
-            kill.append(txn.put(self._keys.killer(name), KILLED_BY_DELETE, lease=lease))
         for _ in range(_UPDATE_ATTEMPTS):
             with etcd_errors():
                 stored = await self._client.get(key)
@@ -124,9 +125,12 @@ class JobStore:
             else:
                 guard.check(name, previous.get("owner", ""))
                 compare = [txn.mod(key) == stored.mod_revision]
+            kill = []
+            if lease is not None and stored is not None:  # a job not there has no runs to kill
+                marker = kill_marker(stored.create_revision, KILLED_BY_DELETE)
+                kill.append(txn.put(self._keys.killer(name), marker, lease=lease))
             with etcd_errors():
-                # A job that is not there has no runs of its own to kill.
-                success = [txn.delete(key), clear_done, *(kill if previous is not None else [])]
+                success = [txn.delete(key), *clear, *kill]
                 deleted, _ = await self._client.transaction(
                     compare=compare, success=success, failure=[]
                 )
@@ -144,7 +148,7 @@ class JobStore:
         guard.check(name, _owner_of(stored.value))
         key = self._keys.run_request(name, requested_ms)
         txn = self._client.transactions
-        running = self._keys.running(name)
+        running = self._keys.running(name, stored.create_revision)
         # Under "forbid" a run going on would make the worker skip this one: say so now instead
         # of answering 200 for nothing ("replace" kills that run, "allow" runs beside it).
         forbid = (_previous(stored.value) or {}).get("concurrencyPolicy", "forbid") == "forbid"
@@ -171,16 +175,33 @@ class JobStore:
         return {"name": name, "planTime": requested_ms}
 
     async def kill(self, name: str, guard: JobGuard) -> None:
-        """Every worker watches ``killer/``; the marker's lease removes it after a few seconds."""
+        """Every worker watches ``killer/``; the marker's lease removes it after a few seconds.
+        It kills the runs of the job as it is now, not those a deleted job of the same name
+        left going (keepRunning); with no job of that name, an admin kills those."""
+        key = self._keys.job(name)
         with etcd_errors():
-            stored = await self._client.get(self._keys.job(name))
+            stored = await self._client.get(key)
         if stored is None:
             guard.check_missing(name)
+            value = b""  # no generation: every run of the name
         else:
             guard.check(name, _owner_of(stored.value))
+            value = kill_marker(stored.create_revision)
+        txn = self._client.transactions
+        # The job as read: had it been deleted and saved again in between, the marker would
+        # name the old generation and miss the new job's runs.
+        same = txn.create(key) == (0 if stored is None else stored.create_revision)
         with etcd_errors():
             lease = await self._client.lease(self._kill_marker_ttl)
-            await self._client.put(self._keys.killer(name), b"", lease=lease)
+            written, _ = await self._client.transaction(
+                compare=[same],
+                success=[txn.put(self._keys.killer(name), value, lease=lease)],
+                failure=[],
+            )
+        if not written:
+            raise ConflictError(
+                "name", f"job {name!r} was deleted or replaced meanwhile; try again"
+            )
 
     async def workers(self) -> list[dict[str, Any]]:
         """The live workers' registrations, each with ``running``: the names of the jobs it

@@ -40,6 +40,7 @@ _LAST_RUN_OVERLAP = timedelta(seconds=5)
 class _Entry:
     name: str
     revision: int
+    generation: int  # the revision that created the job (see gdts.keys)
     view: bytes  # the definition's JSON object, without its closing brace
     schedule: CronSchedule | None
     run_at_ms: int | None
@@ -109,12 +110,15 @@ class JobListing:
                 if full:
                     self._full = (revision, len(kvs), entries)
             running_kvs, _ = await read_prefix(self._client, self._keys.running_prefix)
+        # (job, generation): a run kept going after its job was deleted is not the running of a
+        # new job saved under the same name.
         running = set()
         for kv in running_kvs:
             try:
-                running.add(self._keys.running_name(kv.key))
+                marker = self._keys.running_parts(kv.key)
             except ValueError:
                 continue
+            running.add((marker.name, marker.generation))
         await self._refresh_last_runs()
         # Nothing changed since the last full listing (jobs, running jobs, last runs, and no
         # next run has come due): the same answer, without building it again.
@@ -129,7 +133,11 @@ class JobListing:
             return self._answer
         last_runs = self._last_runs
         parts = [
-            entry.listed(now_ms, entry.name in running, last_runs.get(entry.name, b"null"))
+            entry.listed(
+                now_ms,
+                (entry.name, entry.generation) in running,
+                last_runs.get(entry.name, b"null"),
+            )
             for entry in entries
         ]
         answer = b"[" + b",".join(parts) + b"]"
@@ -171,7 +179,7 @@ class JobListing:
         prefix_length = len(self._keys.jobs_prefix)
         for i, view in zip(stale, api_views([kvs[i].value for i in stale]), strict=True):
             name = keys[i][prefix_length:].decode(errors="replace")
-            known[keys[i]] = _entry(name, revisions[i], view)
+            known[keys[i]] = _entry(name, revisions[i], kvs[i].create_revision, view)
         listed = [known[key] for key in keys]
         if full:
             # A full listing knows every job: forget the deleted ones.
@@ -200,10 +208,12 @@ class JobListing:
                 self._last_runs_at = at
 
 
-def _entry(name: str, revision: int, view: dict[str, Any] | InvalidFieldError) -> _Entry:
+def _entry(
+    name: str, revision: int, generation: int, view: dict[str, Any] | InvalidFieldError
+) -> _Entry:
     if isinstance(view, InvalidFieldError):
         log.error("skipping unreadable job %r: %s", name, view)
-        return _Entry(name, revision, b"", None, None, False)
+        return _Entry(name, revision, generation, b"", None, None, False)
     schedule = None
     run_at_ms = None
     try:
@@ -215,4 +225,5 @@ def _entry(name: str, revision: int, view: dict[str, Any] | InvalidFieldError) -
         log.error("no next run for the job %r: %s", name, exc)
     # Compact: at 100,000 jobs every byte of an entry is 100 kB of every full listing.
     encoded = json.dumps(view, separators=(",", ":")).encode()
-    return _Entry(name, revision, encoded[:-1], schedule, run_at_ms, view["enabled"] is not False)
+    enabled = view["enabled"] is not False
+    return _Entry(name, revision, generation, encoded[:-1], schedule, run_at_ms, enabled)

@@ -3,13 +3,17 @@ here, retrying passing failures until its start window closes), hold the claim w
 goes on, then release it; and put running markers back after the lease was lost.
 
 ``ClaimFlow.hold(tick)`` is the whole interface the scheduler sees: ``async with`` gives the
-claim (or None: not ours to run) and releases it on the way out.
+tick to run (or None: not ours to run) and releases its claim on the way out. The tick given
+may carry a newer version of the job than the one asked with: a claim made from a version that
+is no longer current fails in etcd, and is made again from the current one if that version
+still runs the tick (see current_tick).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,11 +22,12 @@ from typing import Any
 from gdts.config import WorkerConfig
 from gdts.errors import GdtsError
 from gdts.etcd import ETCD_ERRORS, etcd_errors
+from gdts.job import Job
 from gdts.logs import event
-from gdts.worker.lock import Claim, ClaimOutcome, TickClaimer
+from gdts.worker.lock import Claim, ClaimOutcome, StoredJob, TickClaimer
 from gdts.worker.registration import Registration
 from gdts.worker.stats import WorkerStats
-from gdts.worker.ticktable import DueTick
+from gdts.worker.ticktable import DueTick, next_plan
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +65,20 @@ class ClaimFlow:
         self._releases: set[asyncio.Task[None]] = set()
 
     @contextlib.asynccontextmanager
-    async def hold(self, tick: DueTick) -> AsyncIterator[Claim | None]:
-        """The tick's claim while the body runs it; None if this worker is not to run it."""
+    async def hold(self, tick: DueTick) -> AsyncIterator[DueTick | None]:
+        """The tick to run, claimed, while the body runs it; None if this worker is not to run
+        it. The tick may come with a newer version of its job (see current_tick)."""
         name = tick.job.name
         turn = _Turn()
         try:
-            claim = await self._claim(tick, turn)
-            if claim is None:
+            claimed = await self._claim(tick, turn)
+            if claimed is None:
                 yield None
                 return
+            claim, tick = claimed
             self._held[name] = claim
             try:
-                yield claim
+                yield tick
             finally:
                 self._held.pop(name, None)
                 release = self._track_release(claim)
@@ -92,22 +99,22 @@ class ClaimFlow:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _claim(self, tick: DueTick, turn: _Turn) -> Claim | None:
+    async def _claim(self, tick: DueTick, turn: _Turn) -> tuple[Claim, DueTick] | None:
         exclusive = tick.job.concurrency != "allow"
         if not exclusive:
-            claim = await self._claim_now(tick, exclusive)
-            turn.claimed(claim is not None)
-            return claim
+            claimed = await self._claim_now(tick, exclusive)
+            turn.claimed(claimed is not None)
+            return claimed
         name = tick.job.name
         earlier = self._turns.get(name)
         self._turns[name] = turn
-        claim = None
+        claimed = None
         try:
             if earlier is None or await self._after(earlier, tick):
-                claim = await self._claim_now(tick, exclusive)
-            return claim
+                claimed = await self._claim_now(tick, exclusive)
+            return claimed
         finally:
-            turn.claimed(claim is not None)
+            turn.claimed(claimed is not None)
 
     async def _after(self, earlier: _Turn, tick: DueTick) -> bool:
         """Wait for the job's earlier tick here to be out of the way: its claim answered, its
@@ -147,22 +154,26 @@ class ClaimFlow:
                 return
             await asyncio.wait({waited}, timeout=min(left, _FENCE_CHECK_S))
 
-    async def _claim_now(self, tick: DueTick, exclusive: bool) -> Claim | None:
+    async def _claim_now(self, tick: DueTick, exclusive: bool) -> tuple[Claim, DueTick] | None:
         marker = self._claimer.marker(tick.plan_ms, self._now_ms())
-        outcome, unanswered = await self._try_claim(tick, marker)
+        outcome, tick, unanswered = await self._try_claim(tick, marker)
+        job = tick.job
+        claim = Claim(ClaimOutcome.WON, job.name, tick.plan_ms, marker, exclusive, job.generation)
         if outcome is ClaimOutcome.WON:
-            return Claim(ClaimOutcome.WON, tick.job.name, tick.plan_ms, marker, exclusive)
+            return claim, tick
         if outcome is None and unanswered:
             # Every attempt failed, and one whose answer was lost may have committed all the
             # same: its running marker would block this job on every worker for as long as our
             # lease lives. Remove it (only if it is ours, as on any release).
-            lost = Claim(ClaimOutcome.WON, tick.job.name, tick.plan_ms, marker, exclusive)
-            self._track_release(lost)
+            self._track_release(claim)
         return None
 
-    async def _try_claim(self, tick: DueTick, marker: bytes) -> tuple[ClaimOutcome | None, bool]:
-        """(WON, TAKEN or BUSY as etcd answered, or None when no answer came in time; whether
-        an attempt went out and got no answer)."""
+    async def _try_claim(
+        self, tick: DueTick, marker: bytes
+    ) -> tuple[ClaimOutcome | None, DueTick, bool]:
+        """(WON, TAKEN, BUSY or STALE as etcd answered, or None when no answer came in time;
+        the tick as claimed, with the job's version the claim was made from; whether an attempt
+        went out and got no answer)."""
         tags = event(job=tick.job.name, tick=tick.plan_ms)
         attempt = _Attempts(tick, self._config, self._now_ms)
         unanswered = False
@@ -171,29 +182,38 @@ class ClaimFlow:
                 self._stats.missed_ticks.inc()
                 log.warning("tick not claimed within its start window", extra=tags)
                 self._on_missed(tick)
-                return None, unanswered
+                return None, tick, unanswered
             if not self._registration.can_claim():
                 # Self-fencing: our lease may already be gone in etcd; claim nothing on it.
                 self._stats.claim("fenced")
                 log.warning("not claiming: lease not confirmed alive", extra=tags)
             else:
                 try:
-                    outcome = await self._ask(tick, marker, attempt)
+                    claim = await self._ask(tick, marker, attempt)
                 except GdtsError as exc:
                     unanswered = True
                     self._stats.claim("error")
                     self._stats.etcd_errors.labels(operation="claim").inc()
                     log.warning("cannot claim (%s); retrying", exc, extra=tags)
                 else:
-                    if outcome is None:  # won after the window closed: released, not run
-                        return None, True
-                    if outcome is not ClaimOutcome.BUSY or not attempt.wait_longer():
-                        self._stats.claim(outcome.value)
-                        return outcome, False
+                    if claim is None:  # won after the window closed: released, not run
+                        return None, tick, True
+                    if claim.outcome is ClaimOutcome.STALE:
+                        self._stats.claim("stale")
+                        current = current_tick(tick, claim.current)
+                        if current is None:
+                            log.info("not run: the job changed since this tick was due",
+                                     extra=tags)  # fmt: skip
+                            return ClaimOutcome.STALE, tick, False
+                        tick = current  # claim again from the job's current version
+                        continue
+                    if claim.outcome is not ClaimOutcome.BUSY or not attempt.wait_longer():
+                        self._stats.claim(claim.outcome.value)
+                        return claim.outcome, tick, False
             await attempt.pause()
-        return None, unanswered
+        return None, tick, unanswered
 
-    async def _ask(self, tick: DueTick, marker: bytes, attempt: _Attempts) -> ClaimOutcome | None:
+    async def _ask(self, tick: DueTick, marker: bytes, attempt: _Attempts) -> Claim | None:
         """One claim transaction; None if it won too late to start."""
         job = tick.job
         # No deadline of our own: each etcd call has its timeout, and a claim given up while
@@ -206,6 +226,7 @@ class ClaimFlow:
                 run_request=tick.run_request,
                 exclusive=job.concurrency != "allow",
                 window_s=(attempt.window_ends - tick.plan_ms) / 1000,
+                generation=job.generation, revision=job.revision,
             )  # fmt: skip
         tags = event(job=job.name, tick=tick.plan_ms)
         if claim.outcome is ClaimOutcome.WON and self._now_ms() > attempt.window_ends:
@@ -216,11 +237,13 @@ class ClaimFlow:
         if claim.outcome is ClaimOutcome.BUSY:
             if attempt.replacing and not attempt.kill_sent:
                 with etcd_errors():
-                    await self._claimer.request_kill(job.name, before_plan_ms=tick.plan_ms)
+                    await self._claimer.request_kill(
+                        job.name, job.generation, before_plan_ms=tick.plan_ms
+                    )
                 attempt.kill_sent = True
                 log.info("replacing the run going on", extra=tags)
             attempt.busy()
-        return claim.outcome
+        return claim
 
     def _track_release(self, claim: Claim) -> asyncio.Task[None]:
         """Release the claim in a task the job's next claim can wait for (see _after)."""
@@ -272,6 +295,22 @@ class ClaimFlow:
                 if not restored:
                     log.warning("another worker started this job while our lease was lost; "
                                 "both runs go on", extra=tags)  # fmt: skip
+
+
+def current_tick(tick: DueTick, stored: StoredJob | None) -> DueTick | None:
+    """The tick as the job's current version (``stored``, None: deleted) runs it, or None if
+    that version does not run it: deleted, or deleted and saved again (a new job, with ticks of
+    its own), or a scheduled tick that the version no longer plans (disabled, schedule
+    changed). A run asked for with /job/run still runs, as /job/run on that version would."""
+    if stored is None or stored.generation != tick.job.generation:
+        return None
+    try:
+        job = Job.from_record(stored.record, revision=stored.revision, generation=stored.generation)
+    except (GdtsError, ValueError):
+        return None  # unreadable: the watch stops running it too
+    if tick.run_request is None and next_plan(job, tick.plan_ms - 1) != tick.plan_ms:
+        return None
+    return dataclasses.replace(tick, job=job)
 
 
 class _Attempts:

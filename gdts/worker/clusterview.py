@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from gdts.keys import RunningKey
 from gdts.worker.lostruns import marker_plan
 from gdts.worker.owner import owner_of
 
@@ -23,10 +24,11 @@ class ClusterView:
         self.workers: dict[str, int] = {}  # live worker id -> its lease
         self.full: set[str] = set()  # live workers that said they are at maxConcurrentRuns
         self._owned: dict[str, bool] = {}  # job -> whether we own it, for the current workers
-        # job -> its one running marker: the job runs somewhere (what blocks a takeover)
-        self.running: dict[str, bytes] = {}
-        self._claimed: set[tuple[str, int]] = set()  # (job, planned ms) seen claimed
-        self._claimed_order: deque[tuple[int, tuple[str, int]]] = deque()
+        # (job, generation) -> its one running marker: it runs somewhere (blocks a takeover)
+        self.running: dict[tuple[str, int], bytes] = {}
+        # (job, generation, planned ms) seen claimed, and in the order seen
+        self._claimed: set[tuple[str, int, int]] = set()
+        self._claimed_order: deque[tuple[int, tuple[str, int, int]]] = deque()
         self._last_claim_seen: dict[str, int] = {}  # job -> when (our clock) a claim was seen
         self.run_requests: set[bytes] = set()  # POST /job/run requests not yet claimed
 
@@ -72,30 +74,29 @@ class ClusterView:
 
     # -- running markers ------------------------------------------------------------------------
 
-    def running_reset(
-        self, markers: dict[str, bytes], other_runs: list[tuple[str, bytes]], now_ms: int
-    ) -> None:
+    def running_reset(self, markers: list[tuple[RunningKey, bytes]], now_ms: int) -> None:
+        self.running.clear()
+        for marker, value in markers:
+            self.marker_put(marker, value, now_ms)
+
+    def marker_put(self, marker: RunningKey, value: bytes, now_ms: int) -> None:
         # Only a job's one marker says "the job is running"; a run of a job whose runs may
         # overlap has its own, which still tells its tick was claimed.
-        self.running = dict(markers)
-        for job_name, value in [*markers.items(), *other_runs]:
-            self._note_claimed(job_name, value, now_ms)
+        if marker.plan_ms is None:
+            self.running[marker.name, marker.generation] = value
+        self._note_claimed(marker, value, now_ms)
 
-    def marker_put(self, job_name: str, value: bytes, exclusive: bool, now_ms: int) -> None:
-        if exclusive:
-            self.running[job_name] = value
-        self._note_claimed(job_name, value, now_ms)
+    def marker_gone(self, marker: RunningKey, value: bytes) -> None:
+        job = (marker.name, marker.generation)
+        if marker.plan_ms is None and self.running.get(job) == value:
+            del self.running[job]
 
-    def marker_gone(self, job_name: str, value: bytes, exclusive: bool) -> None:
-        if exclusive and self.running.get(job_name) == value:
-            del self.running[job_name]
-
-    def _note_claimed(self, job_name: str, value: bytes, now_ms: int) -> None:
+    def _note_claimed(self, marker: RunningKey, value: bytes, now_ms: int) -> None:
         plan_ms = marker_plan(value)
         if plan_ms is None:
             return
-        self._last_claim_seen[job_name] = now_ms
-        key = (job_name, plan_ms)
+        self._last_claim_seen[marker.name] = now_ms
+        key = (marker.name, marker.generation, plan_ms)
         if key not in self._claimed:
             self._claimed.add(key)
             self._claimed_order.append((now_ms, key))
@@ -103,8 +104,8 @@ class ClusterView:
         while self._claimed_order and self._claimed_order[0][0] < horizon:
             self._claimed.discard(self._claimed_order.popleft()[1])
 
-    def tick_claimed(self, job_name: str, plan_ms: int) -> bool:
-        return (job_name, plan_ms) in self._claimed
+    def tick_claimed(self, job_name: str, generation: int, plan_ms: int) -> bool:
+        return (job_name, generation, plan_ms) in self._claimed
 
     def last_claim_seen(self, job_name: str) -> int | None:
         return self._last_claim_seen.get(job_name)

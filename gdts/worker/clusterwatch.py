@@ -28,7 +28,7 @@ from gdts.etcd import (
     watch_prefixes,
 )
 from gdts.job import Job
-from gdts.keys import KILLED_BY_DELETE, KeyLayout
+from gdts.keys import KeyLayout, KillOrder, RunningKey, read_kill_marker
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +44,15 @@ class ClusterListener(Protocol):
     async def jobs_reset(self, jobs: list[Job]) -> None: ...
     def job_saved(self, job: Job) -> None: ...
     def job_deleted(self, name: str) -> None: ...
-    def kill_requested(
-        self, name: str, before_plan_ms: int | None, reason: str | None = None
-    ) -> None: ...
+    def kill_requested(self, name: str, order: KillOrder) -> None: ...
     def workers_reset(self, workers: dict[str, int], full: set[str]) -> None: ...
     def worker_registered(self, worker_id: str, lease: int, at_capacity: bool) -> None: ...
     def worker_gone(self, worker_id: str, lease: int, revision: int) -> None: ...
     def running_marker_gone(
-        self, job_name: str, lease: int, revision: int, value: bytes, exclusive: bool
+        self, marker: RunningKey, lease: int, revision: int, value: bytes
     ) -> None: ...
-    def running_reset(
-        self, markers: dict[str, bytes], other_runs: list[tuple[str, bytes]]
-    ) -> None: ...
-    def running_marker_put(self, job_name: str, value: bytes, exclusive: bool) -> None: ...
+    def running_reset(self, markers: list[tuple[RunningKey, bytes]]) -> None: ...
+    def running_marker_put(self, marker: RunningKey, value: bytes) -> None: ...
     def run_requests_reset(self, requests: list[tuple[str, int, bytes]]) -> None: ...
     def run_requested(self, job_name: str, requested_ms: int, key: bytes) -> None: ...
     def run_request_gone(self, key: bytes) -> None: ...
@@ -122,11 +118,12 @@ class ClusterWatch:
         request_kvs, requests_revision = await read_prefix(self._client, keys.run_prefix)
         jobs = []
         for index, kv in enumerate(job_kvs):
-            if (job := self._decode(kv.key, kv.value)) is not None:
+            job = self._decode(kv.key, kv.value, kv.mod_revision, kv.create_revision)
+            if job is not None:
                 jobs.append(job)
             if index % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # 100,000 jobs must not stall lease renewals
-        workers, markers, other_runs = {}, {}, []
+        workers, markers = {}, []
         full = set()
         for kv in worker_kvs:
             with contextlib.suppress(ValueError):
@@ -137,18 +134,14 @@ class ClusterWatch:
         self._markers = {kv.key: (kv.value, kv.lease) for kv in running_kvs}
         for kv in running_kvs:
             with contextlib.suppress(ValueError):
-                name, plan_ms = keys.running_parts(kv.key)
-                if plan_ms is None:
-                    markers[name] = kv.value
-                else:
-                    other_runs.append((name, kv.value))
+                markers.append((keys.running_parts(kv.key), kv.value))
         requests = []
         for kv in request_kvs:
             with contextlib.suppress(ValueError):
                 requests.append((*keys.run_request_parts(kv.key), kv.key))
         await self._listener.jobs_reset(jobs)
         self._listener.workers_reset(workers, full)
-        self._listener.running_reset(markers, other_runs)
+        self._listener.running_reset(markers)
         self._listener.run_requests_reset(requests)
         self.full_reads += 1
         self.synced.set()
@@ -187,21 +180,18 @@ class ClusterWatch:
             name = keys.job_name(event.key)
             if event.deleted:
                 listener.job_deleted(name)
-            elif (job := self._decode(event.key, event.value)) is not None:
+            elif (
+                job := self._decode(
+                    event.key, event.value, event.mod_revision, event.create_revision
+                )
+            ) is not None:
                 listener.job_saved(job)
             else:
                 # Unreadable value: stop running whatever was there rather than a stale copy.
                 listener.job_deleted(name)
         elif kind == _KILLER:
             if not event.deleted:
-                # A marker naming a planned time kills only the runs planned before it (the
-                # concurrency policy "replace"); an empty one (/job/kill) kills every run.
-                value = event.value.decode(errors="replace")
-                before = int(value) if value.isdigit() else None
-                deleted = event.value == KILLED_BY_DELETE
-                listener.kill_requested(
-                    keys.killer_name(event.key), before, "the job was deleted" if deleted else None
-                )
+                listener.kill_requested(keys.killer_name(event.key), read_kill_marker(event.value))
         elif kind == _RUN_REQUESTS:
             if event.deleted:
                 listener.run_request_gone(event.key)
@@ -214,23 +204,21 @@ class ClusterWatch:
             else:
                 listener.worker_registered(worker_id, event.lease, at_capacity(event.value))
         else:
-            name, plan_ms = keys.running_parts(event.key)
+            marker = keys.running_parts(event.key)
             if event.deleted:
                 # Unknown only if the key never held a marker we could read: nothing to tell.
                 gone = self._markers.pop(event.key, None)
                 if gone is not None:
                     value, lease = gone
-                    listener.running_marker_gone(
-                        name, lease, event.mod_revision, value, plan_ms is None
-                    )
+                    listener.running_marker_gone(marker, lease, event.mod_revision, value)
             else:
                 self._markers[event.key] = (event.value, event.lease)
-                listener.running_marker_put(name, event.value, plan_ms is None)
+                listener.running_marker_put(marker, event.value)
 
-    def _decode(self, key: bytes, value: bytes) -> Job | None:
+    def _decode(self, key: bytes, value: bytes, revision: int, generation: int) -> Job | None:
         try:
             name = self._keys.job_name(key)
-            job = Job.from_record(value)
+            job = Job.from_record(value, revision=revision, generation=generation)
         except (InvalidFieldError, ValueError) as exc:
             log.error("ignoring job at %r: %s", key.decode(errors="replace"), exc)
             return None

@@ -1,8 +1,11 @@
 """Claiming a tick: one etcd transaction decides which worker runs it.
 
-The transaction succeeds only if nobody has claimed this tick (``lock/tick/<job>/<ms>``) and no
-run of the job is going anywhere (``lock/running/<job>``; a job whose runs may overlap has one
-``lock/running/<job>/<ms>`` per run instead). It writes both keys (gdts.keys has the layout):
+The transaction succeeds only if the job is still the version the worker scheduled the tick
+from (``jobs/<job>`` unchanged since: a save, disable or delete that etcd acknowledged makes
+every claim made from the version before it fail), nobody has claimed this tick
+(``lock/tick/<job>@<gen>/<ms>``) and no run of the job is going anywhere
+(``lock/running/<job>@<gen>``; a job whose runs may overlap has one marker per run instead).
+It writes both keys (gdts.keys has the layout):
 
 * the tick claim goes on a *claim lease* that is never kept alive and lives longer than the start
   window plus clock-skew margin. Whatever happens to the claiming worker, the claim outlives every
@@ -24,9 +27,10 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from gdts.etcd import EtcdClient
-from gdts.keys import KeyLayout
+from gdts.keys import KeyLayout, kill_marker
 from gdts.worker.coalescer import Coalescer
 from gdts.worker.lostruns import running_marker
 
@@ -42,6 +46,16 @@ class ClaimOutcome(enum.Enum):
     WON = "won"
     TAKEN = "taken"  # another worker claimed this tick first
     BUSY = "busy"  # the previous run of this job is still going somewhere
+    STALE = "stale"  # the job changed (or went) since the version the claim was made from
+
+
+@dataclass(frozen=True)
+class StoredJob:
+    """A job's etcd entry as a failed claim read it: its record and where etcd holds it."""
+
+    record: bytes
+    revision: int
+    generation: int
 
 
 class ClaimLease:
@@ -71,11 +85,14 @@ class Claim:
     marker: bytes  # the running marker this claim wrote, if it won; release compares it
     # False for a job whose runs may overlap (policy allow): its marker is this run's own.
     exclusive: bool = True
+    generation: int = 0  # the job's generation (see gdts.keys)
+    # STALE: the job as etcd holds it now (None: deleted), for the caller to claim again from
+    current: StoredJob | None = None
 
 
 # etcd refuses a transaction with more than --max-txn-ops (default 128) compares or operations
-# in a branch; a claim takes up to three compares and four operations (a one-shot job's done
-# marker, a manual run's request to delete).
+# in a branch; a claim takes up to four compares and four operations (the job's version, a
+# one-shot job's done marker, a manual run's request to delete).
 MAX_BATCH = 32
 
 
@@ -89,6 +106,8 @@ class _ClaimRequest:
     once: bool  # a one-shot job: the claim also marks it done for good
     exclusive: bool  # the job's one running marker (forbid, replace) or this run's (allow)
     run_request: bytes | None  # a manual run's request key, deleted by the claim
+    generation: int
+    revision: int  # the job's version the tick was scheduled from (0: not compared)
 
 
 class TickClaimer:
@@ -130,13 +149,17 @@ class TickClaimer:
         run_request: bytes | None = None,
         exclusive: bool = True,
         window_s: float | None = None,
+        generation: int = 0,
+        revision: int = 0,
     ) -> Claim:
         """Try to claim a tick. Safe to repeat with the same ``marker`` after an error: a first
         attempt that committed although its answer was lost is recognised as a win. With
         ``once`` (a one-shot job) the claim also writes a done marker without a lease, so the
         run can never be claimed again, whatever the clocks say, until the job is deleted.
         Without ``exclusive`` (a job whose runs may overlap) the running marker is this run's
-        own, so another run going on does not block the claim."""
+        own, so another run going on does not block the claim. ``revision``: the job's
+        version the tick comes from; the claim fails (STALE, with the job as it is now) if
+        the job has changed since."""
         request = _ClaimRequest(
             job_name,
             plan_ms,
@@ -146,67 +169,68 @@ class TickClaimer:
             once,
             exclusive,
             run_request,
+            generation,
+            revision,
         )
-        outcome = await self._claims.submit(request)
-        return Claim(outcome, job_name, plan_ms, marker, exclusive)
+        outcome, current = await self._claims.submit(request)
+        return Claim(outcome, job_name, plan_ms, marker, exclusive, generation, current)
 
-    async def _claim_batch(self, requests: list[_ClaimRequest]) -> list[ClaimOutcome]:
+    async def _claim_batch(
+        self, requests: list[_ClaimRequest]
+    ) -> list[tuple[ClaimOutcome, StoredJob | None]]:
         txn = self._client.transactions
         leases = {w: await self._claim_lease(w) for w in {r.window_s for r in requests}}
-        outcomes: dict[int, ClaimOutcome] = {}
+        outcomes: dict[int, tuple[ClaimOutcome, StoredJob | None]] = {}
         undecided = list(range(len(requests)))
         while undecided:
             compare, success, failure = [], [], []
             for i in undecided:
                 request = requests[i]
-                tick_key = self._keys.tick_claim(request.job_name, request.plan_ms)
-                running_key = self._running_key(
-                    request.job_name, request.plan_ms, request.exclusive
-                )
+                gen = request.generation
+                tick_key = self._keys.tick_claim(request.job_name, gen, request.plan_ms)
+                running_key = self._running_key(request.job_name, gen, request.plan_ms,
+                                                request.exclusive)  # fmt: skip
+                job_key = self._keys.job(request.job_name)
                 compare += [txn.create(tick_key) == 0, txn.create(running_key) == 0]
                 success += [
                     txn.put(tick_key, request.marker, lease=leases[request.window_s]),
                     txn.put(running_key, request.marker, lease=request.worker_lease),
                 ]
-                failure += [txn.get(tick_key), txn.get(running_key)]
+                # The done marker is read even when not written: the failure branch's replies
+                # then come four to a claim, in the same places.
+                done_key = self._keys.done(request.job_name, request.plan_ms)
+                failure += [txn.get(tick_key), txn.get(running_key), txn.get(done_key),
+                            txn.get(job_key)]  # fmt: skip
+                if request.revision:
+                    compare.append(txn.mod(job_key) == request.revision)
                 if request.run_request is not None:
                     success.append(txn.delete(request.run_request))
                 if request.once:
-                    done_key = self._keys.done(request.job_name, request.plan_ms)
                     compare.append(txn.create(done_key) == 0)
                     success.append(txn.put(done_key, request.marker))
-                    failure.append(txn.get(done_key))
             won, replies = await self._client.transaction(
                 compare=compare, success=success, failure=failure
             )
             if won:
-                outcomes.update(dict.fromkeys(undecided, ClaimOutcome.WON))
+                outcomes.update(dict.fromkeys(undecided, (ClaimOutcome.WON, None)))
                 break
             again = []
-            position = 0
-            for i in undecided:
-                tick_reply, running_reply = replies[position], replies[position + 1]
-                done_reply = replies[position + 2] if requests[i].once else []
-                position += 3 if requests[i].once else 2
-                if tick_reply or done_reply:
-                    holder = (tick_reply or done_reply)[0][0]
-                    mine = holder == requests[i].marker
-                    outcomes[i] = ClaimOutcome.WON if mine else ClaimOutcome.TAKEN
-                elif running_reply:
-                    outcomes[i] = ClaimOutcome.BUSY
-                else:  # would have won alone: the batch failed on another claim
+            for position, i in enumerate(undecided):
+                outcome = _failed_claim(requests[i], *replies[4 * position : 4 * position + 4])
+                if outcome is None:  # would have won alone: the batch failed on another claim
                     again.append(i)
+                else:
+                    outcomes[i] = outcome
             undecided = again
         return [outcomes[i] for i in range(len(requests))]
 
-    async def request_kill(self, job_name: str, *, before_plan_ms: int) -> None:
+    async def request_kill(self, job_name: str, generation: int, *, before_plan_ms: int) -> None:
         """Kill the job's runs planned before ``before_plan_ms``, on every worker (the policy
         "replace"): a kill marker like /job/kill's, naming the planned time. It lives on the
         claim lease, so it goes away by itself."""
         lease = await self._claim_lease(self._start_window_s)
-        await self._client.put(
-            self._keys.killer(job_name), str(before_plan_ms).encode(), lease=lease
-        )
+        value = kill_marker(generation, str(before_plan_ms).encode())
+        await self._client.put(self._keys.killer(job_name), value, lease=lease)
 
     async def _claim_lease(self, window_s: float) -> int:
         """A claim lease that outlives a tick's window (jobs with a long misfireGrace get one of
@@ -218,13 +242,15 @@ class TickClaimer:
             lease = self._claim_leases[size] = ClaimLease(self._client, size)
         return await lease.current()
 
-    def _running_key(self, job_name: str, plan_ms: int, exclusive: bool) -> bytes:
-        return self._keys.running(job_name, None if exclusive else plan_ms)
+    def _running_key(self, job_name: str, generation: int, plan_ms: int, exclusive: bool) -> bytes:
+        return self._keys.running(job_name, generation, None if exclusive else plan_ms)
 
     async def restore(self, claim: Claim, worker_lease: int) -> bool:
         """Put a running run's marker back on a new lease (the old one expired while the run
         went on); fails if another worker has started the job since."""
-        running_key = self._running_key(claim.job_name, claim.plan_ms, claim.exclusive)
+        running_key = self._running_key(
+            claim.job_name, claim.generation, claim.plan_ms, claim.exclusive
+        )
         txn = self._client.transactions
         restored, _ = await self._client.transaction(
             compare=[txn.create(running_key) == 0],
@@ -242,7 +268,9 @@ class TickClaimer:
         txn = self._client.transactions
         ours = claims
         while ours:
-            keys = [self._running_key(c.job_name, c.plan_ms, c.exclusive) for c in ours]
+            keys = [
+                self._running_key(c.job_name, c.generation, c.plan_ms, c.exclusive) for c in ours
+            ]
             released, replies = await self._client.transaction(
                 compare=[txn.value(key) == c.marker for key, c in zip(keys, ours, strict=True)],
                 success=[txn.delete(key) for key in keys],
@@ -257,3 +285,27 @@ class TickClaimer:
                 if reply and reply[0][0] == claim.marker
             ]
         return [None] * len(claims)
+
+
+def _failed_claim(
+    request: _ClaimRequest,
+    tick: list[Any],
+    running: list[Any],
+    done: list[Any],
+    job: list[Any],
+) -> tuple[ClaimOutcome, StoredJob | None] | None:
+    """Why a claim failed, from what the failed transaction read (each a list of (value,
+    metadata)); None if it would have won alone."""
+    holder = tick or (done if request.once else [])
+    if holder:
+        # Ours: an earlier attempt committed although its answer was lost.
+        mine = holder[0][0] == request.marker
+        return (ClaimOutcome.WON if mine else ClaimOutcome.TAKEN), None
+    if request.revision and (not job or job[0][1].mod_revision != request.revision):
+        current = (
+            StoredJob(job[0][0], job[0][1].mod_revision, job[0][1].create_revision) if job else None
+        )
+        return ClaimOutcome.STALE, current
+    if running:
+        return ClaimOutcome.BUSY, None
+    return None

@@ -17,6 +17,7 @@ import aiohttp
 from gdts.clock import now_ms
 from gdts.config import WorkerConfig
 from gdts.job import Job
+from gdts.keys import KillOrder
 from gdts.logs import event
 from gdts.runlimits import RunLimits, effective, per_process_only, shell_line, tighter
 from gdts.runrecord import RunRecord, RunStatus
@@ -75,11 +76,10 @@ class Runs:
         # could not set them.
         self._limit_ceilings = tighter(config.run_limit_ceilings(), _inherited_ceilings())
         self._limit_lines: dict[RunLimits, tuple[RunLimits, str]] = {}
-        # job -> its runs going on here, each with its planned time
-        self._running: defaultdict[str, dict[Runner, int]] = defaultdict(dict)
-        # job -> (when its last kill marker arrived, the planned time it kills runs before or
-        # None for all of them)
-        self._killed_at: dict[str, tuple[int, int | None]] = {}
+        # job -> its runs going on here, each with its planned time and its job's generation
+        self._running: defaultdict[str, dict[Runner, tuple[int, int]]] = defaultdict(dict)
+        # job -> when its last kill marker arrived, and what it kills
+        self._killed_at: dict[str, tuple[int, KillOrder]] = {}
         self._killing_all = False  # set when the drain timed out: kill whatever starts now
         self._kill_reasons: dict[Runner, str] = {}  # runs killed for a reason of their own
 
@@ -89,20 +89,20 @@ class Runs:
 
     # -- kills ----------------------------------------------------------------------------------
 
-    def kill(self, name: str, before_plan_ms: int | None = None, reason: str | None = None) -> None:
-        """A kill marker arrived: kill the job's runs (those planned before ``before_plan_ms``).
-        Remembered, so a run whose claim was in flight when the kill came is killed at spawn.
-        ``reason``: why, for the runs' records (e.g. "the job was deleted")."""
-        self._killed_at[name] = (self._now_ms(), before_plan_ms)
-        if self._uids is not None and before_plan_ms is None:
+    def kill(self, name: str, order: KillOrder) -> None:
+        """A kill marker arrived: kill the runs it names (of the job's generation it names,
+        planned before the time it names). Remembered, so a run whose claim was in flight when
+        the kill came is killed at spawn. A deleted job's runs are logged saying so."""
+        self._killed_at[name] = (self._now_ms(), order)
+        if self._uids is not None and order.before_plan_ms is None:
             self._uids.kill_job(name)  # what its ended runs left running (keepBackground)
         runs = self._running.get(name, {})
-        doomed = [r for r, plan in runs.items() if before_plan_ms is None or plan < before_plan_ms]
+        doomed = [r for r, (plan, gen) in runs.items() if _kills(order, plan, gen)]
         if doomed:
             log.info("killing %d running process group(s)", len(doomed), extra=event(job=name))
             for runner in doomed:
-                if reason is not None:
-                    self._kill_reasons[runner] = reason
+                if order.deleted:
+                    self._kill_reasons[runner] = "the job was deleted"
                 runner.kill()
 
     def kill_all(self) -> None:
@@ -116,10 +116,13 @@ class Runs:
         """The job was deleted: its kills no longer concern a job of that name."""
         self._killed_at.pop(name, None)
 
-    def _kill_pending(self, name: str, plan_ms: int, since_ms: int) -> bool:
+    def _kill_pending(self, job: Job, plan_ms: int, since_ms: int) -> bool:
         """Whether a kill that arrived at or after ``since_ms`` applies to the run of plan_ms."""
-        at, before = self._killed_at.get(name, (-1, None))
-        return at >= since_ms and (before is None or plan_ms < before)
+        killed = self._killed_at.get(job.name)
+        if killed is None:
+            return False
+        at, order = killed
+        return at >= since_ms and _kills(order, plan_ms, job.generation)
 
     # -- running --------------------------------------------------------------------------------
 
@@ -150,7 +153,7 @@ class Runs:
                 return first
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay_s)
-            killed = self._kill_pending(job.name, plan_ms, started_ms)
+            killed = self._kill_pending(job, plan_ms, started_ms)
             if self._stopping.is_set() or killed or not self._still_scheduled(job.name):
                 return first  # stopping, killed during the backoff, or deleted
             attempt += 1
@@ -177,8 +180,8 @@ class Runs:
                 watched_uid = user.uid
                 self._limit_watch.watch(user.uid, limits)
             command = line + command
-        self._running[job.name][runner] = plan_ms
-        if self._killing_all or self._kill_pending(job.name, plan_ms, schedule_ms):
+        self._running[job.name][runner] = (plan_ms, job.generation)
+        if self._killing_all or self._kill_pending(job, plan_ms, schedule_ms):
             runner.kill()  # the kill came while this run was being claimed
         timed_out = False
 
@@ -303,3 +306,10 @@ def _inherited_ceilings() -> RunLimits:
         cpu_seconds=hard(resource.RLIMIT_CPU),
         open_files=hard(resource.RLIMIT_NOFILE),
     )
+
+
+def _kills(order: KillOrder, plan_ms: int, generation: int) -> bool:
+    """Whether a kill order reaches a run of the job's ``generation`` planned at ``plan_ms``."""
+    if order.generation is not None and order.generation != generation:
+        return False  # another job of the same name (deleted and saved again)
+    return order.before_plan_ms is None or plan_ms < order.before_plan_ms

@@ -199,10 +199,11 @@ class Scheduler:
                 return
             freed = False
             try:
-                async with self._claims.hold(tick) as claim:
-                    if claim is None:
+                async with self._claims.hold(tick) as claimed:
+                    if claimed is None:
                         return
-                    record = await self._runs.run(tick, schedule_ms)
+                    # The job's version the claim was made from, which may be newer.
+                    record = await self._runs.run(claimed, schedule_ms)
                     # The run is over: its slot is free before the claim's release is confirmed.
                     freed = True
                     self._slots.give_back()
@@ -232,11 +233,11 @@ class Scheduler:
         window_ends = tick.start_deadline(self._config.start_window)
         # The worker's stop closes the slots, which ends this wait (see Worker.run).
         if await self._slots.take(max(0.0, (window_ends - self._now_ms()) / 1000)):
-            if not self._view.tick_claimed(tick.job.name, tick.plan_ms):
+            if not self._view.tick_claimed(tick.job.name, tick.job.generation, tick.plan_ms):
                 return True
             self._slots.give_back()  # another worker took it while we waited
             return False
-        if not self._view.tick_claimed(tick.job.name, tick.plan_ms):
+        if not self._view.tick_claimed(tick.job.name, tick.job.generation, tick.plan_ms):
             self._stats.missed_ticks.inc()
             why = ALL_AT_CAPACITY if self._view.others_full() else OWNER_AT_CAPACITY
             log.warning("tick missed: %s", why, extra=event(job=tick.job.name, tick=tick.plan_ms))

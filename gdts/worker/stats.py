@@ -41,7 +41,9 @@ class WorkerStats:
             "gdts_claims_total",
             "Tick claims by outcome: won, taken (another worker won), busy (previous run still "
             "going), deferred (left to the job's owner, which claimed it), fenced (own lease "
-            "not confirmed), error (etcd did not answer), capacity (at maxConcurrentRuns).",
+            "not confirmed), error (etcd did not answer), capacity (at maxConcurrentRuns), "
+            "stale (the job changed since the tick was due; claimed again from the current "
+            "version if it still runs the tick).",
             ["outcome"],
             registry=registry,
         )

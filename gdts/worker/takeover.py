@@ -47,9 +47,9 @@ def decide(
         return Decision(False)
     if tick.run_request is not None and tick.run_request not in view.run_requests:
         return Decision(False)  # another worker claimed the manual run (and deleted the request)
-    if stopping or view.tick_claimed(job_name, tick.plan_ms):
+    if stopping or view.tick_claimed(job_name, tick.job.generation, tick.plan_ms):
         return Decision(False, "deferred")
-    if job_name in view.running and tick.job.concurrency == "forbid":
+    if (job_name, tick.job.generation) in view.running and tick.job.concurrency == "forbid":
         return Decision(False, "busy")
     if at_capacity:
         # A run may end meanwhile: look again soon, while the tick may still start.

@@ -79,9 +79,11 @@ class TickTable:
 
     def put(self, job: Job, now_ms: int) -> bool:
         """Add or replace a job; returns whether its schedule changed. An unchanged job keeps
-        its pending tick, so re-reading etcd after a reconnect drops nothing."""
+        its pending tick, so re-reading etcd after a reconnect drops nothing; its ticks still
+        come with the version just put (the one a claim must be made from)."""
         current = self._jobs.get(job.name)
         if current is not None and current[0] == job:
+            self._jobs[job.name] = (job, current[1])
             return False
         generation = next(self._generations)
         self._jobs[job.name] = (job, generation)

@@ -27,7 +27,7 @@ from gdts.config import WorkerConfig, parse_listen, parse_uid_range
 from gdts.errors import GdtsError
 from gdts.etcd import EtcdClient, open_etcd
 from gdts.job import Job, jobs_digest
-from gdts.keys import KeyLayout
+from gdts.keys import KeyLayout, KillOrder, RunningKey
 from gdts.logs import event
 from gdts.mongo import open_mongo
 from gdts.runlog import RunLog
@@ -256,10 +256,8 @@ class Worker:
         self._table_version += 1
         self._scheduler.wake()
 
-    def kill_requested(
-        self, name: str, before_plan_ms: int | None = None, reason: str | None = None
-    ) -> None:
-        self._runs.kill(name, before_plan_ms, reason)
+    def kill_requested(self, name: str, order: KillOrder) -> None:
+        self._runs.kill(name, order)
 
     def workers_reset(self, workers: dict[str, int], full: set[str]) -> None:
         self._view.workers_reset(workers, full)
@@ -272,19 +270,19 @@ class Worker:
         for run in self._lost.registration_deleted(lease, revision, self.now_ms()):
             self._record_lost(run)
 
-    def running_reset(self, markers: dict[str, bytes], other_runs: list[tuple[str, bytes]]) -> None:
-        self._view.running_reset(markers, other_runs, self.now_ms())
+    def running_reset(self, markers: list[tuple[RunningKey, bytes]]) -> None:
+        self._view.running_reset(markers, self.now_ms())
 
-    def running_marker_put(self, job_name: str, value: bytes, exclusive: bool = True) -> None:
-        self._view.marker_put(job_name, value, exclusive, self.now_ms())
+    def running_marker_put(self, marker: RunningKey, value: bytes) -> None:
+        self._view.marker_put(marker, value, self.now_ms())
 
     def running_marker_gone(
-        self, job_name: str, lease: int, revision: int, value: bytes, exclusive: bool = True
+        self, marker: RunningKey, lease: int, revision: int, value: bytes
     ) -> None:
-        self._view.marker_gone(job_name, value, exclusive)
+        self._view.marker_gone(marker, value)
         now = self.now_ms()
         self._lost.expire(now)
-        run = self._lost.marker_deleted(job_name, lease, revision, value, now)
+        run = self._lost.marker_deleted(marker.name, lease, revision, value, now)
         if run is not None:
             self._record_lost(run)
 

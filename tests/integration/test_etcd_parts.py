@@ -20,9 +20,9 @@ from gdts.etcd import (
     watch_prefixes,
 )
 from gdts.job import Job
-from gdts.keys import KeyLayout
+from gdts.keys import KeyLayout, KillOrder, RunningKey
 from gdts.worker.clusterwatch import ClusterWatch
-from gdts.worker.lock import ClaimOutcome, TickClaimer
+from gdts.worker.lock import ClaimOutcome, StoredJob, TickClaimer
 from tests.support import TcpProxy, holds, wait_until
 
 pytestmark = pytest.mark.asyncio
@@ -66,8 +66,8 @@ async def test_tick_claim_outlives_the_worker_lease_and_the_start_window(etcd, s
     claimer = TickClaimer(etcd, keys, "a", start_window_s=10)
     won = await claimer.claim("job", 5000, worker_lease.id, claimer.marker(5000, 5003))
     assert won.outcome is ClaimOutcome.WON
-    claim = await etcd.get(keys.tick_claim("job", 5000))
-    running = await etcd.get(keys.running("job"))
+    claim = await etcd.get(keys.tick_claim("job", 0, 5000))
+    running = await etcd.get(keys.running("job", 0))
     assert json.loads(running.value) == {"worker": "a", "planTime": 5000, "claimedAt": 5003}
     assert running.lease == worker_lease.id
     assert claim.lease != worker_lease.id
@@ -75,8 +75,8 @@ async def test_tick_claim_outlives_the_worker_lease_and_the_start_window(etcd, s
     assert claim_ttl > 10  # longer than the start window
 
     await worker_lease.revoke()  # the worker dies
-    assert await etcd.get(keys.running("job")) is None  # its job may run elsewhere now
-    assert await etcd.get(keys.tick_claim("job", 5000)) is not None  # but not this tick
+    assert await etcd.get(keys.running("job", 0)) is None  # its job may run elsewhere now
+    assert await etcd.get(keys.tick_claim("job", 0, 5000)) is not None  # but not this tick
     other = TickClaimer(etcd, keys, "b", start_window_s=10)
     late = await other.claim("job", 5000, (await etcd.lease(30)).id, other.marker(5000, 9000))
     assert late.outcome is ClaimOutcome.TAKEN
@@ -101,11 +101,11 @@ async def test_restore_puts_a_running_marker_on_a_new_lease_unless_taken(etcd, s
     claim = await claimer.claim("job", 8000, old.id, claimer.marker(8000, 8001))
     await old.revoke()  # the lease expired while the run went on
     assert await claimer.restore(claim, new.id) is True
-    assert (await etcd.get(keys.running("job"))).lease == new.id
-    await etcd.delete(keys.running("job"))
-    await etcd.put(keys.running("job"), b"someone else")
+    assert (await etcd.get(keys.running("job", 0))).lease == new.id
+    await etcd.delete(keys.running("job", 0))
+    await etcd.put(keys.running("job", 0), b"someone else")
     assert await claimer.restore(claim, new.id) is False
-    assert (await etcd.get(keys.running("job"))).value == b"someone else"
+    assert (await etcd.get(keys.running("job", 0))).value == b"someone else"
 
 
 async def test_paged_read_is_one_snapshot_even_while_keys_change(etcd, stack) -> None:
@@ -177,11 +177,9 @@ class Recorder:
     def job_deleted(self, name: str) -> None:
         self.jobs.pop(name, None)
 
-    def kill_requested(
-        self, name: str, before_plan_ms: int | None, reason: str | None = None
-    ) -> None:
+    def kill_requested(self, name: str, order: KillOrder) -> None:
         self.kills.append(name)
-        self.kill_bounds.append(before_plan_ms)
+        self.kill_bounds.append(order.before_plan_ms)
 
     def workers_reset(self, workers: dict[str, int], full: set[str]) -> None:
         self.workers = dict(workers)
@@ -198,22 +196,22 @@ class Recorder:
         self.workers.pop(worker_id, None)
         self.gone.append((worker_id, lease, revision))
 
-    def running_reset(self, markers: dict[str, bytes], other_runs: list[tuple[str, bytes]]) -> None:
-        self.markers = dict(markers)
-        self.other_runs = list(other_runs)
+    def running_reset(self, markers: list[tuple[RunningKey, bytes]]) -> None:
+        self.markers = {m.name: value for m, value in markers if m.plan_ms is None}
+        self.other_runs = [(m.name, value) for m, value in markers if m.plan_ms is not None]
 
-    def running_marker_put(self, job_name: str, value: bytes, exclusive: bool) -> None:
-        if exclusive:
-            self.markers[job_name] = value
+    def running_marker_put(self, marker: RunningKey, value: bytes) -> None:
+        if marker.plan_ms is None:
+            self.markers[marker.name] = value
         else:
-            self.other_runs.append((job_name, value))
+            self.other_runs.append((marker.name, value))
 
     def running_marker_gone(
-        self, job_name: str, lease: int, revision: int, value: bytes, exclusive: bool
+        self, marker: RunningKey, lease: int, revision: int, value: bytes
     ) -> None:
-        if exclusive:
-            self.markers.pop(job_name, None)
-        self.markers_gone.append((job_name, lease, revision, value))
+        if marker.plan_ms is None:
+            self.markers.pop(marker.name, None)
+        self.markers_gone.append((marker.name, lease, revision, value))
 
     def run_requests_reset(self, requests: list[tuple[str, int, bytes]]) -> None:
         self.run_requests = {key: (name, ms) for name, ms, key in requests}
@@ -317,14 +315,14 @@ async def test_lease_expiry_deletes_marker_and_registration_in_one_revision(etcd
     recorder = Recorder()
     sync = ClusterWatch(etcd, keys, recorder)
     lease = await etcd.lease(30)
-    await etcd.put(keys.running("earlier"), b'{"worker":"w9","planTime":0}', lease=lease)
+    await etcd.put(keys.running("earlier", 0), b'{"worker":"w9","planTime":0}', lease=lease)
     async with running(sync):
         await wait_until(holds(lambda: sync.synced.is_set()), 10, "the initial read")
         await etcd.put(keys.worker("w9"), b"{}", lease=lease)
         await wait_until(holds(lambda: recorder.workers.get("w9") == lease.id), 10, "w9 seen")
-        await etcd.put(keys.running("released"), b'{"worker":"w9","planTime":1}', lease=lease)
-        await etcd.delete(keys.running("released"))  # what a finished run does
-        await etcd.put(keys.running("dying"), b'{"worker":"w9","planTime":2}', lease=lease)
+        await etcd.put(keys.running("released", 0), b'{"worker":"w9","planTime":1}', lease=lease)
+        await etcd.delete(keys.running("released", 0))  # what a finished run does
+        await etcd.put(keys.running("dying", 0), b'{"worker":"w9","planTime":2}', lease=lease)
         await lease.revoke()  # what expiry does: every key on the lease in one revision
         await wait_until(holds(lambda: len(recorder.markers_gone) == 3 and recorder.gone), 10,
                          "the deletions")  # fmt: skip
@@ -378,19 +376,19 @@ async def test_claims_made_together_share_a_transaction_yet_each_gets_its_own_ou
     assert worker_a.transactions_sent == sent_before + 1  # one batch, however it went
     won = [claim for claim in claims if claim.outcome is ClaimOutcome.WON]
     for claim in won:
-        stored = await etcd.get(keys.running(claim.job_name))
+        stored = await etcd.get(keys.running(claim.job_name, 0))
         assert stored is not None and stored.value == claim.marker
     # What the batch lost is untouched: b's markers are still b's.
-    assert (await etcd.get(keys.running("taken"))).value == taken.marker
-    assert (await etcd.get(keys.running("running"))).value == running.marker
+    assert (await etcd.get(keys.running("taken", 0))).value == taken.marker
+    assert (await etcd.get(keys.running("running", 0))).value == running.marker
 
     # Releases together, one of them not ours any more: ours go, b's marker stays.
-    await etcd.put(keys.running("free-2"), b"someone else's run")
+    await etcd.put(keys.running("free-2", 0), b"someone else's run")
     stale = [claim for claim in won if claim.job_name == "free-2"]
     await asyncio.gather(*(worker_a.release(claim) for claim in won + stale))
-    assert await etcd.get(keys.running("free-1")) is None
-    assert await etcd.get(keys.running("free-3")) is None
-    assert (await etcd.get(keys.running("free-2"))).value == b"someone else's run"
+    assert await etcd.get(keys.running("free-1", 0)) is None
+    assert await etcd.get(keys.running("free-3", 0)) is None
+    assert (await etcd.get(keys.running("free-2", 0))).value == b"someone else's run"
     await worker_a.close()
     await worker_b.close()
 
@@ -405,7 +403,7 @@ async def test_a_one_shot_claim_marks_the_job_done_for_good(etcd, stack) -> None
     await worker_a.release(won)
     # Long after: the tick claim's lease has expired (deleted here), yet the done marker,
     # on no lease, still refuses the run, also batched with a claim that wins.
-    await etcd.delete(keys.tick_claim("once", 9000))
+    await etcd.delete(keys.tick_claim("once", 0, 9000))
     done = await etcd.get(keys.done("once", 9000))
     assert done is not None and done.lease == 0
     again, other = await asyncio.gather(
@@ -460,7 +458,7 @@ async def test_kill_markers_carry_the_planned_time_they_kill_before(etcd, stack)
         await wait_until(holds(lambda: sync.synced.is_set()), 10, "the initial read")
         await etcd.put(keys.killer("all"), b"")  # /job/kill: every run
         await etcd.put(keys.killer("older"), b"5000")  # policy replace: runs before 5000
-        await etcd.put(keys.running("overlapping", 7000), b'{"planTime": 7000}')
+        await etcd.put(keys.running("overlapping", 0, 7000), b'{"planTime": 7000}')
         await wait_until(holds(lambda: len(recorder.kills) == 2), 10, "both kills")
         await wait_until(holds(lambda: recorder.other_runs), 10, "the per-run marker")
     assert list(zip(recorder.kills, recorder.kill_bounds, strict=True)) == [
@@ -469,3 +467,46 @@ async def test_kill_markers_carry_the_planned_time_they_kill_before(etcd, stack)
     ]
     assert recorder.other_runs == [("overlapping", b'{"planTime": 7000}')]
     assert recorder.markers == {}  # a per-run marker does not say "the job is running"
+
+
+async def test_a_claim_made_from_an_older_version_of_the_job_fails(etcd, stack) -> None:
+    """Once a save, disable or delete is written, a claim made from the version before it
+    cannot win; it answers what the job is now, to claim again from."""
+    keys = KeyLayout(stack.prefix)
+    lease = await etcd.lease(30)
+    claimer = TickClaimer(etcd, keys, "a", start_window_s=10)
+    await etcd.put(keys.job("versioned"), _job("versioned").to_record())
+    first = await etcd.get(keys.job("versioned"))
+    gen = first.create_revision
+
+    async def claim(plan_ms: int, revision: int) -> Any:
+        marker = claimer.marker(plan_ms, plan_ms + 1)
+        return await claimer.claim(
+            "versioned", plan_ms, lease.id, marker, generation=gen, revision=revision
+        )
+
+    won = await claim(1000, first.mod_revision)
+    assert won.outcome is ClaimOutcome.WON
+    await claimer.release(won)
+    edited = _job("versioned", "echo edited").to_record()
+    await etcd.put(keys.job("versioned"), edited)
+    second = await etcd.get(keys.job("versioned"))
+    stale = await claim(2000, first.mod_revision)
+    assert stale.outcome is ClaimOutcome.STALE
+    assert stale.current == StoredJob(edited, second.mod_revision, gen)
+    assert await etcd.get(keys.running("versioned", gen)) is None  # nothing written
+    assert (await claim(2000, second.mod_revision)).outcome is ClaimOutcome.WON
+    await etcd.delete(keys.job("versioned"))
+    gone = await claim(3000, second.mod_revision)
+    assert (gone.outcome, gone.current) == (ClaimOutcome.STALE, None)
+    # A batch where one claim is stale: the others win all the same.
+    await etcd.put(keys.job("fresh"), _job("fresh").to_record())
+    fresh = await etcd.get(keys.job("fresh"))
+    results = await asyncio.gather(
+        claim(4000, second.mod_revision),
+        claimer.claim(
+            "fresh", 4000, lease.id, claimer.marker(4000, 4001),
+            generation=fresh.create_revision, revision=fresh.mod_revision,
+        ),
+    )  # fmt: skip
+    assert [r.outcome for r in results] == [ClaimOutcome.STALE, ClaimOutcome.WON]

@@ -28,14 +28,14 @@ async def test_each_worker_lists_the_jobs_it_runs_now(etcd: EtcdClient, stack: S
         for worker_id in ("w-1", "w-2"):
             info = {"id": worker_id, "host": "h", "pid": 7, "startedAt": 1}
             await etcd.put(keys.worker(worker_id), json.dumps(info).encode(), lease=lease)
-        await etcd.put(keys.running("backup"), marker("w-1", 1000), lease=lease)
+        await etcd.put(keys.running("backup", 1), marker("w-1", 1000), lease=lease)
         # Two overlapping runs of one "allow" job on w-1 list it once; w-2 runs one more.
-        await etcd.put(keys.running("report", 2000), marker("w-1", 2000), lease=lease)
-        await etcd.put(keys.running("report", 3000), marker("w-1", 3000), lease=lease)
-        await etcd.put(keys.running("sync"), marker("w-2", 1000), lease=lease)
+        await etcd.put(keys.running("report", 1, 2000), marker("w-1", 2000), lease=lease)
+        await etcd.put(keys.running("report", 1, 3000), marker("w-1", 3000), lease=lease)
+        await etcd.put(keys.running("sync", 1), marker("w-2", 1000), lease=lease)
         # A marker held by a worker that is gone, and one that is not ours, are left out.
-        await etcd.put(keys.running("orphan"), marker("w-9", 1000), lease=lease)
-        await etcd.put(keys.running("junk"), b"not json", lease=lease)
+        await etcd.put(keys.running("orphan", 1), marker("w-9", 1000), lease=lease)
+        await etcd.put(keys.running("junk", 1), b"not json", lease=lease)
 
         workers = {w["id"]: w for w in await store.workers()}
         assert workers == {
@@ -44,7 +44,7 @@ async def test_each_worker_lists_the_jobs_it_runs_now(etcd: EtcdClient, stack: S
             "w-2": {"id": "w-2", "host": "h", "pid": 7, "startedAt": 1, "running": ["sync"]},
         }  # fmt: skip
 
-        await etcd.delete(keys.running("sync"))
+        await etcd.delete(keys.running("sync", 1))
         assert {w["id"]: w["running"] for w in await store.workers()}["w-2"] == []
     finally:
         await lease.revoke()

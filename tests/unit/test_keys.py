@@ -3,7 +3,14 @@
 import pytest
 
 from gdts.errors import ConfigError
-from gdts.keys import KeyLayout
+from gdts.keys import (
+    KILLED_BY_DELETE,
+    KeyLayout,
+    KillOrder,
+    RunningKey,
+    kill_marker,
+    read_kill_marker,
+)
 
 # --- default layout -----------------------------------------------------------------------------
 
@@ -25,13 +32,42 @@ def test_worker_key() -> None:
 
 
 def test_tick_claim_key() -> None:
-    assert KeyLayout().tick_claim("backup", 1715953200000) == (
-        b"/gdts/lock/tick/backup/1715953200000"
+    assert KeyLayout().tick_claim("backup", 41, 1715953200000) == (
+        b"/gdts/lock/tick/backup@41/1715953200000"
     )
 
 
 def test_running_key() -> None:
-    assert KeyLayout().running("backup") == b"/gdts/lock/running/backup"
+    assert KeyLayout().running("backup", 41) == b"/gdts/lock/running/backup@41"
+    assert KeyLayout().running("backup", 41, 5000) == b"/gdts/lock/running/backup@41/5000"
+
+
+@pytest.mark.parametrize("name", ["a", "a@b", "a@7", "@", "日 x"])
+def test_running_key_round_trip_with_generation(name: str) -> None:
+    keys = KeyLayout()
+    assert keys.running_parts(keys.running(name, 12)) == RunningKey(name, 12, None)
+    assert keys.running_parts(keys.running(name, 12, 3000)) == RunningKey(name, 12, 3000)
+
+
+@pytest.mark.parametrize(
+    "key", [b"/gdts/lock/running/a", b"/gdts/lock/running/a@", b"/gdts/lock/running/a@1/x"]
+)
+def test_running_key_without_a_generation_is_not_a_marker(key: bytes) -> None:
+    with pytest.raises(ValueError, match="not a running marker"):
+        KeyLayout().running_parts(key)
+
+
+def test_kill_marker_names_its_generation() -> None:
+    assert kill_marker(9) == b"9:"
+    assert read_kill_marker(kill_marker(9)) == KillOrder(9)
+    assert read_kill_marker(kill_marker(9, b"5000")) == KillOrder(9, 5000)
+    assert read_kill_marker(kill_marker(9, KILLED_BY_DELETE)) == KillOrder(9, None, True)
+
+
+def test_kill_marker_without_a_generation_kills_every_run_of_the_name() -> None:
+    assert read_kill_marker(b"") == KillOrder(None)
+    assert read_kill_marker(b"5000") == KillOrder(None, 5000)
+    assert read_kill_marker(b"deleted") == KillOrder(None, None, True)
 
 
 def test_prefixes_end_with_a_slash() -> None:
@@ -45,7 +81,7 @@ def test_prefixes_end_with_a_slash() -> None:
 def test_keys_are_utf8_encoded() -> None:
     keys = KeyLayout()
     assert keys.job("café") == b"/gdts/jobs/caf\xc3\xa9"
-    assert keys.running("日") == b"/gdts/lock/running/\xe6\x97\xa5"
+    assert keys.running("日", 3) == b"/gdts/lock/running/\xe6\x97\xa5@3"
 
 
 def test_each_kind_lives_under_its_own_prefix() -> None:
@@ -53,8 +89,8 @@ def test_each_kind_lives_under_its_own_prefix() -> None:
     assert keys.job("x").startswith(keys.jobs_prefix)
     assert keys.killer("x").startswith(keys.killer_prefix)
     assert keys.worker("x").startswith(keys.workers_prefix)
-    assert keys.tick_claim("x", 1).startswith(keys.lock_prefix)
-    assert keys.running("x").startswith(keys.lock_prefix)
+    assert keys.tick_claim("x", 2, 1).startswith(keys.lock_prefix)
+    assert keys.running("x", 2).startswith(keys.lock_prefix)
     assert not keys.killer("x").startswith(keys.jobs_prefix)
     assert not keys.job("x").startswith(keys.killer_prefix)
 
@@ -67,8 +103,8 @@ def test_custom_prefix_is_used_for_every_key() -> None:
     assert keys.job("backup") == b"/prod/cron/jobs/backup"
     assert keys.killer("backup") == b"/prod/cron/killer/backup"
     assert keys.worker("w1") == b"/prod/cron/workers/w1"
-    assert keys.tick_claim("backup", 0) == b"/prod/cron/lock/tick/backup/0"
-    assert keys.running("backup") == b"/prod/cron/lock/running/backup"
+    assert keys.tick_claim("backup", 5, 0) == b"/prod/cron/lock/tick/backup@5/0"
+    assert keys.running("backup", 5) == b"/prod/cron/lock/running/backup@5"
     assert keys.jobs_prefix == b"/prod/cron/jobs/"
     assert keys.lock_prefix == b"/prod/cron/lock/"
 
@@ -131,7 +167,7 @@ def test_job_name_and_killer_name_reject_each_others_keys() -> None:
     with pytest.raises(ValueError, match="is not under"):
         keys.killer_name(keys.job("a"))
     with pytest.raises(ValueError, match="is not under"):
-        keys.job_name(keys.running("a"))
+        keys.job_name(keys.running("a", 1))
 
 
 # --- lock ranges of names that prefix each other ------------------------------------------------
@@ -139,32 +175,35 @@ def test_job_name_and_killer_name_reject_each_others_keys() -> None:
 
 def test_tick_claims_of_a_and_ab_do_not_share_a_range() -> None:
     keys = KeyLayout()
-    range_a = keys.lock_prefix + b"tick/a/"
-    range_ab = keys.lock_prefix + b"tick/ab/"
-    assert keys.tick_claim("a", 1715953200000).startswith(range_a)
-    assert not keys.tick_claim("a", 1715953200000).startswith(range_ab)
-    assert keys.tick_claim("ab", 1715953200000).startswith(range_ab)
-    assert not keys.tick_claim("ab", 1715953200000).startswith(range_a)
+    range_a = keys.lock_prefix + b"tick/a@1/"
+    range_ab = keys.lock_prefix + b"tick/ab@1/"
+    assert keys.tick_claim("a", 1, 1715953200000).startswith(range_a)
+    assert not keys.tick_claim("a", 1, 1715953200000).startswith(range_ab)
+    assert keys.tick_claim("ab", 1, 1715953200000).startswith(range_ab)
+    assert not keys.tick_claim("ab", 1, 1715953200000).startswith(range_a)
+    # nor do two generations of one name
+    assert not keys.tick_claim("a", 11, 5).startswith(keys.lock_prefix + b"tick/a@1/")
 
 
 def test_running_markers_have_a_prefix_of_their_own() -> None:
     keys = KeyLayout("/p/")
     assert keys.running_prefix == b"/p/lock/running/"
-    assert keys.running("a").startswith(keys.running_prefix)
-    assert not keys.tick_claim("a", 1).startswith(keys.running_prefix)
-    assert keys.running_name(keys.running("a b")) == "a b"
+    assert keys.running("a", 1).startswith(keys.running_prefix)
+    assert not keys.tick_claim("a", 1, 1).startswith(keys.running_prefix)
+    assert keys.running_name(keys.running("a b", 1)) == "a b"
     assert keys.worker_id(keys.worker("host:12")) == "host:12"
     with pytest.raises(ValueError):
-        keys.running_name(keys.tick_claim("a", 1))
+        keys.running_name(keys.tick_claim("a", 1, 1))
 
 
 def test_running_markers_of_a_job_and_of_one_run() -> None:
     keys = KeyLayout("/g/")
-    assert keys.running("a") == b"/g/lock/running/a"
-    assert keys.running("a", 5000) == b"/g/lock/running/a/5000"
-    assert keys.running_parts(keys.running("a")) == ("a", None)
-    assert keys.running_parts(keys.running("a b", 5000)) == ("a b", 5000)
-    assert keys.running_name(keys.running("x", 7)) == "x"
-    for bad in (b"/g/lock/running/a/b", b"/g/lock/running/a/1/2", b"/g/lock/running/", b"/h/x"):
+    assert keys.running("a", 3) == b"/g/lock/running/a@3"
+    assert keys.running("a", 3, 5000) == b"/g/lock/running/a@3/5000"
+    assert keys.running_parts(keys.running("a", 3)) == RunningKey("a", 3, None)
+    assert keys.running_parts(keys.running("a b", 3, 5000)) == RunningKey("a b", 3, 5000)
+    assert keys.running_name(keys.running("x", 3, 7)) == "x"
+    bad_keys = (b"/g/lock/running/a@1/b", b"/g/lock/running/a@1/1/2", b"/g/lock/running/", b"/h/x")
+    for bad in bad_keys:
         with pytest.raises(ValueError):
             keys.running_parts(bad)

@@ -1,7 +1,10 @@
 """A non-owner's decision to step in for a job's owner (gdts.worker.takeover), pure: the
 running-marker events it reacts to are fed to a ClusterView directly, at chosen instants."""
 
+import dataclasses
+
 from gdts.job import Job
+from gdts.keys import RunningKey
 from gdts.worker import takeover
 from gdts.worker.clusterview import ClusterView
 from gdts.worker.lostruns import running_marker
@@ -10,7 +13,8 @@ from gdts.worker.ticktable import DueTick
 DELAY = 2000  # takeoverDelay
 WINDOW = 10_000  # startWindow
 PLAN = 1_800_000_000_000
-JOB = Job.create("j", "true", "* * * * * *")
+JOB = dataclasses.replace(Job.create("j", "true", "* * * * * *"), generation=7)
+JOB_MARKER = RunningKey("j", 7, None)
 TICK = DueTick(JOB, PLAN)
 
 
@@ -21,8 +25,8 @@ def view() -> ClusterView:
 def claim_seen(cluster: ClusterView, plan_ms: int, now_ms: int) -> None:
     """The owner's claim of ``plan_ms`` and, its run done, the marker's removal."""
     marker = running_marker("w1", plan_ms, plan_ms)
-    cluster.marker_put("j", marker, True, now_ms)
-    cluster.marker_gone("j", marker, True)
+    cluster.marker_put(JOB_MARKER, marker, now_ms)
+    cluster.marker_gone(JOB_MARKER, marker)
 
 
 def decide(cluster: ClusterView, now_ms: int, tick: DueTick = TICK) -> takeover.Decision:
@@ -65,8 +69,15 @@ def test_a_tick_already_claimed_is_never_taken_over() -> None:
 
 def test_a_forbid_job_running_elsewhere_is_left_alone() -> None:
     cluster = view()
-    cluster.marker_put("j", running_marker("w1", PLAN - 1000, PLAN - 1000), True, PLAN - 5000)
+    cluster.marker_put(JOB_MARKER, running_marker("w1", PLAN - 1000, PLAN - 1000), PLAN - 5000)
     assert decide(cluster, PLAN + DELAY) == takeover.Decision(False, "busy")
+
+
+def test_a_run_a_deleted_job_of_the_same_name_left_going_does_not_block() -> None:
+    cluster = view()
+    old_run = RunningKey("j", JOB.generation - 1, None)
+    cluster.marker_put(old_run, running_marker("w1", PLAN - 1000, PLAN - 1000), PLAN - 5000)
+    assert decide(cluster, PLAN + DELAY) == takeover.STEP_IN
 
 
 def test_a_late_owner_is_not_looked_at_again_past_the_start_window() -> None:
