@@ -80,7 +80,7 @@ class ClaimFlow:
             try:
                 yield tick
             finally:
-                self._held.pop(name, None)
+                claim = self._held.pop(name, claim)  # its marker may have been rewritten
                 release = self._track_release(claim)
                 turn.end()
                 # Shielded: even on cancellation the marker must go, or the job never runs again.
@@ -89,6 +89,25 @@ class ClaimFlow:
             turn.end()
             if self._turns.get(name) is turn:
                 del self._turns[name]
+
+    async def mark_attempt(self, tick: DueTick, attempt: int) -> None:
+        """A retry of the run held for ``tick`` begins: its running marker says so, so that a
+        run lost during it is recorded as that attempt. Best effort: if etcd does not answer,
+        such a loss is recorded as the first attempt. (Runs that may overlap, policy allow,
+        keep their first marker.)"""
+        claim = self._held.get(tick.job.name)
+        if claim is None or claim.plan_ms != tick.plan_ms:
+            return
+        marker = self._claimer.marker(tick.plan_ms, self._now_ms(), attempt)
+        try:
+            with etcd_errors():
+                marked = await self._claimer.mark(claim, marker, self._registration.lease_id)
+        except GdtsError as exc:
+            log.warning("running marker not rewritten for attempt %d: %s", attempt, exc,
+                        extra=event(job=claim.job_name, tick=claim.plan_ms))  # fmt: skip
+            return
+        if marked and self._held.get(claim.job_name) is claim:
+            self._held[claim.job_name] = dataclasses.replace(claim, marker=marker)
 
     async def close(self) -> None:
         """Wait a little for releases still on their way, then give them up."""

@@ -53,12 +53,18 @@ class RunningCommand:
         self.kill_requested = False
         self._killer: asyncio.Task[None] | None = None
 
-    def kill(self) -> None:
+    def kill(self, now: bool = False) -> None:
+        """SIGTERM, then SIGKILL after the grace period; ``now``: SIGKILL at once (the run
+        must not live another second)."""
         # After the shell exited there is nothing to kill: the run already has its outcome.
-        if self.kill_requested or self._exited.is_set():
+        if self._exited.is_set() or (self.kill_requested and not now):
             return
         self.kill_requested = True
-        if self._pgid is not None and not self._exited.is_set():
+        if self._pgid is None:
+            return  # not started: run() kills it as it starts
+        if now:
+            self._signal(signal.SIGKILL)
+        elif self._killer is None:
             self._killer = asyncio.get_running_loop().create_task(self._terminate())
 
     def _signal(self, sig: signal.Signals) -> None:

@@ -4,20 +4,32 @@ of a pipe whose write end only the worker holds. When the worker dies the kernel
 write end; the guardian reads end-of-file, kills every process of the worker's run uids (see
 uidsweep) and exits. On a clean stop the worker closes the pipe itself, after its drain.
 
+Nor does a run outlive its worker's lease: the worker writes each new instant (monotonic, which
+every process of the machine shares) from which its lease may be gone (see leasefence). If one
+passes with no later one written, the worker is frozen or stalled past its lease while other
+workers may start its jobs: the guardian kills the runs' uids, and waits for the next instant.
+
 ``python -m gdts.worker.guardian FIRST LAST`` is the guardian; ``Guardian`` starts it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import select
 import signal
+import struct
 import subprocess
 import sys
+import time
 
 from gdts.worker.uidsweep import kill_all
 
+log = logging.getLogger(__name__)
+
 _STOP_WAIT_S = 10.0
+_INSTANT = struct.Struct("=d")  # a monotonic instant, as the pipe carries it
 
 
 class Guardian:
@@ -44,6 +56,14 @@ class Guardian:
         finally:
             os.close(read_end)
 
+    def extend(self, fence_at: float) -> None:
+        """The runs may live until ``fence_at`` (monotonic) unless told a later instant."""
+        if self._pipe >= 0:
+            try:
+                os.write(self._pipe, _INSTANT.pack(fence_at))
+            except OSError as exc:  # the guardian died: the worker's own fence still holds
+                log.error("the guardian does not listen (%s)", exc)
+
     async def stop(self) -> None:
         """After the drain: the guardian sweeps once more (nothing should be left) and exits."""
         if self._pipe >= 0:
@@ -60,14 +80,35 @@ class Guardian:
 
 def main(argv: list[str]) -> int:
     first, last = int(argv[0]), int(argv[1])
+    uids = range(first, last + 1)
     # Only the worker's death (end-of-file on stdin) ends this process.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     with contextlib.suppress(OSError):
-        while os.read(0, 4096):
-            pass
-    kill_all(range(first, last + 1))
+        watch_fences(uids)
+    kill_all(uids)
     return 0
+
+
+def watch_fences(uids: range) -> None:
+    """Read fence instants until end-of-file; when one passes with no later one, kill."""
+    fence = None
+    pending = b""
+    while True:
+        timeout = None if fence is None else max(0.0, fence - time.monotonic())
+        readable, _, _ = select.select([0], [], [], timeout)
+        if not readable:
+            kill_all(uids)  # the lease may be gone and the worker did not say otherwise
+            fence = None
+            continue
+        data = os.read(0, 4096)
+        if not data:
+            return
+        pending += data
+        whole = len(pending) - len(pending) % _INSTANT.size
+        for (instant,) in _INSTANT.iter_unpack(pending[:whole]):
+            fence = instant
+        pending = pending[whole:]
 
 
 if __name__ == "__main__":

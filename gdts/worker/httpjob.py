@@ -80,7 +80,8 @@ class RunningRequest:
         self._status: int | None = None
         self._capture: OutputCap | None = None
 
-    def kill(self) -> None:
+    def kill(self, now: bool = False) -> None:
+        """Cancel the request (at once, ``now`` or not)."""
         # Once the exchange is over the run already has its outcome: nothing to kill.
         if self.kill_requested or self._finished:
             return

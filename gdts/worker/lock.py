@@ -127,8 +127,8 @@ class TickClaimer:
             self._release_batch, max_batch=MAX_BATCH, key=lambda c: c.job_name
         )
 
-    def marker(self, plan_ms: int, now_ms: int) -> bytes:
-        return running_marker(self._worker_id, plan_ms, now_ms)
+    def marker(self, plan_ms: int, now_ms: int, attempt: int = 1) -> bytes:
+        return running_marker(self._worker_id, plan_ms, now_ms, attempt)
 
     @property
     def transactions_sent(self) -> int:
@@ -258,6 +258,20 @@ class TickClaimer:
             failure=[],
         )
         return bool(restored)
+
+    async def mark(self, claim: Claim, marker: bytes, worker_lease: int) -> bool:
+        """Rewrite a held claim's running marker (a retry says its attempt); False if the
+        marker is no longer this claim's."""
+        running_key = self._running_key(
+            claim.job_name, claim.generation, claim.plan_ms, claim.exclusive
+        )
+        txn = self._client.transactions
+        rewritten, _ = await self._client.transaction(
+            compare=[txn.value(running_key) == claim.marker],
+            success=[txn.put(running_key, marker, lease=worker_lease)],
+            failure=[],
+        )
+        return bool(rewritten)
 
     async def release(self, claim: Claim) -> None:
         """Remove this claim's running marker; only ours, in case the lease was lost and another

@@ -1,5 +1,6 @@
 """Results on their way to MongoDB: batched, held while MongoDB is away (in memory up to a
-limit, then on local disk), and flushed on exit, so no finished run's result is lost."""
+limit, then on local disk), journaled on local disk meanwhile (see journal) and flushed on exit,
+so no finished run's result is lost."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pymongo.errors import PyMongoError
 
 from gdts.runlog import RunLog
 from gdts.runrecord import RunRecord
+from gdts.worker.journal import NOT_JOURNALED, ResultJournal
 from gdts.worker.spill import SpillDir, read_segment
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class LogSink:
         spill: SpillDir,
         limit_bytes: int = 64 * 1024 * 1024,
         spill_limit_bytes: int = 1024 * 1024 * 1024,
+        journal: ResultJournal | None = None,
     ) -> None:
         self._runlog = runlog
         self._batch_size = batch_size
@@ -46,8 +49,10 @@ class LogSink:
         self._spill = spill
         self._limit_bytes = limit_bytes
         self._spill_limit_bytes = spill_limit_bytes
-        # Each record waiting, with its size (roughly its JSON's), and the sizes' sum.
-        self._pending: deque[tuple[dict[str, Any], int]] = deque()
+        self._journal = journal
+        # Each record waiting, with its size (roughly its JSON's) and its journal file, and the
+        # sizes' sum.
+        self._pending: deque[tuple[dict[str, Any], int, int]] = deque()
         self._pending_bytes = 0
         self._oldest_at = 0.0
         self._wake = asyncio.Event()
@@ -65,7 +70,8 @@ class LogSink:
             self._oldest_at = time.monotonic()
         document = record.to_document()
         size = _size_of(document)
-        self._pending.append((document, size))
+        journaled = NOT_JOURNALED if self._journal is None else self._journal.add(document)
+        self._pending.append((document, size, journaled))
         self._pending_bytes += size
         # Wake the writer on the first record (its commit-timeout clock starts), on a full batch,
         # and when memory is over a limit (time to spill).
@@ -75,16 +81,31 @@ class LogSink:
     def _over_limit(self) -> bool:
         return len(self._pending) > self._limit or self._pending_bytes > self._limit_bytes
 
-    def _pop_oldest(self) -> tuple[dict[str, Any], int]:
+    def _pop_oldest(self) -> tuple[dict[str, Any], int, int]:
         pending = self._pending.popleft()
         self._pending_bytes -= pending[1]
         return pending
+
+    def _stored(self, entries: list[tuple[dict[str, Any], int, int]]) -> None:
+        """These results are in MongoDB or a spill segment: their journal lines may go."""
+        if self._journal is None:
+            return
+        per_file: dict[int, int] = {}
+        for _, _, journaled in entries:
+            per_file[journaled] = per_file.get(journaled, 0) + 1
+        for journaled, count in per_file.items():
+            self._journal.stored(journaled, count)
 
     @property
     def pending_bytes(self) -> int:
         return self._pending_bytes
 
     async def run(self) -> None:
+        if self._journal is not None:
+            recovered = await asyncio.to_thread(self._journal.recover)
+            if recovered:
+                log.warning("%d journal(s) of results an earlier life did not store will be "
+                            "written", recovered)  # fmt: skip
         self.spilled_segments = await asyncio.to_thread(self._spill.count)
         if self.spilled_segments:
             log.info("%d spilled result segment(s) wait to be written", self.spilled_segments)
@@ -140,8 +161,7 @@ class LogSink:
     async def _write_batch(self) -> None:
         batch = [self._pending[i][0] for i in range(min(self._batch_size, len(self._pending)))]
         await self._insert(batch)
-        for _ in batch:
-            self._pop_oldest()
+        self._stored([self._pop_oldest() for _ in batch])
         self._oldest_at = time.monotonic()
 
     async def _insert(self, documents: list[dict[str, Any]]) -> None:
@@ -162,9 +182,9 @@ class LogSink:
             oldest.append(self._pop_oldest())
         await self._to_disk(oldest)
 
-    async def _to_disk(self, pending: list[tuple[dict[str, Any], int]]) -> bool:
+    async def _to_disk(self, pending: list[tuple[dict[str, Any], int, int]]) -> bool:
         """One segment of these records; if it cannot be written they stay in memory."""
-        size = sum(size for _, size in pending)
+        size = sum(entry[1] for entry in pending)
         dropped = await asyncio.to_thread(self._spill.make_room, size, self._spill_limit_bytes)
         if dropped:
             self.dropped += dropped
@@ -173,12 +193,13 @@ class LogSink:
                 self._spill.path, self._spill_limit_bytes, dropped,
             )  # fmt: skip
         try:
-            path = await asyncio.to_thread(self._spill.write, [document for document, _ in pending])
+            path = await asyncio.to_thread(self._spill.write, [entry[0] for entry in pending])
         except OSError:
             self._pending.extendleft(reversed(pending))
             self._pending_bytes += size
             log.exception("cannot spill results to %s; keeping them in memory", self._spill.path)
             return False
+        self._stored(pending)
         self.spilled_segments = await asyncio.to_thread(self._spill.count)
         log.warning("result buffer full; spilled %d result(s) to %s", len(pending), path)
         return True
@@ -213,15 +234,21 @@ class LogSink:
                     await asyncio.sleep(_RETRY_MIN_S)
                     continue
                 log.error("MongoDB did not take %d result(s) (%s)", len(self._pending), exc)
-                return await self._spill_all()
-        return True
+                saved = await self._spill_all()
+                break
+        else:
+            saved = True
+        if self._journal is not None:
+            self._journal.close()  # what it still holds (nothing, if saved) waits for next start
+        return saved
 
     async def _spill_all(self) -> bool:
         pending = list(self._pending)
         self._pending.clear()
         self._pending_bytes = 0
         if not await self._to_disk(pending):
-            log.error("cannot spill %d result(s): they are lost", len(pending))
+            log.error("cannot spill %d result(s): only the journal holds them now, for the "
+                      "next start", len(pending))  # fmt: skip
             return False
         return True
 

@@ -22,6 +22,7 @@ class LostRun:
     plan_ms: int
     worker: str
     claimed_ms: int | None
+    attempt: int = 1  # the attempt going on when the worker died (see running_marker)
 
 
 class LostRunDetector:
@@ -75,14 +76,22 @@ class LostRunDetector:
         return sum(len(runs) for runs in self._markers.values()) + len(self._registrations)
 
 
-def running_marker(worker: str, plan_ms: int, claimed_ms: int) -> bytes:
-    return json.dumps({"worker": worker, "planTime": plan_ms, "claimedAt": claimed_ms}).encode()
+def running_marker(worker: str, plan_ms: int, claimed_ms: int, attempt: int = 1) -> bytes:
+    """A running marker's value; a retry rewrites it with its attempt, so a run lost in the
+    middle of one is recorded as that attempt."""
+    marker = {"worker": worker, "planTime": plan_ms, "claimedAt": claimed_ms}
+    if attempt > 1:
+        marker["attempt"] = attempt
+    return json.dumps(marker).encode()
 
 
 def _decode(job_name: str, value: bytes) -> LostRun | None:
     try:
         data = json.loads(value)
-        return LostRun(job_name, int(data["planTime"]), str(data["worker"]), data.get("claimedAt"))
+        return LostRun(
+            job_name, int(data["planTime"]), str(data["worker"]), data.get("claimedAt"),
+            int(data.get("attempt", 1)),
+        )  # fmt: skip
     except (ValueError, KeyError, TypeError):
         return None
 

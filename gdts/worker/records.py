@@ -110,4 +110,5 @@ def lost_record(run: LostRun, job: Job | None, *, now_ms: int) -> RunRecord:
         "what the command did is unknown",
         exit_code=None,
         status=RunStatus.LOST,
+        attempt=run.attempt,
     )

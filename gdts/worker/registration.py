@@ -42,9 +42,14 @@ class Registration:
         self._alive_until = 0.0  # monotonic time until which the lease is surely alive
         self.new_lease = asyncio.Event()  # set after re-registering on a new lease
 
+    @property
+    def fence_at(self) -> float:
+        """The monotonic instant from which the lease may be gone, a full second early
+        (etcd's clock and ours tick at slightly different rates); 0 without a lease."""
+        return self._alive_until - 1.0 if self.lease_id else 0.0
+
     def can_claim(self) -> bool:
-        # Stop a full second early: etcd's clock and ours tick at slightly different rates.
-        return self.lease_id != 0 and time.monotonic() < self._alive_until - 1.0
+        return time.monotonic() < self.fence_at
 
     async def register(self, wait_for_old: float | None = None) -> None:
         """Grant a lease and create our key on it. A key left by an earlier process with the same

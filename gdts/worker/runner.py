@@ -7,8 +7,9 @@ from typing import Protocol
 
 class Runner(Protocol):
     """One run in progress. ``kill()`` may be called from anywhere, any number of times, before
-    the run starts, while it goes on, or after it ended (then it does nothing)."""
+    the run starts, while it goes on, or after it ended (then it does nothing); ``now`` gives
+    it no grace period."""
 
     kill_requested: bool
 
-    def kill(self) -> None: ...
+    def kill(self, now: bool = False) -> None: ...

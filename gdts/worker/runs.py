@@ -10,7 +10,7 @@ import functools
 import logging
 import resource
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
 
@@ -35,6 +35,7 @@ from gdts.worker.ticktable import DueTick, next_plan
 log = logging.getLogger(__name__)
 
 _RETRIED = frozenset((RunStatus.FAILED, RunStatus.TIMEOUT))
+LEASE_MAY_BE_GONE = "the worker's etcd lease may be gone"
 
 
 class Runs:
@@ -51,12 +52,15 @@ class Runs:
         stats: WorkerStats,
         stopping: asyncio.Event,
         still_scheduled: Callable[[str], bool],
+        lease_alive: Callable[[], bool] = lambda: True,
         run_uids: RunUids | None = None,
         limit_watch: LimitWatch | None = None,
     ) -> None:
         """``job_user``: who command jobs run as (None: this process); ``base_env``: the
         environment they start from; ``still_scheduled(name)``: whether the job still exists
-        (no retry of a deleted job); ``run_uids``: a uid of its own for each command run;
+        (no retry of a deleted job); ``lease_alive()``: whether the worker's lease is surely
+        alive (no attempt starts otherwise: another worker may be running the job by then, see
+        leasefence); ``run_uids``: a uid of its own for each command run;
         ``limit_watch``: holds those runs to their limits (without it, only the kernel's
         per-process limits apply)."""
         self._config = config
@@ -69,6 +73,7 @@ class Runs:
         self._stats = stats
         self._stopping = stopping
         self._still_scheduled = still_scheduled
+        self._lease_alive = lease_alive
         self._uids = run_uids
         self._limit_watch = limit_watch
         self._limit_defaults = config.run_limit_defaults()
@@ -112,6 +117,17 @@ class Runs:
             for runner in runners:
                 runner.kill()
 
+    def kill_now(self, reason: str) -> int:
+        """Kill every run going on at once (SIGKILL, no grace), logged with ``reason``;
+        returns how many."""
+        killed = 0
+        for runners in self._running.values():
+            for runner in runners:
+                self._kill_reasons.setdefault(runner, reason)
+                runner.kill(now=True)
+                killed += 1
+        return killed
+
     def forget(self, name: str) -> None:
         """The job was deleted: its kills no longer concern a job of that name."""
         self._killed_at.pop(name, None)
@@ -126,11 +142,17 @@ class Runs:
 
     # -- running --------------------------------------------------------------------------------
 
-    async def run(self, tick: DueTick, schedule_ms: int) -> RunRecord:
+    async def run(
+        self,
+        tick: DueTick,
+        schedule_ms: int,
+        on_retry: Callable[[int], Awaitable[None]] | None = None,
+    ) -> RunRecord:
         """Run the claimed tick, and again while it fails and the job's ``retries`` allow:
         after ``retryBackoff`` seconds, doubling, never when the retry would start at or after
-        the job's next planned tick. Every attempt is logged; the claim holds throughout.
-        Returns the first attempt's record."""
+        the job's next planned tick. Every attempt is logged; the claim holds throughout
+        (``on_retry(attempt)`` hears of each retry before it starts). Returns the first
+        attempt's record."""
         job, plan_ms = tick.job, tick.plan_ms
         tags = event(job=job.name, tick=plan_ms)
         trigger = "manual" if tick.run_request else "catchup" if tick.catch_up else "schedule"
@@ -156,8 +178,13 @@ class Runs:
             killed = self._kill_pending(job, plan_ms, started_ms)
             if self._stopping.is_set() or killed or not self._still_scheduled(job.name):
                 return first  # stopping, killed during the backoff, or deleted
+            if not self._lease_alive():
+                log.warning("no retry: %s", LEASE_MAY_BE_GONE, extra=tags)
+                return first
             attempt += 1
             log.info("retrying (attempt %d of %d)", attempt, job.retries + 1, extra=tags)
+            if on_retry is not None:
+                await on_retry(attempt)
 
     async def _attempt(
         self, job: Job, plan_ms: int, schedule_ms: int, trigger: str, attempt: int
@@ -171,6 +198,14 @@ class Runs:
                 err = f"not started: all {size} uids of this worker's runUidRange are in use"
                 result = ExecResult(at, at, "", None, err, False)
                 return self._record(job, result, plan_ms, schedule_ms, trigger, attempt)
+        if not self._lease_alive():
+            # A frozen or cut-off worker coming back to a retry or a uid it waited for.
+            if self._uids is not None and user is not None and job.kind != "http":
+                self._uids.ended(user.uid, False)
+            at = now_ms()
+            err = f"not started: {LEASE_MAY_BE_GONE}"
+            result = ExecResult(at, at, "", None, err, False)
+            return self._record(job, result, plan_ms, schedule_ms, trigger, attempt)
         runner = self._runner(job, user)
         command = job.command
         watched_uid = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 
@@ -203,7 +204,11 @@ class Scheduler:
                     if claimed is None:
                         return
                     # The job's version the claim was made from, which may be newer.
-                    record = await self._runs.run(claimed, schedule_ms)
+                    record = await self._runs.run(
+                        claimed,
+                        schedule_ms,
+                        on_retry=functools.partial(self._claims.mark_attempt, claimed),
+                    )
                     # The run is over: its slot is free before the claim's release is confirmed.
                     freed = True
                     self._slots.give_back()

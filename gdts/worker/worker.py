@@ -38,6 +38,8 @@ from gdts.worker.clusterview import ClusterView
 from gdts.worker.clusterwatch import YIELD_EVERY, ClusterWatch
 from gdts.worker.egress import EgressPolicy
 from gdts.worker.guardian import Guardian
+from gdts.worker.journal import ResultJournal
+from gdts.worker.leasefence import LeaseFence
 from gdts.worker.limitwatch import LimitWatch
 from gdts.worker.lock import TickClaimer
 from gdts.worker.logsink import LogSink
@@ -55,6 +57,9 @@ from gdts.worker.stats import WorkerStats
 from gdts.worker.ticktable import DueTick, TickTable
 
 log = logging.getLogger(__name__)
+
+# Results per journal file: a file goes once all of its results are stored.
+JOURNAL_FILE_RESULTS = 1000
 
 
 def default_worker_id() -> str:
@@ -131,6 +136,7 @@ class Worker:
             limit_bytes=config.job_log_buffer_bytes,
             spill_limit_bytes=config.spill_limit_bytes,
             spill=SpillDir(Path(config.spill_dir)),
+            journal=ResultJournal(Path(config.spill_dir), rotate_every=JOURNAL_FILE_RESULTS),
         )
         self._registration = Registration(
             etcd,
@@ -174,9 +180,11 @@ class Worker:
             stats=self.stats,
             stopping=self._stopping,
             still_scheduled=self._table.__contains__,
+            lease_alive=self._registration.can_claim,
             run_uids=run_uids,
             limit_watch=self._limit_watch,
         )
+        self._lease_fence = LeaseFence(self._registration, self._runs, self._guardian)
         self._claims = ClaimFlow(
             config,
             self._claimer,
@@ -333,6 +341,7 @@ class Worker:
             async with asyncio.TaskGroup() as group:
                 side_tasks = [
                     group.create_task(self._registration.keep_alive(), name="keepalive"),
+                    group.create_task(self._lease_fence.run(), name="lease-fence"),
                     group.create_task(self._watch.run(), name="watch"),
                     group.create_task(self._sink.run(), name="results"),
                     group.create_task(self._mongo_check.run(), name="mongo-check"),

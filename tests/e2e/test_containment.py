@@ -19,6 +19,7 @@ from tests.e2e.test_runas import processes_with
 from tests.support import (
     Child,
     Cluster,
+    TcpProxy,
     api_post,
     cron_at,
     holds,
@@ -226,3 +227,68 @@ async def test_a_lost_run_is_gone_before_the_next_run_starts(cluster: Cluster, r
 def _held_in(token_: str, uids: tuple[int, int]) -> int:
     """How many processes with ``token_`` in their command line hold a uid of ``uids``."""
     return sum(1 for uid, _ in processes_with(token_).values() if uids[0] <= uid <= uids[1])
+
+
+async def test_a_frozen_workers_run_dies_before_another_worker_starts_the_job(
+    cluster: Cluster, root: Path
+) -> None:
+    """SIGSTOP of the worker mid-run: it cannot kill anything, but its guardian does, once the
+    worker's lease may be gone, before another worker may start the job (forbid: never two at
+    once)."""
+    await cluster.start_manager()
+    w1 = await contained(cluster, root, "w1")
+    hold = token()
+    await save_job_fields(
+        cluster.api, name="steady", cronExpr="* * * * * *", command=f"exec sleep {hold}"
+    )
+    await wait_until(holds(lambda: _held_in(hold, RANGE_1) == 1), 30, "w1's run going")
+    await contained(cluster, root, "w2")
+    os.kill(w1.pid, signal.SIGSTOP)
+    try:
+        stopped_at = time.monotonic()
+        await wait_until(holds(lambda: _held_in(hold, RANGE_1) == 0), 15, "w1's run killed")
+        ttl = cluster.stack.worker_config()["workerLeaseTtl"]
+        assert time.monotonic() - stopped_at < ttl + 1
+        gone_ms = time.time() * 1000
+        await wait_until(holds(lambda: _held_in(hold, RANGE_2) == 1), 30, "w2's run going")
+    finally:
+        os.kill(w1.pid, signal.SIGCONT)
+    await api_post(cluster.api, "/job/kill", name="steady")
+
+    async def w2_run() -> list[dict[str, object]]:
+        return [r for r in await job_runs(cluster, "steady") if r["worker"] == "w2"]
+
+    (first_on_w2, *_) = await wait_until(w2_run, 30, "w2's run recorded")
+    assert int(str(first_on_w2["startTime"])) > gone_ms
+
+
+async def test_a_cut_off_workers_run_is_killed_when_its_lease_may_be_gone(
+    cluster: Cluster, root: Path
+) -> None:
+    await cluster.start_manager()
+    host, port = cluster.stack.etcd_endpoint.split(":")
+    proxy = TcpProxy(host, int(port))
+    await proxy.start()
+    try:
+        await cluster.start_worker(
+            "w1", etcdEndpoints=[proxy.endpoint], **pool(RANGE_1, root, "w1")
+        )
+        hold = token()
+        await save_job_fields(
+            cluster.api, name="steady", cronExpr="* * * * * *", command=f"exec sleep {hold}"
+        )
+        await wait_until(holds(lambda: _held_in(hold, RANGE_1) == 1), 30, "w1's run going")
+        proxy.cut()
+        cut_at = time.monotonic()
+        await wait_until(holds(lambda: _held_in(hold, RANGE_1) == 0), 15, "w1's run killed")
+        assert time.monotonic() - cut_at < cluster.stack.worker_config()["workerLeaseTtl"] + 1
+
+        async def killed_for_the_lease() -> bool:
+            return any(
+                str(r["err"]).startswith("killed: the worker's etcd lease may be gone")
+                for r in await job_runs(cluster, "steady")
+            )
+
+        await wait_until(killed_for_the_lease, 30, "the run logged killed, saying why")
+    finally:
+        await proxy.close()

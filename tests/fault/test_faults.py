@@ -353,3 +353,38 @@ async def _all_logged(cluster: Cluster, name: str, path, upto: int | None = None
     if upto is not None:
         logged_plans = [p for p in logged_plans if p <= upto]
     return bool(plans) and logged_plans == plans
+
+
+async def test_results_not_yet_written_survive_a_sigkill_of_their_worker(
+    cluster: Cluster, stack: Stack
+) -> None:
+    """The results wait for their batch (a minute, here) when the worker is SIGKILLed: its
+    next start finds them in its journal and writes them."""
+    await cluster.start_manager()
+    holding = {"jobLogCommitTimeout": 60_000, "jobLogBatchSize": 1000}
+    port = free_port()
+    worker = await cluster.start_worker("w1", httpListen=f"127.0.0.1:{port}", **holding)
+    ticks = stack.tmp / "ticks.txt"
+    await save_job(cluster.api, "beat", record_command(ticks), EVERY_SECOND)
+    await wait_until(lambda: count_at_least(ticks, 3), 30, "three runs")
+    await api_post(cluster.api, "/job/disable", name="beat")
+
+    async def every_run_counted() -> bool:
+        _, metrics = await probe(port, "/metrics")
+        counted = sum(
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith("gdts_runs_total{")
+        )
+        return counted >= len(read_ticks(ticks))
+
+    await wait_until(every_run_counted, 15, "the runs' results in the worker's buffer")
+    assert await logged(cluster, "beat") == []  # still waiting for their batch
+    await worker.kill()
+    ran = sorted(plan for plan, _ in read_ticks(ticks))
+    await cluster.start_worker("w1", **holding)
+
+    async def all_written() -> bool:
+        return sorted(r["planTime"] for r in await logged(cluster, "beat")) == ran
+
+    await wait_until(all_written, 30, "every finished run's result written by the next start")

@@ -510,3 +510,16 @@ async def test_a_claim_made_from_an_older_version_of_the_job_fails(etcd, stack) 
         ),
     )  # fmt: skip
     assert [r.outcome for r in results] == [ClaimOutcome.STALE, ClaimOutcome.WON]
+
+
+async def test_a_retry_rewrites_its_running_marker_only_while_it_holds_it(etcd, stack) -> None:
+    keys = KeyLayout(stack.prefix)
+    lease = await etcd.lease(30)
+    claimer = TickClaimer(etcd, keys, "a", start_window_s=10)
+    claim = await claimer.claim("retried", 6000, lease.id, claimer.marker(6000, 6001))
+    second = claimer.marker(6000, 6500, attempt=2)
+    assert await claimer.mark(claim, second, lease.id)
+    stored = await etcd.get(keys.running("retried", 0))
+    assert json.loads(stored.value)["attempt"] == 2 and stored.lease == lease.id
+    assert not await claimer.mark(claim, claimer.marker(6000, 6900, attempt=3), lease.id)
+    assert (await etcd.get(keys.running("retried", 0))).value == second

@@ -205,3 +205,12 @@ def test_running_marker_round_trips_through_the_detector() -> None:
 def test_lost_run_is_frozen() -> None:
     with pytest.raises(AttributeError):
         BACKUP_LOST.worker = "w2"  # type: ignore[misc]
+
+
+def test_a_run_lost_during_a_retry_is_that_attempt() -> None:
+    detector = LostRunDetector(horizon_ms=10_000)
+    retrying = running_marker("w1", PLAN, CLAIMED, attempt=3)
+    assert json.loads(running_marker("w1", PLAN, CLAIMED)) == json.loads(MARKER)  # no attempt
+    detector.registration_deleted(LEASE, REVISION, now_ms=0)
+    lost = detector.marker_deleted("backup", LEASE, REVISION, retrying, now_ms=1)
+    assert lost == LostRun("backup", PLAN, "w1", CLAIMED, attempt=3)
