@@ -14,7 +14,7 @@ WORKERS ?= 2
 HTTPYAC_VERSION := 6.16.7
 HTTPYAC := $(VENV)/node/node_modules/.bin/httpyac
 
-.PHONY: setup system-packages test-tools run test lint bench clean
+.PHONY: setup system-packages test-tools run test lint bench campaign clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -67,6 +67,10 @@ test: test-tools
 # The benchmark starts its own stack; pass options with ARGS="--jobs 500 --duration 600".
 bench: setup
 	$(PY) -m bench.run $(ARGS)
+
+# The long fault campaign (30 minutes by default; ARGS="--minutes 60 --seed 7" to replay one).
+campaign: setup
+	$(PY) -m bench.campaign $(ARGS)
 
 lint: setup
 	$(PY) -m ruff check gdts tests bench

@@ -232,14 +232,17 @@ def process_alive(pid: int) -> bool:
 
 
 class TcpProxy:
-    """A loopback TCP proxy in front of a server, which a test can cut and heal to simulate a
-    network partition between one client and that server."""
+    """A loopback TCP proxy in front of a server, which a test can cut (connections dropped),
+    stall (connections kept, nothing moves) and heal to simulate a network partition between
+    one client and that server."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.cut_off = False
         self.port = 0
 
@@ -269,6 +272,7 @@ class TcpProxy:
     async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         try:
             while data := await src.read(65536):
+                await self._flowing.wait()
                 dst.write(data)
                 await dst.drain()
         except (ConnectionError, OSError):
@@ -283,8 +287,12 @@ class TcpProxy:
             writer.transport.abort()
         self._writers.clear()
 
+    def stall(self) -> None:
+        self._flowing.clear()
+
     def heal(self) -> None:
         self.cut_off = False
+        self._flowing.set()
 
     async def close(self) -> None:
         self.cut()
