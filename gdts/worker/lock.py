@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import logging
 import math
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -122,13 +124,18 @@ class TickClaimer:
         self._worker_id = worker_id
         self._start_window_s = start_window_s
         self._claim_leases: dict[float, ClaimLease] = {}
+        # Each marker names its claim, unique to this process: a worker restarted under the
+        # same id, its clock set differently, could otherwise write a byte-identical marker for
+        # a tick its earlier life claimed, and take that claim for its own (see _failed_claim).
+        nonce = secrets.token_hex(6)
+        self._claim_ids = (f"{nonce}.{n}" for n in itertools.count())
         self._claims = Coalescer(self._claim_batch, max_batch=MAX_BATCH, key=lambda r: r.job_name)
         self._releases = Coalescer(
             self._release_batch, max_batch=MAX_BATCH, key=lambda c: c.job_name
         )
 
     def marker(self, plan_ms: int, now_ms: int, attempt: int = 1) -> bytes:
-        return running_marker(self._worker_id, plan_ms, now_ms, attempt)
+        return running_marker(self._worker_id, plan_ms, now_ms, attempt, next(self._claim_ids))
 
     @property
     def transactions_sent(self) -> int:

@@ -76,12 +76,17 @@ class LostRunDetector:
         return sum(len(runs) for runs in self._markers.values()) + len(self._registrations)
 
 
-def running_marker(worker: str, plan_ms: int, claimed_ms: int, attempt: int = 1) -> bytes:
+def running_marker(
+    worker: str, plan_ms: int, claimed_ms: int, attempt: int = 1, claim: str | None = None
+) -> bytes:
     """A running marker's value; a retry rewrites it with its attempt, so a run lost in the
-    middle of one is recorded as that attempt."""
-    marker = {"worker": worker, "planTime": plan_ms, "claimedAt": claimed_ms}
+    middle of one is recorded as that attempt. ``claim``: an id no other claim has (see
+    TickClaimer)."""
+    marker: dict[str, object] = {"worker": worker, "planTime": plan_ms, "claimedAt": claimed_ms}
     if attempt > 1:
         marker["attempt"] = attempt
+    if claim is not None:
+        marker["claim"] = claim
     return json.dumps(marker).encode()
 
 

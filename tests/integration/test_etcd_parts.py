@@ -68,7 +68,9 @@ async def test_tick_claim_outlives_the_worker_lease_and_the_start_window(etcd, s
     assert won.outcome is ClaimOutcome.WON
     claim = await etcd.get(keys.tick_claim("job", 0, 5000))
     running = await etcd.get(keys.running("job", 0))
-    assert json.loads(running.value) == {"worker": "a", "planTime": 5000, "claimedAt": 5003}
+    stored = json.loads(running.value)
+    assert stored.pop("claim")  # this claim's own id
+    assert stored == {"worker": "a", "planTime": 5000, "claimedAt": 5003}
     assert running.lease == worker_lease.id
     assert claim.lease != worker_lease.id
     claim_ttl = (await etcd.get_lease_info(claim.lease)).TTL
@@ -523,3 +525,16 @@ async def test_a_retry_rewrites_its_running_marker_only_while_it_holds_it(etcd, 
     assert json.loads(stored.value)["attempt"] == 2 and stored.lease == lease.id
     assert not await claimer.mark(claim, claimer.marker(6000, 6900, attempt=3), lease.id)
     assert (await etcd.get(keys.running("retried", 0))).value == second
+
+
+async def test_a_restarted_worker_never_takes_its_earlier_lifes_claim_for_its_own(
+    etcd, stack
+) -> None:
+    """Same worker id, the same tick, claimedAt equal to the millisecond (the earlier life's
+    clock was set ahead by just the time between the two claims): still not the same claim."""
+    keys = KeyLayout(stack.prefix)
+    lease = await etcd.lease(30)
+    earlier, later = (TickClaimer(etcd, keys, "w2", start_window_s=10) for _ in range(2))
+    first = await earlier.claim("skewed", 4000, lease.id, earlier.marker(4000, 4018))
+    again = await later.claim("skewed", 4000, lease.id, later.marker(4000, 4018))
+    assert (first.outcome, again.outcome) == (ClaimOutcome.WON, ClaimOutcome.TAKEN)

@@ -17,11 +17,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from gdts.config import WorkerConfig
+from gdts.localstack import free_port
 from gdts.supervisor import Child, write_private
 from tests.clusters import EtcdCluster, MongoReplicaSet
-from tests.fault.campaign.plan import ETCD_MEMBERS, MANAGERS, WORKERS, JobSpec
-from tests.support import Cluster, Stack, TcpProxy
+from tests.fault.campaign.plan import ETCD_MEMBERS, MANAGERS, WORKERS, Fault, JobSpec
+from tests.support import Cluster, Stack, TcpProxy, api_get, wait_until
 
 # Run uids per worker, away from the other tests' and the benchmark's ranges.
 _FIRST_UID = 63_000
@@ -45,6 +48,7 @@ class Rig:
         self.stack: Stack | None = None
         self.cluster: Cluster | None = None
         self.records_dir = base / "records"
+        self._locks: dict[tuple[str, int], asyncio.Lock] = {}
         self.runs_file = self.records_dir / "runs"
 
     # -- up and down ----------------------------------------------------------------------------
@@ -69,13 +73,32 @@ class Rig:
                 await proxy.start()
                 proxies.append(proxy)
             self.proxies.append(proxies)
-        for _ in range(MANAGERS):
-            self.managers.append(
-                await self.cluster.start_manager(etcdEndpoints=self.etcd.endpoints)
-            )
-            self.apis.append(self.cluster.api)
+        for i in range(MANAGERS):
+            await self._start_manager(i)
         for i in range(WORKERS):
             self.workers.append(await self.cluster.start_worker(f"w{i}", **self._worker_config(i)))
+
+    async def _start_manager(self, i: int) -> None:
+        """Each manager its own name, so its config and log are its own (a restart must come
+        back on its own port)."""
+        assert self.cluster is not None and self.stack is not None
+        port = free_port()
+        config = self.stack.manager_config(port, etcdEndpoints=self.etcd.endpoints)
+        manager = await self.cluster.spawn("manager", f"m{i}", config)
+        api = f"http://127.0.0.1:{port}"
+
+        async def answers() -> bool:
+            if manager.returncode is not None:
+                raise AssertionError(f"manager m{i} exited:\n{manager.log_text()}")
+            try:
+                await api_get(api, "/job/list")
+                return True
+            except aiohttp.ClientConnectionError:
+                return False
+
+        await wait_until(answers, 30, f"manager m{i} to answer")
+        self.managers.append(manager)
+        self.apis.append(api)
 
     def _worker_config(self, i: int) -> dict[str, Any]:
         config: dict[str, Any] = {
@@ -121,6 +144,11 @@ class Rig:
         await asyncio.gather(self.etcd.stop(), self.mongo.stop(), return_exceptions=True)
 
     # -- faults ---------------------------------------------------------------------------------
+
+    def lock_for(self, fault: Fault) -> asyncio.Lock:
+        """The part a fault is dealt to (a worker, a manager, the etcd or MongoDB cluster)."""
+        part = ("worker" if "worker" in fault.kind else fault.kind, fault.target)
+        return self._locks.setdefault(part, asyncio.Lock())
 
     async def kill_worker(self, i: int) -> None:
         await self.workers[i].kill()

@@ -221,6 +221,13 @@ async def _deal(
     fault: Fault, rig: Rig, start: float, windows: list[FaultWindow], outcome: Outcome
 ) -> None:
     await asyncio.sleep(max(0.0, start + fault.at_s - time.monotonic()))
+    # One fault at a time on a part: a restart that drains takes longer than planned, and the
+    # next fault dealt to that part waits for it.
+    async with rig.lock_for(fault):
+        await _deal_now(fault, rig, windows, outcome)
+
+
+async def _deal_now(fault: Fault, rig: Rig, windows: list[FaultWindow], outcome: Outcome) -> None:
     began = time.time()
     i = fault.target
     try:
