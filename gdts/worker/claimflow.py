@@ -58,7 +58,9 @@ class ClaimFlow:
         self._now_ms = clock
         self._stopping = stopping
         self._on_missed = on_missed
-        self._held: dict[str, Claim] = {}  # job -> claim of its run going here
+        # (job, planned ms) -> the claim of a run going here (a job whose runs may overlap can
+        # have several)
+        self._held: dict[tuple[str, int], Claim] = {}
         self._turns: dict[str, _Turn] = {}  # job -> its latest tick going through here
         # job -> the removal of its last run's running marker, while etcd has not confirmed it
         self._releasing: dict[str, asyncio.Task[None]] = {}
@@ -76,11 +78,12 @@ class ClaimFlow:
                 yield None
                 return
             claim, tick = claimed
-            self._held[name] = claim
+            held = (name, tick.plan_ms)
+            self._held[held] = claim
             try:
                 yield tick
             finally:
-                claim = self._held.pop(name, claim)  # its marker may have been rewritten
+                claim = self._held.pop(held, claim)  # its marker may have been rewritten
                 release = self._track_release(claim)
                 turn.end()
                 # Shielded: even on cancellation the marker must go, or the job never runs again.
@@ -93,10 +96,10 @@ class ClaimFlow:
     async def mark_attempt(self, tick: DueTick, attempt: int) -> None:
         """A retry of the run held for ``tick`` begins: its running marker says so, so that a
         run lost during it is recorded as that attempt. Best effort: if etcd does not answer,
-        such a loss is recorded as the first attempt. (Runs that may overlap, policy allow,
-        keep their first marker.)"""
-        claim = self._held.get(tick.job.name)
-        if claim is None or claim.plan_ms != tick.plan_ms:
+        such a loss is recorded as the first attempt."""
+        held = (tick.job.name, tick.plan_ms)
+        claim = self._held.get(held)
+        if claim is None:
             return
         marker = self._claimer.marker(tick.plan_ms, self._now_ms(), attempt)
         try:
@@ -106,8 +109,8 @@ class ClaimFlow:
             log.warning("running marker not rewritten for attempt %d: %s", attempt, exc,
                         extra=event(job=claim.job_name, tick=claim.plan_ms))  # fmt: skip
             return
-        if marked and self._held.get(claim.job_name) is claim:
-            self._held[claim.job_name] = dataclasses.replace(claim, marker=marker)
+        if marked and self._held.get(held) is claim:
+            self._held[held] = dataclasses.replace(claim, marker=marker)
 
     async def close(self) -> None:
         """Wait a little for releases still on their way, then give them up."""

@@ -3,10 +3,10 @@
 Once the lease may be gone (renewals failed until one second before it could expire: the same
 instant the worker stops claiming, see Registration.fence_at), other workers may start the
 job's next tick, so the runs going on here must end: each is killed at once (SIGKILL, no grace)
-and logged killed, "the worker's etcd lease may be gone"; no attempt starts until it is
-renewed (see Runs). A worker that cannot act at all (frozen
-by SIGSTOP, a stalled event loop) is covered by the guardian: it hears every new fence instant
-and kills the runs' uids itself when one passes without another (see guardian).
+and logged killed, "the worker's etcd lease may be gone"; no attempt starts until the lease is
+renewed (see Runs). A worker that cannot act at all (frozen by SIGSTOP, a stalled event loop)
+is covered by the guardian: it hears every new fence instant and kills the runs' uids itself
+when one passes without another (see guardian).
 """
 
 from __future__ import annotations
