@@ -173,10 +173,11 @@ async def _play(plan: Plan, rig: Rig, progress: Callable[[str], None]) -> Outcom
     journal: list[Acked] = []
     windows: list[FaultWindow] = []
     etcd = EtcdClient(rig.etcd.endpoints, timeout=5)
-    claims = ClaimLog(etcd, KeyLayout(rig.stack.prefix))
+    keys = KeyLayout(rig.stack.prefix)
+    claims = ClaimLog(etcd, keys)
     watching = asyncio.create_task(claims.follow())
     try:
-        return await _play_with(plan, rig, progress, outcome, journal, windows, etcd, claims)
+        return await _play_with(plan, rig, progress, outcome, journal, windows, etcd, keys, claims)
     finally:
         watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -186,9 +187,9 @@ async def _play(plan: Plan, rig: Rig, progress: Callable[[str], None]) -> Outcom
 
 async def _play_with(
     plan: Plan, rig: Rig, progress: Callable[[str], None], outcome: Outcome,
-    journal: list[Acked], windows: list[FaultWindow], etcd: EtcdClient, claims: ClaimLog,
+    journal: list[Acked], windows: list[FaultWindow], etcd: EtcdClient, keys: KeyLayout,
+    claims: ClaimLog,
 ) -> Outcome:  # fmt: skip
-    keys = KeyLayout(rig.stack.prefix) if rig.stack is not None else KeyLayout()
     async with Api(rig.apis) as api:
         for job in plan.jobs:
             rig.prepare_job(job)
@@ -309,7 +310,7 @@ async def _revision(etcd: EtcdClient, keys: KeyLayout, call: ApiCall) -> int | N
         if stored is not None:
             return int(stored.mod_revision)
         if call.action == "delete":
-            _, revision = await read_prefix(etcd, keys.job(call.job))
+            _, revision = await read_prefix(etcd, keys.job(call.job), limit=1)
             return revision
     except Exception as exc:  # etcd was being faulted: the check falls back to time
         log.info("no revision for %s: %r", call, exc)
@@ -329,7 +330,8 @@ class ClaimLog:
         while True:
             try:
                 if not start:
-                    _, revision = await read_prefix(self._etcd, self._prefix)
+                    # Only the revision is wanted: one key is enough to get it.
+                    _, revision = await read_prefix(self._etcd, self._prefix, limit=1)
                     start = revision + 1
                 spec = WatchSpec(self._prefix, start)
                 async for event in watch_prefixes(self._etcd, [spec]):
