@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from gdts.clock import now_ms
 from gdts.worker.outputcap import OutputCap
 from gdts.worker.runas import JobUser
+from gdts.worker.spawn import Process, Spawner
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,13 @@ class RunningCommand:
     setsid leaves."""
 
     def __init__(
-        self, kill_grace_s: float, signal_run: Callable[[signal.Signals], None] | None = None
+        self,
+        kill_grace_s: float,
+        signal_run: Callable[[signal.Signals], None] | None = None,
+        spawner: Spawner | None = None,
     ) -> None:
         self._kill_grace_s = kill_grace_s
+        self._spawner = spawner or Spawner()
         self._signal_run = signal_run
         self._pgid: int | None = None
         self._exited = asyncio.Event()
@@ -92,8 +97,10 @@ class RunningCommand:
         """``user``: who the whole group runs as (see gdts.worker.runas); None: the worker."""
         start_ms = now_ms()
         try:
-            child = _Child.start(bash_path, command, env, user, OutputCap(output_limit))
-        except (OSError, subprocess.SubprocessError) as exc:
+            child = _Child.start(
+                self._spawner, bash_path, command, env, user, OutputCap(output_limit)
+            )
+        except (OSError, subprocess.SubprocessError) as exc:  # SubprocessError: the Popen fallback
             return ExecResult(
                 start_ms, now_ms(), "", None, f"cannot start {bash_path}: {exc}", False
             )
@@ -137,7 +144,7 @@ class _Child:
     and their wait() also waits for the pipes to close, which ties a run to any background child
     that inherited them."""
 
-    def __init__(self, process: subprocess.Popen[bytes], output_fd: int, capture: OutputCap):
+    def __init__(self, process: Process, output_fd: int, capture: OutputCap):
         self._process = process
         self.pid = process.pid
         self.capture = capture
@@ -157,29 +164,19 @@ class _Child:
     @classmethod
     def start(
         cls,
+        spawner: Spawner,
         bash_path: str,
         command: str,
         env: Mapping[str, str],
         user: JobUser | None,
         capture: OutputCap,
     ) -> _Child:
-        # The child drops to the user between fork and exec: the worker keeps its own identity,
-        # and with it the right to signal the group. Without a user, CPython vforks.
-        as_user = {} if user is None else user.spawn_options()
         if user is not None:
             env = user.env(env)
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         os.set_blocking(read_fd, False)  # only our end: the job's writes block as usual
         try:
-            process = subprocess.Popen(
-                [bash_path, "-c", command],
-                stdin=subprocess.DEVNULL,
-                stdout=write_fd,
-                stderr=write_fd,
-                env=env,
-                start_new_session=True,  # own session => own process group to signal as a whole
-                **as_user,
-            )
+            process = spawner.start([bash_path, "-c", command], env, write_fd, user)
         except BaseException:
             os.close(read_fd)
             raise

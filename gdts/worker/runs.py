@@ -29,6 +29,7 @@ from gdts.worker.records import finished_record
 from gdts.worker.runas import JobUser
 from gdts.worker.runner import Runner
 from gdts.worker.runuids import RunUids
+from gdts.worker.spawn import Spawner
 from gdts.worker.stats import WorkerStats
 from gdts.worker.ticktable import DueTick, next_plan
 
@@ -76,6 +77,7 @@ class Runs:
         self._lease_alive = lease_alive
         self._uids = run_uids
         self._limit_watch = limit_watch
+        self._spawner = Spawner()
         self._limit_defaults = config.run_limit_defaults()
         # Never above what this process may hand on (its own hard limits), or the run's shell
         # could not set them.
@@ -274,9 +276,11 @@ class Runs:
             return RunningRequest()
         grace_s = self._config.kill_grace_period / 1000
         if self._uids is None or user is None:
-            return RunningCommand(grace_s)
+            return RunningCommand(grace_s, spawner=self._spawner)
         return RunningCommand(
-            grace_s, signal_run=functools.partial(self._uids.signal_run, user.uid)
+            grace_s,
+            signal_run=functools.partial(self._uids.signal_run, user.uid),
+            spawner=self._spawner,
         )
 
     def _record(
