@@ -4,7 +4,10 @@ can hide from its kill or outlive it (see uidsweep).
 
 The pool hands out the uid that has been free longest. A run's uid goes back to the pool only
 once a scan of /proc finds no process holding it; its working directory (its HOME and TMPDIR)
-is removed then too."""
+is made fresh again then, off the event loop: emptied, or made anew when the run changed
+anything about the directory itself (its mode, owner, extended attributes or ACLs: an ACL could
+let another uid in), so the next run of that uid starts in a directory exactly as new, without
+a mkdir and chown on the event loop at each start."""
 
 from __future__ import annotations
 
@@ -67,6 +70,7 @@ class RunUids:
         self._pool = UidPool(first, last)
         self._run_dir = run_dir
         self._held: dict[int, _Held] = {}
+        self._fresh: set[int] = set()  # uids whose directory is ready for their next run
         self._wake = asyncio.Event()
         self._freed = asyncio.Event()  # a sweep gave uids back to the pool
 
@@ -103,12 +107,10 @@ class RunUids:
         if uid is None:
             return None
         workdir = self._run_dir / str(uid)
-        try:
-            workdir.mkdir(mode=0o700)
-        except FileExistsError:  # left by a run whose sweep has not removed it yet
-            shutil.rmtree(workdir, ignore_errors=True)
-            workdir.mkdir(mode=0o700)
-        os.chown(workdir, uid, uid)
+        if uid in self._fresh:
+            self._fresh.discard(uid)
+        else:  # the uid's first run since the worker started
+            _make_fresh(workdir, uid)
         self._held[uid] = _Held(uid, job_name, workdir)
         return JobUser(
             name=f"gdts-run-{uid}", uid=uid, gid=uid, groups=(), home=str(workdir),
@@ -169,17 +171,15 @@ class RunUids:
         ending = [h for h in self._held.values() if h.ended]
         if not ending:
             return
-        doomed = [h.uid for h in ending if not h.background]
-        if doomed and not await asyncio.to_thread(kill_all, doomed):
-            log.warning("processes of run uids %s survive SIGKILL; kept out of use", doomed)
-        alive = await asyncio.to_thread(processes_of, [h.uid for h in ending])
-        freed = [h for h in ending if h.uid not in alive]
-        for held in freed:
+        alive, fresh = await asyncio.to_thread(_sweep, ending)
+        for held in ending:
+            if held.uid in alive:
+                continue
             del self._held[held.uid]
-        await asyncio.to_thread(_remove, [h.workdir for h in freed])
-        for held in freed:
+            if held.uid in fresh:
+                self._fresh.add(held.uid)
             self._pool.release(held.uid)
-        if freed:
+        if len(alive) < len(ending):
             self._freed.set()
         if any(h.ended and not h.background for h in self._held.values()):
             self._wake.set()  # a run's processes outlived a sweep: again
@@ -190,9 +190,49 @@ class RunUids:
         for held in self._held.values():
             held.ended, held.background = True, False
         await self.sweep()
+        await asyncio.to_thread(self._reset_run_dir)  # the directories kept for next runs
+        self._fresh.clear()
 
 
-def _remove(paths: list[Path]) -> None:
-    for path in paths:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(path)
+def _sweep(ending: list[_Held]) -> tuple[set[int], set[int]]:
+    """Blocking, one thread hop per sweep: kill what the ended runs left (keepBackground
+    aside), and make the directories of the uids nothing holds any more fresh again. Returns
+    the uids still held by a process, and those whose directory is ready."""
+    found = processes_of([h.uid for h in ending])
+    doomed = [h.uid for h in ending if h.uid in found and not h.background]
+    if doomed:
+        if not kill_all(doomed):
+            log.warning("processes of run uids %s survive SIGKILL; kept out of use", doomed)
+        found = processes_of([h.uid for h in ending])
+    fresh = set()
+    for held in ending:
+        if held.uid not in found:
+            with contextlib.suppress(OSError):  # left unready: made at the uid's next run
+                _make_fresh(held.workdir, held.uid)
+                fresh.add(held.uid)
+    return set(found), fresh
+
+
+def _make_fresh(workdir: Path, uid: int) -> None:
+    """The run's directory as new: empty, the uid's, mode 0700, no extended attributes."""
+    try:
+        info = workdir.lstat()
+    except FileNotFoundError:
+        info = None
+    if info is not None:
+        if (
+            stat.S_ISDIR(info.st_mode)
+            and info.st_uid == uid
+            and info.st_gid == uid
+            and stat.S_IMODE(info.st_mode) == 0o700
+            and not os.listxattr(workdir, follow_symlinks=False)
+        ):
+            with os.scandir(workdir) as entries:
+                if next(entries, None) is None:
+                    return  # untouched: most runs leave nothing
+        if stat.S_ISDIR(info.st_mode):
+            shutil.rmtree(workdir)
+        else:
+            workdir.unlink()
+    workdir.mkdir(mode=0o700)
+    os.chown(workdir, uid, uid)

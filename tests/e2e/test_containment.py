@@ -100,6 +100,26 @@ async def test_a_run_cannot_read_or_signal_another_run(cluster: Cluster, root: P
     await wait_until(holds(lambda: gone(hold)), 30, "the holder killed")
 
 
+async def test_each_run_of_a_uid_starts_in_a_directory_as_new(cluster: Cluster, root: Path) -> None:
+    """One uid for every run: each finds its HOME empty and private, whatever the run before
+    it left there or did to it."""
+    await cluster.start_manager()
+    single = (RANGE_1[0], RANGE_1[0])
+    await cluster.start_worker("w1", maxConcurrentRuns=1, **pool(single, root, "w1"))
+    await save_job_fields(
+        cluster.api, name="litter", cronExpr="* * * * * *",
+        command='id -u; stat -c %a "$HOME"; ls -A "$HOME" | wc -l; '
+        'touch "$HOME/left"; chmod 777 "$HOME"',
+    )  # fmt: skip
+
+    async def three_runs() -> list[dict[str, object]] | None:
+        runs = await job_runs(cluster, "litter")
+        return runs if len(runs) >= 3 else None
+
+    for run in await wait_until(three_runs, 30, "three runs"):
+        assert str(run["output"]).split() == [str(single[0]), "700", "0"], run
+
+
 async def test_a_kill_reaches_setsid_children(cluster: Cluster, root: Path) -> None:
     await cluster.start_manager()
     await contained(cluster, root)
