@@ -190,46 +190,60 @@ class TickClaimer:
         outcomes: dict[int, tuple[ClaimOutcome, StoredJob | None]] = {}
         undecided = list(range(len(requests)))
         while undecided:
-            compare, success, failure = [], [], []
+            compare, success = [], []
             for i in undecided:
                 request = requests[i]
                 gen = request.generation
                 tick_key = self._keys.tick_claim(request.job_name, gen, request.plan_ms)
                 running_key = self._running_key(request.job_name, gen, request.plan_ms,
                                                 request.exclusive)  # fmt: skip
-                job_key = self._keys.job(request.job_name)
                 compare += [txn.create(tick_key) == 0, txn.create(running_key) == 0]
                 success += [
                     txn.put(tick_key, request.marker, lease=leases[request.window_s]),
                     txn.put(running_key, request.marker, lease=request.worker_lease),
                 ]
-                # The done marker is read even when not written: the failure branch's replies
-                # then come four to a claim, in the same places.
-                done_key = self._keys.done(request.job_name, request.plan_ms)
-                failure += [txn.get(tick_key), txn.get(running_key), txn.get(done_key),
-                            txn.get(job_key)]  # fmt: skip
                 if request.revision:
-                    compare.append(txn.mod(job_key) == request.revision)
+                    compare.append(txn.mod(self._keys.job(request.job_name)) == request.revision)
                 if request.run_request is not None:
                     success.append(txn.delete(request.run_request))
                 if request.once:
+                    done_key = self._keys.done(request.job_name, request.plan_ms)
                     compare.append(txn.create(done_key) == 0)
                     success.append(txn.put(done_key, request.marker))
-            won, replies = await self._client.transaction(
-                compare=compare, success=success, failure=failure
-            )
+            # No failure branch: most batches win, and building its reads for every claim cost
+            # the worker more than a second request for the few that lose.
+            won, _ = await self._client.transaction(compare=compare, success=success, failure=[])
             if won:
                 outcomes.update(dict.fromkeys(undecided, (ClaimOutcome.WON, None)))
                 break
+            replies = await self._read_claim_keys([requests[i] for i in undecided])
             again = []
             for position, i in enumerate(undecided):
                 outcome = _failed_claim(requests[i], *replies[4 * position : 4 * position + 4])
-                if outcome is None:  # would have won alone: the batch failed on another claim
+                if outcome is None:  # would win alone: the batch failed on another claim
                     again.append(i)
                 else:
                     outcomes[i] = outcome
             undecided = again
         return [outcomes[i] for i in range(len(requests))]
+
+    async def _read_claim_keys(self, requests: list[_ClaimRequest]) -> list[Any]:
+        """For each claim, at one revision: its tick claim, running marker, done marker and
+        job (four replies a claim), read after its batch failed. Later than the failed compare,
+        so a claim whose obstacle has gone since is tried again rather than given up."""
+        txn = self._client.transactions
+        reads = []
+        for request in requests:
+            gen = request.generation
+            reads += [
+                txn.get(self._keys.tick_claim(request.job_name, gen, request.plan_ms)),
+                txn.get(self._running_key(request.job_name, gen, request.plan_ms,
+                                          request.exclusive)),
+                txn.get(self._keys.done(request.job_name, request.plan_ms)),
+                txn.get(self._keys.job(request.job_name)),
+            ]  # fmt: skip
+        _, replies = await self._client.transaction(compare=[], success=reads, failure=[])
+        return list(replies)
 
     async def request_kill(self, job_name: str, generation: int, *, before_plan_ms: int) -> None:
         """Kill the job's runs planned before ``before_plan_ms``, on every worker (the policy
