@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -20,13 +21,17 @@ def _prefix_end(prefix: bytes) -> bytes:
 
 
 async def keys_under(
-    session: aiohttp.ClientSession, etcd_url: str, prefix: str, limit: int = 10_000
+    session: aiohttp.ClientSession,
+    etcd_url: str,
+    prefix: str,
+    limit: int = 10_000,
+    headers: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """The keys starting with ``prefix`` (up to ``limit``), with their values (JSON decoded
     where they are JSON) and leases."""
     raw = prefix.encode()
     body = {"key": _b64(raw), "range_end": _b64(_prefix_end(raw)), "limit": limit}
-    async with session.post(f"{etcd_url}/v3/kv/range", json=body) as resp:
+    async with session.post(f"{etcd_url}/v3/kv/range", json=body, headers=headers) as resp:
         resp.raise_for_status()
         reply = await resp.json(content_type=None)
     samples = []

@@ -114,6 +114,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "or uids (runUidRange, a uid per run)",
     )
     parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="etcd and mongod with authentication, as make run starts them (with --identity "
+        "uids: make run's own set-up as root)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (logs, records)"
     )
     args = parser.parse_args(argv)
@@ -158,8 +164,10 @@ async def _run(
             await stack.start_stores()
             await stack.start_manager()
             base_url, etcd_url, token = stack.manager_url, stack.etcd_url, stack.admin_token
+            etcd_headers = await stack.etcd_gateway_headers(session)
         else:
             base_url, etcd_url, token = args.target, args.etcd_url, args.token
+            etcd_headers = {}
         api = ManagerClient(session, base_url, token)
         await api.wait_ready(_READY_TIMEOUT_S)
         payload["environment"] = await report.environment(session, etcd_url)
@@ -169,7 +177,7 @@ async def _run(
             assert stack is not None and stack.mongo is not None
             log_params = LogParams(args.log_runs, prefix)
             payload["job_log"] = await run_job_log(
-                session, base_url, api.headers, stack.mongo.uri, MONGO_DB, log_params
+                session, base_url, api.headers, stack.mongo_uri, MONGO_DB, log_params
             )
             return
         if args.jobs_at_rest is not None:
@@ -211,6 +219,7 @@ async def _run(
             worker_metrics_urls=worker_urls,
             worker_ready_urls=[f"{w.url}/health/ready" for w in stack.workers] if stack else [],
             etcd_url=etcd_url,
+            etcd_headers=etcd_headers,
             etcd_prefix=ETCD_PREFIX if stack else args.etcd_prefix,
             check_alive=lambda: _check_alive(stack),
         )
@@ -255,7 +264,7 @@ async def main_async(args: argparse.Namespace) -> int:
     if args.identity != "root":
         os.chmod(workdir, 0o711)  # the jobs' own uids append to the records file in it
     stack = (
-        Stack(workdir, log_level=args.log_level, identity=args.identity)
+        Stack(workdir, log_level=args.log_level, identity=args.identity, auth=args.auth)
         if args.target is None
         else None
     )

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
+from gdts.dev import STORE_USER, DevCredentials, start_secured_stores
 from gdts.localstack import EtcdProcess, MongoProcess, free_port
 from gdts.supervisor import REPO_ROOT, Child, Supervisor
 
@@ -30,12 +33,31 @@ class Stack:
     workers: list[Child] = field(default_factory=list)
     log_level: str = "WARNING"
     identity: str = "root"  # one of IDENTITIES: who the workers run jobs as
+    auth: bool = False  # etcd and mongod with authentication, started as `make run` starts them
     # The admin token this stack's manager accepts: the benchmark calls the API as admin.
     admin_token: str = field(default_factory=lambda: "gdts_bench_" + secrets.token_urlsafe(24))
     supervisor: Supervisor = field(init=False)
+    _store_keys: dict[str, Any] = field(init=False, default_factory=dict)
+    _credentials: DevCredentials = field(init=False)
 
     def __post_init__(self) -> None:
         self.supervisor = Supervisor(self.workdir, log_dir=self.workdir, on_stuck=_print_stuck)
+        made_up = {name: secrets.token_urlsafe(24) for name in DevCredentials.__annotations__}
+        self._credentials = DevCredentials(**made_up)
+
+    @property
+    def mongo_uri(self) -> str:
+        """What GDTS connects to MongoDB with (the user's, with ``auth``)."""
+        return str(self._store_keys["mongodbUri"])
+
+    async def etcd_gateway_headers(self, session: aiohttp.ClientSession) -> dict[str, str]:
+        """Headers for etcd's JSON gateway: with ``auth``, the GDTS user's token."""
+        if not self.auth:
+            return {}
+        body = {"name": STORE_USER, "password": self._credentials.etcd_password}
+        async with session.post(f"{self.etcd_url}/v3/auth/authenticate", json=body) as resp:
+            resp.raise_for_status()
+            return {"Authorization": (await resp.json(content_type=None))["token"]}
 
     @property
     def manager_url(self) -> str:
@@ -48,18 +70,27 @@ class Stack:
         return f"http://{self.etcd.endpoint}"
 
     async def start_stores(self) -> None:
+        if self.auth:
+            stores = await start_secured_stores(
+                self.supervisor, self.workdir, self._credentials, ETCD_PREFIX, MONGO_DB
+            )
+            self.etcd, self.mongo, self._store_keys = stores.etcd, stores.mongo, stores.config
+            return
         self.etcd = EtcdProcess(self.workdir / "etcd", log_path=self.workdir / "etcd.log")
         await self.supervisor.start_store(self.etcd)
         self.mongo = MongoProcess(self.workdir / "mongo", log_path=self.workdir / "mongod.log")
         await self.supervisor.start_store(self.mongo)
-
-    def _stores_config(self) -> dict[str, Any]:
-        assert self.etcd is not None and self.mongo is not None
-        return {
+        self._store_keys = {
             "etcdEndpoints": [self.etcd.endpoint],
             "etcdPrefix": ETCD_PREFIX,
             "mongodbUri": self.mongo.uri,
             "mongodbDatabase": MONGO_DB,
+        }
+
+    def _stores_config(self) -> dict[str, Any]:
+        assert self._store_keys, "the stores are not started"
+        return {
+            **self._store_keys,
             "logLevel": self.log_level,
             # JSON lines, so the log summary at the end can group messages reliably.
             "logFormat": "json",

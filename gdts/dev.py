@@ -29,7 +29,7 @@ WEBROOT = REPO_ROOT / "webroot"
 # Run uids no account uses (the worker checks), split among the workers.
 _RUN_UIDS = (61000, 61999)
 _UIDS_PER_WORKER = 250
-_STORE_USER = "gdts"  # etcd's and MongoDB's user for the manager and the workers
+STORE_USER = "gdts"  # etcd's and MongoDB's user for the manager and the workers
 _ETCD_PREFIX = "/gdts/"
 _DATABASE = "gdts"
 
@@ -112,7 +112,7 @@ async def run_dev(
         loop.add_signal_handler(sig, stop.set)
     try:
         async with Supervisor(data_dir) as supervisor:
-            stores = await _start_stores(supervisor, data_dir, credentials)
+            stores = (await start_secured_stores(supervisor, data_dir, credentials)).config
             await _start_gdts(supervisor, stores, port, workers, data_dir, credentials)
             # A process that dies is started again, as systemd would; only Ctrl-C or SIGTERM
             # (or a store that dies) stops everything.
@@ -122,38 +122,51 @@ async def run_dev(
         return 1
 
 
-async def _start_stores(
-    supervisor: Supervisor, data_dir: Path, credentials: DevCredentials
-) -> dict[str, object]:
+@dataclass(frozen=True)
+class SecuredStores:
+    etcd: EtcdProcess
+    mongo: MongoProcess
+    config: dict[str, object]  # the store keys of every GDTS config
+
+
+async def start_secured_stores(
+    supervisor: Supervisor,
+    data_dir: Path,
+    credentials: DevCredentials,
+    prefix: str = _ETCD_PREFIX,
+    database: str = _DATABASE,
+) -> SecuredStores:
     """etcd and mongod, each with authentication: a job on this host can reach their ports,
-    and must not reach their data. Returns the store keys of every GDTS config."""
+    and must not reach their data. The benchmark starts its stores here too, to measure what
+    ``make run`` runs."""
     etcd = EtcdProcess(data_dir / "etcd", log_path=data_dir / "etcd.log")
     mongo = MongoProcess(data_dir / "mongo", log_path=data_dir / "mongod.log", auth=True)
     await supervisor.start_store(etcd)
     await secure_etcd(
         etcd,
         root_password=credentials.etcd_root_password,
-        user=_STORE_USER,
+        user=STORE_USER,
         password=credentials.etcd_password,
-        prefix=_ETCD_PREFIX,
+        prefix=prefix,
     )
     await supervisor.start_store(mongo)
     await secure_mongo(
         mongo,
         admin_password=credentials.mongo_admin_password,
-        user=_STORE_USER,
+        user=STORE_USER,
         password=credentials.mongo_password,
-        database=_DATABASE,
+        database=database,
     )
     log.info("etcd at %s, mongod at %s (logs in %s)", etcd.endpoint, mongo.endpoint, data_dir)
-    return {
+    config: dict[str, object] = {
         "etcdEndpoints": [etcd.endpoint],
-        "etcdPrefix": _ETCD_PREFIX,
-        "etcdUsername": _STORE_USER,
+        "etcdPrefix": prefix,
+        "etcdUsername": STORE_USER,
         "etcdPassword": credentials.etcd_password,
-        "mongodbUri": mongo.uri_for(_STORE_USER, credentials.mongo_password),
-        "mongodbDatabase": _DATABASE,
+        "mongodbUri": mongo.uri_for(STORE_USER, credentials.mongo_password),
+        "mongodbDatabase": database,
     }
+    return SecuredStores(etcd, mongo, config)
 
 
 async def _start_gdts(
