@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -164,10 +165,11 @@ async def _run(
             await stack.start_stores()
             await stack.start_manager()
             base_url, etcd_url, token = stack.manager_url, stack.etcd_url, stack.admin_token
-            etcd_headers = await stack.etcd_gateway_headers(session)
+            # Asked for when used: etcd's tokens expire after five minutes.
+            etcd_headers = functools.partial(stack.etcd_gateway_headers, session)
         else:
             base_url, etcd_url, token = args.target, args.etcd_url, args.token
-            etcd_headers = {}
+            etcd_headers = None
         api = ManagerClient(session, base_url, token)
         await api.wait_ready(_READY_TIMEOUT_S)
         payload["environment"] = await report.environment(session, etcd_url)

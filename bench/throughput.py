@@ -6,7 +6,7 @@ import asyncio
 import math
 import shlex
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,7 +120,7 @@ async def run_throughput(
     worker_metrics_urls: Sequence[str],
     worker_ready_urls: Sequence[str] = (),
     etcd_url: str | None = None,
-    etcd_headers: Mapping[str, str] | None = None,
+    etcd_headers: Callable[[], Awaitable[Mapping[str, str]]] | None = None,
     etcd_prefix: str = "/gdts/",
     check_alive: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
@@ -196,8 +196,9 @@ async def run_throughput(
     # name) on every worker until the lease it is on ends.
     markers: list[dict[str, Any]] = []
     if etcd_url:
+        headers = None if etcd_headers is None else await etcd_headers()
         markers = await keys_under(
-            session, etcd_url, etcd_prefix + "lock/running/", headers=etcd_headers
+            session, etcd_url, etcd_prefix + "lock/running/", headers=headers
         )
 
     all_records, bad_lines = read_records(records)
