@@ -132,8 +132,11 @@ class Spawner:
                 assert user is not None
                 if user.groups != self._worker_group_ids:
                     groups = self._groups_of(user)
-                self._become(user.uid, user.gid, groups)
             try:
+                if switch:
+                    assert user is not None
+                    # Inside the try: a switch that fails half-way is set back too.
+                    self._become(user.uid, user.gid, groups)
                 err = libc.posix_spawn(ctypes.byref(pid), args[0], actions, self._attr, args, envp)
             finally:
                 if switch:
