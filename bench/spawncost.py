@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from gdts.worker.runas import JobUser, lookup_user
-from gdts.worker.spawn import Process, Spawner, _popen
+from gdts.worker.spawn import Process, Spawner
 
 MODES = ("own user", "runAs nobody", "uid per run", "fork (subprocess user=)")
 _COMMAND = ["/bin/bash", "-c", 'echo "$EPOCHREALTIME" > /dev/null']
@@ -46,7 +46,7 @@ def _run_cpu() -> float:
 
 
 def _measure(rounds: int, batch: int) -> dict[str, dict[str, float]]:
-    spawner = Spawner()
+    spawner, forking = Spawner(), Spawner(posix_spawn=False)
     nobody = lookup_user("nobody")
     run_users = [
         JobUser(name=f"run-{uid}", uid=uid, gid=uid, groups=(), home="/", workdir="/")
@@ -61,7 +61,7 @@ def _measure(rounds: int, batch: int) -> dict[str, dict[str, float]]:
         if mode == "uid per run":
             user = run_users[i % len(run_users)]
             return spawner.start(_COMMAND, user.env(_ENV), fd, user)
-        return _popen(_COMMAND, nobody.env(_ENV), fd, nobody)
+        return forking.start(_COMMAND, nobody.env(_ENV), fd, nobody)
 
     kinds = ("cpu", "latency", "run_cpu", "run_wall")
     samples: dict[str, dict[str, list[float]]] = {m: {k: [] for k in kinds} for m in MODES}

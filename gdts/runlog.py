@@ -106,8 +106,8 @@ class RunLog:
                 raise
             # The filter missed and the insert found the summary there: stored newer (nothing
             # to do), or put there a moment ago by another worker (look again, without insert).
-            again = [UpdateOne(*_newer_than_stored(names[e["index"]], newest[names[e["index"]]]))
-                     for e in errors]  # fmt: skip
+            missed = (names[e["index"]] for e in errors)
+            again = [UpdateOne(*_newer_than_stored(n, newest[n])) for n in missed]
             await self._last_runs.bulk_write(again, ordered=False)
 
     async def last_runs_of(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:

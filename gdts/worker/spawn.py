@@ -25,7 +25,7 @@ import os
 import platform
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from gdts.worker.runas import JobUser
 
@@ -81,15 +81,22 @@ class Spawner:
     """Starts ``argv`` in a session of its own, stdin from /dev/null, stdout and stderr to
     ``output_fd``, in ``user``'s working directory and identity (None: the worker's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, posix_spawn: bool = True) -> None:
+        """``posix_spawn=False``: through subprocess, as where posix_spawn is not usable (for
+        the tests and the benchmark's comparison)."""
         self._libc: ctypes.CDLL | None = None
         self._attr = ctypes.create_string_buffer(_OPAQUE)
         self._worker_uid, self._worker_gid = os.getuid(), os.getgid()
         self._worker_group_ids = tuple(os.getgroups())
         self._worker_groups = _gid_array(self._worker_group_ids)
         self._group_arrays: dict[tuple[int, ...], ctypes.Array[ctypes.c_uint]] = {}
-        self._calls = _SYSCALLS.get(platform.machine(), (0, 0, 0))
+        self._calls = (0, 0, 0)  # setgroups, setresuid, setresgid: this CPU's numbers, with libc
+        self._syscall: Any = None
+        if not posix_spawn:
+            return
         try:
+            # KeyError: a CPU we have no numbers for
+            self._calls = _SYSCALLS[platform.machine()]
             self._libc = _load_libc()
         except (OSError, AttributeError, KeyError) as exc:
             log.info("starting jobs through subprocess (posix_spawn not usable: %s)", exc)
@@ -113,7 +120,7 @@ class Spawner:
     ) -> Process:
         if self._libc is None:
             return _popen(argv, env, output_fd, user)
-        switch = user is not None and user.switch
+        switch_to = user if user is not None and user.switch else None
         args = _strings(argv)
         envp = _strings(f"{k}={v}" for k, v in env.items())
         actions = ctypes.create_string_buffer(_OPAQUE)
@@ -127,19 +134,17 @@ class Spawner:
             if user is not None:
                 libc.posix_spawn_file_actions_addchdir_np(actions, os.fsencode(user.workdir))
             pid = ctypes.c_int(0)
-            groups = None  # the same as the worker's (a uid per run has none): left alone
-            if switch:
-                assert user is not None
-                if user.groups != self._worker_group_ids:
-                    groups = self._groups_of(user)
+            # The groups are left alone when the same as the worker's (a uid per run has none).
+            groups = None
+            if switch_to is not None and switch_to.groups != self._worker_group_ids:
+                groups = self._groups_of(switch_to)
             try:
-                if switch:
-                    assert user is not None
+                if switch_to is not None:
                     # Inside the try: a switch that fails half-way is set back too.
-                    self._become(user.uid, user.gid, groups)
+                    self._become(switch_to.uid, switch_to.gid, groups)
                 err = libc.posix_spawn(ctypes.byref(pid), args[0], actions, self._attr, args, envp)
             finally:
-                if switch:
+                if switch_to is not None:
                     worker_groups = None if groups is None else self._worker_groups
                     self._become(self._worker_uid, self._worker_gid, worker_groups)
         finally:
@@ -171,7 +176,6 @@ class Spawner:
 
 
 def _load_libc() -> ctypes.CDLL:
-    _SYSCALLS[platform.machine()]  # KeyError: a CPU we have no numbers for
     libc = ctypes.CDLL(None, use_errno=True)
     p, i = ctypes.c_void_p, ctypes.c_int
     signatures: dict[str, list[type]] = {

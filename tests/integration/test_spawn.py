@@ -33,9 +33,7 @@ PROBE = (
 
 
 def _spawners() -> list[Spawner]:
-    fallback = Spawner()
-    fallback._libc = None  # what a machine without posix_spawn's extensions gets
-    return [Spawner(), fallback]
+    return [Spawner(), Spawner(posix_spawn=False)]
 
 
 def _run(spawner: Spawner, user: JobUser | None, command: str = PROBE) -> tuple[int, str]:
