@@ -112,6 +112,9 @@ class Rig:
         if os.geteuid() == 0:
             first = _FIRST_UID + i * _UIDS_PER_WORKER
             config["runUidRange"] = f"{first}-{first + _UIDS_PER_WORKER - 1}"
+            # Below base, which the run uids may pass through (the default, var/runs in the
+            # checkout, is not where the checkout sits in a directory only root may enter).
+            config["runDir"] = str(self.base / f"runs-w{i}")
         else:
             config.pop("allowRoot")
         return config
