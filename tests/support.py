@@ -244,6 +244,7 @@ class TcpProxy:
         self._flowing = asyncio.Event()
         self._flowing.set()
         self.cut_off = False
+        self._closed = False
         self.port = 0
 
     @property
@@ -255,15 +256,22 @@ class TcpProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.cut_off:
+        if self.cut_off or self._closed:
             writer.close()
             return
+        self._writers.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:
             writer.close()
             return
-        self._writers.update((writer, up_writer))
+        # Cut or closed while the upstream connection was opening: nothing may flow, and a
+        # connection piped after close() would outlive the test's event loop unclosed.
+        if self.cut_off or self._closed:
+            writer.close()
+            up_writer.close()
+            return
+        self._writers.add(up_writer)
         for src, dst in ((reader, up_writer), (up_reader, writer)):
             task = asyncio.ensure_future(self._pipe(src, dst))
             self._tasks.add(task)
@@ -295,6 +303,7 @@ class TcpProxy:
         self._flowing.set()
 
     async def close(self) -> None:
+        self._closed = True
         self.cut()
         for task in list(self._tasks):
             task.cancel()
