@@ -353,29 +353,38 @@ async def read_prefix(
     *,
     start_after: bytes | None = None,
     limit: int | None = None,
+    revision: int = 0,
 ) -> tuple[list[rpc.KeyValue], int]:
     """Keys under ``prefix`` as of one revision, read in pages; returns (kvs, revision).
-    ``start_after`` and ``limit`` select a window of them, in key order.
+    ``start_after`` and ``limit`` select a window of them, in key order; ``revision``: as they
+    were then (0: now).
 
     Pages after the first are read at the first page's revision, so the result is one consistent
-    snapshot however large it is. If that revision is compacted mid-read, start again.
+    snapshot however large it is. If that revision is compacted mid-read, start again (a
+    ``revision`` asked for that is compacted raises OUT_OF_RANGE: it cannot be read any more).
     """
     await client.connect()
     first = prefix if start_after is None else start_after + b"\x00"
     while True:
         try:
-            return await _read_pages(client, prefix, first, page_size, limit)
+            return await _read_pages(client, prefix, first, page_size, limit, revision)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.OUT_OF_RANGE:  # OUT_OF_RANGE: revision compacted
+            # OUT_OF_RANGE: revision compacted
+            if exc.code() != grpc.StatusCode.OUT_OF_RANGE or revision:
                 raise
             log.info("etcd compacted the snapshot revision during a paged read; reading again")
 
 
 async def _read_pages(
-    client: EtcdClient, prefix: bytes, first: bytes, page_size: int, limit: int | None
+    client: EtcdClient,
+    prefix: bytes,
+    first: bytes,
+    page_size: int,
+    limit: int | None,
+    revision: int,
 ) -> tuple[list[rpc.KeyValue], int]:
     range_end = utils.prefix_range_end(prefix)
-    key, revision, kvs = first, 0, []
+    key, kvs = first, []
     while True:
         want = page_size if limit is None else min(page_size, limit - len(kvs))
         try:

@@ -86,10 +86,9 @@ class ClusterView:
             self.running[marker.name, marker.generation] = value
         self._note_claimed(marker, value, now_ms)
 
-    def marker_gone(self, marker: RunningKey, value: bytes) -> None:
-        job = (marker.name, marker.generation)
-        if marker.plan_ms is None and self.running.get(job) == value:
-            del self.running[job]
+    def marker_gone(self, marker: RunningKey) -> None:
+        if marker.plan_ms is None:
+            self.running.pop((marker.name, marker.generation), None)
 
     def _note_claimed(self, marker: RunningKey, value: bytes, now_ms: int) -> None:
         plan_ms = marker_plan(value)

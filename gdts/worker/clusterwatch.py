@@ -1,5 +1,5 @@
-"""Keeps the worker's view of the cluster current: jobs, kill markers, live workers, and the
-deletion of running markers (how lost runs are noticed).
+"""Keeps the worker's view of the cluster current: jobs, kill markers, live workers, running
+markers and run requests.
 
 One consistent read of ``jobs/``, ``workers/`` and the running markers (each paged at a single
 revision), then one
@@ -48,9 +48,7 @@ class ClusterListener(Protocol):
     def workers_reset(self, workers: dict[str, int], full: set[str]) -> None: ...
     def worker_registered(self, worker_id: str, lease: int, at_capacity: bool) -> None: ...
     def worker_gone(self, worker_id: str, lease: int, revision: int) -> None: ...
-    def running_marker_gone(
-        self, marker: RunningKey, lease: int, revision: int, value: bytes
-    ) -> None: ...
+    def running_marker_gone(self, marker: RunningKey) -> None: ...
     def running_reset(self, markers: list[tuple[RunningKey, bytes]]) -> None: ...
     def running_marker_put(self, marker: RunningKey, value: bytes) -> None: ...
     def run_requests_reset(self, requests: list[tuple[str, int, bytes]]) -> None: ...
@@ -64,11 +62,6 @@ class ClusterWatch:
         self._keys = keys
         self._listener = listener
         self.synced = asyncio.Event()  # set once the first full read is applied
-        # Every running marker in etcd -> (its value, its lease), from the read and the watch's
-        # puts. A delete event carries neither; this is what prev_kv would have fetched, without
-        # etcd reading the old revision for every delete on every worker's stream (3 workers at
-        # 500 runs a second: 1,500 extra reads a second, most of etcd's work in slow minutes).
-        self._markers: dict[bytes, tuple[bytes, int]] = {}
         self.full_reads = 0
         self.interruptions = 0
 
@@ -131,7 +124,6 @@ class ClusterWatch:
                 workers[worker_id] = kv.lease
                 if at_capacity(kv.value):
                     full.add(worker_id)
-        self._markers = {kv.key: (kv.value, kv.lease) for kv in running_kvs}
         for kv in running_kvs:
             with contextlib.suppress(ValueError):
                 markers.append((keys.running_parts(kv.key), kv.value))
@@ -205,14 +197,11 @@ class ClusterWatch:
                 listener.worker_registered(worker_id, event.lease, at_capacity(event.value))
         else:
             marker = keys.running_parts(event.key)
+            # Without prev_kv: a delete names the key alone, and etcd reads no old revision
+            # for it (which runs died with their worker is read once per death: deadruns).
             if event.deleted:
-                # Unknown only if the key never held a marker we could read: nothing to tell.
-                gone = self._markers.pop(event.key, None)
-                if gone is not None:
-                    value, lease = gone
-                    listener.running_marker_gone(marker, lease, event.mod_revision, value)
+                listener.running_marker_gone(marker)
             else:
-                self._markers[event.key] = (event.value, event.lease)
                 listener.running_marker_put(marker, event.value)
 
     def _decode(self, key: bytes, value: bytes, revision: int, generation: int) -> Job | None:

@@ -36,6 +36,7 @@ from gdts.worker.capacity import RunSlots
 from gdts.worker.claimflow import ClaimFlow
 from gdts.worker.clusterview import ClusterView
 from gdts.worker.clusterwatch import YIELD_EVERY, ClusterWatch
+from gdts.worker.deadruns import DeadRunFinder
 from gdts.worker.egress import EgressPolicy
 from gdts.worker.guardian import Guardian
 from gdts.worker.journal import ResultJournal
@@ -43,7 +44,7 @@ from gdts.worker.leasefence import LeaseFence
 from gdts.worker.limitwatch import LimitWatch
 from gdts.worker.lock import TickClaimer
 from gdts.worker.logsink import LogSink
-from gdts.worker.lostruns import LostRun, LostRunDetector
+from gdts.worker.lostruns import LostRun
 from gdts.worker.mongocheck import MongoCheck
 from gdts.worker.probes import create_probe_app
 from gdts.worker.records import lost_record
@@ -126,7 +127,6 @@ class Worker:
         self._table_version = 0  # bumped on every change, so readiness hashes only when needed
         self._digest: tuple[int, str] = (-1, "")
         self._view = ClusterView(worker_id, claim_memory_ms=2 * config.start_window)
-        self._lost = LostRunDetector(horizon_ms=max(10_000, 2000 * config.worker_lease_ttl))
         self._runlog = RunLog(mongo, config.mongodb_database)
         self._sink = LogSink(
             self._runlog,
@@ -149,6 +149,7 @@ class Worker:
         )  # fmt: skip
         self._claimer = TickClaimer(etcd, keys, worker_id, config.start_window / 1000)
         self._watch = ClusterWatch(etcd, keys, self)
+        self._dead_runs = DeadRunFinder(etcd, keys, self._record_lost)
         self._slots = RunSlots(config.run_slots(), on_change=self._capacity_changed)
         self._capacity_said = asyncio.Event()  # the cap was reached or left: say so in etcd
         self.stats = WorkerStats(
@@ -275,8 +276,8 @@ class Worker:
 
     def worker_gone(self, worker_id: str, lease: int, revision: int) -> None:
         self._view.worker_gone(worker_id, lease)
-        for run in self._lost.registration_deleted(lease, revision, self.now_ms()):
-            self._record_lost(run)
+        if self._view.speaks_for_the_dead():
+            self._dead_runs.worker_died(worker_id, lease, revision)
 
     def running_reset(self, markers: list[tuple[RunningKey, bytes]]) -> None:
         self._view.running_reset(markers, self.now_ms())
@@ -284,15 +285,8 @@ class Worker:
     def running_marker_put(self, marker: RunningKey, value: bytes) -> None:
         self._view.marker_put(marker, value, self.now_ms())
 
-    def running_marker_gone(
-        self, marker: RunningKey, lease: int, revision: int, value: bytes
-    ) -> None:
-        self._view.marker_gone(marker, value)
-        now = self.now_ms()
-        self._lost.expire(now)
-        run = self._lost.marker_deleted(marker.name, lease, revision, value, now)
-        if run is not None:
-            self._record_lost(run)
+    def running_marker_gone(self, marker: RunningKey) -> None:
+        self._view.marker_gone(marker)
 
     def run_requests_reset(self, requests: list[tuple[str, int, bytes]]) -> None:
         self._view.run_requests.clear()
@@ -310,8 +304,6 @@ class Worker:
         self._view.run_requests.discard(key)
 
     def _record_lost(self, run: LostRun) -> None:
-        if not self._view.speaks_for_the_dead():
-            return
         log.warning(
             "run lost: worker %s died while running it", run.worker,
             extra=event(job=run.job_name, tick=run.plan_ms),
@@ -343,6 +335,7 @@ class Worker:
                     group.create_task(self._registration.keep_alive(), name="keepalive"),
                     group.create_task(self._lease_fence.run(), name="lease-fence"),
                     group.create_task(self._watch.run(), name="watch"),
+                    group.create_task(self._dead_runs.run(), name="dead-runs"),
                     group.create_task(self._sink.run(), name="results"),
                     group.create_task(self._mongo_check.run(), name="mongo-check"),
                     group.create_task(self._claims.restore_markers(), name="marker-restore"),

@@ -22,7 +22,9 @@ from gdts.etcd import (
 from gdts.job import Job
 from gdts.keys import KeyLayout, KillOrder, RunningKey
 from gdts.worker.clusterwatch import ClusterWatch
+from gdts.worker.deadruns import DeadRunFinder
 from gdts.worker.lock import ClaimOutcome, StoredJob, TickClaimer
+from gdts.worker.lostruns import LostRun
 from tests.support import TcpProxy, holds, wait_until
 
 pytestmark = pytest.mark.asyncio
@@ -163,7 +165,7 @@ class Recorder:
         self.workers: dict[str, int] = {}
         self.full: set[str] = set()  # workers whose registration says atCapacity
         self.gone: list[tuple[str, int, int]] = []
-        self.markers_gone: list[tuple[str, int, int, bytes]] = []
+        self.markers_gone: list[str] = []
         self.markers: dict[str, bytes] = {}
         self.run_requests: dict[bytes, tuple[str, int]] = {}
         self.kill_bounds: list[int | None] = []
@@ -208,12 +210,10 @@ class Recorder:
         else:
             self.other_runs.append((marker.name, value))
 
-    def running_marker_gone(
-        self, marker: RunningKey, lease: int, revision: int, value: bytes
-    ) -> None:
+    def running_marker_gone(self, marker: RunningKey) -> None:
         if marker.plan_ms is None:
             self.markers.pop(marker.name, None)
-        self.markers_gone.append((marker.name, lease, revision, value))
+        self.markers_gone.append(marker.name)
 
     def run_requests_reset(self, requests: list[tuple[str, int, bytes]]) -> None:
         self.run_requests = {key: (name, ms) for name, ms, key in requests}
@@ -230,7 +230,7 @@ def _job(name: str, command: str = "true") -> Job:
 
 
 @contextlib.asynccontextmanager
-async def running(sync: ClusterWatch) -> AsyncIterator[asyncio.Task[None]]:
+async def running(sync: ClusterWatch | DeadRunFinder) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(sync.run())
     try:
         yield task
@@ -308,34 +308,69 @@ async def _has(recorder: Recorder, names: set[str]) -> bool:
     return set(recorder.jobs) == names
 
 
-async def test_lease_expiry_deletes_marker_and_registration_in_one_revision(etcd, stack) -> None:
-    """What lost-run detection rests on: the watch sees both deletions with the same lease and
-    revision, and a marker released by its worker at another revision. A delete event carries
-    no value or lease: the watch tells them from the read (a marker there before it started)
-    or from the marker's put."""
+async def test_the_runs_a_dead_worker_left_are_read_as_they_were_before_its_lease_expired(
+    etcd, stack
+) -> None:
+    """What lost-run detection rests on: etcd deletes every key on an expiring lease in the
+    revision that deletes the registration, so the markers on that lease one revision earlier
+    are the runs that died; one released before, or on another lease, is not among them."""
     keys = KeyLayout(stack.prefix)
     recorder = Recorder()
     sync = ClusterWatch(etcd, keys, recorder)
-    lease = await etcd.lease(30)
+    lost: list[LostRun] = []
+    finder = DeadRunFinder(etcd, keys, lost.append)
+    lease, other = await etcd.lease(30), await etcd.lease(30)
     await etcd.put(keys.running("earlier", 0), b'{"worker":"w9","planTime":0}', lease=lease)
-    async with running(sync):
+    async with running(sync), running(finder):
         await wait_until(holds(lambda: sync.synced.is_set()), 10, "the initial read")
         await etcd.put(keys.worker("w9"), b"{}", lease=lease)
         await wait_until(holds(lambda: recorder.workers.get("w9") == lease.id), 10, "w9 seen")
         await etcd.put(keys.running("released", 0), b'{"worker":"w9","planTime":1}', lease=lease)
         await etcd.delete(keys.running("released", 0))  # what a finished run does
-        await etcd.put(keys.running("dying", 0), b'{"worker":"w9","planTime":2}', lease=lease)
+        await etcd.put(keys.running("dying", 0, 5), b'{"worker":"w9","planTime":5}', lease=lease)
+        await etcd.put(keys.running("elsewhere", 0), b'{"worker":"w8","planTime":3}', lease=other)
         await lease.revoke()  # what expiry does: every key on the lease in one revision
         await wait_until(holds(lambda: len(recorder.markers_gone) == 3 and recorder.gone), 10,
                          "the deletions")  # fmt: skip
-    ((_, gone_lease, gone_revision),) = recorder.gone
-    released, *expired = recorder.markers_gone
-    assert gone_lease == lease.id
-    assert sorted(expired) == [
-        ("dying", lease.id, gone_revision, b'{"worker":"w9","planTime":2}'),
-        ("earlier", lease.id, gone_revision, b'{"worker":"w9","planTime":0}'),
+        ((_, gone_lease, gone_revision),) = recorder.gone
+        assert gone_lease == lease.id
+        finder.worker_died("w9", gone_lease, gone_revision)
+        await wait_until(holds(lambda: finder.reads == 1), 10, "the read of the dead runs")
+    assert sorted(lost, key=lambda run: run.job_name) == [
+        LostRun("dying", 5, "w9", None),
+        LostRun("earlier", 0, "w9", None),
     ]
-    assert released[0] == "released" and released[2] != gone_revision
+    await other.revoke()
+
+
+async def test_a_death_whose_revision_was_compacted_is_given_up_and_the_next_is_read(
+    etcd, stack
+) -> None:
+    keys = KeyLayout(stack.prefix)
+    lost: list[LostRun] = []
+    finder = DeadRunFinder(etcd, keys, lost.append)
+    first, second = await etcd.lease(30), await etcd.lease(30)
+    await etcd.put(keys.running("old", 0), b'{"worker":"w1","planTime":1}', lease=first)
+    revoked = await etcd.put(keys.worker("w1"), b"{}", lease=first)
+    await first.revoke()
+    await etcd.put(keys.running("new", 0), b'{"worker":"w2","planTime":2}', lease=second)
+    await etcd.put(keys.worker("w2"), b"{}", lease=second)
+    await second.revoke()
+    now = await etcd.put(keys.worker("probe"), b"")
+    await etcd.compact(now.header.revision)
+    lease = await etcd.lease(30)
+    await etcd.put(keys.running("fresh", 0), b'{"worker":"w4","planTime":4}', lease=lease)
+    await etcd.put(keys.worker("w4"), b"{}", lease=lease)
+    gone_at = (await etcd.get(keys.worker("w4"))).mod_revision + 1
+    await lease.revoke()
+    async with running(finder):
+        # w1 died just after its registration was written: that history is compacted.
+        finder.worker_died("w1", first.id, revoked.header.revision + 1)
+        finder.worker_died("w3", 0, now.header.revision)  # lease 0: nothing to look for
+        finder.worker_died("w4", lease.id, gone_at)
+        await wait_until(holds(lambda: bool(lost)), 10, "the last death read")
+    assert finder.reads == 1
+    assert lost == [LostRun("fresh", 4, "w4", None)]
 
 
 async def test_client_fails_over_to_the_next_endpoint_and_resolves_names(stack) -> None:

@@ -26,7 +26,7 @@ def claim_seen(cluster: ClusterView, plan_ms: int, now_ms: int) -> None:
     """The owner's claim of ``plan_ms`` and, its run done, the marker's removal."""
     marker = running_marker("w1", plan_ms, plan_ms)
     cluster.marker_put(JOB_MARKER, marker, now_ms)
-    cluster.marker_gone(JOB_MARKER, marker)
+    cluster.marker_gone(JOB_MARKER)
 
 
 def decide(cluster: ClusterView, now_ms: int, tick: DueTick = TICK) -> takeover.Decision:
