@@ -354,10 +354,11 @@ async def read_prefix(
     start_after: bytes | None = None,
     limit: int | None = None,
     revision: int = 0,
+    keys_only: bool = False,
 ) -> tuple[list[rpc.KeyValue], int]:
     """Keys under ``prefix`` as of one revision, read in pages; returns (kvs, revision).
     ``start_after`` and ``limit`` select a window of them, in key order; ``revision``: as they
-    were then (0: now).
+    were then (0: now); ``keys_only``: without their values.
 
     Pages after the first are read at the first page's revision, so the result is one consistent
     snapshot however large it is. If that revision is compacted mid-read, start again (a
@@ -367,7 +368,7 @@ async def read_prefix(
     first = prefix if start_after is None else start_after + b"\x00"
     while True:
         try:
-            return await _read_pages(client, prefix, first, page_size, limit, revision)
+            return await _read_pages(client, prefix, first, page_size, limit, revision, keys_only)
         except grpc.aio.AioRpcError as exc:
             # OUT_OF_RANGE: revision compacted
             if exc.code() != grpc.StatusCode.OUT_OF_RANGE or revision:
@@ -382,6 +383,7 @@ async def _read_pages(
     page_size: int,
     limit: int | None,
     revision: int,
+    keys_only: bool = False,
 ) -> tuple[list[rpc.KeyValue], int]:
     range_end = utils.prefix_range_end(prefix)
     key, kvs = first, []
@@ -389,7 +391,13 @@ async def _read_pages(
         want = page_size if limit is None else min(page_size, limit - len(kvs))
         try:
             reply = await client.kvstub.Range(
-                rpc.RangeRequest(key=key, range_end=range_end, limit=want, revision=revision),
+                rpc.RangeRequest(
+                    key=key,
+                    range_end=range_end,
+                    limit=want,
+                    revision=revision,
+                    keys_only=keys_only,
+                ),
                 timeout=client.timeout,
                 metadata=client.metadata,
             )
@@ -424,6 +432,7 @@ class WatchSpec:
     start_revision: int
     deletes_only: bool = False  # filtered by etcd, so puts cost no traffic
     prev_kv: bool = False  # deletes then carry the deleted value and its lease
+    range_end: bytes | None = None  # the keys from prefix up to this one (None: under prefix)
 
 
 @dataclass(frozen=True)
@@ -451,7 +460,7 @@ async def watch_prefixes(
         rpc.WatchRequest(
             create_request=rpc.WatchCreateRequest(
                 key=spec.prefix,
-                range_end=utils.prefix_range_end(spec.prefix),
+                range_end=spec.range_end or utils.prefix_range_end(spec.prefix),
                 start_revision=spec.start_revision,
                 watch_id=index + 1,
                 prev_kv=spec.prev_kv,

@@ -5,8 +5,8 @@ Layout under the prefix (default ``/gdts/``)::
     jobs/<name>                   job JSON (no lease)
     killer/<name>                 kill marker, on a short lease so it expires by itself
     lock/tick/<name>@<gen>/<ms>   claim of one planned tick, on a lease that outlives the window
-    lock/running/<name>@<gen>     "a run of <name> is going", on the running worker's lease
-    lock/running/<name>@<gen>/<ms>  the same for one run of a job whose runs may overlap (allow)
+    lock/running/<bb>/<name>@<gen>  "a run of <name> is going", on the running worker's lease
+    lock/running/<bb>/<name>@<gen>/<ms>  the same for one run of a job whose runs may overlap
     done/<name>/<ms>              a one-shot job's run at <ms> was claimed: never again (no lease)
     run/<name>/<ms>               "run <name> now" (POST /job/run), on a lease; the claim deletes it
     workers/<worker-id>           registration, on the worker's lease
@@ -16,6 +16,10 @@ and saved again under the same name is a new generation, so its claims and runni
 never meet the old job's (a run kept going with keepRunning, say); kill markers name the
 generation they kill (see kill_marker). ``done/`` and ``run/`` are removed with the job.
 
+``<bb>`` is the job's bucket (bucket_of: two hex digits, from a hash of its name). Workers split
+the buckets among themselves (see gdts.worker.partition), and each watches the running markers
+of its own buckets alone, not every run in the cluster.
+
 Job names never contain ``/``, so ``lock/tick/<name>@<gen>/`` cannot collide between two jobs
 (the generation is the digits after the last ``@``). Running markers have a prefix of their own
 so workers can watch them alone, without the tick claims.
@@ -23,9 +27,13 @@ so workers can watch them alone, without the tick claims.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
 
 from gdts.errors import ConfigError
+
+BUCKETS = 256  # part of the key layout: every worker and manager must agree on it
 
 # A kill marker's payload when the job was deleted (its runs die with it, and say so).
 KILLED_BY_DELETE = b"deleted"
@@ -77,19 +85,19 @@ class KeyLayout:
     def _key(self, *parts: str) -> bytes:
         return (self.prefix + "/".join(parts)).encode()
 
-    @property
+    @functools.cached_property
     def jobs_prefix(self) -> bytes:
         return self._key("jobs", "")
 
-    @property
+    @functools.cached_property
     def killer_prefix(self) -> bytes:
         return self._key("killer", "")
 
-    @property
+    @functools.cached_property
     def workers_prefix(self) -> bytes:
         return self._key("workers", "")
 
-    @property
+    @functools.cached_property
     def lock_prefix(self) -> bytes:
         return self._key("lock", "")
 
@@ -103,7 +111,7 @@ class KeyLayout:
     def worker(self, worker_id: str) -> bytes:
         return self._key("workers", worker_id)
 
-    @property
+    @functools.cached_property
     def run_prefix(self) -> bytes:
         return self._key("run", "")
 
@@ -122,12 +130,37 @@ class KeyLayout:
             raise ValueError(f"key {key!r} is not a run request under {self.run_prefix!r}")
         return name, int(ms)
 
-    @property
+    @functools.cached_property
     def running_prefix(self) -> bytes:
         return self._key("lock", "running", "")
 
+    def running_bucket_prefix(self, bucket: int) -> bytes:
+        """The prefix of the running markers of one bucket's jobs."""
+        return self._key("lock", "running", f"{bucket:02x}", "")
+
+    def running_buckets_range(self, first: int, end: int) -> tuple[bytes, bytes]:
+        """(key, range end) of the running markers of buckets ``first`` to ``end`` - 1."""
+        if end < BUCKETS:
+            return self.running_bucket_prefix(first), self.running_bucket_prefix(end)
+        prefix = self.running_prefix  # to the end of it: "/" + 1 is "0"
+        return self.running_bucket_prefix(first), prefix[:-1] + bytes([prefix[-1] + 1])
+
     def tick_claim(self, name: str, generation: int, plan_ms: int) -> bytes:
         return self._key("lock", "tick", _of(name, generation), str(plan_ms))
+
+    @functools.cached_property
+    def tick_claim_prefix(self) -> bytes:
+        return self._key("lock", "tick", "")
+
+    def tick_claim_parts(self, key: bytes) -> tuple[str, int, int]:
+        """(job name, generation, planned ms) of a tick claim's key."""
+        if not key.startswith(self.tick_claim_prefix):
+            raise ValueError(f"key {key!r} is not under {self.tick_claim_prefix!r}")
+        of, _, plan = key[len(self.tick_claim_prefix) :].decode(errors="replace").rpartition("/")
+        name, at, generation = of.rpartition("@")
+        if not name or not at or not generation.isdigit() or not plan.isdigit():
+            raise ValueError(f"key {key!r} is not a tick claim")
+        return name, int(generation), int(plan)
 
     def done(self, name: str, plan_ms: int) -> bytes:
         return self._key("done", name, str(plan_ms))
@@ -138,17 +171,25 @@ class KeyLayout:
     def running(self, name: str, generation: int, plan_ms: int | None = None) -> bytes:
         """The running marker of the job's generation; with ``plan_ms``, the marker of that one
         run (a job whose runs may overlap has one per run)."""
+        bucket = f"{bucket_of(name):02x}"
         if plan_ms is None:
-            return self._key("lock", "running", _of(name, generation))
-        return self._key("lock", "running", _of(name, generation), str(plan_ms))
+            return self._key("lock", "running", bucket, _of(name, generation))
+        return self._key("lock", "running", bucket, _of(name, generation), str(plan_ms))
 
     def running_parts(self, key: bytes) -> RunningKey:
         if not key.startswith(self.running_prefix):
             raise ValueError(f"key {key!r} is not under {self.running_prefix!r}")
         rest = key[len(self.running_prefix) :].decode(errors="replace")
+        bucket, _, rest = rest.partition("/")
         of, slash, plan = rest.partition("/")
         name, at, generation = of.rpartition("@")
-        if not name or not at or not generation.isdigit() or (slash and not plan.isdigit()):
+        if (
+            not name
+            or not at
+            or not generation.isdigit()
+            or (slash and not plan.isdigit())
+            or len(bucket) != 2  # which bucket is not checked: a hash per event, for nothing
+        ):
             raise ValueError(f"key {key!r} is not a running marker under {self.running_prefix!r}")
         return RunningKey(name, int(generation), int(plan) if slash else None)
 
@@ -163,6 +204,12 @@ class KeyLayout:
 
     def killer_name(self, key: bytes) -> str:
         return _strip(key, self.killer_prefix)
+
+
+def bucket_of(name: str) -> int:
+    """The job's bucket: the same in every process (unlike hash()) and spread evenly."""
+    digest = hashlib.blake2b(name.encode(), digest_size=2).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
 
 
 def _of(name: str, generation: int) -> str:

@@ -16,9 +16,11 @@ from typing import Any, TypeVar
 import aiohttp
 
 from gdts.clock import now_ms as now_ms  # the tests read the clock through here
+from gdts.keys import bucket_of
 from gdts.localstack import free_port
 from gdts.supervisor import REPO_ROOT as REPO_ROOT
 from gdts.supervisor import Child, Supervisor
+from gdts.worker.partition import Partition
 
 T = TypeVar("T")
 EVERY_SECOND = "* * * * * *"
@@ -355,3 +357,13 @@ def passable_dir(prefix: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def job_owned_by(owner: str, workers: list[str], prefix: str = "job") -> str:
+    """A job name whose ticks ``owner`` claims first among ``workers`` (see partition): with
+    fewer jobs than workers, which worker runs which job is otherwise left to the hash."""
+    return next(
+        name
+        for name in (f"{prefix}-{n}" for n in range(10_000))
+        if Partition(owner, workers).owns(bucket_of(name))
+    )

@@ -1,6 +1,7 @@
 """What this worker knows of the rest of the cluster, as the watch shows it: the live workers
-(and so which jobs this one owns), the runs going on anywhere, the ticks already claimed, when
-each job was last seen claimed, and the manual runs asked for. Pure: no I/O, "now" passed in.
+(and so which buckets of jobs this one looks after, and which it owns), the runs going on in
+those buckets, the ticks already claimed, when each job was last seen claimed, and the manual
+runs asked for. Pure: no I/O, "now" passed in.
 
 The scheduler reads it to decide, without asking etcd, whether to claim a tick (see takeover);
 at-most-once never rests on it, only on the claim transaction.
@@ -10,9 +11,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from gdts.keys import RunningKey
+from gdts.keys import RunningKey, bucket_of
 from gdts.worker.lostruns import marker_plan
-from gdts.worker.owner import owner_of
+from gdts.worker.partition import Partition
 
 
 class ClusterView:
@@ -23,6 +24,7 @@ class ClusterView:
         self._claim_memory_ms = claim_memory_ms
         self.workers: dict[str, int] = {}  # live worker id -> its lease
         self.full: set[str] = set()  # live workers that said they are at maxConcurrentRuns
+        self._partition: Partition | None = None  # for the current workers, made when asked
         self._owned: dict[str, bool] = {}  # job -> whether we own it, for the current workers
         # (job, generation) -> its one running marker: it runs somewhere (blocks a takeover)
         self.running: dict[tuple[str, int], bytes] = {}
@@ -37,11 +39,11 @@ class ClusterView:
     def workers_reset(self, workers: dict[str, int], full: set[str]) -> None:
         self.workers = dict(workers)
         self.full = full & set(workers)
-        self._owned.clear()
+        self._workers_changed()
 
     def worker_registered(self, worker_id: str, lease: int, at_capacity: bool = False) -> None:
         if worker_id not in self.workers:
-            self._owned.clear()
+            self._workers_changed()
         self.workers[worker_id] = lease
         if at_capacity:
             self.full.add(worker_id)
@@ -52,19 +54,41 @@ class ClusterView:
         if self.workers.get(worker_id) == lease:
             del self.workers[worker_id]
             self.full.discard(worker_id)
-            self._owned.clear()
+            self._workers_changed()
+
+    def _workers_changed(self) -> None:
+        self._partition = None
+        self._owned.clear()
+
+    @property
+    def partition(self) -> Partition:
+        if self._partition is None:
+            self._partition = Partition(self.worker_id, self.workers)
+        return self._partition
 
     def others_full(self) -> bool:
         """Whether every other live worker said it is at its cap (true when there is none)."""
         return all(w in self.full for w in self.workers if w != self.worker_id)
 
     def owns(self, job_name: str) -> bool:
-        """Whether this worker claims the job's ticks first (see owner)."""
+        """Whether this worker claims the job's ticks first (see partition)."""
         owned = self._owned.get(job_name)
         if owned is None:
-            owner = owner_of(job_name, [*self.workers, self.worker_id])
-            owned = self._owned[job_name] = owner == self.worker_id
+            owned = self._owned[job_name] = self.partition.owns(bucket_of(job_name))
         return owned
+
+    def handles(self, job_name: str) -> bool:
+        """Whether this worker schedules the job: as its owner or as its backup."""
+        return self.partition.handles(bucket_of(job_name))
+
+    def note_claimed(self, claims: list[tuple[str, int, int]], now_ms: int) -> None:
+        """Ticks (job, generation, planned ms) read as claimed in etcd: a bucket that comes to
+        this worker brings ticks it never saw claimed, and must not claim them again."""
+        for name, generation, plan_ms in claims:
+            key = (name, generation, plan_ms)
+            if key not in self._claimed:
+                self._claimed.add(key)
+                self._claimed_order.append((now_ms, key))
 
     def speaks_for_the_dead(self) -> bool:
         """Whether this worker records the runs of a dead worker: the lowest live id, as every

@@ -1,20 +1,24 @@
-"""Keeps the worker's view of the cluster current: jobs, kill markers, live workers, running
-markers and run requests.
+"""Keeps the worker's view of the cluster current: jobs, kill markers, live workers, run
+requests, and the running markers of the buckets this worker looks after.
 
-One consistent read of ``jobs/``, ``workers/`` and the running markers (each paged at a single
-revision), then one
-watch stream from the revision after each read, so no change in between is lost. When the stream
-breaks the watch resumes from the next revision it has not seen, per prefix; when that revision
-has been compacted away, it reads everything again.
+One consistent read of ``jobs/``, ``workers/``, the running markers and the run requests (each
+paged at a single revision), then watch streams from the revision after each read, so no change
+in between is lost: one for the cluster's control keys, one for the running markers of this
+worker's buckets (a watch per bucket). When the stream breaks the watch resumes from the next
+revision it has not seen, per prefix; when that revision has been compacted away, it reads
+everything again. When the worker's buckets change (a worker joined or left), the running
+markers are read again, with the tick claims, and the new buckets followed from there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from gdts.errors import GdtsError, InvalidFieldError
 from gdts.etcd import (
@@ -29,6 +33,7 @@ from gdts.etcd import (
 )
 from gdts.job import Job
 from gdts.keys import KeyLayout, KillOrder, RunningKey, read_kill_marker
+from gdts.worker.partition import runs_of
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +41,6 @@ _RETRY_MIN_S = 0.2
 _RETRY_MAX_S = 5.0
 _JOBS, _KILLER, _WORKERS, _RUNNING, _RUN_REQUESTS = range(5)
 _CONTROL = (_JOBS, _KILLER, _WORKERS, _RUN_REQUESTS)
-_RUNS = (_RUNNING,)
 YIELD_EVERY = 1000  # jobs decoded or scheduled between two yields to the event loop
 
 
@@ -48,8 +52,11 @@ class ClusterListener(Protocol):
     def workers_reset(self, workers: dict[str, int], full: set[str]) -> None: ...
     def worker_registered(self, worker_id: str, lease: int, at_capacity: bool) -> None: ...
     def worker_gone(self, worker_id: str, lease: int, revision: int) -> None: ...
+    def buckets(self) -> frozenset[int]: ...
     def running_marker_gone(self, marker: RunningKey) -> None: ...
-    def running_reset(self, markers: list[tuple[RunningKey, bytes]]) -> None: ...
+    def running_reset(
+        self, markers: list[tuple[RunningKey, bytes]], claims: list[tuple[str, int, int]]
+    ) -> None: ...
     def running_marker_put(self, marker: RunningKey, value: bytes) -> None: ...
     def run_requests_reset(self, requests: list[tuple[str, int, bytes]]) -> None: ...
     def run_requested(self, job_name: str, requested_ms: int, key: bytes) -> None: ...
@@ -62,8 +69,14 @@ class ClusterWatch:
         self._keys = keys
         self._listener = listener
         self.synced = asyncio.Event()  # set once the first full read is applied
+        self._rescoped = asyncio.Event()  # the listener's buckets changed
         self.full_reads = 0
         self.interruptions = 0
+        self.marker_reads = 0  # the running markers read again for new buckets
+
+    def rescope(self) -> None:
+        """The listener's buckets changed: follow the running markers of the new ones."""
+        self._rescoped.set()
 
     async def run(self) -> None:
         backoff = _RETRY_MIN_S
@@ -81,18 +94,20 @@ class ClusterWatch:
                 async with asyncio.TaskGroup() as group:
                     # Job changes get a stream (and a task) of their own, so a delete never
                     # queues behind the running markers' two events per run.
-                    group.create_task(self._stream(_CONTROL, next_revisions))
-                    group.create_task(self._stream(_RUNS, next_revisions))
+                    group.create_task(
+                        self._stream(functools.partial(self._follow_control, next_revisions))
+                    )
+                    group.create_task(self._runs(next_revisions[_RUNNING]))
             except* (WatchCompactedError, WatchCanceledError) as group:
                 log.warning("cluster watch must start over: %s", group.exceptions[0])
 
-    async def _stream(self, kinds: tuple[int, ...], next_revisions: list[int]) -> None:
+    async def _stream(self, follow: Callable[[], Awaitable[None]]) -> None:
         """Follow some prefixes forever, resuming from the revisions seen after a broken stream;
         compaction or cancellation is raised for ``run`` to read everything again."""
         backoff = _RETRY_MIN_S
         while True:
             try:
-                await self._follow(kinds, next_revisions)
+                await follow()
                 await asyncio.sleep(_RETRY_MIN_S)  # ended cleanly: resume, but never spin
                 backoff = _RETRY_MIN_S
             except (*ETCD_ERRORS, GdtsError) as exc:
@@ -102,6 +117,62 @@ class ClusterWatch:
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _RETRY_MAX_S)
+
+    async def _runs(self, next_revision: int) -> None:
+        """Follow the running markers of the listener's buckets from ``next_revision``; when
+        its buckets change, read the markers and claims again and follow the new buckets."""
+        self._rescoped.clear()  # the read before this one applied the listener's buckets
+        while True:
+            runs = runs_of(self._listener.buckets())
+            next_by_run = [next_revision] * len(runs)
+            follow = asyncio.create_task(
+                self._stream(functools.partial(self._follow_runs, runs, next_by_run))
+            )
+            rescoped = asyncio.create_task(self._rescoped.wait())
+            try:
+                await asyncio.wait({follow, rescoped}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (follow, rescoped):
+                    task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await rescoped
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follow  # raises what ended it (compaction: ``run`` reads again)
+            # Before the read: buckets that change during it are read again after it.
+            self._rescoped.clear()
+            next_revision = await self._read_runs()
+
+    async def _read_runs(self) -> int:
+        """The running markers and the tick claims, read again; returns the revision to
+        follow the markers from."""
+        backoff = _RETRY_MIN_S
+        while True:
+            try:
+                running_kvs, revision = await read_prefix(self._client, self._keys.running_prefix)
+                claim_kvs, _ = await read_prefix(
+                    self._client, self._keys.tick_claim_prefix, keys_only=True
+                )
+                break
+            except (*ETCD_ERRORS, GdtsError) as exc:
+                self.interruptions += 1
+                log.warning("cannot read the running markers (%s); again in %.1fs",
+                            _brief(exc), backoff)  # fmt: skip
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _RETRY_MAX_S)
+        claims = []
+        for kv in claim_kvs:
+            with contextlib.suppress(ValueError):
+                claims.append(self._keys.tick_claim_parts(kv.key))
+        self.marker_reads += 1
+        self._listener.running_reset(self._markers(running_kvs), claims)
+        return revision + 1
+
+    def _markers(self, kvs: list[Any]) -> list[tuple[RunningKey, bytes]]:
+        markers = []
+        for kv in kvs:
+            with contextlib.suppress(ValueError):
+                markers.append((self._keys.running_parts(kv.key), kv.value))
+        return markers
 
     async def _read_all(self) -> list[int]:
         keys = self._keys
@@ -116,7 +187,7 @@ class ClusterWatch:
                 jobs.append(job)
             if index % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # 100,000 jobs must not stall lease renewals
-        workers, markers = {}, []
+        workers = {}
         full = set()
         for kv in worker_kvs:
             with contextlib.suppress(ValueError):
@@ -124,16 +195,14 @@ class ClusterWatch:
                 workers[worker_id] = kv.lease
                 if at_capacity(kv.value):
                     full.add(worker_id)
-        for kv in running_kvs:
-            with contextlib.suppress(ValueError):
-                markers.append((keys.running_parts(kv.key), kv.value))
         requests = []
         for kv in request_kvs:
             with contextlib.suppress(ValueError):
                 requests.append((*keys.run_request_parts(kv.key), kv.key))
-        await self._listener.jobs_reset(jobs)
+        # The workers first: they say which of the jobs this worker schedules.
         self._listener.workers_reset(workers, full)
-        self._listener.running_reset(markers)
+        await self._listener.jobs_reset(jobs)
+        self._listener.running_reset(self._markers(running_kvs), [])
         self._listener.run_requests_reset(requests)
         self.full_reads += 1
         self.synced.set()
@@ -148,23 +217,44 @@ class ClusterWatch:
             requests_revision + 1,
         ]
 
-    async def _follow(self, kinds: tuple[int, ...], next_revisions: list[int]) -> None:
+    async def _follow_control(self, next_revisions: list[int]) -> None:
         keys = self._keys
-        all_specs = {
+        specs = {
             _JOBS: WatchSpec(keys.jobs_prefix, next_revisions[_JOBS]),
             _KILLER: WatchSpec(keys.killer_prefix, next_revisions[_KILLER]),
             _WORKERS: WatchSpec(keys.workers_prefix, next_revisions[_WORKERS], prev_kv=True),
-            _RUNNING: WatchSpec(keys.running_prefix, next_revisions[_RUNNING]),
             _RUN_REQUESTS: WatchSpec(keys.run_prefix, next_revisions[_RUN_REQUESTS]),
         }
-        specs = [all_specs[kind] for kind in kinds]
-        async for event in watch_prefixes(self._client, specs):
-            kind = kinds[event.spec_index]
+        async for event in watch_prefixes(self._client, [specs[kind] for kind in _CONTROL]):
+            kind = _CONTROL[event.spec_index]
             next_revisions[kind] = event.mod_revision + 1
             try:
                 self._dispatch(kind, event)
             except ValueError as exc:  # a key that does not belong to this layout
                 log.warning("ignoring %s", exc)
+
+    async def _follow_runs(self, runs: list[tuple[int, int]], next_by_run: list[int]) -> None:
+        """Follow the running markers of runs of adjacent buckets, one watch per run."""
+        if not runs:
+            await asyncio.Event().wait()  # nothing to follow until the buckets change
+        keys, listener = self._keys, self._listener
+        specs = []
+        for index, (first, end) in enumerate(runs):
+            key, range_end = keys.running_buckets_range(first, end)
+            specs.append(WatchSpec(key, next_by_run[index], range_end=range_end))
+        async for event in watch_prefixes(self._client, specs):
+            next_by_run[event.spec_index] = event.mod_revision + 1
+            try:
+                marker = keys.running_parts(event.key)
+            except ValueError as exc:
+                log.warning("ignoring %s", exc)
+                continue
+            # Without prev_kv: a delete names the key alone, and etcd reads no old revision
+            # for it (which runs died with their worker is read once per death: deadruns).
+            if event.deleted:
+                listener.running_marker_gone(marker)
+            else:
+                listener.running_marker_put(marker, event.value)
 
     def _dispatch(self, kind: int, event: WatchEvent) -> None:
         keys, listener = self._keys, self._listener
@@ -195,14 +285,6 @@ class ClusterWatch:
                 listener.worker_gone(worker_id, event.lease, event.mod_revision)
             else:
                 listener.worker_registered(worker_id, event.lease, at_capacity(event.value))
-        else:
-            marker = keys.running_parts(event.key)
-            # Without prev_kv: a delete names the key alone, and etcd reads no old revision
-            # for it (which runs died with their worker is read once per death: deadruns).
-            if event.deleted:
-                listener.running_marker_gone(marker)
-            else:
-                listener.running_marker_put(marker, event.value)
 
     def _decode(self, key: bytes, value: bytes, revision: int, generation: int) -> Job | None:
         try:

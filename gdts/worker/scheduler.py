@@ -67,6 +67,9 @@ class Scheduler:
         self._wake = asyncio.Event()  # the table changed: the next tick may be sooner
         self._takeovers = takeover.TakeoverQueue()
         self._catching_up: set[str] = set()  # jobs with a catch-up run under way here
+        # Ticks planned before this instant are due only because a bucket came to this worker
+        # (see Worker.running_reset).
+        self._caught_up_before = 0
         self.fires: set[asyncio.Task[None]] = set()  # ticks being claimed or run
 
     def wake(self) -> None:
@@ -86,7 +89,11 @@ class Scheduler:
                 log.warning("%d job(s) skipped ticks older than the start window", missed)
             takeover_at = now - self._config.takeover_delay
             for tick in due:
-                if self._view.owns(tick.job.name):
+                if tick.plan_ms < self._caught_up_before:
+                    # Caught up on when the bucket came here: looked at as a backup would
+                    # (claimed already, running elsewhere), never claimed blindly.
+                    self._take_over(tick, now)
+                elif self._view.owns(tick.job.name):
                     self.fire(tick, now, owner=True)
                 elif tick.plan_ms > takeover_at:
                     self._takeovers.push(tick, tick.plan_ms + self._config.takeover_delay)
@@ -106,13 +113,18 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
 
+    def catching_up(self, until_ms: int) -> None:
+        """Ticks planned before ``until_ms`` that fall due now are a new bucket's past ones."""
+        self._caught_up_before = until_ms
+        self._wake.set()
+
     def run_requested(self, tick: DueTick) -> None:
-        """POST /job/run: the job's owner claims the run at once, as it would a tick; any other
-        worker steps in after takeoverDelay if the request is still there."""
+        """POST /job/run: the job's owner claims the run at once, as it would a tick; its backup
+        steps in after takeoverDelay if the request is still there."""
         now = self._now_ms()
         if self._view.owns(tick.job.name):
             self.fire(tick, now, owner=True)
-        else:
+        elif self._view.handles(tick.job.name):  # the job's backup
             self._takeovers.push(tick, now + self._config.takeover_delay)
             self._wake.set()  # the next wake-up may now be earlier
 
@@ -143,6 +155,8 @@ class Scheduler:
         job = tick.job
         if tick.catch_up or self._stopping.is_set() or not self._view.owns(job.name):
             return
+        if self._view.tick_claimed(job.name, job.generation, tick.plan_ms):
+            return  # run (or running) elsewhere: seen claimed
         now = self._now_ms()
         window = start_window_ms(job, self._config.start_window)
         if job.catch_up:

@@ -58,8 +58,13 @@ def next_plan(job: Job, after_ms: int) -> int | None:
 
 
 class TickTable:
-    def __init__(self) -> None:
+    """Every job, and the next tick of each job this worker schedules: those ``in_scope`` (its
+    buckets, see partition); the others are kept for their definition alone."""
+
+    def __init__(self, in_scope: Callable[[str], bool] = lambda name: True) -> None:
+        self._in_scope = in_scope
         self._jobs: dict[str, tuple[Job, int]] = {}  # name -> (job, generation)
+        self._since: dict[str, int] = {}  # name -> when (ms) its current version was put
         self._pending: dict[str, int] = {}  # name -> planned ms of its entry in the heap
         self._heap: list[tuple[int, int, str]] = []  # (plan_ms, generation, name)
         self._generations = itertools.count()
@@ -87,18 +92,40 @@ class TickTable:
             return False
         generation = next(self._generations)
         self._jobs[job.name] = (job, generation)
+        self._since[job.name] = now_ms
         # An edit that arrives just after a tick fell due (but before it was popped) must not
         # drop that tick: schedule from just before the pending one when that is earlier.
         after = now_ms
-        pending = self._pending.get(job.name)
+        pending = self._pending.pop(job.name, None)
         if pending is not None:
             after = min(after, pending - 1)
-        self._push_next(job, generation, after)
+        if self._in_scope(job.name):
+            self._push_next(job, generation, after)
         self._maybe_compact()
         return True
 
+    def unschedule(self, name: str) -> None:
+        """The job left this worker's scope: its pending tick is dropped, its definition kept."""
+        entry = self._jobs.get(name)
+        if entry is not None and self._pending.pop(name, None) is not None:
+            self._jobs[name] = (entry[0], next(self._generations))
+            self._maybe_compact()
+
+    def schedule_from(self, name: str, after_ms: int) -> None:
+        """The job came into this worker's scope: its ticks from just after ``after_ms`` on
+        (which may be past: those still within their start window are due at once), but none
+        planned before its current version was put here (not before it existed)."""
+        entry = self._jobs.get(name)
+        if entry is None or not self._in_scope(name):
+            return
+        generation = next(self._generations)
+        self._jobs[name] = (entry[0], generation)
+        self._push_next(entry[0], generation, max(after_ms, self._since.get(name, after_ms)))
+        self._maybe_compact()
+
     def remove(self, name: str) -> bool:
         self._pending.pop(name, None)
+        self._since.pop(name, None)
         removed = self._jobs.pop(name, None) is not None
         self._maybe_compact()
         return removed
@@ -107,6 +134,7 @@ class TickTable:
         wanted = {job.name: job for job in jobs}
         for name in [n for n in self._jobs if n not in wanted]:
             del self._jobs[name]
+            self._since.pop(name, None)
         for name in [n for n in self._pending if n not in wanted]:
             del self._pending[name]
         for job in wanted.values():

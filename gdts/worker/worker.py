@@ -27,7 +27,7 @@ from gdts.config import WorkerConfig, parse_listen, parse_uid_range
 from gdts.errors import GdtsError
 from gdts.etcd import EtcdClient, open_etcd
 from gdts.job import Job, jobs_digest
-from gdts.keys import KeyLayout, KillOrder, RunningKey
+from gdts.keys import KeyLayout, KillOrder, RunningKey, bucket_of
 from gdts.logs import event
 from gdts.mongo import open_mongo
 from gdts.runlog import RunLog
@@ -55,7 +55,7 @@ from gdts.worker.runuids import RunUids
 from gdts.worker.scheduler import Scheduler
 from gdts.worker.spill import SpillDir
 from gdts.worker.stats import WorkerStats
-from gdts.worker.ticktable import DueTick, TickTable
+from gdts.worker.ticktable import DueTick, TickTable, start_window_ms
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +123,16 @@ class Worker:
         self.worker_id = worker_id = config.worker_id or default_worker_id()
         keys = KeyLayout(config.etcd_prefix)
         self._stopping = asyncio.Event()  # set on SIGTERM: claim nothing new
-        self._table = TickTable()
+        self._view = ClusterView(worker_id, claim_memory_ms=2 * config.start_window)
+        # The jobs of the buckets this worker looks after (as owner or backup) are scheduled.
+        self._table = TickTable(in_scope=self._view.handles)
         self._table_version = 0  # bumped on every change, so readiness hashes only when needed
         self._digest: tuple[int, str] = (-1, "")
-        self._view = ClusterView(worker_id, claim_memory_ms=2 * config.start_window)
+        self._buckets = self._view.partition.mine  # the buckets the table schedules
+        # Buckets that came to this worker when another left: their jobs' ticks since then are
+        # caught up on once the tick claims are read (the other handler may have died too).
+        self._buckets_to_catch_up: set[int] = set()
+        self._catch_up_since: int | None = None
         self._runlog = RunLog(mongo, config.mongodb_database)
         self._sink = LogSink(
             self._runlog,
@@ -270,17 +276,64 @@ class Worker:
 
     def workers_reset(self, workers: dict[str, int], full: set[str]) -> None:
         self._view.workers_reset(workers, full)
+        self._rescope()
 
     def worker_registered(self, worker_id: str, lease: int, at_capacity: bool) -> None:
         self._view.worker_registered(worker_id, lease, at_capacity)
+        self._rescope()
 
     def worker_gone(self, worker_id: str, lease: int, revision: int) -> None:
         self._view.worker_gone(worker_id, lease)
         if self._view.speaks_for_the_dead():
             self._dead_runs.worker_died(worker_id, lease, revision)
+        self._rescope()
 
-    def running_reset(self, markers: list[tuple[RunningKey, bytes]]) -> None:
-        self._view.running_reset(markers, self.now_ms())
+    def buckets(self) -> frozenset[int]:
+        return self._buckets
+
+    def _rescope(self) -> None:
+        """The live workers changed: schedule the jobs of this worker's buckets alone, and have
+        the watch follow their running markers."""
+        buckets = self._view.partition.mine
+        if buckets == self._buckets:
+            return
+        dropped = self._buckets - buckets
+        gained = buckets - self._buckets
+        self._buckets_to_catch_up = (self._buckets_to_catch_up | gained) - dropped
+        if gained:
+            # Since the last instant the dead worker may still have renewed its lease: ticks
+            # planned after it had no live handler if the bucket's other one died as well.
+            config = self.config
+            since = self.now_ms() - config.worker_lease_ttl * 1000 - config.takeover_delay
+            if self._catch_up_since is None or since < self._catch_up_since:
+                self._catch_up_since = since
+        self._buckets = buckets
+        if dropped:
+            for job in self._table.jobs():
+                if bucket_of(job.name) in dropped:
+                    self._table.unschedule(job.name)
+        self._watch.rescope()
+        self._table_changed()
+
+    def running_reset(
+        self, markers: list[tuple[RunningKey, bytes]], claims: list[tuple[str, int, int]]
+    ) -> None:
+        now = self.now_ms()
+        self._view.running_reset(markers, now)
+        self._view.note_claimed(claims, now)
+        gained, self._buckets_to_catch_up = self._buckets_to_catch_up, set()
+        since, self._catch_up_since = self._catch_up_since, None
+        if not gained or since is None:
+            return
+        window = self.config.start_window
+        for job in self._table.jobs():
+            if bucket_of(job.name) in gained:
+                # Ticks planned while both of the bucket's handlers were dead are late, not
+                # lost (while they may still start); those seen claimed are skipped.
+                oldest = now - start_window_ms(job, window)
+                self._table.schedule_from(job.name, max(since, oldest) - 1)
+        self._scheduler.catching_up(now)
+        self._table_changed()
 
     def running_marker_put(self, marker: RunningKey, value: bytes) -> None:
         self._view.marker_put(marker, value, self.now_ms())

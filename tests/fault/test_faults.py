@@ -32,6 +32,7 @@ from tests.support import (
     count_at_least,
     cron_at,
     holds,
+    job_owned_by,
     now_ms,
     probe,
     read_ticks,
@@ -108,7 +109,8 @@ async def test_partitioned_worker_fences_itself_and_healing_adds_no_duplicate(
     try:
         cut_off = await cluster.start_worker("w3", etcdEndpoints=[proxy.endpoint])
         ticks = stack.tmp / "ticks.txt"
-        await save_job(cluster.api, "beat", record_command(ticks), EVERY_SECOND)
+        beat = job_owned_by("w3", ["w1", "w2", "w3"], "beat")  # w3 claims its ticks first
+        await save_job(cluster.api, beat, record_command(ticks), EVERY_SECOND)
         await wait_until(lambda: _ran_on(ticks, "w3"), 30, "w3 to take a tick")
         begin = now_ms()
         proxy.cut()

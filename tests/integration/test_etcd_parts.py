@@ -20,7 +20,7 @@ from gdts.etcd import (
     watch_prefixes,
 )
 from gdts.job import Job
-from gdts.keys import KeyLayout, KillOrder, RunningKey
+from gdts.keys import BUCKETS, KeyLayout, KillOrder, RunningKey, bucket_of
 from gdts.worker.clusterwatch import ClusterWatch
 from gdts.worker.deadruns import DeadRunFinder
 from gdts.worker.lock import ClaimOutcome, StoredJob, TickClaimer
@@ -166,6 +166,8 @@ class Recorder:
         self.full: set[str] = set()  # workers whose registration says atCapacity
         self.gone: list[tuple[str, int, int]] = []
         self.markers_gone: list[str] = []
+        self.followed = frozenset(range(BUCKETS))  # the buckets whose markers are followed
+        self.claims: list[tuple[str, int, int]] = []
         self.markers: dict[str, bytes] = {}
         self.run_requests: dict[bytes, tuple[str, int]] = {}
         self.kill_bounds: list[int | None] = []
@@ -200,9 +202,15 @@ class Recorder:
         self.workers.pop(worker_id, None)
         self.gone.append((worker_id, lease, revision))
 
-    def running_reset(self, markers: list[tuple[RunningKey, bytes]]) -> None:
+    def buckets(self) -> frozenset[int]:
+        return self.followed
+
+    def running_reset(
+        self, markers: list[tuple[RunningKey, bytes]], claims: list[tuple[str, int, int]]
+    ) -> None:
         self.markers = {m.name: value for m, value in markers if m.plan_ms is None}
         self.other_runs = [(m.name, value) for m, value in markers if m.plan_ms is not None]
+        self.claims = claims
 
     def running_marker_put(self, marker: RunningKey, value: bytes) -> None:
         if marker.plan_ms is None:
@@ -238,6 +246,49 @@ async def running(sync: ClusterWatch | DeadRunFinder) -> AsyncIterator[asyncio.T
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def _names_in_two_buckets() -> tuple[str, str]:
+    first = "mine-0"
+    other = next(f"other-{n}" for n in range(1000) if bucket_of(f"other-{n}") != bucket_of(first))
+    return first, other
+
+
+async def test_a_worker_follows_its_buckets_markers_alone_and_reads_new_ones_when_they_change(
+    etcd, stack
+) -> None:
+    keys = KeyLayout(stack.prefix)
+    mine, other = _names_in_two_buckets()
+    recorder = Recorder()
+    recorder.followed = frozenset({bucket_of(mine)})
+    sync = ClusterWatch(etcd, keys, recorder)
+    async with running(sync):
+        await wait_until(holds(lambda: sync.synced.is_set()), 10, "the initial read")
+        await etcd.put(keys.running(other, 1), b'{"worker":"w2","planTime":1}')
+        await etcd.put(keys.running(mine, 1), b'{"worker":"w2","planTime":2}')
+        await wait_until(
+            holds(lambda: mine in recorder.markers), 10, "the marker of a followed bucket"
+        )
+        assert other not in recorder.markers  # its bucket is another worker's
+        await etcd.put(keys.tick_claim(other, 1, 1), b"")
+        # Another worker left: the other bucket comes here.
+        recorder.followed = frozenset({bucket_of(mine), bucket_of(other)})
+        sync.rescope()
+        await wait_until(holds(lambda: sync.marker_reads == 1), 10, "the markers read again")
+        assert set(recorder.markers) == {mine, other}
+        assert (other, 1, 1) in recorder.claims
+        await etcd.delete(keys.running(other, 1))
+        await wait_until(
+            holds(lambda: other not in recorder.markers), 10, "the new bucket followed"
+        )
+        # And a bucket given away is no longer followed.
+        recorder.followed = frozenset({bucket_of(other)})
+        sync.rescope()
+        await wait_until(holds(lambda: sync.marker_reads == 2), 10, "the markers read again")
+        await etcd.delete(keys.running(mine, 1))
+        await etcd.put(keys.running(other, 1), b'{"worker":"w2","planTime":3}')
+        await wait_until(holds(lambda: other in recorder.markers), 10, "the other bucket's put")
+        assert recorder.markers_gone == [other]  # the delete in the bucket given away unheard
 
 
 async def test_job_watch_resumes_after_a_broken_connection_without_losing_events(

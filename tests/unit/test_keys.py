@@ -4,10 +4,12 @@ import pytest
 
 from gdts.errors import ConfigError
 from gdts.keys import (
+    BUCKETS,
     KILLED_BY_DELETE,
     KeyLayout,
     KillOrder,
     RunningKey,
+    bucket_of,
     kill_marker,
     read_kill_marker,
 )
@@ -38,8 +40,8 @@ def test_tick_claim_key() -> None:
 
 
 def test_running_key() -> None:
-    assert KeyLayout().running("backup", 41) == b"/gdts/lock/running/backup@41"
-    assert KeyLayout().running("backup", 41, 5000) == b"/gdts/lock/running/backup@41/5000"
+    assert KeyLayout().running("backup", 41) == b"/gdts/lock/running/0d/backup@41"
+    assert KeyLayout().running("backup", 41, 5000) == b"/gdts/lock/running/0d/backup@41/5000"
 
 
 @pytest.mark.parametrize("name", ["a", "a@b", "a@7", "@", "日 x"])
@@ -50,7 +52,8 @@ def test_running_key_round_trip_with_generation(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "key", [b"/gdts/lock/running/a", b"/gdts/lock/running/a@", b"/gdts/lock/running/a@1/x"]
+    "key",
+    [b"/gdts/lock/running/1b/a", b"/gdts/lock/running/1b/a@", b"/gdts/lock/running/1b/a@1/x"],
 )
 def test_running_key_without_a_generation_is_not_a_marker(key: bytes) -> None:
     with pytest.raises(ValueError, match="not a running marker"):
@@ -81,7 +84,7 @@ def test_prefixes_end_with_a_slash() -> None:
 def test_keys_are_utf8_encoded() -> None:
     keys = KeyLayout()
     assert keys.job("café") == b"/gdts/jobs/caf\xc3\xa9"
-    assert keys.running("日", 3) == b"/gdts/lock/running/\xe6\x97\xa5@3"
+    assert keys.running("日", 3) == b"/gdts/lock/running/79/\xe6\x97\xa5@3"
 
 
 def test_each_kind_lives_under_its_own_prefix() -> None:
@@ -104,7 +107,7 @@ def test_custom_prefix_is_used_for_every_key() -> None:
     assert keys.killer("backup") == b"/prod/cron/killer/backup"
     assert keys.worker("w1") == b"/prod/cron/workers/w1"
     assert keys.tick_claim("backup", 5, 0) == b"/prod/cron/lock/tick/backup@5/0"
-    assert keys.running("backup", 5) == b"/prod/cron/lock/running/backup@5"
+    assert keys.running("backup", 5) == b"/prod/cron/lock/running/0d/backup@5"
     assert keys.jobs_prefix == b"/prod/cron/jobs/"
     assert keys.lock_prefix == b"/prod/cron/lock/"
 
@@ -198,12 +201,45 @@ def test_running_markers_have_a_prefix_of_their_own() -> None:
 
 def test_running_markers_of_a_job_and_of_one_run() -> None:
     keys = KeyLayout("/g/")
-    assert keys.running("a", 3) == b"/g/lock/running/a@3"
-    assert keys.running("a", 3, 5000) == b"/g/lock/running/a@3/5000"
+    assert keys.running("a", 3) == b"/g/lock/running/1b/a@3"
+    assert keys.running("a", 3, 5000) == b"/g/lock/running/1b/a@3/5000"
     assert keys.running_parts(keys.running("a", 3)) == RunningKey("a", 3, None)
     assert keys.running_parts(keys.running("a b", 3, 5000)) == RunningKey("a b", 3, 5000)
     assert keys.running_name(keys.running("x", 3, 7)) == "x"
-    bad_keys = (b"/g/lock/running/a@1/b", b"/g/lock/running/a@1/1/2", b"/g/lock/running/", b"/h/x")
+    bad_keys = (
+        b"/g/lock/running/1b/a@1/b",
+        b"/g/lock/running/1b/a@1/1/2",
+        b"/g/lock/running/",
+        b"/h/x",
+        b"/g/lock/running/a@1",  # no bucket
+        b"/g/lock/running/123/a@1",  # not a bucket
+    )
     for bad in bad_keys:
         with pytest.raises(ValueError):
             keys.running_parts(bad)
+
+
+def test_a_job_s_bucket_is_fixed_by_its_name_and_names_spread_over_all_buckets() -> None:
+    assert bucket_of("a") == 0x1B and bucket_of("backup") == 0x0D  # the same in every process
+    counts = [0] * BUCKETS
+    for n in range(25_600):
+        counts[bucket_of(f"job-{n}")] += 1
+    assert min(counts) > 50 and max(counts) < 160  # 100 each on average
+
+
+def test_a_bucket_s_prefix_holds_its_jobs_markers_alone() -> None:
+    keys = KeyLayout("/g/")
+    assert keys.running_bucket_prefix(0x1B) == b"/g/lock/running/1b/"
+    assert keys.running("a", 3, 9).startswith(keys.running_bucket_prefix(0x1B))
+    assert not keys.running("a", 3).startswith(keys.running_bucket_prefix(0x1C))
+
+
+def test_runs_of_buckets_are_key_ranges_up_to_the_end_of_the_markers() -> None:
+    keys = KeyLayout("/g/")
+    assert keys.running_buckets_range(3, 5) == (b"/g/lock/running/03/", b"/g/lock/running/05/")
+    key, end = keys.running_buckets_range(250, BUCKETS)
+    assert key == b"/g/lock/running/fa/" and end == b"/g/lock/running0"
+    assert key <= keys.running("a", 1) < end or bucket_of("a") < 250
+    last = next(f"j{n}" for n in range(10_000) if bucket_of(f"j{n}") == BUCKETS - 1)
+    assert key <= keys.running(last, 7, 9) < end
+    assert not keys.running_prefix.startswith(end)
