@@ -168,10 +168,18 @@ class ClusterWatch:
         return revision + 1
 
     def _markers(self, kvs: list[Any]) -> list[tuple[RunningKey, bytes]]:
-        markers = []
+        markers, foreign = [], []
         for kv in kvs:
-            with contextlib.suppress(ValueError):
+            try:
                 markers.append((self._keys.running_parts(kv.key), kv.value))
+            except ValueError:
+                foreign.append(kv.key)
+        if foreign:
+            # Workers of the layout before buckets write lock/running/<name>@<gen>: neither
+            # kind sees the other's runs, so a job could run on both at once.
+            log.error("%d running marker(s) not of this version's layout, e.g. %r: a worker of "
+                      "an older version is running; stop every worker before starting this "
+                      "version", len(foreign), foreign[0])  # fmt: skip
         return markers
 
     async def _read_all(self) -> list[int]:

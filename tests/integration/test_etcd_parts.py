@@ -248,6 +248,20 @@ async def running(sync: ClusterWatch | DeadRunFinder) -> AsyncIterator[asyncio.T
             await task
 
 
+async def test_running_markers_of_the_layout_before_buckets_are_ignored_and_said(
+    etcd, stack, caplog
+) -> None:
+    keys = KeyLayout(stack.prefix)
+    await etcd.put(keys.running_prefix + b"old-job@7", b'{"worker":"w0","planTime":1}')
+    await etcd.put(keys.running("new-job", 7), b'{"worker":"w0","planTime":1}')
+    recorder = Recorder()
+    sync = ClusterWatch(etcd, keys, recorder)
+    async with running(sync):
+        await wait_until(holds(lambda: sync.synced.is_set()), 10, "the initial read")
+    assert set(recorder.markers) == {"new-job"}
+    assert "a worker of an older version is running" in caplog.text
+
+
 def _names_in_two_buckets() -> tuple[str, str]:
     first = "mine-0"
     other = next(f"other-{n}" for n in range(1000) if bucket_of(f"other-{n}") != bucket_of(first))
