@@ -84,11 +84,8 @@ class ClusterView:
     def note_claimed(self, claims: list[tuple[str, int, int]], now_ms: int) -> None:
         """Ticks (job, generation, planned ms) read as claimed in etcd: a bucket that comes to
         this worker brings ticks it never saw claimed, and must not claim them again."""
-        for name, generation, plan_ms in claims:
-            key = (name, generation, plan_ms)
-            if key not in self._claimed:
-                self._claimed.add(key)
-                self._claimed_order.append((now_ms, key))
+        for claim in claims:
+            self._remember_claimed(claim, now_ms)
 
     def speaks_for_the_dead(self) -> bool:
         """Whether this worker records the runs of a dead worker: the lowest live id, as every
@@ -119,13 +116,15 @@ class ClusterView:
         if plan_ms is None:
             return
         self._last_claim_seen[marker.name] = now_ms
-        key = (marker.name, marker.generation, plan_ms)
-        if key not in self._claimed:
-            self._claimed.add(key)
-            self._claimed_order.append((now_ms, key))
+        self._remember_claimed((marker.name, marker.generation, plan_ms), now_ms)
         horizon = now_ms - self._claim_memory_ms
         while self._claimed_order and self._claimed_order[0][0] < horizon:
             self._claimed.discard(self._claimed_order.popleft()[1])
+
+    def _remember_claimed(self, key: tuple[str, int, int], now_ms: int) -> None:
+        if key not in self._claimed:
+            self._claimed.add(key)
+            self._claimed_order.append((now_ms, key))
 
     def tick_claimed(self, job_name: str, generation: int, plan_ms: int) -> bool:
         return (job_name, generation, plan_ms) in self._claimed
