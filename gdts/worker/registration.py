@@ -20,6 +20,9 @@ from gdts.keys import KeyLayout
 
 log = logging.getLogger(__name__)
 
+_FIRST_RETRY_S = 0.5
+_LAST_RETRY_S = 5.0
+
 
 class DuplicateWorkerError(RuntimeError):
     def __init__(self, worker_id: str) -> None:
@@ -83,6 +86,22 @@ class Registration:
             if time.monotonic() > deadline:
                 raise DuplicateWorkerError(self._worker_id)
             await asyncio.sleep(1.0)  # wait for the other registration's lease to expire
+
+    async def register_when_reachable(self, stop: asyncio.Event) -> bool:
+        """``register``, waiting out an etcd that cannot be reached (a worker started with or
+        just after its etcd, or during an outage, must not exit: nothing would restart it
+        everywhere). False if ``stop`` came first."""
+        pause = _FIRST_RETRY_S
+        while not stop.is_set():
+            try:
+                await self.register()
+                return True
+            except StoreUnavailableError as exc:
+                log.warning("cannot register yet (%s); trying again in %.1fs", exc, pause)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), pause)
+            pause = min(pause * 2, _LAST_RETRY_S)
+        return False
 
     def _value(self) -> bytes:
         return json.dumps(self._info).encode()

@@ -378,7 +378,8 @@ class Worker:
                 await self._uids.prepare()
                 self._guardian.start()
                 stack.push_async_callback(self._end_runs_for_good)
-            await self._registration.register()
+            if not await self._registration.register_when_reachable(stop):
+                return
             stack.push_async_callback(self._registration.revoke)
             if config.http_listen:
                 await self._start_probes(stack)

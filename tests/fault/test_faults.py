@@ -390,3 +390,29 @@ async def test_results_not_yet_written_survive_a_sigkill_of_their_worker(
         return sorted(r["planTime"] for r in await logged(cluster, "beat")) == ran
 
     await wait_until(all_written, 30, "every finished run's result written by the next start")
+
+
+async def test_a_worker_started_while_etcd_is_unreachable_waits_and_then_works(
+    cluster: Cluster, stack: Stack
+) -> None:
+    await cluster.start_manager()
+    host, port = stack.etcd_endpoint.split(":")
+    proxy = TcpProxy(host, int(port))
+    await proxy.start()
+    try:
+        proxy.cut()
+        config = stack.worker_config(workerId="late", etcdEndpoints=[proxy.endpoint])
+        worker = await cluster.spawn("worker", "late", config)
+
+        async def waiting() -> bool:
+            assert worker.process.returncode is None, worker.log_text()
+            return "cannot register yet" in worker.log_text()
+
+        await wait_until(waiting, 30, "the worker to say it waits for etcd")
+        proxy.heal()
+        ticks = stack.tmp / "ticks.txt"
+        await save_job(cluster.api, "beat", record_command(ticks), EVERY_SECOND)
+        await wait_until(lambda: _ran_on(ticks, "late"), 60, "the worker to run a tick")
+        assert worker.process.returncode is None
+    finally:
+        await proxy.close()
