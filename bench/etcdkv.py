@@ -49,3 +49,22 @@ async def keys_under(
             }
         )
     return samples
+
+
+# etcd's default --max-txn-ops: the most puts one transaction may carry.
+MAX_TXN_OPS = 128
+
+
+async def put_all(
+    session: aiohttp.ClientSession,
+    etcd_url: str,
+    pairs: list[tuple[bytes, bytes]],
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Write up to MAX_TXN_OPS keys in one transaction."""
+    ops = [{"requestPut": {"key": _b64(key), "value": _b64(value)}} for key, value in pairs]
+    async with session.post(
+        f"{etcd_url}/v3/kv/txn", json={"success": ops}, headers=headers
+    ) as resp:
+        resp.raise_for_status()
+        await resp.read()

@@ -300,15 +300,20 @@ def print_job_log(result: Mapping[str, Any]) -> None:
 def print_at_rest(result: Mapping[str, Any]) -> None:
     save = result["save"]
     print()
+    through = "straight into etcd, 128 a transaction" if save.get("through") == "etcd" else "API"
     print(
-        f"Saving {save['jobs']:,} jobs: {save['seconds']:.1f} s = {save['per_s']:,.0f}/s "
-        f"(latency ms: {_dist_line(save['latency_s'], 1000, 1)})"
+        f"Saving {save['jobs']:,} jobs ({through}; "
+        f"{save.get('distinct_expressions', 0):,} distinct cron expressions): "
+        f"{save['seconds']:.1f} s = "
+        f"{save['per_s']:,.0f}/s (latency ms: {_dist_line(save['latency_s'], 1000, 1)})"
     )
-    for i, listing in enumerate(result["job_list"], 1):
+    for i, listing in enumerate(result.get("job_list", []), 1):
         print(
             f"GET /job/list #{i}: {listing['seconds']:.3f} s, {listing['jobs']:,} jobs, "
             f"{listing['bytes'] / 1e6:.1f} MB"
         )
+    for label, seconds in result.get("job_list_pages", {}).items():
+        print(f"GET /job/list?limit=100, {label} page (ms): {_dist_line(seconds, 1000, 1)}")
     if result.get("manager_rss_mib") is not None:
         print(f"Manager RSS after the saves and listings: {result['manager_rss_mib']:.1f} MiB")
     worker = result.get("worker")

@@ -3,7 +3,7 @@
 Default mode (throughput): start etcd, mongod, one manager and N workers; save --jobs jobs
 through the API, each appending one line to a records file whenever it runs; measure for
 --duration seconds after --warmup; then a kill-latency phase. --jobs-at-rest N instead stores N
-daily jobs and measures one fresh worker loading and idling over them; --log-runs N gives one
+yearly jobs and measures one fresh worker loading and idling over them; --log-runs N gives one
 job N runs and times GET /job/log.
 
 Every headline figure comes from side effects (the records file, /proc, etcd's /metrics), never
@@ -71,9 +71,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         const=100_000,
         default=None,
         metavar="N",
-        help="instead: store N daily jobs (default 100000), time one fresh worker loading them",
+        help="instead: store N yearly jobs (default 100000), time one fresh worker loading them",
     )
     parser.add_argument("--idle", type=float, default=30.0, help="at-rest idle seconds")
+    parser.add_argument(
+        "--store-directly",
+        action="store_true",
+        help="at rest: write the jobs straight into etcd (as a manager would), not via the API",
+    )
+    parser.add_argument(
+        "--distinct-schedules",
+        action="store_true",
+        help="at rest: a random day and month per job too (about 480,000 expressions a million)",
+    )
     parser.add_argument(
         "--log-runs",
         type=int,
@@ -183,7 +193,14 @@ async def _run(
             )
             return
         if args.jobs_at_rest is not None:
-            params = AtRestParams(args.jobs_at_rest, args.concurrency, args.idle, prefix)
+            params = AtRestParams(
+                args.jobs_at_rest,
+                args.concurrency,
+                args.idle,
+                prefix,
+                direct=args.store_directly,
+                distinct_schedules=args.distinct_schedules,
+            )
             payload["at_rest"] = await run_at_rest(api, session, params, workdir, stack)
             return
 
