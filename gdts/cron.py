@@ -176,10 +176,10 @@ class _Field:
     names: Mapping[str, int] = field(default_factory=dict)
     # '?' is Quartz's "no specific value"; it only means something in the two day fields.
     allows_question: bool = False
+    full: frozenset[int] = field(init=False, compare=False)  # every value, low to high
 
-    @property
-    def full(self) -> frozenset[int]:
-        return frozenset(range(self.low, self.high + 1))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "full", frozenset(range(self.low, self.high + 1)))
 
 
 _SECOND = _Field("second", 0, 59, 59, 59)
@@ -189,6 +189,10 @@ _DOM = _Field("day-of-month", 1, 31, 31, 31, allows_question=True)
 _MONTH = _Field("month", 1, 12, 12, 12, names=_MONTH_NAMES)
 _DOW = _Field("day-of-week", 0, 6, 7, 6, names=_DAY_NAMES, allows_question=True)
 _YEAR = _Field("year", _MIN_YEAR, _MAX_YEAR, _MAX_YEAR, _MAX_YEAR)
+
+_FIELDS: Mapping[str, _Field] = {
+    spec.name: spec for spec in (_SECOND, _MINUTE, _HOUR, _DOM, _MONTH, _DOW, _YEAR)
+}
 
 _LAYOUTS: Mapping[int, tuple[_Field, ...]] = {
     5: (_MINUTE, _HOUR, _DOM, _MONTH, _DOW),
@@ -303,6 +307,13 @@ def _parse_entry(spec: _Field, entry: str) -> tuple[frozenset[int], bool]:
     return frozenset(range(lo, hi + 1, step)), False
 
 
+# A million stored jobs hold hundreds of thousands of distinct expressions made of a few hundred
+# distinct fields ('17', '*', '*/5'): each field is parsed once and its tables built once.
+@functools.lru_cache(maxsize=4096)
+def _parsed_field(spec_name: str, text: str, n_fields: int) -> _ParsedField:
+    return _parse_field(_FIELDS[spec_name], text, n_fields)
+
+
 def _parse_field(spec: _Field, text: str, n_fields: int) -> _ParsedField:
     values: set[int] = set()
     wildcard = False
@@ -332,7 +343,8 @@ def _check_text(expr: object) -> str:
     # Before anything else, so no work is ever proportional to an oversized input.
     if len(expr) > MAX_EXPR_LEN:
         raise CronError(f"is {len(expr)} characters long; at most {MAX_EXPR_LEN} are allowed")
-    for pos, ch in enumerate(expr):
+    printable = expr.isascii() and expr.isprintable()  # " " to "~": the common case, at C speed
+    for pos, ch in enumerate("" if printable else expr):
         if not " " <= ch <= "~":
             kind = "control character" if unicodedata.category(ch) == "Cc" else "character"
             raise CronError(
@@ -357,6 +369,7 @@ def _tokens(text: str) -> list[str]:
     return expansion.split()
 
 
+@functools.lru_cache(maxsize=4096)
 def _never_fires_reason(
     dom: _ParsedField, dow: _ParsedField, months: _ParsedField, years: _ParsedField
 ) -> str | None:
@@ -394,6 +407,7 @@ _BY_DOW = 2
 _NO_DAY = 32
 
 
+@functools.lru_cache(maxsize=1024)
 def _next_table(values: frozenset[int], low: int, high: int) -> tuple[int | None, ...]:
     """Index ``v - low`` for ``v`` in ``low..high + 1`` -> the smallest value >= ``v`` in
     ``values``, or None if there is none. The extra entry past ``high`` is where a carry into
@@ -450,14 +464,22 @@ def _compile_fields(
         hours=_next_table(hour.values, 0, _HOUR.high),
         months=_next_table(month.values, 0, _MONTH.high),
         years=_next_table(year.values, _MIN_YEAR, _MAX_YEAR),
-        days=tuple(_NO_DAY if d is None else d for d in _next_table(dom.values, 0, _DOM.high)),
-        weekday_wait=tuple(
-            next(wait for wait in range(7) if (w + wait) % 7 in dow.values) for w in range(7)
-        ),
+        days=_day_table(dom.values),
+        weekday_wait=_weekday_waits(dow.values),
         day_rule=day_rule,
         # By value, not by spelling: '*', '*/1' and '0-23' are one schedule and behave as one.
         every_hour=hour.values == _HOUR.full,
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _day_table(days: frozenset[int]) -> tuple[int, ...]:
+    return tuple(_NO_DAY if d is None else d for d in _next_table(days, 0, _DOM.high))
+
+
+@functools.lru_cache(maxsize=256)
+def _weekday_waits(weekdays: frozenset[int]) -> tuple[int, ...]:
+    return tuple(next(wait for wait in range(7) if (w + wait) % 7 in weekdays) for w in range(7))
 
 
 def _search(
@@ -541,7 +563,7 @@ def _compile(expr: object) -> tuple[str, _Compiled]:
 
 # Compiling costs ~40-50 us against ~1.5-3 us for a next_after, and real job sets repeat a few
 # expressions many times; the result is immutable, so it can be shared. Failures are not cached.
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=16384)
 def _compile_text(text: str) -> _Compiled:
     tokens = _tokens(text)
     layout = _LAYOUTS.get(len(tokens))
@@ -552,7 +574,7 @@ def _compile_text(text: str) -> _Compiled:
         )
 
     parsed = {
-        spec.name: _parse_field(spec, token, len(tokens))
+        spec.name: _parsed_field(spec.name, token, len(tokens))
         for spec, token in zip(layout, tokens, strict=True)
     }
     second = parsed.get(_SECOND.name, _ParsedField(frozenset({0}), restricted=True))
@@ -708,7 +730,7 @@ def _next_in_zone(c: _Compiled, tz: ZoneInfo, after: datetime) -> datetime | Non
     raise RuntimeError(f"no firing found within {_MAX_ZONE_STEPS} DST transitions in {tz.key}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CronSchedule:
     """A validated cron expression, evaluated in the IANA time zone ``zone`` (default UTC).
 
@@ -770,4 +792,15 @@ def parse_cron(expr: str, zone: str | None = None) -> CronSchedule:
     """Validate ``expr`` fully and return its schedule in ``zone`` (an IANA name; None means
     UTC); raise :class:`CronError` if the expression is bad, :class:`ZoneError` (a CronError)
     if the zone is."""
-    return CronSchedule(expr, "UTC" if zone is None else zone)
+    zone = "UTC" if zone is None else zone
+    if isinstance(expr, str) and isinstance(zone, str):
+        return _shared_schedule(expr, zone)
+    return CronSchedule(expr, zone)  # raises the CronError that names what is wrong
+
+
+# A schedule is immutable and compared by (expr, zone): jobs with the same expression share one
+# (a million stored jobs repeat a few thousand expressions), which saves a worker the check and
+# the object per job. Failures are not cached.
+@functools.lru_cache(maxsize=65536)
+def _shared_schedule(expr: str, zone: str) -> CronSchedule:
+    return CronSchedule(expr, zone)

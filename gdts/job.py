@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -127,6 +128,10 @@ class Job:
     def from_record(cls, raw: bytes, *, revision: int = 0, generation: int = 0) -> Job:
         """A stored job; ``revision`` and ``generation``: where etcd holds it."""
         fields = check_fields(_load_record(raw), "UTC", None)
+        # A worker holds every stored job: those that share a command or an owner (one script
+        # on many schedules, one team's jobs) share its string.
+        fields["command"] = sys.intern(fields["command"])
+        fields["owner"] = sys.intern(fields["owner"])
         return cls(**fields, revision=revision, generation=generation)
 
     def with_changes(self, **changes: Any) -> Job:

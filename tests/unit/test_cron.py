@@ -549,3 +549,17 @@ def test_non_string_is_rejected() -> None:
 
 def test_cron_error_is_a_value_error() -> None:
     assert issubclass(CronError, ValueError)
+
+
+def test_jobs_with_the_same_expression_and_zone_share_one_schedule() -> None:
+    assert parse_cron("0 * * * *") is parse_cron("0 * * * *")
+    assert parse_cron("0 * * * *", "Europe/Berlin") is not parse_cron("0 * * * *")
+    assert parse_cron("0 * * * *", "europe/berlin").zone == "Europe/Berlin"
+
+
+def test_a_bad_expression_is_refused_every_time_not_remembered() -> None:
+    for _ in range(2):
+        with pytest.raises(CronError):
+            parse_cron("61 * * * *")
+    with pytest.raises(CronError):
+        parse_cron(["0", "*"])  # type: ignore[arg-type]
