@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from gdts.cron import CronSchedule
 from gdts.job import Job
 from gdts.plans import from_ms, next_run, to_ms
 
@@ -57,86 +58,103 @@ def next_plan(job: Job, after_ms: int) -> int | None:
     return next_run(job.enabled, job.run_at_ms, job.schedule, after_ms)
 
 
+class _Slot:
+    """One job in the table. A slotted object, not three dicts and a tuple: a worker holds a
+    million of them."""
+
+    __slots__ = ("generation", "job", "pending_ms", "since_ms")
+
+    def __init__(self, job: Job, generation: int, since_ms: int) -> None:
+        self.job = job
+        self.generation = generation  # of its live heap entry; older entries are stale
+        self.since_ms = since_ms  # when its current version was put here
+        self.pending_ms: int | None = None  # the plan of its live heap entry, if any
+
+
 class TickTable:
     """Every job, and the next tick of each job this worker schedules: those ``in_scope`` (its
     buckets, see partition); the others are kept for their definition alone."""
 
     def __init__(self, in_scope: Callable[[str], bool] = lambda name: True) -> None:
         self._in_scope = in_scope
-        self._jobs: dict[str, tuple[Job, int]] = {}  # name -> (job, generation)
-        self._since: dict[str, int] = {}  # name -> when (ms) its current version was put
-        self._pending: dict[str, int] = {}  # name -> planned ms of its entry in the heap
+        self._slots: dict[str, _Slot] = {}
         self._heap: list[tuple[int, int, str]] = []  # (plan_ms, generation, name)
         self._generations = itertools.count()
+        # The next plans computed for one ``after`` instant, by schedule: the jobs of one tick
+        # (500 every-second jobs) or of one load (every job at "now") share a few schedules,
+        # so one cron search serves each schedule.
+        self._plans_after = -1
+        self._plans: dict[CronSchedule, int | None] = {}
 
     def __len__(self) -> int:
-        return len(self._jobs)
+        return len(self._slots)
 
     def __contains__(self, name: str) -> bool:
-        return name in self._jobs
+        return name in self._slots
 
     def jobs(self) -> list[Job]:
-        return [job for job, _ in self._jobs.values()]
+        return [slot.job for slot in self._slots.values()]
 
     def get(self, name: str) -> Job | None:
-        entry = self._jobs.get(name)
-        return entry[0] if entry else None
+        slot = self._slots.get(name)
+        return slot.job if slot else None
 
     def put(self, job: Job, now_ms: int) -> bool:
         """Add or replace a job; returns whether its schedule changed. An unchanged job keeps
         its pending tick, so re-reading etcd after a reconnect drops nothing; its ticks still
         come with the version just put (the one a claim must be made from)."""
-        current = self._jobs.get(job.name)
-        if current is not None and current[0] == job:
-            self._jobs[job.name] = (job, current[1])
+        slot = self._slots.get(job.name)
+        if slot is not None and slot.job == job:
+            slot.job = job
             return False
-        generation = next(self._generations)
-        self._jobs[job.name] = (job, generation)
-        self._since[job.name] = now_ms
         # An edit that arrives just after a tick fell due (but before it was popped) must not
         # drop that tick: schedule from just before the pending one when that is earlier.
         after = now_ms
-        pending = self._pending.pop(job.name, None)
-        if pending is not None:
-            after = min(after, pending - 1)
+        if slot is None:
+            slot = self._slots[job.name] = _Slot(job, next(self._generations), now_ms)
+        else:
+            if slot.pending_ms is not None:
+                after = min(after, slot.pending_ms - 1)
+            slot.job, slot.generation, slot.since_ms = job, next(self._generations), now_ms
+            slot.pending_ms = None
         if self._in_scope(job.name):
-            self._push_next(job, generation, after)
+            self._push_next(slot, after)
         self._maybe_compact()
         return True
 
     def unschedule(self, name: str) -> None:
         """The job left this worker's scope: its pending tick is dropped, its definition kept."""
-        entry = self._jobs.get(name)
-        if entry is not None and self._pending.pop(name, None) is not None:
-            self._jobs[name] = (entry[0], next(self._generations))
+        slot = self._slots.get(name)
+        if slot is not None and slot.pending_ms is not None:
+            slot.pending_ms = None
+            slot.generation = next(self._generations)
             self._maybe_compact()
 
     def schedule_from(self, name: str, after_ms: int) -> None:
         """The job came into this worker's scope: its ticks from just after ``after_ms`` on
         (which may be past: those still within their start window are due at once), but none
         planned before its current version was put here (not before it existed)."""
-        entry = self._jobs.get(name)
-        if entry is None or not self._in_scope(name):
+        slot = self._slots.get(name)
+        if slot is None or not self._in_scope(name):
             return
-        generation = next(self._generations)
-        self._jobs[name] = (entry[0], generation)
-        self._push_next(entry[0], generation, max(after_ms, self._since.get(name, after_ms)))
+        after_ms = max(after_ms, slot.since_ms)
+        if slot.pending_ms is not None:
+            plan_ms = self._next_plan(slot.job, after_ms)
+            if plan_ms is None or plan_ms >= slot.pending_ms:
+                return  # nothing due before what is pending (a first start: every job)
+        slot.generation = next(self._generations)
+        self._push_next(slot, after_ms)
         self._maybe_compact()
 
     def remove(self, name: str) -> bool:
-        self._pending.pop(name, None)
-        self._since.pop(name, None)
-        removed = self._jobs.pop(name, None) is not None
+        removed = self._slots.pop(name, None) is not None
         self._maybe_compact()
         return removed
 
     def replace_all(self, jobs: Iterable[Job], now_ms: int) -> None:
         wanted = {job.name: job for job in jobs}
-        for name in [n for n in self._jobs if n not in wanted]:
-            del self._jobs[name]
-            self._since.pop(name, None)
-        for name in [n for n in self._pending if n not in wanted]:
-            del self._pending[name]
+        for name in [n for n in self._slots if n not in wanted]:
+            del self._slots[name]
         for job in wanted.values():
             self.put(job, now_ms)
 
@@ -165,41 +183,52 @@ class TickTable:
             self._drop_stale()
             if not self._heap or self._heap[0][0] > now_ms:
                 return due, missed
-            plan_ms, generation, name = heapq.heappop(self._heap)
-            job = self._jobs[name][0]
+            plan_ms, _, name = heapq.heappop(self._heap)
+            slot = self._slots[name]
+            job = slot.job
             window = window_of(job) if window_of is not None else None
             oldest = oldest_ms if window is None else now_ms - window
             if plan_ms >= oldest:
                 due.append(DueTick(job, plan_ms))
-                self._push_next(job, generation, plan_ms)
+                self._push_next(slot, plan_ms)
             else:
                 missed += 1
-                self._push_next(job, generation, oldest - 1)
+                self._push_next(slot, oldest - 1)
                 if on_missed is not None:
                     on_missed(DueTick(job, plan_ms))
 
-    def _push_next(self, job: Job, generation: int, after_ms: int) -> None:
-        plan_ms = next_plan(job, after_ms)
-        if plan_ms is None:
-            self._pending.pop(job.name, None)
-            return
-        self._pending[job.name] = plan_ms
-        heapq.heappush(self._heap, (plan_ms, generation, job.name))
+    def _push_next(self, slot: _Slot, after_ms: int) -> None:
+        job = slot.job
+        plan_ms = slot.pending_ms = self._next_plan(job, after_ms)
+        if plan_ms is not None:
+            heapq.heappush(self._heap, (plan_ms, slot.generation, job.name))
+
+    def _next_plan(self, job: Job, after_ms: int) -> int | None:
+        schedule = job.schedule
+        if schedule is None or not job.enabled or job.run_at_ms is not None:
+            return next_plan(job, after_ms)
+        if after_ms != self._plans_after:
+            self._plans_after = after_ms
+            self._plans.clear()
+        plan_ms = self._plans.get(schedule, -1)
+        if plan_ms == -1:
+            plan_ms = self._plans[schedule] = next_plan(job, after_ms)
+        return plan_ms
 
     def _maybe_compact(self) -> None:
         # Edits and deletes leave stale entries; rebuild before they outnumber the live ones.
-        if len(self._heap) > 2 * len(self._jobs) + 64:
+        if len(self._heap) > 2 * len(self._slots) + 64:
             self._compact()
+
+    def _live(self, generation: int, name: str) -> bool:
+        slot = self._slots.get(name)
+        return slot is not None and slot.generation == generation
 
     def _drop_stale(self) -> None:
         heap = self._heap
-        while heap:
-            _, generation, name = heap[0]
-            current = self._jobs.get(name)
-            if current is not None and current[1] == generation:
-                return
+        while heap and not self._live(heap[0][1], heap[0][2]):
             heapq.heappop(heap)
 
     def _compact(self) -> None:
-        self._heap = [e for e in self._heap if self._jobs.get(e[2], (None, -1))[1] == e[1]]
+        self._heap = [entry for entry in self._heap if self._live(entry[1], entry[2])]
         heapq.heapify(self._heap)

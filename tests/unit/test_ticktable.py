@@ -488,3 +488,40 @@ def test_a_jobs_own_window_decides_what_it_missed_and_the_first_miss_is_reported
     lenient_runs = [plan for name, plan in plans(due) if name == "lenient"]
     assert strict_runs == [start + 3000, start + 4000, start + 5000]  # within 2 s of now
     assert lenient_runs == [start + i * 1000 for i in range(6)]
+
+
+def test_jobs_sharing_a_schedule_each_get_their_own_next_tick() -> None:
+    table = TickTable()
+    now = ms(2024, 5, 17, 13, 37, 12)
+    paused = Job.from_api(
+        {"name": "c", "command": "true", "cronExpr": "*/20 * * * *", "enabled": False}
+    )
+    table.put(job("a", "*/20 * * * *"), now)
+    table.put(job("b", "*/20 * * * *"), ms(2024, 5, 17, 13, 40))  # after a tick: the next one
+    table.put(paused, now)
+    table.put(job("d", "*/20 * * * *"), now)
+    due, missed = table.pop_due(ms(2024, 5, 17, 14, 0), ms(2024, 5, 17, 13, 0))
+    assert missed == 0
+    assert plans(due) == [
+        ("a", ms(2024, 5, 17, 13, 40)),
+        ("d", ms(2024, 5, 17, 13, 40)),
+        ("a", ms(2024, 5, 17, 14, 0)),
+        ("b", ms(2024, 5, 17, 14, 0)),
+        ("d", ms(2024, 5, 17, 14, 0)),
+    ]
+    assert table.next_ms() == ms(2024, 5, 17, 14, 20)
+
+
+def test_schedule_from_an_earlier_instant_brings_back_a_tick_still_within_reach() -> None:
+    table = TickTable()
+    put_at = ms(2024, 5, 17, 13, 0)
+    table.put(job("a", "*/20 * * * *"), put_at)
+    assert table.next_ms() == ms(2024, 5, 17, 13, 20)
+    table.pop_due(ms(2024, 5, 17, 13, 20), put_at)  # 13:20 went to another worker, say
+    table.schedule_from("a", ms(2024, 5, 17, 13, 10))  # this worker now answers for 13:20
+    assert table.next_ms() == ms(2024, 5, 17, 13, 20)
+    # Nothing before the version was put here, and nothing to change when no earlier tick
+    # falls after the instant: the pending tick stays as it is.
+    table.schedule_from("a", ms(2024, 5, 17, 12, 0))
+    due, _ = table.pop_due(ms(2024, 5, 17, 13, 40), put_at)
+    assert plans(due) == [("a", ms(2024, 5, 17, 13, 20)), ("a", ms(2024, 5, 17, 13, 40))]
