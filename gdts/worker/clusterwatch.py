@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gdts.errors import GdtsError, InvalidFieldError
 from gdts.etcd import (
@@ -29,11 +30,15 @@ from gdts.etcd import (
     WatchEvent,
     WatchSpec,
     read_prefix,
+    scan_prefix,
     watch_prefixes,
 )
 from gdts.job import Job
 from gdts.keys import KeyLayout, KillOrder, RunningKey, read_kill_marker
 from gdts.worker.partition import runs_of
+
+if TYPE_CHECKING:
+    from aetcd import rpc
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,7 @@ class ClusterListener(Protocol):
     def worker_gone(self, worker_id: str, lease: int, revision: int) -> None: ...
     def buckets(self) -> frozenset[int]: ...
     def running_marker_gone(self, marker: RunningKey) -> None: ...
-    def running_reset(
+    async def running_reset(
         self, markers: list[tuple[RunningKey, bytes]], claims: list[tuple[str, int, int]]
     ) -> None: ...
     def running_marker_put(self, marker: RunningKey, value: bytes) -> None: ...
@@ -82,7 +87,8 @@ class ClusterWatch:
         backoff = _RETRY_MIN_S
         while True:
             try:
-                next_revisions = await self._read_all()
+                with _no_collection_while_loading():
+                    next_revisions = await self._read_all()
             except (*ETCD_ERRORS, GdtsError) as exc:
                 self.interruptions += 1
                 log.warning("cannot read the cluster (%s); again in %.1fs", _brief(exc), backoff)
@@ -164,7 +170,7 @@ class ClusterWatch:
             with contextlib.suppress(ValueError):
                 claims.append(self._keys.tick_claim_parts(kv.key))
         self.marker_reads += 1
-        self._listener.running_reset(self._markers(running_kvs), claims)
+        await self._listener.running_reset(self._markers(running_kvs), claims)
         return revision + 1
 
     def _markers(self, kvs: list[Any]) -> list[tuple[RunningKey, bytes]]:
@@ -184,17 +190,23 @@ class ClusterWatch:
 
     async def _read_all(self) -> list[int]:
         keys = self._keys
-        job_kvs, jobs_revision = await read_prefix(self._client, keys.jobs_prefix)
+        jobs: list[Job] = []
+
+        async def decode(page: Sequence[rpc.KeyValue], first: bool) -> None:
+            # A page at a time: a million records are never all held at once beside their jobs.
+            if first:
+                jobs.clear()
+            for index, kv in enumerate(page):
+                job = self._decode(kv.key, kv.value, kv.mod_revision, kv.create_revision)
+                if job is not None:
+                    jobs.append(job)
+                if index % YIELD_EVERY == YIELD_EVERY - 1:
+                    await asyncio.sleep(0)  # 100,000 jobs must not stall lease renewals
+
+        jobs_revision = await scan_prefix(self._client, keys.jobs_prefix, decode)
         worker_kvs, workers_revision = await read_prefix(self._client, keys.workers_prefix)
         running_kvs, running_revision = await read_prefix(self._client, keys.running_prefix)
         request_kvs, requests_revision = await read_prefix(self._client, keys.run_prefix)
-        jobs = []
-        for index, kv in enumerate(job_kvs):
-            job = self._decode(kv.key, kv.value, kv.mod_revision, kv.create_revision)
-            if job is not None:
-                jobs.append(job)
-            if index % YIELD_EVERY == YIELD_EVERY - 1:
-                await asyncio.sleep(0)  # 100,000 jobs must not stall lease renewals
         workers = {}
         full = set()
         for kv in worker_kvs:
@@ -210,7 +222,7 @@ class ClusterWatch:
         # The workers first: they say which of the jobs this worker schedules.
         self._listener.workers_reset(workers, full)
         await self._listener.jobs_reset(jobs)
-        self._listener.running_reset(self._markers(running_kvs), [])
+        await self._listener.running_reset(self._markers(running_kvs), [])
         self._listener.run_requests_reset(requests)
         self.full_reads += 1
         self.synced.set()
@@ -306,6 +318,22 @@ class ClusterWatch:
                       job.name)  # fmt: skip
             return None
         return job
+
+
+@contextlib.contextmanager
+def _no_collection_while_loading() -> Iterator[None]:
+    """A million jobs are millions of new objects: the cycle collector would walk all of them
+    again and again while they are made (a fifth of the load time). They form no cycles (their
+    memory goes back when their last reference does), so it waits until they are made, and then
+    leaves them out of its later walks (gc.freeze), which keeps an idle worker idle."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+        gc.freeze()
 
 
 def _brief(exc: BaseException) -> str:

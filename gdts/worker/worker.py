@@ -315,7 +315,7 @@ class Worker:
         self._watch.rescope()
         self._table_changed()
 
-    def running_reset(
+    async def running_reset(
         self, markers: list[tuple[RunningKey, bytes]], claims: list[tuple[str, int, int]]
     ) -> None:
         now = self.now_ms()
@@ -325,14 +325,16 @@ class Worker:
         since, self._catch_up_since = self._catch_up_since, None
         if not gained or since is None:
             return
+        self._scheduler.catching_up(now)
         window = self.config.start_window
-        for job in self._table.jobs():
+        for index, job in enumerate(self._table.jobs()):
             if bucket_of(job.name) in gained:
                 # Ticks planned while both of the bucket's handlers were dead are late, not
                 # lost (while they may still start); those seen claimed are skipped.
                 oldest = now - start_window_ms(job, window)
                 self._table.schedule_from(job.name, max(since, oldest) - 1)
-        self._scheduler.catching_up(now)
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # a first start gains every bucket: a million jobs
         self._table_changed()
 
     def running_marker_put(self, marker: RunningKey, value: bytes) -> None:
