@@ -35,6 +35,7 @@ import grpc
 from aetcd import rpc, utils, watcher
 
 from gdts.errors import ConfigError, StoreUnavailableError
+from gdts.rangebounds import RangeBounds
 from gdts.tlsfiles import load_cert_chain
 
 if TYPE_CHECKING:
@@ -355,20 +356,59 @@ async def read_prefix(
     limit: int | None = None,
     revision: int = 0,
     keys_only: bool = False,
+    hint: bytes | None = None,
 ) -> tuple[list[rpc.KeyValue], int]:
     """Keys under ``prefix`` as of one revision, read in pages; returns (kvs, revision).
     ``start_after`` and ``limit`` select a window of them, in key order; ``revision``: as they
-    were then (0: now); ``keys_only``: without their values.
+    were then (0: now); ``keys_only``: without their values; ``hint``: see RangeBounds."""
+    kvs: list[rpc.KeyValue] = []
 
-    Pages after the first are read at the first page's revision, so the result is one consistent
-    snapshot however large it is. If that revision is compacted mid-read, start again (a
-    ``revision`` asked for that is compacted raises OUT_OF_RANGE: it cannot be read any more).
+    async def take(page: Sequence[rpc.KeyValue], first: bool) -> None:
+        if first:
+            kvs.clear()
+        kvs.extend(page)
+
+    revision = await scan_prefix(
+        client,
+        prefix,
+        take,
+        page_size,
+        start_after=start_after,
+        limit=limit,
+        revision=revision,
+        keys_only=keys_only,
+        hint=hint,
+    )
+    return kvs, revision
+
+
+async def scan_prefix(
+    client: EtcdClient,
+    prefix: bytes,
+    take: Callable[[Sequence[rpc.KeyValue], bool], Awaitable[None]],
+    page_size: int = PAGE_SIZE,
+    *,
+    start_after: bytes | None = None,
+    limit: int | None = None,
+    revision: int = 0,
+    keys_only: bool = False,
+    hint: bytes | None = None,
+) -> int:
+    """``read_prefix`` a page at a time: ``take(page, first)`` gets each page as it arrives (so
+    a million keys are never all held at once); returns the revision they were read at.
+
+    Pages after the first are read at the first page's revision, so the pages are one
+    consistent snapshot however large it is. If that revision is compacted mid-read, the read
+    starts again, with ``first`` true: drop what the earlier pages gave. (A ``revision`` asked
+    for that is compacted raises OUT_OF_RANGE: it cannot be read any more.)
     """
     await client.connect()
     first = prefix if start_after is None else start_after + b"\x00"
     while True:
         try:
-            return await _read_pages(client, prefix, first, page_size, limit, revision, keys_only)
+            return await _read_pages(
+                client, prefix, first, take, page_size, limit, revision, keys_only, hint
+            )
         except grpc.aio.AioRpcError as exc:
             # OUT_OF_RANGE: revision compacted
             if exc.code() != grpc.StatusCode.OUT_OF_RANGE or revision:
@@ -380,20 +420,24 @@ async def _read_pages(
     client: EtcdClient,
     prefix: bytes,
     first: bytes,
+    take: Callable[[Sequence[rpc.KeyValue], bool], Awaitable[None]],
     page_size: int,
     limit: int | None,
     revision: int,
     keys_only: bool = False,
-) -> tuple[list[rpc.KeyValue], int]:
-    range_end = utils.prefix_range_end(prefix)
-    key, kvs = first, []
+    hint: bytes | None = None,
+) -> int:
+    bounds = RangeBounds(prefix, first, hint)
+    prefix_end = utils.prefix_range_end(prefix)
+    key, count = first, 0
     while True:
-        want = page_size if limit is None else min(page_size, limit - len(kvs))
+        want = page_size if limit is None else min(page_size, limit - count)
+        end = bounds.end(key)
         try:
             reply = await client.kvstub.Range(
                 rpc.RangeRequest(
                     key=key,
-                    range_end=range_end,
+                    range_end=end,
                     limit=want,
                     revision=revision,
                     keys_only=keys_only,
@@ -408,10 +452,18 @@ async def _read_pages(
             page_size = max(1, want // 2)
             continue
         revision = revision or reply.header.revision
-        kvs.extend(reply.kvs)
-        if not reply.more or not reply.kvs or (limit is not None and len(kvs) >= limit):
-            return kvs, revision
-        key = reply.kvs[-1].key + b"\x00"
+        kvs = reply.kvs
+        await take(kvs, count == 0)
+        count += len(kvs)
+        if limit is not None and count >= limit:
+            return revision
+        bounds.heard([kvs[0].key, kvs[-1].key] if kvs else [], reply.more, want)
+        if reply.more:
+            key = kvs[-1].key + b"\x00"
+        elif end >= prefix_end:
+            return revision
+        else:
+            key = end
 
 
 class WatchCompactedError(Exception):

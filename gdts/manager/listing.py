@@ -93,6 +93,9 @@ class JobListing:
         self._answer_for: tuple[int, frozenset[str], int] | None = None
         self._answer_entries: list[_Entry] | None = None
         self._answer_valid_until = -math.inf
+        # The first job's key, as the last read from the first job found it: a first page
+        # then asks etcd for the keys near it, not for a range it walks whole (RangeBounds).
+        self._first_key: bytes | None = None
 
     async def json(self, after: str | None, limit: int | None, now_ms: int) -> bytes:
         """The jobs in name order as a JSON array; ``after`` and ``limit`` page through them."""
@@ -105,7 +108,10 @@ class JobListing:
                     self._keys.jobs_prefix,
                     start_after=None if after is None else self._keys.job(after),
                     limit=limit,
+                    hint=self._first_key if after is None else None,
                 )
+                if after is None and kvs:
+                    self._first_key = kvs[0].key
                 entries = self._entries_of(kvs, full=full)
                 if full:
                     self._full = (revision, len(kvs), entries)
