@@ -26,7 +26,7 @@ from gdts.clock import now_ms
 from gdts.config import WorkerConfig, parse_listen, parse_uid_range
 from gdts.errors import GdtsError
 from gdts.etcd import EtcdClient, open_etcd
-from gdts.job import Job, jobs_digest
+from gdts.job import Job, digest_of, job_digest_part
 from gdts.keys import KeyLayout, KillOrder, RunningKey, bucket_of
 from gdts.logs import event
 from gdts.mongo import open_mongo
@@ -127,7 +127,8 @@ class Worker:
         # The jobs of the buckets this worker looks after (as owner or backup) are scheduled.
         self._table = TickTable(in_scope=self._view.handles)
         self._table_version = 0  # bumped on every change, so readiness hashes only when needed
-        self._digest: tuple[int, str] = (-1, "")
+        self._digest: tuple[int, str] = (-1, "")  # (table version, digest of its jobs)
+        self._digest_wanted = asyncio.Event()
         self._buckets = self._view.partition.mine  # the buckets the table schedules
         # Buckets that came to this worker when another left: their jobs' ticks since then are
         # caught up on once the tick claims are read (the other handler may have died too).
@@ -398,6 +399,7 @@ class Worker:
                     group.create_task(self._note_outage_misses(), name="outage-check"),
                 ]
                 side_tasks.append(group.create_task(self._say_capacity(), name="capacity"))
+                side_tasks.append(group.create_task(self._take_digests(), name="digests"))
                 if self._uids is not None:
                     side_tasks.append(group.create_task(self._uids.run(), name="run-sweeper"))
                 if self._limit_watch is not None:
@@ -470,10 +472,28 @@ class Worker:
             "atCapacity": self._slots.full(),
         }
 
-    def _jobs_digest(self) -> str:
-        if self._digest[0] != self._table_version:
-            self._digest = (self._table_version, jobs_digest(self._table.jobs()))
-        return self._digest[1]
+    def _jobs_digest(self) -> str | None:
+        """The digest of the jobs held now; None while it is being taken (a million jobs take
+        seconds: the probe must not wait for it, nor the loop stall)."""
+        version, digest = self._digest
+        if version == self._table_version:
+            return digest
+        self._digest_wanted.set()
+        return None
+
+    async def _take_digests(self) -> None:
+        while True:
+            await self._digest_wanted.wait()
+            self._digest_wanted.clear()
+            version, total = self._table_version, 0
+            for index, job in enumerate(self._table.jobs()):
+                total += job_digest_part(job)
+                if index % YIELD_EVERY == YIELD_EVERY - 1:
+                    await asyncio.sleep(0)
+                    if self._table_version != version:
+                        break  # changed meanwhile: the next probe asks again
+            else:
+                self._digest = (version, digest_of(total))
 
     async def _drain(self) -> None:
         """Let running jobs finish within the drain timeout; kill the rest and wait for them."""

@@ -5,7 +5,15 @@ import json
 import pytest
 
 from gdts.errors import InvalidFieldError, UnsupportedVersionError
-from gdts.job import API_DEFAULTS, JOB_RECORD_VERSION, Job, api_view, api_views, validate_name
+from gdts.job import (
+    API_DEFAULTS,
+    JOB_RECORD_VERSION,
+    Job,
+    api_view,
+    api_views,
+    jobs_digest,
+    validate_name,
+)
 
 EVERY_MINUTE = "* * * * *"
 
@@ -425,3 +433,13 @@ def test_a_record_says_the_lowest_version_that_holds_its_fields() -> None:
     limited = plain.with_changes(limits={"memoryMB": 64})
     assert json.loads(limited.to_record())["v"] == 5 == JOB_RECORD_VERSION
     assert Job.from_record(limited.to_record()).limits.memory_mb == 64
+
+
+def test_the_digest_of_a_job_set_ignores_order_and_sees_any_change() -> None:
+    a = Job.create("a", "true", "@daily")
+    b = Job.create("b", "true", "@hourly")
+    assert jobs_digest([a, b]) == jobs_digest([b, a])
+    assert len(jobs_digest([a, b])) == 16
+    assert jobs_digest([a, b]) != jobs_digest([a])
+    assert jobs_digest([a, b]) != jobs_digest([a, b.with_changes(command="false")])
+    assert jobs_digest([]) == "0" * 16
