@@ -128,7 +128,7 @@ class Worker:
         self._table = TickTable(in_scope=self._view.handles)
         self._table_version = 0  # bumped on every change, so readiness hashes only when needed
         self._digest: tuple[int, str] = (-1, "")  # (table version, digest of its jobs)
-        self._digest_wanted = asyncio.Event()
+        self._digest_lock = asyncio.Lock()  # one digest at a time, shared by the askers
         self._buckets = self._view.partition.mine  # the buckets the table schedules
         # Buckets that came to this worker when another left: their jobs' ticks since then are
         # caught up on once the tick claims are read (the other handler may have died too).
@@ -399,7 +399,6 @@ class Worker:
                     group.create_task(self._note_outage_misses(), name="outage-check"),
                 ]
                 side_tasks.append(group.create_task(self._say_capacity(), name="capacity"))
-                side_tasks.append(group.create_task(self._take_digests(), name="digests"))
                 if self._uids is not None:
                     side_tasks.append(group.create_task(self._uids.run(), name="run-sweeper"))
                 if self._limit_watch is not None:
@@ -450,7 +449,7 @@ class Worker:
         host, port = parse_listen(self.config.http_listen)
         # No access log: a scrape every few seconds would drown the worker's own events.
         runner = web.AppRunner(
-            create_probe_app(self._readiness, self.stats.registry), access_log=None
+            create_probe_app(self._readiness, self.stats.registry, self._held_jobs), access_log=None
         )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -466,34 +465,33 @@ class Worker:
             "mongodb": mongo_ok,
             "worker": self.worker_id,
             "jobs": len(self._table),
-            "jobsDigest": self._jobs_digest(),
             "running": len(self._runs),
             "maxConcurrentRuns": self._slots.cap,
             "atCapacity": self._slots.full(),
         }
 
-    def _jobs_digest(self) -> str | None:
-        """The digest of the jobs held now; None while it is being taken (a million jobs take
-        seconds: the probe must not wait for it, nor the loop stall)."""
-        version, digest = self._digest
-        if version == self._table_version:
-            return digest
-        self._digest_wanted.set()
-        return None
-
-    async def _take_digests(self) -> None:
-        while True:
-            await self._digest_wanted.wait()
-            self._digest_wanted.clear()
-            version, total = self._table_version, 0
-            for index, job in enumerate(self._table.jobs()):
-                total += job_digest_part(job)
-                if index % YIELD_EVERY == YIELD_EVERY - 1:
-                    await asyncio.sleep(0)
-                    if self._table_version != version:
-                        break  # changed meanwhile: the next probe asks again
-            else:
-                self._digest = (version, digest_of(total))
+    async def _held_jobs(self) -> dict[str, Any]:
+        """GET /health/jobs: the jobs held and a digest of them, which two workers that hold
+        the same jobs share (how a test or an operator sees that the workers converged). Not
+        part of /health/ready, which probes call often: a million jobs take seconds to digest.
+        Taken a thousand jobs at a time, so the loop goes on meanwhile."""
+        async with self._digest_lock:
+            for _ in range(3):  # the jobs may change while they are digested: try again
+                if self._digest[0] == self._table_version:
+                    break
+                version, total = self._table_version, 0
+                for index, job in enumerate(self._table.jobs()):
+                    total += job_digest_part(job)
+                    if index % YIELD_EVERY == YIELD_EVERY - 1:
+                        await asyncio.sleep(0)
+                if version == self._table_version:
+                    self._digest = (version, digest_of(total))
+        current = self._digest[0] == self._table_version
+        return {
+            "worker": self.worker_id,
+            "jobs": len(self._table),
+            "jobsDigest": self._digest[1] if current else None,  # None: changing all along
+        }
 
     async def _drain(self) -> None:
         """Let running jobs finish within the drain timeout; kill the rest and wait for them."""

@@ -7,8 +7,9 @@ import re
 
 import pytest
 
+from gdts.job import Job, jobs_digest
 from gdts.localstack import free_port
-from tests.support import Cluster, probe, record_command, save_job, wait_until
+from tests.support import Cluster, api_get, probe, record_command, save_job, wait_until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
 
@@ -48,6 +49,10 @@ async def test_worker_probes_metrics_and_json_logs(cluster: Cluster) -> None:
     status, ready = await probe(port, "/health/ready")
     assert status == 200 and ready["ready"] and ready["etcd"] and ready["mongodb"]
     assert ready["worker"] == "w1" and ready["jobs"] == 2
+    status, held = await probe(port, "/health/jobs")
+    assert status == 200 and held["worker"] == "w1" and held["jobs"] == 2
+    listed = await api_get(cluster.api, "/job/list")
+    assert held["jobsDigest"] == jobs_digest(Job.from_api(job) for job in listed)
 
     lines = [json.loads(line) for line in worker.log_text().splitlines() if line.startswith("{")]
     assert lines, "no JSON log lines"

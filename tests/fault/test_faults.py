@@ -288,7 +288,7 @@ async def test_two_managers_racing_leave_one_whole_write_and_workers_converge(
     expected = jobs_digest(Job.from_api(job) for job in final_one)
 
     async def converged() -> bool:
-        digests = [(await probe(port, "/health/ready"))[1]["jobsDigest"] for port in ports]
+        digests = [(await probe(port, "/health/jobs"))[1]["jobsDigest"] for port in ports]
         return all(d == expected for d in digests)
 
     await wait_until(converged, 20, "every worker to hold the final jobs")
