@@ -334,6 +334,7 @@ def print_at_rest(result: Mapping[str, Any]) -> None:
         ("RSS when loaded", f"{fmt(worker['rss_loaded_mib'], 1)} MiB"),
         ("RSS after idle / peak", rss),
         (f"idle CPU over {worker['idle_seconds']:.0f} s", f"{worker['idle_cpu_s_per_s']:.4f} s/s"),
+        ("idle CPU, a minute later", f"{worker.get('idle_cpu_s_per_s_a_minute_later', 0):.4f} s/s"),
         ("runs that fell due while idle", idle_runs),
         ("etcd messages while idle", etcd_idle),
     ]

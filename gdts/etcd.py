@@ -347,6 +347,16 @@ async def prefix_changed_since(
     return written or total != count, reply.header.revision
 
 
+async def count_prefix(client: EtcdClient, prefix: bytes) -> int:
+    """How many keys are under ``prefix`` now."""
+    await client.connect()
+    request = rpc.RangeRequest(
+        key=prefix, range_end=utils.prefix_range_end(prefix), count_only=True
+    )
+    reply = await client.kvstub.Range(request, timeout=client.timeout, metadata=client.metadata)
+    return int(reply.count)
+
+
 async def read_prefix(
     client: EtcdClient,
     prefix: bytes,

@@ -19,7 +19,13 @@ from typing import Any
 from gdts.clock import now_ms
 from gdts.cron import CronError, CronSchedule, parse_cron
 from gdts.errors import GdtsError, InvalidFieldError, StoreUnavailableError
-from gdts.etcd import EtcdClient, etcd_errors, prefix_changed_since, read_prefix
+from gdts.etcd import (
+    EtcdClient,
+    count_prefix,
+    etcd_errors,
+    prefix_changed_since,
+    read_prefix,
+)
 from gdts.job import api_views
 from gdts.jobfields import parse_run_at
 from gdts.keys import KeyLayout
@@ -75,6 +81,9 @@ class _Entry:
         # Valid until that run comes due; a job with no next run has none for good.
         next_ms = next_run(self.enabled, self.run_at_ms, self.schedule, now_ms)
         return next_ms, math.inf if next_ms is None else next_ms
+
+
+WARM_UP_AT_MOST = 200_000
 
 
 class JobListing:
@@ -155,8 +164,20 @@ class JobListing:
         return answer
 
     async def warm_up(self) -> None:
-        """A full listing nobody asked for, so that the first one asked for is fast."""
+        """A full listing nobody asked for, so that the first one asked for is fast; not for
+        more than WARM_UP_AT_MOST jobs (a million would hold gigabytes nobody asked for: with
+        that many, pages of /job/list are the way to read them)."""
         try:
+            with etcd_errors():
+                count = await count_prefix(self._client, self._keys.jobs_prefix)
+            if count > WARM_UP_AT_MOST:
+                log.info("job list not warmed up: %d jobs (more than %d)", count, WARM_UP_AT_MOST)
+                with etcd_errors():  # where the first page starts, found once in the background
+                    first, _ = await read_prefix(
+                        self._client, self._keys.jobs_prefix, limit=1, keys_only=True
+                    )
+                self._first_key = first[0].key if first else None
+                return
             await self.json(None, None, now_ms())
         except GdtsError as exc:  # the stores are not there yet: the first request will do it
             log.info("job list not warmed up: %s", exc)

@@ -21,6 +21,8 @@ from gdts.etcd import EtcdClient, read_prefix
 from gdts.job import API_DEFAULTS
 from gdts.keys import KeyLayout
 from gdts.localstack import free_port
+from gdts.manager import listing as listing_module
+from gdts.manager.api import JOB_LISTING
 from gdts.manager.app import SERVER_ARGS, create_app
 from gdts.manager.listing import STATUS_FIELDS
 from gdts.mongo import open_mongo
@@ -103,6 +105,23 @@ async def test_save_returns_previous_version_and_list_shows_job(client, etcd, st
         "cronExpr": "*/5 * * * * *",
         "owner": ADMIN_USER,
     }
+
+
+async def test_a_manager_does_not_warm_up_a_huge_list_but_pages_start_at_the_first_job(
+    client, stack, monkeypatch
+) -> None:
+    for name in ("c", "a", "b"):
+        assert (await call(client, "POST", "/job/save", data=job_form(name=name)))[0] == 200
+    listing = client.app[JOB_LISTING]
+    monkeypatch.setattr(listing_module, "WARM_UP_AT_MOST", 2)
+    await listing.warm_up()
+    assert listing._full is None or listing._full[1] == 0  # the 3 jobs were not listed whole
+    assert listing._first_key == f"{stack.prefix}jobs/a".encode()
+    status, body = await call(client, "GET", "/job/list?limit=2")
+    assert status == 200 and [job["name"] for job in body["data"]] == ["a", "b"]
+    monkeypatch.setattr(listing_module, "WARM_UP_AT_MOST", 3)
+    await listing.warm_up()
+    assert listing._full is not None and listing._full[1] == 3
 
 
 async def test_every_listing_shows_etcd_as_it_is_now(client, etcd, stack) -> None:
