@@ -225,6 +225,8 @@ async def _measure(
     await asyncio.sleep(params.idle_s)
     cpu1 = cpu_sample(worker.pid)
     idle_s = time.perf_counter() - idle_started
+    etcd1 = await promtext.scrape(session, stack.etcd_url + "/metrics")
+    runs_idle = len(read_records(records)[0]) - runs_before
     # Again a minute later: just after loading, the worker still looks for ticks missed while
     # no worker ran (the last run of every job, 5,000 jobs a MongoDB query).
     print(f"-- a minute later, idle for {params.idle_s:.0f}s again", flush=True)
@@ -233,9 +235,7 @@ async def _measure(
     await asyncio.sleep(params.idle_s)
     cpu3, later_s = cpu_sample(worker.pid), time.perf_counter() - later_started
     assert cpu2 is not None and cpu3 is not None
-    etcd1 = await promtext.scrape(session, stack.etcd_url + "/metrics")
     idle_mem = mem_sample(worker.pid)
-    runs_idle = len(read_records(records)[0]) - runs_before
     assert cpu0 is not None and cpu1 is not None
 
     etcd_by_method = promtext.by_label(
