@@ -185,7 +185,20 @@ def etcd_figures(before: Snapshot, after: Snapshot, runs: int) -> dict[str, Any]
         for method, value in promtext.by_label(values, "grpc_method").items():
             by_method.setdefault(method, {})[key] = value
     seconds = after.wall_s - before.wall_s
+    # Watch events etcd sent (one per key change per watcher that covers it): the fan-out.
+    events = promtext.total(
+        promtext.delta(before.etcd, after.etcd, "etcd_debugging_mvcc_events_total").values()
+    )
+    watchers = promtext.total(
+        value
+        for (name, _), value in after.etcd.items()
+        if name == "etcd_debugging_mvcc_watcher_total"
+    )
     return {
+        "watch_events_sent": events,
+        "watch_events_per_run": events / runs if runs else math.nan,
+        "watch_events_per_s": events / seconds,
+        "watchers": watchers,
         # Unary calls plus streams opened; stream messages (each keep-alive) are in
         # msg_received, which also counts every unary request once.
         "requests": totals["started"],

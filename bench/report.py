@@ -252,6 +252,11 @@ def _print_etcd(etcd: Mapping[str, Any]) -> None:
         f"{etcd['requests_per_s']:,.0f}/s), {etcd['messages_per_run']:.2f} messages received "
         f"per run (stream messages included)"
     )
+    if "watch_events_per_run" in etcd:
+        print(
+            f"etcd watch events sent: {etcd['watch_events_per_run']:.2f} per run "
+            f"({etcd['watch_events_per_s']:,.0f}/s) to {etcd['watchers']:.0f} watchers"
+        )
     print(
         table(
             ["grpc_method", "started", "handled", "msg_received"],
