@@ -28,8 +28,7 @@ from gdts.worker.uidsweep import kill_all, processes_of, signal_uids
 
 log = logging.getLogger(__name__)
 
-_SWEEP_BATCH = 16  # ended runs one sweep waits for...
-_SWEEP_WAIT_S = 1.0  # ...at most this long after the first of them ended
+_SWEEP_EVERY_S = 0.1
 _BACKGROUND_EVERY_S = 1.0
 
 
@@ -74,8 +73,6 @@ class RunUids:
         self._fresh: set[int] = set()  # uids whose directory is ready for their next run
         self._wake = asyncio.Event()
         self._freed = asyncio.Event()  # a sweep gave uids back to the pool
-        self._unswept = 0  # runs ended since the last sweep
-        self._sweep_now = False  # a run waits for a uid, or a kill: no gathering
 
     async def prepare(self) -> None:
         """Before the first run: kill what a previous life of this worker left behind (it
@@ -130,7 +127,6 @@ class RunUids:
             if user is not None or left <= 0:
                 return user
             self._freed.clear()
-            self._sweep_now = True
             self._wake.set()  # sweep now rather than at the next run's end
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._freed.wait(), left)
@@ -146,7 +142,6 @@ class RunUids:
         if held is None:
             return
         held.ended, held.background = True, keep_background
-        self._unswept += 1
         self._wake.set()
 
     def kill_job(self, job_name: str) -> None:
@@ -154,7 +149,6 @@ class RunUids:
         for held in self._held.values():
             if held.job_name == job_name and held.background:
                 held.background = False
-                self._sweep_now = True
                 self._wake.set()
 
     def in_use(self) -> int:
@@ -170,26 +164,10 @@ class RunUids:
                     self._wake.wait(), _BACKGROUND_EVERY_S if background else None
                 )
             self._wake.clear()
-            await self._gather()
+            await asyncio.sleep(_SWEEP_EVERY_S)  # gather the runs that end meanwhile
             await self.sweep()
 
-    async def _gather(self) -> None:
-        """Runs that end close together share one sweep: a scan of /proc costs about a
-        millisecond whatever it looks for, and a sweep for every few runs made a fleet of
-        workers that each run a little cost more per run than a few that each run a lot. Up
-        to _SWEEP_BATCH runs or _SWEEP_WAIT_S; at once for a run that waits for a uid or a kill."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + _SWEEP_WAIT_S
-        while not self._sweep_now and self._unswept < _SWEEP_BATCH:
-            left = deadline - loop.time()
-            if left <= 0:
-                return
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), left)
-
     async def sweep(self) -> None:
-        self._unswept, self._sweep_now = 0, False
         ending = [h for h in self._held.values() if h.ended]
         if not ending:
             return
