@@ -74,12 +74,34 @@ async def test_a_second_worker_with_a_live_workers_id_is_refused(cluster: Cluste
     assert "'twin' is already registered by a live worker" in output
 
 
-async def test_worker_without_etcd_says_so(stack: Stack) -> None:
+async def test_worker_without_etcd_says_so_waits_for_it_and_stops_on_sigterm(stack: Stack) -> None:
     path = stack.tmp / "w.json"
     config = stack.worker_config(etcdEndpoints=[f"127.0.0.1:{free_port()}"], etcdDialTimeout=500)
     path.write_text(json.dumps(config))
-    code, output = await run_cli("worker", "-c", str(path))
-    assert code == 1 and "etcd unavailable" in output and "Traceback" not in output
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gdts", "worker", "-c", str(path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=REPO_ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("GDTS_")},
+    )  # fmt: skip
+    assert process.stdout is not None
+    lines: list[str] = []
+
+    async def said_so() -> bool:
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        lines.append(line)
+        return "cannot register yet" in line and "etcd unavailable" in line
+
+    try:
+        await wait_until(said_so, 60, "the worker to say it waits for etcd")
+        assert process.returncode is None  # waiting, not exited: etcd may come up any moment
+        process.send_signal(signal.SIGTERM)
+        rest, _ = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    output = "".join(lines) + rest.decode()
+    assert process.returncode == 0 and "Traceback" not in output, output
 
 
 async def test_dev_runs_everything_and_leaves_nothing_behind(tmp_path: Path) -> None:
