@@ -347,14 +347,15 @@ async def prefix_changed_since(
     return written or total != count, reply.header.revision
 
 
-async def count_prefix(client: EtcdClient, prefix: bytes) -> int:
-    """How many keys are under ``prefix`` now."""
+async def first_key_and_count(client: EtcdClient, prefix: bytes) -> tuple[bytes | None, int]:
+    """The first key under ``prefix`` (None: there is none) and how many keys are there, in
+    one request (etcd counts the whole range whatever the limit)."""
     await client.connect()
     request = rpc.RangeRequest(
-        key=prefix, range_end=utils.prefix_range_end(prefix), count_only=True
+        key=prefix, range_end=utils.prefix_range_end(prefix), limit=1, keys_only=True
     )
     reply = await client.kvstub.Range(request, timeout=client.timeout, metadata=client.metadata)
-    return int(reply.count)
+    return (reply.kvs[0].key if reply.kvs else None), int(reply.count)
 
 
 async def read_prefix(
@@ -438,7 +439,6 @@ async def _read_pages(
     hint: bytes | None = None,
 ) -> int:
     bounds = RangeBounds(prefix, first, hint)
-    prefix_end = utils.prefix_range_end(prefix)
     key, count = first, 0
     while True:
         want = page_size if limit is None else min(page_size, limit - count)
@@ -470,7 +470,7 @@ async def _read_pages(
         bounds.heard([kvs[0].key, kvs[-1].key] if kvs else [], reply.more, want)
         if reply.more:
             key = kvs[-1].key + b"\x00"
-        elif end >= prefix_end:
+        elif end >= bounds.prefix_end:
             return revision
         else:
             key = end

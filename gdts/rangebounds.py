@@ -20,8 +20,8 @@ class RangeBounds:
         near the start (the first key a read from the prefix found last time): the first
         request then covers the keys before it and those that share its bytes."""
         self._prefix = prefix
-        self._prefix_end = after_all(prefix)
-        self._hint = hint if hint is not None and first < hint < self._prefix_end else None
+        self.prefix_end = after_all(prefix)  # the end of the last range a read asks for
+        self._hint = hint if hint is not None and first < hint < self.prefix_end else None
         start = self._hint if self._hint is not None else first
         self._depth = len(start) if len(start) > len(prefix) else len(prefix)
         self._narrowed = False  # by the reply before
@@ -31,9 +31,9 @@ class RangeBounds:
         if self._hint is not None and cursor < self._hint:
             cursor = self._hint
         if self._depth <= len(self._prefix):
-            return self._prefix_end
+            return self.prefix_end
         end = after_all(cursor[: self._depth].ljust(self._depth, b"\x00"))
-        return end if self._prefix < end < self._prefix_end else self._prefix_end
+        return end if self._prefix < end < self.prefix_end else self.prefix_end
 
     def heard(self, keys: list[bytes], more: bool, want: int) -> None:
         """What the request just made returned: its keys (the first and the last suffice),

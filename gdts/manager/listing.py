@@ -21,8 +21,8 @@ from gdts.cron import CronError, CronSchedule, parse_cron
 from gdts.errors import GdtsError, InvalidFieldError, StoreUnavailableError
 from gdts.etcd import (
     EtcdClient,
-    count_prefix,
     etcd_errors,
+    first_key_and_count,
     prefix_changed_since,
     read_prefix,
 )
@@ -169,14 +169,10 @@ class JobListing:
         that many, pages of /job/list are the way to read them)."""
         try:
             with etcd_errors():
-                count = await count_prefix(self._client, self._keys.jobs_prefix)
+                first_key, count = await first_key_and_count(self._client, self._keys.jobs_prefix)
             if count > WARM_UP_AT_MOST:
                 log.info("job list not warmed up: %d jobs (more than %d)", count, WARM_UP_AT_MOST)
-                with etcd_errors():  # where the first page starts, found once in the background
-                    first, _ = await read_prefix(
-                        self._client, self._keys.jobs_prefix, limit=1, keys_only=True
-                    )
-                self._first_key = first[0].key if first else None
+                self._first_key = first_key  # where the first page starts
                 return
             await self.json(None, None, now_ms())
         except GdtsError as exc:  # the stores are not there yet: the first request will do it

@@ -20,13 +20,12 @@ def read(
     """A paged read as gdts.etcd makes it, against a sorted key list standing for etcd, which
     walks every key of a request's range: (keys read, keys walked, requests)."""
     bounds = RangeBounds(PREFIX, first, hint)
-    prefix_end = after_all(PREFIX)
     got: list[bytes] = []
     walked = requests = 0
     key = first
     while True:
         end = bounds.end(key)
-        assert key < end <= prefix_end
+        assert key < end <= bounds.prefix_end
         in_range = keys[bisect.bisect_left(keys, key) : bisect.bisect_left(keys, end)]
         walked += len(in_range)
         requests += 1
@@ -38,7 +37,7 @@ def read(
         bounds.heard(page, more, asked)
         if more:
             key = page[-1] + b"\x00"
-        elif end >= prefix_end:
+        elif end >= bounds.prefix_end:
             return got, walked, requests
         else:
             key = end
