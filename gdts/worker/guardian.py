@@ -98,7 +98,11 @@ def watch_fences(uids: range) -> None:
         timeout = None if fence is None else max(0.0, fence - time.monotonic())
         readable, _, _ = select.select([0], [], [], timeout)
         if not readable:
-            kill_all(uids)  # the lease may be gone and the worker did not say otherwise
+            # The lease may be gone and the worker did not say otherwise. Said on the worker's
+            # stderr (inherited): its runs die with no word from the worker itself.
+            print(f"guardian: the worker's lease fence passed; killing the processes of uids "
+                  f"{uids.start}-{uids.stop - 1}", file=sys.stderr, flush=True)  # fmt: skip
+            kill_all(uids)
             fence = None
             continue
         data = os.read(0, 4096)

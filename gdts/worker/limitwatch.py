@@ -18,7 +18,7 @@ import signal
 from collections.abc import Callable, Collection
 
 from gdts.runlimits import RunLimits, Usage, over
-from gdts.worker.uidsweep import uids_in
+from gdts.worker.uidsweep import acting_uid
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +91,9 @@ def _add(
 ) -> None:
     with open(f"{_PROC}/{pid}/status", "rb") as file:
         status = file.read()
-    held = wanted.intersection(uids_in(status))
-    if not held:
+    uid = acting_uid(status)  # not the worker, mid-spawn with a run's real uid
+    if uid not in wanted:
         return
-    uid = min(held)
     with open(f"{_PROC}/{pid}/stat", "rb") as file:
         # After the command name (which may hold spaces and parentheses): field 3 on.
         after = file.read().rpartition(b")")[2].split()

@@ -3,7 +3,12 @@ of its own, so whatever the run started (a ``setsid`` child, a detached daemon, 
 renamed itself or made itself undumpable) is found by reading ``/proc/<pid>/status``, whose
 ``Uid:`` line gives the real, effective, saved and file-system uids whatever else the process
 changed. A job cannot gain another uid: the worker sets no_new_privs, so no setuid binary
-lifts it.
+lifts it, and without privileges it cannot set any of the four to anything but its own.
+
+A process is a run's by its *effective* uid. The worker itself holds a run's uid as its real
+uid for the instant of each spawn (see spawn: the thread's credentials pass to the child), its
+effective uid staying its own: a sweep that went by any of the four would, now and then, take
+the worker for one of its runs and SIGKILL it (the fault campaign caught a guardian doing so).
 
 Signals go through a pidfd opened before the process's uid is checked again, so a pid that
 was reused between the scan and the signal is never hit."""
@@ -19,29 +24,29 @@ from collections.abc import Collection
 _PROC = "/proc"
 
 
-def uids_in(status: bytes) -> tuple[int, ...]:
-    """The four uids of a ``/proc/<pid>/status`` text; none for a zombie, which holds nothing
-    and waits only for its parent to reap it."""
+def acting_uid(status: bytes) -> int | None:
+    """The effective uid of a ``/proc/<pid>/status`` text (see above); None for a zombie, which
+    holds nothing and waits only for its parent to reap it."""
     if b"\nState:\tZ" in status or b"\nState:\tX" in status:
-        return ()
+        return None
     start = status.find(b"\nUid:")
     if start < 0:
-        return ()
-    line = status[start + 5 : status.find(b"\n", start + 1)]
-    return tuple(int(field) for field in line.split())
+        return None
+    fields = status[start + 5 : status.find(b"\n", start + 1)].split()
+    return int(fields[1]) if len(fields) > 1 else None
 
 
-def _uids_of(pid: int) -> tuple[int, ...]:
+def _uid_of(pid: int) -> int | None:
     try:
         with open(f"{_PROC}/{pid}/status", "rb") as file:
-            return uids_in(file.read())
+            return acting_uid(file.read())
     except (OSError, ValueError):  # gone, or not readable: nothing of ours
-        return ()
+        return None
 
 
 def processes_of(uids: Collection[int]) -> dict[int, list[int]]:
-    """uid -> the pids that hold it (as real, effective, saved or file-system uid), for the
-    uids asked about that have any."""
+    """uid -> the pids that act as it (their effective uid), for the uids asked about that
+    have any."""
     found: dict[int, list[int]] = {}
     if not uids:
         return found
@@ -54,7 +59,8 @@ def processes_of(uids: Collection[int]) -> dict[int, list[int]]:
             pid = int(entry.name)
             if pid == own:
                 continue
-            for uid in wanted.intersection(_uids_of(pid)):
+            uid = _uid_of(pid)
+            if uid in wanted:
                 found.setdefault(uid, []).append(pid)
     return found
 
@@ -72,7 +78,7 @@ def signal_processes(pids: Collection[int], uids: Collection[int], sig: signal.S
         try:
             # The pidfd pins the process: if the pid was reused since the scan, this reads the
             # new process and skips it, or the signal goes to the old, dead one.
-            if wanted.intersection(_uids_of(pid)):
+            if _uid_of(pid) in wanted:
                 with contextlib.suppress(ProcessLookupError):
                     signal.pidfd_send_signal(fd, sig)
                     sent += 1
