@@ -84,6 +84,21 @@ def test_a_missed_tick_counts_unless_a_fault_window_covers_it() -> None:
     assert excused.missed == [] and excused.missed_in_faults == {"kill-worker": 1}
 
 
+def test_a_tick_killed_at_spawn_by_a_kill_asked_for_then_is_not_owed() -> None:
+    lines = [x for x in every_tick("f") if x.plan_ms != (T + 6) * 1000]
+    killed = stored(lines) + [Record("f", (T + 6) * 1000, 1, "killed")]
+    kill = Acked("f", "kill", T + 6.03, T + 6.05)
+    verdict = verdict_of([FORBID], lines, killed, calls=[kill])
+    assert verdict.clean and verdict.killed_before_start == 1
+    # Not logged killed: nothing took it, it was missed.
+    assert verdict_of([FORBID], lines, stored(lines), calls=[kill]).missed == [
+        ("f", (T + 6) * 1000)
+    ]
+    # A kill answered before the tick was due has no business with its run.
+    early = Acked("f", "kill", T + 5.5, T + 5.6)
+    assert verdict_of([FORBID], lines, killed, calls=[early]).missed == [("f", (T + 6) * 1000)]
+
+
 def test_parse_skips_a_line_cut_by_a_kill() -> None:
     text = "S f 1000 1 w0 1.5\nS f 2000 1 w0\nE f 1000 1 w0 1.7\n"
     assert [x.kind for x in parse_lines(text)] == ["S", "E"]

@@ -66,6 +66,8 @@ class Verdict:
     after_ack: list[tuple[RunLine, Acked]] = field(default_factory=list)
     missed: list[tuple[str, int]] = field(default_factory=list)  # not in any fault window
     missed_in_faults: Counter[str] = field(default_factory=Counter)  # by the fault's kind
+    # Ticks a /job/kill took before their run started: due when it was asked, logged killed
+    killed_before_start: int = 0
     ticks_checked: int = 0
     runs_started: int = 0
 
@@ -83,6 +85,9 @@ class Verdict:
             "runs after an acknowledged disable or delete": len(self.after_ack),
             "ticks missed outside fault windows": len(self.missed),
             "ticks missed inside fault windows": sum(self.missed_in_faults.values()),
+            "ticks killed before their run started (a kill asked for then)": (
+                self.killed_before_start
+            ),
         }
 
 
@@ -156,6 +161,8 @@ def check(
         verdict.after_ack.append((line, call))
 
     started = {(line.job, line.plan_ms) for line in starts}
+    logged_killed = {(r.job, r.plan_ms) for r in records if r.status == "killed"}
+    kills = _kill_spans(calls, window_s)
     for job in jobs:
         if not job.every_tick:
             continue
@@ -167,6 +174,11 @@ def check(
             if (job.name, plan_s * 1000) in started:
                 continue
             if superseded is not None and superseded(plan_s) <= plan_s + window_s:
+                continue
+            if (job.name, plan_s * 1000) in logged_killed and any(
+                first <= plan_s <= last for first, last in kills.get(job.name, ())
+            ):
+                verdict.killed_before_start += 1
                 continue
             fault = next(
                 (f for f in faults if f.start_s - 1 <= plan_s <= f.end_s + recovery_s), None
@@ -198,6 +210,19 @@ def _superseded_before(starts: list[RunLine], job: JobSpec) -> Callable[[int], f
         return earliest_after[bisect.bisect_right(plans, plan_s)]
 
     return superseded
+
+
+def _kill_spans(calls: list[Acked], window_s: float) -> dict[str, list[tuple[float, float]]]:
+    """Per job, the planned times a /job/kill may rightly take before their run starts: a
+    tick due when the kill was asked (still within its start window) and not yet started is
+    killed at spawn, as the worker promises, until the kill is answered (unanswered: any
+    tick from then on may be its)."""
+    spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for call in calls:
+        if call.action == "kill":
+            last = math.inf if call.acked_s is None else call.acked_s
+            spans[call.job].append((call.sent_s - window_s, last))
+    return spans
 
 
 def _timelines(calls: list[Acked]) -> dict[str, list[Acked]]:

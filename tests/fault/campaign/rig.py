@@ -192,4 +192,8 @@ class Rig:
 
     def lost_processes(self) -> list[str]:
         """GDTS processes that died without the nemesis killing them."""
-        return [c.name for c in (*self.managers, *self.workers) if c.returncode is not None]
+        return [
+            f"{c.name} (exit {c.returncode})"
+            for c in (*self.managers, *self.workers)
+            if c.returncode is not None
+        ]

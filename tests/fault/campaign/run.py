@@ -54,6 +54,11 @@ class Outcome:
     calls_by_action: Counter[str] = field(default_factory=Counter)
     unanswered_calls: int = 0
     crashed: list[str] = field(default_factory=list)
+    # What a missed tick's reader needs to find its cause: when the campaign began (epoch s),
+    # the faults as dealt, and what the run log holds for each missed tick shown.
+    began_s: float = 0.0
+    windows: list[FaultWindow] = field(default_factory=list)
+    missed_logged: dict[tuple[str, int], list[str]] = field(default_factory=dict)
 
     def report(self) -> str:
         v = self.verdict
@@ -76,6 +81,15 @@ class Outcome:
                              ("missed", v.missed)):  # fmt: skip
             for item in items[:5]:
                 lines.append(f"  e.g. {what}: {item}")
+        for job, plan_ms in v.missed[:5]:
+            logged = self.missed_logged.get((job, plan_ms), [])
+            lines.append(f"  missed {job} at +{plan_ms / 1000 - self.began_s:.1f} s; "
+                         f"its log: {logged or 'nothing'}")  # fmt: skip
+        if v.missed:
+            lines.append("  faults as dealt (s after the start): " + ", ".join(
+                f"{w.kind}{'@' + w.worker if w.worker else ''} "
+                f"{w.start_s - self.began_s:.1f}-{w.end_s - self.began_s:.1f}"
+                for w in self.windows))  # fmt: skip
         if self.crashed:
             lines.append(f"processes that died on their own: {self.crashed}")
         lines.append(f"replay: python -m tests.fault.campaign --seed {self.plan.seed} "
@@ -201,6 +215,7 @@ async def _play_with(
         saved_s = time.time()
         progress(f"{len(plan.jobs)} jobs saved; {len(plan.faults)} faults to come")
         start = time.monotonic()
+        outcome.began_s, outcome.windows = time.time(), windows
         nemesis = [_deal(fault, rig, start, windows, outcome) for fault in plan.faults]
         traffic = [
             _call(c, plan, rig, api, start, journal, outcome, etcd, keys) for c in plan.calls
@@ -215,6 +230,7 @@ async def _play_with(
     outcome.verdict = check(plan.jobs, lines, records, journal, windows, saved_s=saved_s,
                             until_s=until_s, recovery_s=RECOVERY_S,
                             window_s=START_WINDOW_S, claims=claims.revisions)  # fmt: skip
+    outcome.missed_logged = await _logged(rig, outcome.verdict.missed[:5])
     return outcome
 
 
@@ -344,6 +360,24 @@ class ClaimLog:
             except Exception as exc:  # etcd faulted: resume from the next revision
                 log.info("claim watch interrupted: %r", exc)
             await asyncio.sleep(0.5)
+
+
+async def _logged(rig: Rig, ticks: list[tuple[str, int]]) -> dict[tuple[str, int], list[str]]:
+    """What the run log says of each tick: status, worker and error of every attempt."""
+    assert rig.stack is not None
+    logged: dict[tuple[str, int], list[str]] = {}
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(rig.mongo.uri)
+    try:
+        runs = client[rig.stack.database][COLLECTION]
+        for job, plan_ms in ticks:
+            with contextlib.suppress(Exception):
+                logged[(job, plan_ms)] = [
+                    f"{d.get('status')} on {d.get('worker', '?')}: {(d.get('err') or '')[:120]}"
+                    async for d in runs.find({"jobName": job, "planTime": plan_ms})
+                ]
+    finally:
+        await client.close()
+    return logged
 
 
 async def _records(rig: Rig, lines: list[Any]) -> list[Record]:
