@@ -8,13 +8,14 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gdts.cron import CronSchedule
 from gdts.errors import InvalidFieldError, UnsupportedVersionError
 from gdts.jobfields import (
     ALWAYS_STORED,
     API_DEFAULTS,
+    DEFAULT_NOTIFY_MIN_INTERVAL_S,
     DEFAULT_RETRY_BACKOFF_S,
     JOB_FIELDS,
     MAX_COMMAND_BYTES,
@@ -24,6 +25,9 @@ from gdts.jobfields import (
     validate_name,
 )
 from gdts.runlimits import NO_LIMITS, RunLimits
+
+if TYPE_CHECKING:
+    from gdts.notify.rules import Rule
 
 __all__ = [
     "API_DEFAULTS",
@@ -35,11 +39,11 @@ __all__ = [
 ]
 
 # 1: name, command, cronExpr only (and the Go GDTS's records); 2: the job-semantics fields;
-# 3: owner; 4: keepBackground; 5: limits. A process that knows an older version refuses a newer
-# record with a message. A record says the lowest version that holds every field it sets (at
-# least 3), so a record that sets none of the newer fields is still read by processes that
-# predate them.
-JOB_RECORD_VERSION = 5
+# 3: owner; 4: keepBackground; 5: limits; 6: notify, notifyMinInterval. A process that knows an
+# older version refuses a newer record with a message. A record says the lowest version that
+# holds every field it sets (at least 3), so a record that sets none of the newer fields is
+# still read by processes that predate them.
+JOB_RECORD_VERSION = 6
 _WRITTEN_AT_LEAST = 3
 _SINCE = {field.name: field.since for field in JOB_FIELDS}
 
@@ -69,6 +73,8 @@ class Job:
     keep_background: bool = False
     limits: RunLimits = NO_LIMITS
     owner: str = ""
+    notify: tuple[Rule, ...] = ()
+    notify_min_interval_s: float = DEFAULT_NOTIFY_MIN_INTERVAL_S
     # Where etcd holds this version (not part of the job's definition, so not compared): the
     # revision that wrote it, which a claim compares so no claim made from an older version
     # succeeds, and the revision that created the key, the job's generation (see gdts.keys).
@@ -113,6 +119,8 @@ class Job:
             "keepBackground": self.keep_background,
             "limits": self.limits.to_api() or None,
             "owner": self.owner,
+            "notify": [rule.to_api() for rule in self.notify] or None,
+            "notifyMinInterval": self.notify_min_interval_s,
         }
 
     def to_record(self) -> bytes:

@@ -39,6 +39,9 @@ HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 JOB_TYPES = ("shell", "http")
 CONCURRENCY_POLICIES = ("forbid", "allow", "replace")
 DEFAULT_RETRY_BACKOFF_S = 1.0
+DEFAULT_NOTIFY_MIN_INTERVAL_S = 300.0
+MIN_NOTIFY_MIN_INTERVAL_S = 1.0
+MAX_NOTIFY_MIN_INTERVAL_S = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,12 @@ JOB_FIELDS = (
     JobField("limits", "object", None, "Limits of a run: memoryMB, processes, cpuSeconds, "
              "openFiles (each a positive integer; unset: the worker's default, never above its "
              "ceiling). A run over one ends with status limit.", since=5),
+    JobField("notify", "array", None, "Who hears of its runs: a list of {channel, on}, on "
+             "naming events of failed, timeout, missed, lost, killed, succeeded, recovered, "
+             "completed (see the README's Notifications).", since=6),
+    JobField("notifyMinInterval", "number", DEFAULT_NOTIFY_MIN_INTERVAL_S,
+             "Seconds between two messages of one rule; events in between are counted into "
+             "the next.", since=6),
     # Who saved the job first: set by the manager from the caller, whatever a request says.
     JobField("owner", "string", "", "Who saved the job first (set by the manager).", since=3),
 )  # fmt: skip
@@ -415,6 +424,14 @@ def check_fields(data: object, default_zone: str, now_ms: int | None) -> dict[st
         "output_contains": opt("outputContains", "", validate_text, MAX_MATCH_CHARS),
         "output_not_contains": opt("outputNotContains", "", validate_text, MAX_MATCH_CHARS),
         "owner": opt("owner", "", validate_text, MAX_NAME_CHARS),
+        "notify": () if "notify" not in given else _check_notify(given["notify"]),
+        "notify_min_interval_s": opt(
+            "notifyMinInterval",
+            DEFAULT_NOTIFY_MIN_INTERVAL_S,
+            validate_seconds,
+            MAX_NOTIFY_MIN_INTERVAL_S,
+            MIN_NOTIFY_MIN_INTERVAL_S,
+        ),
     }
     # Last: the schedule is the one check that needs the cron module.
     zone, cron_expr, run_at_ms, schedule = _check_timing(given, default_zone, now_ms)
@@ -425,6 +442,13 @@ def check_fields(data: object, default_zone: str, now_ms: int | None) -> dict[st
         "run_at_ms": run_at_ms,
         "schedule": schedule,
     }
+
+
+def _check_notify(value: object) -> tuple[Any, ...]:
+    # Imported here: the rules module checks names with this one's validators.
+    from gdts.notify.rules import parse_rules
+
+    return parse_rules("notify", value)
 
 
 def _check_action(kind: str, given: dict[str, Any]) -> tuple[str, HttpTarget | None]:

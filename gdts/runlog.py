@@ -12,6 +12,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
 from gdts.errors import StoreUnavailableError
+from gdts.runrecord import NOTIFY_PENDING
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,13 @@ class RunLog:
             [("jobName", ASCENDING), ("planTime", ASCENDING), ("attempt", ASCENDING)],
             name="job_tick_attempt",
             unique=True,
+        )
+        # The notifier's queue: only the runs marked for it are in this index, and a run
+        # leaves it when the mark is removed, so looking costs nothing when there is nothing.
+        await self._runs.create_index(
+            [(NOTIFY_PENDING, ASCENDING), ("endTime", ASCENDING)],
+            name="notify_pending",
+            partialFilterExpression={NOTIFY_PENDING: True},
         )
         # The manager reads the last runs that changed since its previous look.
         await self._last_runs.create_index([("at", ASCENDING)], name="at")
@@ -162,6 +170,7 @@ class RunLog:
                 {"$match": {"_id": {"$in": ids}}},
                 {"$set": {"outputBytes": {"$strLenBytes": text},
                           "output": {"$substrCP": [text, 0, output_chars]}}},
+                {"$unset": ["notify", NOTIFY_PENDING]},  # the notifier's, not the run's
             ])  # fmt: skip
             found = {doc.pop("_id"): doc for doc in await cursor.to_list()}
         except PyMongoError as exc:

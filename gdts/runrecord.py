@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+NOTIFY_PENDING = "notifyPending"  # a run's mark until the notifier has taken its events
+
 
 class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
@@ -34,9 +36,12 @@ class RunRecord:
     status: RunStatus
     attempt: int = 1
     trigger: str = "schedule"  # or "manual" (POST /job/run), "catchup" (after an outage)
+    # The job's notification rules, on a run one of them may concern (see gdts.notify.rules):
+    # the notifier finds such runs by their notifyPending mark and removes it.
+    notify: dict[str, Any] | None = None
 
     def to_document(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "jobName": self.job_name,
             "command": self.command,
             "err": self.err,
@@ -51,3 +56,7 @@ class RunRecord:
             "attempt": self.attempt,
             "trigger": self.trigger,
         }
+        if self.notify is not None:
+            document["notify"] = self.notify
+            document[NOTIFY_PENDING] = True
+        return document

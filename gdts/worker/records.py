@@ -3,7 +3,10 @@ died. Pure: what happened in, a RunRecord out."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from gdts.job import Job
+from gdts.notify.rules import worth_flagging
 from gdts.runrecord import RunRecord, RunStatus
 from gdts.worker.executor import ExecResult
 from gdts.worker.lostruns import LostRun
@@ -13,6 +16,15 @@ from gdts.worker.outcome import decide
 def command_of(job: Job) -> str:
     """What the run log shows as the job's command: an HTTP job's method and URL."""
     return job.command if job.http is None else f"{job.http.method} {job.http.url}"
+
+
+def notify_mark(job: Job | None, status: RunStatus) -> dict[str, Any] | None:
+    """What a run's record carries for the notifier: the job's rules, if one may concern it
+    (nothing for the jobs without rules: no cost on their runs)."""
+    if job is None or not job.notify or not worth_flagging(job.notify, status.value):
+        return None
+    return {"rules": [rule.to_api() for rule in job.notify],
+            "minInterval": job.notify_min_interval_s}  # fmt: skip
 
 
 def finished_record(
@@ -66,6 +78,7 @@ def finished_record(
         status=outcome.status,
         trigger=trigger,
         attempt=attempt,
+        notify=notify_mark(job, outcome.status),
     )
 
 
@@ -92,6 +105,7 @@ def missed_record(
         f"({why})",
         exit_code=None,
         status=RunStatus.MISSED,
+        notify=notify_mark(job, RunStatus.MISSED),
     )
 
 
@@ -111,4 +125,5 @@ def lost_record(run: LostRun, job: Job | None, *, now_ms: int) -> RunRecord:
         exit_code=None,
         status=RunStatus.LOST,
         attempt=run.attempt,
+        notify=notify_mark(job, RunStatus.LOST),
     )

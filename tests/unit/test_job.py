@@ -431,8 +431,14 @@ def test_a_record_says_the_lowest_version_that_holds_its_fields() -> None:
     assert json.loads(kept.to_record())["v"] == 4
     assert Job.from_record(kept.to_record()).keep_background
     limited = plain.with_changes(limits={"memoryMB": 64})
-    assert json.loads(limited.to_record())["v"] == 5 == JOB_RECORD_VERSION
+    assert json.loads(limited.to_record())["v"] == 5
     assert Job.from_record(limited.to_record()).limits.memory_mb == 64
+    told = plain.with_changes(notify=[{"channel": "ops", "on": ["failed"]}])
+    assert json.loads(told.to_record())["v"] == 6 == JOB_RECORD_VERSION
+    assert Job.from_record(told.to_record()).notify == told.notify
+    slower = plain.with_changes(notifyMinInterval=60)
+    assert json.loads(slower.to_record())["v"] == 6
+    assert Job.from_record(slower.to_record()).notify_min_interval_s == 60
 
 
 def test_the_digest_of_a_job_set_ignores_order_and_sees_any_change() -> None:
