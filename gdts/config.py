@@ -82,6 +82,19 @@ class ManagerConfig(StoreConfig):
     trusted_proxies: tuple[str, ...] = ()
     tls_cert_file: str = ""  # HTTPS for the API and console when both are set
     tls_key_file: str = ""
+    # Notifications (see the README): the console's address as operators reach it, for the
+    # link in each message; how often the notifier looks for work; how a failed delivery is
+    # tried again (doubling from notifyRetryBackoff up to notifyRetryMaxBackoff, then given up
+    # after notifyMaxTries, recorded as failed); an extra CA bundle for SMTP and HTTPS servers
+    # with a private CA. notifyEnabled: false leaves delivery to the other managers.
+    public_url: str = ""
+    notify_enabled: bool = True
+    notify_poll_interval: int = 1000  # ms
+    notify_timeout: int = 10_000  # ms one delivery may take
+    notify_retry_backoff: int = 5000  # ms
+    notify_retry_max_backoff: int = 300_000  # ms
+    notify_max_tries: int = 12
+    notify_ca_file: str = ""
 
     def validate(self) -> None:
         super().validate()
@@ -91,7 +104,12 @@ class ManagerConfig(StoreConfig):
             check_zone(self.default_timezone)
         except CronError as exc:
             raise ConfigError("defaultTimezone", exc.problem) from None
-        _positive(self, "api_read_timeout", "api_write_timeout", "kill_marker_ttl", "session_ttl")
+        _positive(self, "api_read_timeout", "api_write_timeout", "kill_marker_ttl", "session_ttl",
+                  "notify_poll_interval", "notify_timeout", "notify_retry_backoff",
+                  "notify_retry_max_backoff", "notify_max_tries")  # fmt: skip
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise ConfigError("publicUrl", f"must start with http:// or https://, got "
+                              f"{self.public_url!r}")  # fmt: skip
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ConfigError("tlsCertFile", "tlsCertFile and tlsKeyFile go together")
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -40,6 +40,8 @@ JOB_STORE = web.AppKey("job_store", JobStore)
 RUN_LOG = web.AppKey("run_log", RunLog)
 DEFAULT_ZONE = web.AppKey("default_zone", str)
 JOB_LISTING = web.AppKey("job_listing", JobListing)
+# Refuses a job whose notify rules name a channel that does not exist (see notify_api).
+CHANNEL_CHECK = web.AppKey("channel_check", Callable[[list[str]], Awaitable[None]])
 
 DEFAULT_LOG_LIMIT = 20
 # Characters of output one page of /job/log carries in all, and at least per run: what bounds a
@@ -102,6 +104,8 @@ async def save_job(request: web.Request) -> web.Response:
     if isinstance(raw, str):
         raw = loads_strict(raw, "job")
     job = Job.from_api(raw, default_zone=request.app[DEFAULT_ZONE], now_ms=now_ms())
+    if job.notify:
+        await request.app[CHANNEL_CHECK]([rule.channel for rule in job.notify])
     before, after = await request.app[JOB_STORE].save(job, guard_of(request))
     await audit(request, "job.save", job=job.name, before=before, after=after)
     return ok(before)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from gdts.etcd import open_etcd
 from gdts.keys import KeyLayout
 from gdts.manager.accounts import Accounts
 from gdts.manager.api import (
+    CHANNEL_CHECK,
     DEFAULT_ZONE,
     JOB_LISTING,
     JOB_STORE,
@@ -31,12 +33,15 @@ from gdts.manager.auth_api import add_auth_routes
 from gdts.manager.bootstrap import prepare, prepare_until_done
 from gdts.manager.credentials import Credentials
 from gdts.manager.headers import add_security_headers
-from gdts.manager.health import add_health_routes, count_requests
+from gdts.manager.health import STATS, add_health_routes, count_requests
 from gdts.manager.jobstore import JobStore
 from gdts.manager.listing import JobListing
+from gdts.manager.notify_api import NOTIFIER, NOTIFY_STORE, add_notify_routes, check_channels
 from gdts.manager.openapi import add_openapi_route
 from gdts.manager.throttle import LoginThrottle
 from gdts.mongo import open_mongo
+from gdts.notify.notifier import Notifier, NotifierStats
+from gdts.notify.store import NotifyStore
 from gdts.runlog import RunLog
 
 CONFIG = web.AppKey("config", ManagerConfig)
@@ -69,6 +74,7 @@ def create_app(config: ManagerConfig) -> web.Application:
     app.on_response_prepare.append(add_security_headers)
     add_routes(app)
     add_auth_routes(app)
+    add_notify_routes(app)
     add_openapi_route(app)
     add_health_routes(app)
     _add_console(app, Path(config.webroot))
@@ -107,6 +113,12 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     app[RUN_LOG] = RunLog(mongo, config.mongodb_database)
     app[JOB_LISTING] = JobListing(etcd, KeyLayout(config.etcd_prefix), app[RUN_LOG])
     app[DEFAULT_ZONE] = config.default_timezone
+    notify_store = app[NOTIFY_STORE] = NotifyStore(mongo, config.mongodb_database)
+    app[CHANNEL_CHECK] = functools.partial(check_channels, notify_store, "notify")
+    notifier = app[NOTIFIER] = Notifier(
+        notify_store, etcd, KeyLayout(config.etcd_prefix), config,
+        NotifierStats(app[STATS].registry),
+    )  # fmt: skip
     security = app[SECURITY] = Security(
         enabled=config.auth_enabled,
         accounts=Accounts(mongo, config.mongodb_database),
@@ -135,9 +147,16 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     # The first full listing decodes every job (3 s at 100,000): do it now, not for the first
     # operator who opens the console.
     warm_up = asyncio.get_running_loop().create_task(app[JOB_LISTING].warm_up())
+    notifying = None
+    if config.notify_enabled:
+        notifying = asyncio.get_running_loop().create_task(notifier.run())
     try:
         yield
     finally:
+        if notifying is not None:
+            notifying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await notifying
         # Let it finish rather than cancel it: a MongoDB read cancelled halfway can leave its
         # socket to the garbage collector.
         if preparing is not None:

@@ -49,6 +49,7 @@ AUDIT_ACTIONS = (
     "job.save", "job.delete", "job.kill", "job.run", "job.enable", "job.disable", "job.clone",
     "user.save", "user.delete", "user.password", "token.create", "token.revoke",
     "auth.login", "auth.login_failed", "auth.logout",
+    "notify.channel.save", "notify.channel.delete", "notify.channel.test", "notify.rules.save",
 )  # fmt: skip
 CSRF_FIELD = "csrfToken"
 CSRF_HEADER = "X-CSRF-Token"
@@ -138,6 +139,30 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/token/revoke", "guest",
              "Revoke one of the caller's tokens (an admin: anyone's); takes effect at once.",
              (Field("id", "The token's id, from /token/list.", required=True, max_length=64),)),
+    Endpoint("GET", "/notify/channels", "guest",
+             "The notification channels: admins see their settings (never a secret's value), "
+             "others their names and types."),
+    Endpoint("POST", "/notify/channel/save", "admin",
+             "Create or replace a channel; a secret left out keeps its stored value.",
+             (Field("channel", "The channel as a JSON object: name, type (email, webhook, "
+                    "slack, telegram, dingtalk, wecom), settings (see the README).",
+                    required=True),)),
+    Endpoint("POST", "/notify/channel/delete", "admin", "Delete a channel.",
+             (Field("name", "The channel's name.", required=True, max_length=MAX_NAME),)),
+    Endpoint("POST", "/notify/channel/test", "admin",
+             "Send a test message through a channel now; answers whether it was delivered.",
+             (Field("name", "The channel's name.", required=True, max_length=MAX_NAME),)),
+    Endpoint("GET", "/notify/rules", "admin",
+             "The cluster's rules: which channels hear worker_offline and worker_online."),
+    Endpoint("POST", "/notify/rules/save", "admin", "Replace the cluster's rules.",
+             (Field("rules", "A JSON list of {channel, on} (on: worker_offline, "
+                    "worker_online).", required=True),
+              Field("minInterval", "Seconds between two messages to one channel (default "
+                    "300).", max_length=32))),
+    Endpoint("GET", "/notify/outbox", "admin",
+             "The newest notification events and what became of them, with counts by state.",
+             (Field("state", "Only events in this state.", choices=("queued", "sent", "failed")),
+              _limit(50, MAX_LOG_LIMIT))),
     Endpoint("GET", "/audit", "admin", "Recorded changes and logins, newest first.",
              (Field("user", "Only this user's entries.", max_length=MAX_NAME),
               Field("job", "Only entries about this job.", max_length=MAX_NAME),

@@ -11,6 +11,7 @@ from aiohttp import web
 from gdts import __version__, jobfields
 from gdts.jobfields import ALWAYS_STORED, JobField
 from gdts.manager.endpoints import CSRF_FIELD, ENDPOINTS, PUBLIC, Endpoint, Field
+from gdts.notify.channels import CHANNEL_TYPES
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _NULLABLE_INT = {"type": ["integer", "null"]}
@@ -107,6 +108,54 @@ SESSION = {
 _NULLABLE_ACCOUNT = {"anyOf": [ACCOUNT, {"type": "null"}]}
 
 
+CHANNEL = {
+    "type": "object",
+    "description": "A channel as any answer shows it: no secret's value (secretsSet names the "
+    "secrets that are set; a secret URL shows as its scheme and host).",
+    "properties": {
+        "name": {"type": "string"},
+        "type": {"type": "string", "enum": list(CHANNEL_TYPES)},
+        "settings": {"type": "object"},
+        "secretsSet": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["name", "type"],
+}
+RULES = {
+    "type": "object",
+    "properties": {
+        "rules": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "channel": {"type": "string"},
+                    "on": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+        "minInterval": {"type": "number"},
+    },
+    "required": ["rules", "minInterval"],
+}
+OUTBOX_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "description": "The event's id."},
+        "channel": {"type": "string"},
+        "stream": {"type": "string"},
+        "state": {"type": "string", "enum": ["queued", "sent", "failed"]},
+        "title": {"type": "string"},
+        "job": _NULLABLE_STRING,
+        "at": {"type": "integer"},
+        "queuedAt": {"type": "integer"},
+        "settledAt": {"type": "integer"},
+        "error": {"type": "string"},
+        "standsFor": {"type": "integer"},
+    },
+    "required": ["event", "channel", "state"],
+}
+
+
 def _data_schemas() -> dict[str, Any]:
     """What each endpoint answers in "data"."""
     # Read from the model at each build: a field added there is in the spec with nothing here.
@@ -174,6 +223,28 @@ def _data_schemas() -> dict[str, Any]:
         "/token/create": TOKEN,
         "/token/revoke": TOKEN,
         "/audit": {"type": "array", "items": AUDIT_ENTRY},
+        "/notify/channels": {"type": "array", "items": CHANNEL},
+        "/notify/channel/save": CHANNEL,
+        "/notify/channel/delete": CHANNEL,
+        "/notify/channel/test": {
+            "type": "object",
+            "properties": {
+                "channel": {"type": "string"},
+                "delivered": {"type": "boolean"},
+                "error": {"type": "string", "description": "What failed; empty if delivered."},
+            },
+            "required": ["channel", "delivered", "error"],
+        },
+        "/notify/rules": RULES,
+        "/notify/rules/save": RULES,
+        "/notify/outbox": {
+            "type": "object",
+            "properties": {
+                "events": {"type": "array", "items": OUTBOX_EVENT},
+                "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            },
+            "required": ["events", "counts"],
+        },
     }
 
 

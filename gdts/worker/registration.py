@@ -137,10 +137,16 @@ class Registration:
                 log.warning("cannot renew lease: %s", exc)
 
     async def revoke(self) -> None:
+        """A clean stop: the registration says it is leaving, then goes with its lease (a
+        registration that goes without saying so is a worker lost: worker_offline)."""
         if not self.lease_id:
             return
         try:
             with etcd_errors():
+                self._info["leaving"] = True
+                await asyncio.wait_for(
+                    self._client.put(self._key, self._value(), lease=self.lease_id), 5
+                )
                 await asyncio.wait_for(self._client.revoke_lease(self.lease_id), 5)
             log.info("lease %x revoked", self.lease_id)
         except (StoreUnavailableError, *ETCD_ERRORS) as exc:
