@@ -147,16 +147,19 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     # The first full listing decodes every job (3 s at 100,000): do it now, not for the first
     # operator who opens the console.
     warm_up = asyncio.get_running_loop().create_task(app[JOB_LISTING].warm_up())
+    stop_notifying = asyncio.Event()
     notifying = None
     if config.notify_enabled:
-        notifying = asyncio.get_running_loop().create_task(notifier.run())
+        notifying = asyncio.get_running_loop().create_task(notifier.run(stop_notifying))
     try:
         yield
     finally:
         if notifying is not None:
-            notifying.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await notifying
+            stop_notifying.set()
+            done, _ = await asyncio.wait([notifying], timeout=_WARM_UP_STOP_S)
+            if not done:
+                notifying.cancel()
+                await asyncio.wait([notifying], timeout=_WARM_UP_STOP_S)
         # Let it finish rather than cancel it: a MongoDB read cancelled halfway can leave its
         # socket to the garbage collector.
         if preparing is not None:

@@ -23,7 +23,15 @@ from prometheus_client import CollectorRegistry, Counter
 from gdts.clock import now_ms
 from gdts.config import ManagerConfig
 from gdts.errors import GdtsError
-from gdts.etcd import EtcdClient, WatchSpec, read_prefix, watch_prefixes
+from gdts.etcd import (
+    ETCD_ERRORS,
+    EtcdClient,
+    WatchCanceledError,
+    WatchCompactedError,
+    WatchSpec,
+    read_prefix,
+    watch_prefixes,
+)
 from gdts.keys import KeyLayout
 from gdts.notify.channels import Channel
 from gdts.notify.notice import TEST_EVENT, Notice
@@ -94,22 +102,32 @@ class Notifier:
                 return exc.problem
         return ""
 
-    async def run(self) -> None:
-        """Until cancelled."""
-        async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as group:
-            group.create_task(self._every_poll(self.take_marked_runs))
-            group.create_task(self._every_poll(lambda: self.deliver_due(session)))
-            group.create_task(self._follow_workers())
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop`` is set; a step under way (a delivery, a MongoDB call) finishes first:
+        an operation cancelled halfway can leave the MongoDB client unable to close."""
+        async with aiohttp.ClientSession() as session:
+            watching = asyncio.create_task(self._follow_workers())
+            try:
+                await asyncio.gather(
+                    self._every_poll(self.take_marked_runs, stop),
+                    self._every_poll(lambda: self.deliver_due(session), stop),
+                )
+            finally:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
 
-    async def _every_poll(self, step: Callable[[], Awaitable[int]]) -> None:
-        while True:
+    async def _every_poll(self, step: Callable[[], Awaitable[int]], stop: asyncio.Event) -> None:
+        while not stop.is_set():
             try:
                 busy = await step()
             except GdtsError as exc:  # a store that does not answer: again at the next poll
+                _raise_if_cancelled(exc)
                 log.warning("notifier: %s", exc)
                 busy = 0
             if not busy:
-                await asyncio.sleep(self._poll_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._poll_s)
 
     async def take_marked_runs(self) -> int:
         """One batch of marked runs into the outbox; returns how many runs it took."""
@@ -141,6 +159,7 @@ class Notifier:
                 try:
                     await self._deliver_stream(stream, session)
                 except GdtsError as exc:
+                    _raise_if_cancelled(exc)
                     log.warning("notifier: stream %s: %s", stream, exc)
 
         async with asyncio.TaskGroup() as group:
@@ -220,10 +239,12 @@ class Notifier:
                     )
                     start = event.mod_revision + 1  # after: an event not queued is seen again
                     pause = _WATCH_RETRY_S[0]
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # etcd away or the watch cut: resume where it was
-                log.info("notifier: worker watch interrupted (%r)", exc)
+            except WatchCompactedError as exc:  # too far behind: from now on
+                log.warning("notifier: worker watch starts over (%s)", exc)
+                start = 0
+            except (*ETCD_ERRORS, GdtsError, WatchCanceledError) as exc:
+                _raise_if_cancelled(exc)
+                log.info("notifier: worker watch interrupted (%r); resuming", exc)
             await asyncio.sleep(pause)
             pause = min(pause * 2, _WATCH_RETRY_S[1])
 
@@ -241,6 +262,14 @@ class Notifier:
         if queued:
             await self._store.enqueue(queued, datetime.now(UTC))
             log.info("%s: %s", event, worker)
+
+
+def _raise_if_cancelled(exc: BaseException) -> None:
+    """A gRPC or driver error raised because this task is being cancelled is the cancellation:
+    swallowed, the shutdown would wait for ever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
 
 
 def _leaving(value: bytes) -> bool:

@@ -99,7 +99,7 @@ def job(name: str, command: str = "echo hi") -> str:
 GUEST_MAY = {
     "/job/list", "/job/log", "/job/output", "/worker/list", "/cron/preview", "/auth/login",
     "/auth/logout", "/auth/me", "/auth/password", "/token/list", "/token/create",
-    "/token/revoke",
+    "/token/revoke", "/notify/channels",
 }  # fmt: skip
 USER_MAY = GUEST_MAY | {
     "/job/save", "/job/delete", "/job/kill", "/job/run", "/job/enable", "/job/disable",
@@ -127,7 +127,15 @@ def params_for(path: str, who: str, revoke_id: str) -> dict[str, str]:
         "/user/delete": {"username": f"victim-of-{who}"},
         "/token/create": {"name": "another"},
         "/token/revoke": {"id": revoke_id},
+        "/notify/channel/save": {"channel": json.dumps(_channel(f"{who}-ch"))},
+        "/notify/channel/delete": {"name": f"{who}-ch"},
+        "/notify/channel/test": {"name": "probe"},  # a closed port: answered, not delivered
+        "/notify/rules/save": {"rules": "[]"},
     }.get(path, {})
+
+
+def _channel(name: str) -> dict[str, object]:
+    return {"name": name, "type": "webhook", "settings": {"url": "http://127.0.0.1:9/hook"}}
 
 
 async def test_each_role_may_call_exactly_its_endpoints(client) -> None:
@@ -135,6 +143,7 @@ async def test_each_role_may_call_exactly_its_endpoints(client) -> None:
     tokens = {role: await account_with_token(client, role, role) for role in ("guest", "user")}
     tokens["admin"] = await account_with_token(client, "admin2", "admin")
     who_of = {"guest": "guest", "user": "user", "admin": "admin2"}
+    await ok(client, "POST", "/notify/channel/save", channel=json.dumps(_channel("probe")))
     for role, token in tokens.items():
         who = who_of[role]
         owner_token = ADMIN_TOKEN if role == "guest" else token
