@@ -284,6 +284,10 @@ def _schema(field: Field) -> dict[str, Any]:
         schema["enum"] = list(field.choices)
     if field.name == "job":
         schema["example"] = '{"name":"backup","command":"echo hi","cronExpr":"*/5 * * * * *"}'
+    if not field.required and (field.kind == "integer" or field.choices):
+        # An optional field sent empty (limit=) is not given: it takes its default.
+        return {"anyOf": [schema, {"type": "string", "maxLength": 0}],
+                "description": field.description}  # fmt: skip
     return schema
 
 
