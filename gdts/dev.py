@@ -183,6 +183,8 @@ async def _start_gdts(
         {
             **stores,
             "apiPort": port,
+            # Notifications link to the run in the console: here, on this machine.
+            "publicUrl": f"http://localhost:{port}",
             "webroot": str(WEBROOT),
             "adminUsername": credentials.username,
             "adminPassword": credentials.password,
