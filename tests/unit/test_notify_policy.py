@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gdts.errors import InvalidFieldError
+from gdts.job import Job
 from gdts.notify.notice import CLUSTER_EVENTS
 from gdts.notify.policy import (
     Queued,
@@ -20,6 +21,8 @@ from gdts.notify.policy import (
     worker_events,
 )
 from gdts.notify.rules import Rule, event_for, parse_rules, worth_flagging
+from gdts.runrecord import RunStatus
+from gdts.worker.records import notify_mark
 
 T = 1_800_000_000_000  # epoch ms
 FAILED_ONLY = Rule("ops", frozenset({"failed"}))
@@ -150,3 +153,13 @@ def test_a_workers_event_goes_to_the_rules_that_listen_named_by_its_registration
     online = worker_events("w7", 0xABD, "worker_online", T, rules, 30.0)
     assert [q.channel for q in online] == ["chat"]
     assert isinstance(online[0], Queued)
+
+
+def test_a_workers_record_carries_the_rules_only_when_one_may_concern_the_run() -> None:
+    plain = Job.create("j", "true", "* * * * *")
+    told = plain.with_changes(notify=[{"channel": "ops", "on": ["failed"]}], notifyMinInterval=60)
+    assert notify_mark(plain, RunStatus.FAILED) is None  # no rules: nothing on the record
+    assert notify_mark(told, RunStatus.SUCCEEDED) is None
+    assert notify_mark(None, RunStatus.LOST) is None  # a lost run of a deleted job
+    assert notify_mark(told, RunStatus.FAILED) == {
+        "rules": [{"channel": "ops", "on": ["failed"]}], "minInterval": 60.0}  # fmt: skip
