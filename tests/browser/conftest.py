@@ -70,10 +70,11 @@ async def open_console(
     username: str = ADMIN_USER,
     password: str = ADMIN_PASSWORD,
     viewport: dict[str, int] = DESKTOP,
+    path: str = "/",
     **context_options: Any,
 ) -> Console:
-    """A fresh browser context that opens the console, is sent to the login page, logs in
-    and waits for the jobs table."""
+    """A fresh browser context that opens the console (at ``path``: "/#log=..." for a
+    notification's link), is sent to the login page, logs in and waits for the jobs table."""
     # Reduced motion: Bootstrap's CSS then skips its fades, so dialogs settle at once.
     context = await browser.new_context(
         viewport=viewport, reduced_motion="reduce", **context_options
@@ -94,8 +95,11 @@ async def open_console(
     page.on("console", on_console)
     page.on("pageerror", lambda exc: console.errors.append(f"pageerror: {exc}"))
     expect = playwright_api.expect
-    await page.goto(base + "/")
-    await expect(page).to_have_url(re.compile(r"/login\.html$"))
+    await page.goto(base + path)
+    # The redirect keeps the address's fragment, and logging in goes back to it.
+    fragment = path.partition("#")[2]
+    kept = re.escape("#" + fragment) if fragment else ""
+    await expect(page).to_have_url(re.compile(r"/login\.html" + kept + "$"))
     await page.fill("#login-username", username)
     await page.fill("#login-password", password)
     await page.click("#login-submit")
@@ -111,6 +115,19 @@ async def dialog_ready(page: Any, dialog: str, focused: str | None = None) -> No
     expect = playwright_api.expect
     await expect(page.locator(dialog)).to_be_visible()
     await expect(page.locator(focused or dialog)).to_be_focused()
+
+
+def job_row(page: Any, name: str) -> Any:
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    return page.locator(f'#jobs-body tr.job-row[data-job="{quoted}"]')
+
+
+async def new_job(page: Any, **fields: str) -> None:
+    """Open the "New job" dialog and type the given fields (by input id suffix)."""
+    await page.click("#btn-new-job")
+    await dialog_ready(page, "#job-modal", "#job-name")
+    for name, value in fields.items():
+        await page.fill(f"#job-{name}", value)
 
 
 def artifact(name: str) -> Path:

@@ -16,6 +16,8 @@ from tests.browser.conftest import (
     TIMEOUT_MS,
     artifact,
     dialog_ready,
+    job_row,
+    new_job,
     open_console,
     playwright_api,
 )
@@ -35,19 +37,6 @@ expect = playwright_api.expect
 NEVER = "0 0 1 1 *"  # once a year: a job that only runs when asked to
 XSS_NAME = "<img src=x onerror=alert(1)>"
 XSS_COMMAND = "echo '<script>alert(1)</script>'; echo '<b id=injected>bold</b>'"
-
-
-def job_row(page: Any, name: str) -> Any:
-    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
-    return page.locator(f'#jobs-body tr.job-row[data-job="{quoted}"]')
-
-
-async def new_job(page: Any, **fields: str) -> None:
-    """Open the "New job" dialog and type the given fields (by input id suffix)."""
-    await page.click("#btn-new-job")
-    await dialog_ready(page, "#job-modal", "#job-name")
-    for name, value in fields.items():
-        await page.fill(f"#job-{name}", value)
 
 
 async def no_page_scroll(page: Any) -> bool:
@@ -486,7 +475,9 @@ async def test_the_console_fits_a_phone_without_page_level_horizontal_scroll(
     await expect(job_row(page, long)).to_be_visible()
     await expect(page.locator('#workers-body tr[data-key="w1"]')).to_have_count(1)
     await page.screenshot(path=str(artifact("console-phone-jobs.png")))
-    for tab in ("#tab-jobs", "#tab-workers", "#tab-account", "#tab-audit", "#tab-users"):
+    tabs = ("#tab-jobs", "#tab-workers", "#tab-notifications", "#tab-account", "#tab-audit",
+            "#tab-users")  # fmt: skip
+    for tab in tabs:
         await page.click(tab)
         await expect(page.locator(f"{tab}.active")).to_be_visible()
         assert await no_page_scroll(page), tab

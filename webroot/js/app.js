@@ -1,6 +1,8 @@
 /*
  * GDTS console: jobs, their run logs, workers, the caller's account and (for admins) the
- * audit trail and the accounts. Plain jQuery + Bootstrap 5, no build step.
+ * audit trail and the accounts. Plain jQuery + Bootstrap 5, no build step: an ES module
+ * (script-src 'self' allows them) that imports the API calls (api.js) and the views that have
+ * their own file (notifications.js; the job dialog's notify rules, job-notify.js).
  *
  * Rules kept on purpose:
  *  - No inline scripts or handlers anywhere: all behaviour is bound here, so the manager's
@@ -15,6 +17,11 @@
  * API envelope: {"errno": 0, "msg": "success", "data": ...}; on error errno is -1, the HTTP
  * status 4xx, msg starts with the bad field's name and "field" names it.
  */
+import { api, setCsrfToken } from './api.js';
+import { fillJobNotify, readJobNotify } from './job-notify.js';
+import { parseRunLink } from './links.js';
+import * as notifications from './notifications.js';
+
 (function ($) {
   'use strict';
 
@@ -26,7 +33,8 @@
   var AUDIT_ACTIONS = [
     'job.save', 'job.delete', 'job.kill', 'job.run', 'job.enable', 'job.disable', 'job.clone',
     'user.save', 'user.delete', 'user.password', 'token.create', 'token.revoke',
-    'auth.login', 'auth.login_failed', 'auth.logout'
+    'auth.login', 'auth.login_failed', 'auth.logout',
+    'notify.channel.save', 'notify.channel.delete', 'notify.channel.test', 'notify.rules.save'
   ];
   var STATUS_BADGE = {
     succeeded: 'text-bg-success',
@@ -39,60 +47,9 @@
   };
 
   // Who is logged in: {username, role, csrfToken}; every change the console makes carries
-  // the session's CSRF token.
+  // the session's CSRF token (api.js sends it).
   var me = { username: '', role: 'guest', csrfToken: null };
   var localZone = '';
-
-  // ---------------------------------------------------------------- API --
-
-  /** Call the manager API. Resolves with `data`, rejects with {msg, field, status}. */
-  function api(method, url, params) {
-    return new Promise(function (resolve, reject) {
-      $.ajax({
-        url: url,
-        method: method,
-        data: params,           // GET: query string; POST: application/x-www-form-urlencoded
-        dataType: 'json',
-        // No cache: false: its "_=" parameter would be refused as an unknown field; JSON
-        // answers carry Cache-Control: no-store instead.
-        timeout: 15000,
-        headers: me.csrfToken ? { 'X-CSRF-Token': me.csrfToken } : {}
-      }).done(function (resp) {
-        if (resp && resp.errno === 0) {
-          resolve(resp.data);
-        } else {
-          reject(apiError(resp, 200));
-        }
-      }).fail(function (xhr, textStatus) {
-        if (xhr.status === 401) {
-          // Session expired or logged out elsewhere: back to the login page.
-          window.location.assign('login.html');
-          return;
-        }
-        var body = xhr.responseJSON;
-        if (!body && xhr.responseText) {
-          try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
-        }
-        if (body && typeof body === 'object' && 'errno' in body) {
-          reject(apiError(body, xhr.status));
-        } else if (xhr.status === 0) {
-          reject({ msg: textStatus === 'timeout' ? 'request timed out' : 'manager unreachable', status: 0 });
-        } else {
-          reject({ msg: 'HTTP ' + xhr.status + ' ' + (xhr.statusText || textStatus), status: xhr.status });
-        }
-      });
-    });
-  }
-
-  function apiError(body, status) {
-    var msg = (body && body.msg) ? String(body.msg) : 'unknown error';
-    var field = body && body.field ? String(body.field) : null;
-    if (!field) {
-      var m = /^([A-Za-z][A-Za-z.]*)\s*:/.exec(msg);   // "cronExpr: minute field ..."
-      if (m) { field = m[1]; }
-    }
-    return { msg: msg, field: field, status: status };
-  }
 
   // ----------------------------------------------------------- helpers --
 
@@ -301,7 +258,15 @@
     var notMine = me.role === 'guest' ? 'guests change nothing'
       : 'owned by ' + (str(job.owner) || 'nobody') + ': only its owner or an admin may change it';
     var $tr = $('<tr class="job-row"></tr>').attr('data-job', name);
-    $tr.append($('<td class="fw-semibold text-break cell-name"></td>').text(name));
+    var $name = $('<td class="fw-semibold text-break cell-name"></td>').text(name);
+    if (Array.isArray(job.notify) && job.notify.length) {
+      $name.append($('<div class="small fw-normal text-muted notify-summary"></div>')
+        .text('notifies ' + job.notify.map(function (r) { return str(r.channel); }).join(', '))
+        .attr('title', job.notify.map(function (r) {
+          return str(r.channel) + ': ' + (Array.isArray(r.on) ? r.on.join(', ') : '');
+        }).join('\n')));
+    }
+    $tr.append($name);
     $tr.append($('<td class="text-break"></td>').text(str(job.owner) || '–'));
 
     var $what = $('<td class="cell-command"></td>');
@@ -514,6 +479,7 @@
     LIMITS.forEach(function (f) {
       $('#job-limits-' + f).val(job && job.limits ? numText(job.limits[f]) : '');
     });
+    fillJobNotify(job);
     $('#job-save-btn').prop('disabled', false).text('Save');
     $('#cron-preview').empty();
     if (job && job.cronExpr) { runPreview(); }
@@ -584,7 +550,7 @@
       var v = str($('#job-' + f).val());
       if (v) { job[f] = v; }
     });
-    return job;
+    return $.extend(job, readJobNotify());
   }
 
   function submitJob(ev) {
@@ -713,12 +679,17 @@
 
   // --------------------------------------------------------- log modal --
 
-  var logState = { name: null, skip: 0 };
+  // target: the run a link named ({planTime, attempt}), marked when shown; seeking: the pages
+  // are walked back until it shows (at most LOG_SEEK_PAGES).
+  var logState = { name: null, skip: 0, target: null, seeking: false };
   var expandedRuns = {};
   var logsLoading = false;
+  var LOG_SEEK_PAGES = 50;
 
-  function openLogs(job) {
-    logState = { name: job.name, skip: 0 };
+  function openLogs(job, target) {
+    var seek = !!(target && target.planTime);
+    logState = { name: job.name, skip: 0, target: seek ? target : null, seeking: seek };
+    $('#log-target').addClass('d-none').text('');
     expandedRuns = {};
     $('#log-modal-title').text('Runs of ' + job.name);
     $('#log-list').empty();
@@ -735,11 +706,20 @@
     var st = logState;
     if (!st.name || logsLoading) { return; }
     logsLoading = true;
+    var again = false;
     api('GET', 'job/log', { name: st.name, skip: st.skip, limit: LOG_PAGE_SIZE }).then(function (runs) {
       if (st !== logState) { return; }   // another job's logs were opened meanwhile
       runs = Array.isArray(runs) ? runs : [];
       $('#log-error').addClass('d-none').text('');
+      if (st.seeking && !runs.some(function (r) { return isTarget(r, st.target); }) &&
+          runs.length === LOG_PAGE_SIZE && st.skip < LOG_SEEK_PAGES * LOG_PAGE_SIZE &&
+          !pageBefore(runs, st.target)) {
+        st.skip += LOG_PAGE_SIZE;   // further back: on to the next page before showing any
+        again = true;
+        return;
+      }
       renderLogs(runs);
+      markTarget(st);
       $('#log-newer').prop('disabled', st.skip === 0);
       $('#log-older').prop('disabled', runs.length < LOG_PAGE_SIZE);
       $('#log-page-info').text(runs.length
@@ -749,7 +729,41 @@
       if (st !== logState) { return; }
       $('#log-error').removeClass('d-none').text('Could not load the runs: ' + err.msg);
       $('#log-newer').prop('disabled', st.skip === 0);
-    }).finally(function () { logsLoading = false; });
+    }).finally(function () {
+      logsLoading = false;
+      if (again) { loadLogs(); }
+    });
+  }
+
+  function isTarget(r, target) {
+    return !!target && Number(r.planTime) === target.planTime && (Number(r.attempt) || 1) === target.attempt;
+  }
+
+  /** Whether a page (newest first, by start) ends before the linked run was planned: then it
+   *  is not further back either. A minute's slack for a start before its plan (clock skew). */
+  function pageBefore(runs, target) {
+    var last = runs[runs.length - 1];
+    var at = Number(last.startTime) || Number(last.planTime);
+    return at > 0 && at < target.planTime - 60000;
+  }
+
+  /** Mark the run the link named, and bring it into view the first time it shows. */
+  function markTarget(st) {
+    if (!st.target) { return; }
+    var $hit = $('#log-list .run').filter(function () {
+      return Number($(this).attr('data-plan')) === st.target.planTime &&
+        Number($(this).attr('data-attempt')) === st.target.attempt;
+    });
+    $hit.addClass('run-linked').find('.card-header').not(':has(.run-linked-badge)')
+      .append($('<span class="badge text-bg-primary run-linked-badge">the linked run</span>'));
+    if (!st.seeking) { return; }
+    st.seeking = false;
+    if ($hit.length) {
+      $hit[0].scrollIntoView({ block: 'nearest' });
+    } else {
+      $('#log-target').removeClass('d-none').text('The run the link names (planned ' + fmtTime(st.target.planTime) +
+        ', attempt ' + st.target.attempt + ') is not in this job’s log.');
+    }
   }
 
   function triggerText(r) {
@@ -839,7 +853,8 @@
 
   function runCard(r, key) {
     var start = Number(r.startTime), end = Number(r.endTime), plan = Number(r.planTime);
-    var $card = $('<div class="card mb-2 run"></div>').attr('data-key', key).attr('data-status', str(r.status));
+    var $card = $('<div class="card mb-2 run"></div>').attr('data-key', key).attr('data-status', str(r.status))
+      .attr('data-plan', str(r.planTime)).attr('data-attempt', str(Number(r.attempt) || 1));
     var $head = $('<div class="card-header d-flex flex-wrap align-items-center gap-2 py-1"></div>')
       .append(statusBadge(r.status).addClass('run-status'))
       .append($('<span class="small run-trigger"></span>').text(triggerText(r)))
@@ -1049,6 +1064,7 @@
     if (view === 'account') { loadTokens(); }
     if (view === 'audit') { loadAudit(); }
     if (view === 'users') { loadUsers(); }
+    if (view === 'notifications') { notifications.show(); }
   }
 
   // ------------------------------------------------------ auto refresh --
@@ -1066,6 +1082,16 @@
       }
     });
     if (isShown('log-modal') && logState.skip === 0) { loadLogs(); }
+    if (currentView === 'notifications') { notifications.refresh(); }
+  }
+
+  /** An address "#log=<job>&planTime=..&attempt=.." (a notification's link): that job's runs,
+   *  at that run. */
+  function openLinkedRun() {
+    var link = parseRunLink(window.location.hash);
+    if (!link) { return false; }
+    openLogs({ name: link.name }, link);
+    return true;
   }
 
   // -------------------------------------------------------------- wire --
@@ -1147,7 +1173,14 @@
     $('#log-older').on('click', function () {
       logState.skip += LOG_PAGE_SIZE; $('#log-list').empty(); loadLogs();
     });
-    $('#log-modal').on('hidden.bs.modal', function () { logState = { name: null, skip: 0 }; });
+    $('#log-modal').on('hidden.bs.modal', function () {
+      logState = { name: null, skip: 0, target: null, seeking: false };
+      // A reload shows the view, not the link's run again.
+      if (parseRunLink(window.location.hash) && window.history && history.replaceState) {
+        history.replaceState(null, '', '#' + currentView);
+      }
+    });
+    window.addEventListener('hashchange', openLinkedRun);
 
     // Account
     $('#token-form').on('submit', createToken);
@@ -1194,6 +1227,20 @@
         });
     });
 
+    // Notifications view: its own module, handed the helpers it shares
+    notifications.init({
+      isAdmin: isAdmin,
+      jobs: function () { return Object.keys(jobsByName).map(function (k) { return jobsByName[k]; }); },
+      toast: toast,
+      confirmThen: confirmThen,
+      modal: modal,
+      clearErrors: clearErrors,
+      showError: showError,
+      timeSpan: timeSpan,
+      placeholderRow: placeholderRow,
+      syncRows: syncRows
+    });
+
     // Views, session, refresh
     $('#main-tabs').on('shown.bs.tab', '[data-view]', function () { onViewShown($(this).attr('data-view')); });
     document.addEventListener('visibilitychange', function () { if (!document.hidden) { refreshAll(); } });
@@ -1204,6 +1251,7 @@
 
     api('GET', 'auth/me', {}).then(function (who) {
       me = { username: str(who.username), role: str(who.role), csrfToken: who.csrfToken || null };
+      setCsrfToken(me.csrfToken);
       $('#whoami').text(me.username + ' (' + me.role + ')').attr('title', me.username + ' (' + me.role + ')');
       $('#account-name').text(me.username);
       $('#account-role').text(me.role);
@@ -1211,8 +1259,10 @@
       $('.needs-user').toggleClass('d-none', !canWrite());
       refreshAll();
       setInterval(refreshAll, REFRESH_MS);
-      var wanted = (window.location.hash || '').replace(/^#/, '');
-      if (wanted && wanted !== 'jobs') { showView(wanted); }
+      if (!openLinkedRun()) {
+        var wanted = (window.location.hash || '').replace(/^#/, '');
+        if (wanted && wanted !== 'jobs') { showView(wanted); }
+      }
     }, function (err) {
       $('#refresh-status').text('Could not ask who is logged in: ' + err.msg);
     });

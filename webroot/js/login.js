@@ -1,6 +1,8 @@
 /*
  * GDTS login page: posts the credentials to auth/login, which sets the session
- * cookie (HttpOnly), then opens the console. Errors are shown with .text().
+ * cookie (HttpOnly), then opens the console at what the address asked for (the
+ * "#log=..." of a notification's link survives the redirect here). Errors are
+ * shown with .text().
  */
 (function ($) {
   'use strict';
@@ -16,7 +18,7 @@
         data: { username: $('#login-username').val(), password: $('#login-password').val() },
         dataType: 'json'
       }).done(function () {
-        window.location.assign('./');
+        window.location.assign('./' + window.location.hash);
       }).fail(function (xhr) {
         var body = xhr.responseJSON;
         $error.text(body && body.msg ? String(body.msg) : 'HTTP ' + xhr.status).removeClass('d-none');
