@@ -142,6 +142,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/notify/channels", "guest",
              "The notification channels: admins see their settings (never a secret's value), "
              "others their names and types."),
+    Endpoint("GET", "/notify/types", "guest",
+             "Every channel type and its settings (which are required, which secret): the "
+             "console's channel form is built from it."),
     Endpoint("POST", "/notify/channel/save", "admin",
              "Create or replace a channel; a secret left out keeps its stored value.",
              (Field("channel", "The channel as a JSON object: name, type (email, webhook, "
@@ -157,8 +160,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/notify/rules/save", "admin", "Replace the cluster's rules.",
              (Field("rules", "A JSON list of {channel, on} (on: worker_offline, "
                     "worker_online).", required=True),
-              Field("minInterval", "Seconds between two messages to one channel (default "
-                    "300).", max_length=32))),
+              Field("minInterval", "Seconds between two messages to one channel (default: "
+                    "as stored, first 300).", max_length=32))),
     Endpoint("GET", "/notify/outbox", "admin",
              "The newest notification events and what became of them, with counts by state.",
              (Field("state", "Only events in this state.", choices=("queued", "sent", "failed")),

@@ -15,7 +15,7 @@ from gdts.manager.api import ok
 from gdts.manager.auth import audit, principal_of
 from gdts.manager.endpoints import MAX_LOG_LIMIT, role_allows
 from gdts.manager.params import int_param, loads_strict, read_params
-from gdts.notify.channels import parse_channel
+from gdts.notify.channels import parse_channel, types_view
 from gdts.notify.notice import CLUSTER_EVENTS
 from gdts.notify.notifier import Notifier
 from gdts.notify.rules import MAX_MIN_INTERVAL_S, parse_rules
@@ -46,6 +46,11 @@ async def list_channels(request: web.Request) -> web.Response:
     if role_allows(principal_of(request).role, "admin"):
         return ok([c.public_view() for c in channels])
     return ok([{"name": c.name, "type": c.type} for c in channels])
+
+
+async def channel_types(request: web.Request) -> web.Response:
+    await read_params(request)
+    return ok(types_view())
 
 
 async def save_channel(request: web.Request) -> web.Response:
@@ -94,7 +99,9 @@ async def cluster_rules(request: web.Request) -> web.Response:
 async def save_cluster_rules(request: web.Request) -> web.Response:
     params = await read_params(request)
     rules = parse_rules("rules", _json_param(params, "rules"), CLUSTER_EVENTS)
-    min_interval = 300.0
+    store = request.app[NOTIFY_STORE]
+    before, before_interval = await store.cluster_rules()
+    min_interval = before_interval  # not given: as it was
     if params.get("minInterval") not in (None, ""):
         raw = params["minInterval"]
         try:
@@ -102,9 +109,7 @@ async def save_cluster_rules(request: web.Request) -> web.Response:
         except ValueError:
             raise InvalidFieldError("minInterval", f"must be a number, got {raw!r}") from None
         min_interval = validate_seconds("minInterval", number, MAX_MIN_INTERVAL_S, 1.0)
-    store = request.app[NOTIFY_STORE]
     await check_channels(store, "rules", [r.channel for r in rules])
-    before, before_interval = await store.cluster_rules()
     await store.save_cluster_rules(rules, min_interval)
     after = {"rules": [r.to_api() for r in rules], "minInterval": min_interval}
     await audit(request, "notify.rules.save", after=after,
@@ -134,6 +139,7 @@ async def check_channels(store: NotifyStore, field: str, names: list[str]) -> No
 
 def add_notify_routes(app: web.Application) -> None:
     app.router.add_get("/notify/channels", list_channels)
+    app.router.add_get("/notify/types", channel_types)
     app.router.add_post("/notify/channel/save", save_channel)
     app.router.add_post("/notify/channel/delete", delete_channel)
     app.router.add_post("/notify/channel/test", test_channel)

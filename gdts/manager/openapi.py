@@ -120,6 +120,30 @@ CHANNEL = {
     },
     "required": ["name", "type"],
 }
+CHANNEL_TYPE = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "enum": list(CHANNEL_TYPES)},
+        "label": {"type": "string"},
+        "settings": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "label": {"type": "string"},
+                    "description": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "required": {"type": "boolean"},
+                    "secret": {"type": "boolean"},
+                    "choices": {"type": "array", "items": {"type": "string"}},
+                    "placeholder": {"type": "string"},
+                },
+            },
+        },
+    },
+    "required": ["type", "label", "settings"],
+}
 RULES = {
     "type": "object",
     "properties": {
@@ -145,7 +169,11 @@ OUTBOX_EVENT = {
         "stream": {"type": "string"},
         "state": {"type": "string", "enum": ["queued", "sent", "failed"]},
         "title": {"type": "string"},
+        "kind": {"type": "string", "description": "failed, recovered, worker_offline, ..."},
         "job": _NULLABLE_STRING,
+        "worker": _NULLABLE_STRING,
+        "planTime": _NULLABLE_INT,
+        "attempt": _NULLABLE_INT,
         "at": {"type": "integer"},
         "queuedAt": {"type": "integer"},
         "settledAt": {"type": "integer"},
@@ -224,6 +252,7 @@ def _data_schemas() -> dict[str, Any]:
         "/token/revoke": TOKEN,
         "/audit": {"type": "array", "items": AUDIT_ENTRY},
         "/notify/channels": {"type": "array", "items": CHANNEL},
+        "/notify/types": {"type": "array", "items": CHANNEL_TYPE},
         "/notify/channel/save": CHANNEL,
         "/notify/channel/delete": CHANNEL,
         "/notify/channel/test": {

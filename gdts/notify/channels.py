@@ -3,7 +3,8 @@ Pure: validation and views, no I/O.
 
 Secrets (passwords, tokens, signing secrets, webhook URLs that embed keys) are write-only: a
 channel's public view names which are set, never their values; saving a channel without a
-secret it already has keeps the stored one, so editing the rest needs no secret again."""
+secret it already has (left out, or "") keeps the stored one, so editing the rest needs no
+secret again; null takes an optional secret away."""
 
 from __future__ import annotations
 
@@ -31,55 +32,81 @@ _TEXT = 512  # characters of a short setting (a host, an address, a chat id)
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting of a channel type."""
+    """One setting of a channel type, as the API checks it and the console asks for it."""
 
     name: str
+    label: str
     description: str
     kind: str = "string"  # string, url, integer, choice, addresses, headers
     required: bool = False
     secret: bool = False
     default: Any = None
     choices: tuple[str, ...] = ()
+    placeholder: str = ""  # an example the console shows in an empty field
+
+    def to_api(self) -> dict[str, Any]:
+        return {"name": self.name, "label": self.label, "description": self.description,
+                "kind": self.kind, "required": self.required, "secret": self.secret,
+                "default": self.default, "choices": list(self.choices),
+                "placeholder": self.placeholder}  # fmt: skip
 
 
+TYPE_LABELS = {
+    "email": "Email (SMTP)", "webhook": "Webhook (JSON POST)", "slack": "Slack",
+    "telegram": "Telegram", "dingtalk": "DingTalk", "wecom": "WeCom",
+}  # fmt: skip
 SETTINGS: dict[str, tuple[Setting, ...]] = {
     "email": (
-        Setting("host", "The SMTP server.", required=True),
-        Setting("port", "Its port (default 587; 465 for tls).", "integer"),
-        Setting("security", "starttls (default), tls (from the first byte) or none.", "choice",
-                default="starttls", choices=EMAIL_SECURITY),
-        Setting("username", "Who logs in to the server (none: no login)."),
-        Setting("password", "Their password.", secret=True),
-        Setting("from", "The sender address.", required=True),
-        Setting("to", "The recipient addresses.", "addresses", required=True),
+        Setting("host", "SMTP server", "The SMTP server.", required=True,
+                placeholder="smtp.example.com"),
+        Setting("port", "Port", "Its port (default 587; 465 for tls).", "integer",
+                placeholder="587 (465 with tls)"),
+        Setting("security", "Security", "starttls (default), tls from the first byte, or none.",
+                "choice", default="starttls", choices=EMAIL_SECURITY),
+        Setting("username", "Username", "Who logs in to the server (none: no login).",
+                placeholder="none: no login"),
+        Setting("password", "Password", "Their password.", secret=True),
+        Setting("from", "From", "The sender address.", required=True,
+                placeholder="gdts@example.com"),
+        Setting("to", "To", "The recipient addresses, one a line.", "addresses", required=True),
     ),
     "webhook": (
-        Setting("url", "Where the JSON body is POSTed (it may embed a key).", "url",
+        Setting("url", "URL", "Where the JSON body is POSTed (it may embed a key).", "url",
                 required=True, secret=True),
-        Setting("headers", "Extra request headers (an object; they may carry tokens).",
-                "headers", secret=True),
-        Setting("secret", "Signs the body: X-GDTS-Signature: sha256=<HMAC-SHA256 hex>.",
-                secret=True),
+        Setting("headers", "Headers", "Extra request headers, one \u201cName: value\u201d a "
+                "line (they may carry tokens).", "headers", secret=True),
+        Setting("secret", "Signing secret", "Signs the body: X-GDTS-Signature: "
+                "sha256=<HMAC-SHA256 hex>.", secret=True),
     ),
-    "slack": (Setting("url", "The incoming-webhook URL.", "url", required=True, secret=True),),
+    "slack": (
+        Setting("url", "Incoming-webhook URL", "The incoming-webhook URL.", "url",
+                required=True, secret=True),
+    ),
     "telegram": (
-        Setting("botToken", "The bot's token.", required=True, secret=True),
-        Setting("chatId", "The chat the bot writes to.", required=True),
-        Setting("apiUrl", "The Bot API server (default https://api.telegram.org; a local "
-                "telegram-bot-api server also works).", "url",
-                default="https://api.telegram.org"),
+        Setting("botToken", "Bot token", "The bot's token.", required=True, secret=True),
+        Setting("chatId", "Chat id", "The chat the bot writes to.", required=True),
+        Setting("apiUrl", "Bot API server", "The Bot API server; a local telegram-bot-api "
+                "server also works.", "url", default="https://api.telegram.org",
+                placeholder="https://api.telegram.org"),
     ),
     "dingtalk": (
-        Setting("url", "The robot's webhook URL (with its access_token).", "url", required=True,
-                secret=True),
-        Setting("secret", "The robot's signing secret (SEC…): adds timestamp and sign.",
-                secret=True),
+        Setting("url", "Robot webhook URL", "The robot's webhook URL, with its access_token.",
+                "url", required=True, secret=True),
+        Setting("secret", "Signing secret (SEC…)", "The robot's signing secret: adds "
+                "timestamp and sign.", secret=True),
     ),
     "wecom": (
-        Setting("url", "The group robot's webhook URL (with its key).", "url", required=True,
-                secret=True),
+        Setting("url", "Group robot webhook URL", "The group robot's webhook URL, with its "
+                "key.", "url", required=True, secret=True),
     ),
 }  # fmt: skip
+
+
+def types_view() -> list[dict[str, Any]]:
+    """Every channel type and what it takes: the console builds its form from this."""
+    return [{"type": kind, "label": TYPE_LABELS[kind],
+             "settings": [s.to_api() for s in SETTINGS[kind]]}
+            for kind in CHANNEL_TYPES]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -147,6 +174,8 @@ def parse_channel(data: object, stored: Channel | None = None) -> Channel:
     settings: dict[str, Any] = {}
     for setting in SETTINGS[kind]:
         value = given.get(setting.name)
+        if value is None and setting.name in given and setting.secret and not setting.required:
+            continue  # null: an optional secret taken away ("" or left out keeps it)
         if value is None or value == "":
             if setting.secret and setting.name in keep:
                 settings[setting.name] = keep[setting.name]  # write-only: kept, not re-sent

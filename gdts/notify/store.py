@@ -243,11 +243,21 @@ def _entry_view(document: dict[str, Any]) -> dict[str, Any]:
     view = {k: v for k, v in document.items() if k not in ("_id", "notice")}
     notice = document.get("notice", {})
     view["title"] = Notice(**{**_snake(notice), "output_head": (), "output_tail": ()}).title()
+    view["kind"] = notice.get("event")  # failed, recovered, worker_offline, ...
     view["job"] = notice.get("job") or None
+    view["worker"] = notice.get("worker") or None
+    view["planTime"] = notice.get("planMs")  # the run it is about (none for a worker's)
+    view["attempt"] = _attempt_of(str(document.get("event", "")))
     for key in ("queuedAt", "settledAt"):
         if isinstance(view.get(key), datetime):
             view[key] = int(view[key].replace(tzinfo=view[key].tzinfo or UTC).timestamp() * 1000)
     return view
+
+
+def _attempt_of(event_id: str) -> int | None:
+    """A run's event id ends with its attempt (``run|<job>|<planTime>|<attempt>``)."""
+    head, _, last = event_id.rpartition("|")
+    return int(last) if event_id.startswith("run|") and last.isdigit() else None
 
 
 _CAMEL = {f.name: "".join(w.capitalize() if i else w for i, w in enumerate(f.name.split("_")))

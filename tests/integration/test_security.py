@@ -99,7 +99,7 @@ def job(name: str, command: str = "echo hi") -> str:
 GUEST_MAY = {
     "/job/list", "/job/log", "/job/output", "/worker/list", "/cron/preview", "/auth/login",
     "/auth/logout", "/auth/me", "/auth/password", "/token/list", "/token/create",
-    "/token/revoke", "/notify/channels",
+    "/token/revoke", "/notify/channels", "/notify/types",
 }  # fmt: skip
 USER_MAY = GUEST_MAY | {
     "/job/save", "/job/delete", "/job/kill", "/job/run", "/job/enable", "/job/disable",

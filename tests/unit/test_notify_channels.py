@@ -126,11 +126,19 @@ def test_a_bad_setting_is_named_with_its_problem(
 
 def test_a_save_without_a_secret_keeps_the_stored_one() -> None:
     stored = parse("dingtalk", **GOOD["dingtalk"])
-    edited = parse_channel(
-        {"name": "ops", "type": "dingtalk", "settings": {"url": "", "secret": None}}, stored
-    )
+    edited = parse_channel({"name": "ops", "type": "dingtalk", "settings": {"url": ""}}, stored)
     assert edited.settings["url"] == GOOD["dingtalk"]["url"]
     assert edited.settings["secret"] == "SECs3cr3t-ding"
+
+
+def test_null_takes_an_optional_secret_away_but_not_a_required_one() -> None:
+    stored = parse("dingtalk", **GOOD["dingtalk"])
+    cleared = parse_channel(
+        {"name": "ops", "type": "dingtalk", "settings": {"secret": None}}, stored
+    )
+    assert "secret" not in cleared.settings and cleared.public_view()["secretsSet"] == ["url"]
+    kept = parse_channel({"name": "ops", "type": "dingtalk", "settings": {"url": None}}, stored)
+    assert kept.settings["url"] == GOOD["dingtalk"]["url"]  # required: null keeps it too
 
 
 def test_a_save_with_a_new_secret_replaces_the_stored_one() -> None:

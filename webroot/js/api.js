@@ -72,6 +72,8 @@ export function apiError(body, status) {
 export const notifyApi = {
   /** Admins: [{name, type, settings, secretsSet}] (no secret's value); others: [{name, type}]. */
   channels: () => api('GET', 'notify/channels'),
+  /** [{type, label, settings: [{name, label, description, kind, required, secret, ...}]}]. */
+  types: () => api('GET', 'notify/types'),
   /** Create or replace; a secret left out keeps its stored value. Answers the public view. */
   saveChannel: (channel) => api('POST', 'notify/channel/save', { channel: JSON.stringify(channel) }),
   deleteChannel: (name) => api('POST', 'notify/channel/delete', { name: name }),

@@ -25,15 +25,3 @@ export function parseRunLink(hash) {
 export function runLinkHash(name, planTime, attempt) {
   return '#log=' + encodeURIComponent(name) + '&planTime=' + planTime + '&attempt=' + (attempt || 1);
 }
-
-/** An outbox event's run, from its id "run|<job>|<planTime>|<attempt>" (a job name may itself
- *  hold "|"); null for other events (a worker's, a test). */
-export function runOfEvent(eventId) {
-  const parts = String(eventId || '').split('|');
-  if (parts.length < 4 || parts[0] !== 'run') { return null; }
-  const attempt = Number(parts.pop());
-  const planTime = Number(parts.pop());
-  const name = parts.slice(1).join('|');
-  if (!name || !Number.isInteger(planTime) || !Number.isInteger(attempt)) { return null; }
-  return { name: name, planTime: planTime, attempt: attempt };
-}

@@ -11,7 +11,7 @@
  * the API calls are in api.js. Anything from users is inserted as text, never as HTML.
  */
 import { notifyApi } from './api.js';
-import { runLinkHash, runOfEvent } from './links.js';
+import { runLinkHash } from './links.js';
 import { RulesEditor } from './rules-editor.js';
 
 const $ = window.jQuery;
@@ -24,48 +24,13 @@ const CLUSTER_EVENTS = [
 const STATE_BADGE = { queued: 'text-bg-info', sent: 'text-bg-success', failed: 'text-bg-danger' };
 
 /*
- * What each channel type takes (gdts/notify/channels.py SETTINGS). kind: text (default),
- * integer, choice, url, addresses (a list: one a line), headers (an object: "Name: value" a
- * line). secret: write-only, shown as set or not.
+ * What each channel type takes, as GET /notify/types answers (from gdts/notify/channels.py, the
+ * one source): type -> {label, settings: [{name, label, description, kind, required, secret,
+ * choices, placeholder}]}. kind: string, integer, choice, url, addresses (a list: one a line),
+ * headers (an object: "Name: value" a line). secret: write-only, shown as set or not.
  */
-const CHANNEL_TYPES = {
-  email: { label: 'Email (SMTP)', settings: [
-    { name: 'host', label: 'SMTP server', required: true, placeholder: 'smtp.example.com' },
-    { name: 'port', label: 'Port', kind: 'integer', placeholder: '587 (465 with tls)' },
-    { name: 'security', label: 'Security', kind: 'choice', choices: ['starttls', 'tls', 'none'],
-      help: 'starttls (default), tls from the first byte, or none.' },
-    { name: 'username', label: 'Username', placeholder: 'none: no login' },
-    { name: 'password', label: 'Password', secret: true },
-    { name: 'from', label: 'From', required: true, placeholder: 'gdts@example.com' },
-    { name: 'to', label: 'To', kind: 'addresses', required: true, help: 'One address a line.' }
-  ] },
-  webhook: { label: 'Webhook (JSON POST)', settings: [
-    { name: 'url', label: 'URL', kind: 'url', secret: true, required: true,
-      help: 'Where the JSON body is POSTed (it may embed a key).' },
-    { name: 'headers', label: 'Headers', kind: 'headers', secret: true,
-      help: 'Extra request headers, one “Name: value” a line (they may carry tokens).' },
-    { name: 'secret', label: 'Signing secret', secret: true,
-      help: 'Signs the body: X-GDTS-Signature: sha256=<HMAC-SHA256 hex>.' }
-  ] },
-  slack: { label: 'Slack', settings: [
-    { name: 'url', label: 'Incoming-webhook URL', kind: 'url', secret: true, required: true }
-  ] },
-  telegram: { label: 'Telegram', settings: [
-    { name: 'botToken', label: 'Bot token', secret: true, required: true },
-    { name: 'chatId', label: 'Chat id', required: true },
-    { name: 'apiUrl', label: 'Bot API server', kind: 'url', placeholder: 'https://api.telegram.org',
-      help: 'A local telegram-bot-api server also works.' }
-  ] },
-  dingtalk: { label: 'DingTalk', settings: [
-    { name: 'url', label: 'Robot webhook URL', kind: 'url', secret: true, required: true,
-      help: 'With its access_token.' },
-    { name: 'secret', label: 'Signing secret (SEC…)', secret: true }
-  ] },
-  wecom: { label: 'WeCom', settings: [
-    { name: 'url', label: 'Group robot webhook URL', kind: 'url', secret: true, required: true,
-      help: 'With its key.' }
-  ] }
-};
+let CHANNEL_TYPES = {};
+let typesLoaded = null;    // the one request for them
 
 let ui = null;             // app.js's helpers, from init()
 let channels = [];         // as /notify/channels answered
@@ -86,9 +51,6 @@ function str(v) { return (v === null || v === undefined) ? '' : String(v); }
  */
 export function init(ctx) {
   ui = ctx;
-  Object.keys(CHANNEL_TYPES).forEach(function (type) {
-    $('#channel-type').append($('<option></option>').val(type).text(CHANNEL_TYPES[type].label));
-  });
   rulesEditor = new RulesEditor($('#notify-rules-list'), {
     field: 'rules', events: CLUSTER_EVENTS, defaults: ['worker_offline']
   });
@@ -121,10 +83,32 @@ export function init(ctx) {
 
 /** The view was opened: everything fresh. */
 export function show() {
-  loadChannels().then(function () {
+  // Without the types the list still shows; the channel form waits for the next look.
+  loadTypes().catch(function () {}).then(loadChannels).then(function () {
     if (ui.isAdmin()) { loadRules(); }
   });
   if (ui.isAdmin()) { loadOutbox(true); }
+}
+
+/** The channel types, once: the form follows what the server checks. */
+function loadTypes() {
+  if (typesLoaded === null) {
+    typesLoaded = notifyApi.types().then(function (types) {
+      CHANNEL_TYPES = {};
+      const $select = $('#channel-type').empty();
+      (types || []).forEach(function (t) {
+        CHANNEL_TYPES[t.type] = {
+          label: t.label,
+          settings: (t.settings || []).map(function (s) { return Object.assign({ help: s.description }, s); })
+        };
+        $select.append($('<option></option>').val(t.type).text(t.label));
+      });
+    }, function (err) {
+      typesLoaded = null; // asked again next time
+      throw err;
+    });
+  }
+  return typesLoaded;
 }
 
 /** The console's periodic refresh while the view is open: only the outbox moves by itself. */
@@ -481,12 +465,11 @@ function outboxRow(e) {
   if (str(e.error)) { $details.append($('<div class="text-danger outbox-error"></div>').text(str(e.error))); }
   if (Number(e.tries) > 0) { $details.append($('<div class="text-muted"></div>').text('tries: ' + Number(e.tries))); }
   $tr.append($details);
-  const run = runOfEvent(e.event);
   const $link = $('<td class="text-end"></td>');
-  if (run) {
+  if (e.job && Number.isInteger(e.planTime) && Number.isInteger(e.attempt)) {
     $link.append($('<a class="btn btn-sm btn-outline-secondary outbox-run">Run</a>')
-      .attr('href', runLinkHash(run.name, run.planTime, run.attempt))
-      .attr('title', 'The run of ' + run.name + ' this is about'));
+      .attr('href', runLinkHash(str(e.job), e.planTime, e.attempt))
+      .attr('title', 'The run of ' + str(e.job) + ' this is about'));
   }
   $tr.append($link);
   return $tr;
