@@ -179,6 +179,8 @@ OUTBOX_EVENT = {
         "settledAt": {"type": "integer"},
         "error": {"type": "string"},
         "standsFor": {"type": "integer"},
+        "tries": {"type": "integer", "description": "Failed tries so far (queued) or in all."},
+        "nextTryAt": _NULLABLE_INT,
     },
     "required": ["event", "channel", "state"],
 }

@@ -207,7 +207,22 @@ class NotifyStore:
         with mongo_errors():
             cursor = self._outbox.find(query, {"notice.outputHead": 0, "notice.outputTail": 0})
             found = await cursor.sort("queuedAt", DESCENDING).limit(limit).to_list()
-        return [_entry_view(d) for d in found]
+            # A queued event's tries so far are its stream's: shown with it, with the last error.
+            waiting = list({d["stream"] for d in found if d.get("state") == "queued"})
+            streams = {}
+            if waiting:
+                streams = {d["_id"]: d for d in await self._streams.find(
+                    {"_id": {"$in": waiting}}, {"tries": 1, "lastError": 1, "nextTryAt": 1}
+                ).to_list()}  # fmt: skip
+        views = []
+        for document in found:
+            view = _entry_view(document)
+            stream = streams.get(document["stream"]) if view["state"] == "queued" else None
+            if stream is not None and stream.get("tries"):
+                view.update(tries=stream["tries"], error=stream.get("lastError", ""),
+                            nextTryAt=stream.get("nextTryAt"))  # fmt: skip
+            views.append(view)
+        return views
 
     async def count_by_state(self) -> dict[str, int]:
         with mongo_errors():

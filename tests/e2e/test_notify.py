@@ -7,6 +7,7 @@ secret in any answer or audit entry."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -130,35 +131,44 @@ async def test_a_storm_is_counted_and_a_receiver_down_for_30_s_gets_its_message(
     late = WebhookReceiver("late-s3cr3t")  # down at first
     await _channel(cluster, receiver.channel("ops"))
     await _channel(cluster, late.channel("late"))
-    await _save(cluster, name="storm", command="exit 1", cronExpr="* * * * * *",
-                notify=[{"channel": "ops", "on": ["failed"]}], notifyMinInterval=60)  # fmt: skip
     await _save(cluster, name="once", command="exit 2", cronExpr="0 0 0 1 1 *",
                 notify=[{"channel": "late", "on": ["failed"]}])  # fmt: skip
     await api_post(cluster.api, "/job/run", name="once")
+    # A storm: every second a run and its three retries fail (each attempt is an event), so
+    # 60 failures take 15 s.
+    await _save(cluster, name="storm", command="exit 1", cronExpr="* * * * * *", retries=3,
+                retryBackoff=0.1, notify=[{"channel": "ops", "on": ["failed"]}],
+                notifyMinInterval=20)  # fmt: skip
     try:
         # The storm's first failure is told at once; the ones after it wait for the interval.
         await wait_until(_at_least(receiver, 1, job="storm"), 30, "the storm's first")
         first = receiver.about(job="storm")[0]
         assert first["count"] == 1
 
-        async def trying() -> bool:
+        async def trying() -> list[dict[str, Any]]:
             events = (await api_get(cluster.api, "/notify/outbox", state="queued"))["events"]
-            return any(e["channel"] == "late" and e.get("job") == "once" for e in events)
+            return [e for e in events if e["channel"] == "late" and e.get("tries", 0) >= 1]
 
-        await wait_until(trying, 30, "the late channel's message queued")
-        await wait_until(lambda: _storm_failures(cluster, 30), 60, "30 s of the storm")
+        queued = await wait_until(trying, 30, "the late channel's message tried")
+        assert queued[0]["job"] == "once" and "cannot connect" in queued[0]["error"]
+        down_since = time.monotonic()
+
+        async def down_30_s() -> bool:
+            return time.monotonic() - down_since >= 30 and bool(await trying())
+
+        await wait_until(down_30_s, 45, "30 s of the receiver down, the message still queued")
         assert late.bodies == []
         await late.up()
         await wait_until(_at_least(late, 1, job="once"), 30, "the late message")
         assert len(late.about(job="once")) == 1
 
-        await wait_until(_at_least(receiver, 2, job="storm"), 90, "the storm's count")
+        await wait_until(_at_least(receiver, 2, job="storm"), 30, "the storm's count")
         await _save(cluster, name="storm", command="exit 1", cronExpr="* * * * * *",
                     enabled=False)  # fmt: skip
         told = receiver.about(job="storm")
         assert len(told) == 2, told  # one message per interval
         counted = told[1]
-        assert counted["count"] >= 55  # the failures of the minute after the first
+        assert counted["count"] >= 60  # 20 s of failures, three or four a second
         assert counted["firstTime"] > first["planTime"]
         assert f"stands for {counted['count']} events" in counted["text"]
     finally:
@@ -240,11 +250,6 @@ async def _run_logged(cluster: Cluster, name: str, plan: int) -> bool:
 async def _released(cluster: Cluster, name: str) -> bool:
     jobs = await api_get(cluster.api, "/job/list")
     return not next(j for j in jobs if j["name"] == name)["running"]
-
-
-async def _storm_failures(cluster: Cluster, at_least: int) -> bool:
-    runs = await api_get(cluster.api, "/job/log", name="storm", limit=200)
-    return len(runs) >= at_least
 
 
 async def _exists(path: Any) -> bool:
