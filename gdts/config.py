@@ -95,6 +95,7 @@ class ManagerConfig(StoreConfig):
     notify_retry_max_backoff: int = 300_000  # ms
     notify_max_tries: int = 12
     notify_ca_file: str = ""
+    notify_outbox_retention: int = 30  # days a sent or failed event stays in the outbox
 
     def validate(self) -> None:
         super().validate()
@@ -106,7 +107,10 @@ class ManagerConfig(StoreConfig):
             raise ConfigError("defaultTimezone", exc.problem) from None
         _positive(self, "api_read_timeout", "api_write_timeout", "kill_marker_ttl", "session_ttl",
                   "notify_poll_interval", "notify_timeout", "notify_retry_backoff",
-                  "notify_retry_max_backoff", "notify_max_tries")  # fmt: skip
+                  "notify_retry_max_backoff", "notify_max_tries",
+                  "notify_outbox_retention")  # fmt: skip
+        if self.notify_ca_file and not os.path.isfile(self.notify_ca_file):
+            raise ConfigError("notifyCaFile", f"{self.notify_ca_file!r} is not a readable file")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise ConfigError("publicUrl", f"must start with http:// or https://, got "
                               f"{self.public_url!r}")  # fmt: skip

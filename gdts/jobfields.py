@@ -212,7 +212,11 @@ def validate_seconds(field_name: str, value: object, high: float, low: float = 0
     """A number of seconds (fractions allowed) from ``low`` (or above 0) to ``high``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidFieldError(field_name, f"must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer past any float (a JSON literal of 400 digits)
+        finite = False
+    if not finite or value <= 0:
         raise InvalidFieldError(field_name, f"must be greater than 0 (got {value})")
     if value < low:
         raise InvalidFieldError(field_name, f"must be at least {low:g} seconds (got {value})")

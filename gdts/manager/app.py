@@ -47,6 +47,7 @@ from gdts.runlog import RunLog
 CONFIG = web.AppKey("config", ManagerConfig)
 _WARM_UP_STOP_S = 10.0
 _PREPARE_AT_START_S = 10.0
+_NOTIFY_STOP_MARGIN_S = 5.0
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024  # a command is at most 64 KiB; anything near 1 MiB is not a job
 MAX_URL_BYTES = 8192  # what aiohttp's parser takes by default, refused here in JSON
@@ -105,6 +106,14 @@ def _file_handler(path: Path) -> web.Handler:
     return serve
 
 
+def _notifier_ended(task: asyncio.Task[None]) -> None:
+    """The notifier ends only when stopped: anything else is said loudly (nobody would hear
+    of a failure any more)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the notifier stopped: %r; this manager sends no notifications until it is "
+                  "restarted", task.exception(), exc_info=task.exception())  # fmt: skip
+
+
 async def _stores(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     etcd = open_etcd(config)
@@ -113,7 +122,9 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     app[RUN_LOG] = RunLog(mongo, config.mongodb_database)
     app[JOB_LISTING] = JobListing(etcd, KeyLayout(config.etcd_prefix), app[RUN_LOG])
     app[DEFAULT_ZONE] = config.default_timezone
-    notify_store = app[NOTIFY_STORE] = NotifyStore(mongo, config.mongodb_database)
+    notify_store = app[NOTIFY_STORE] = NotifyStore(
+        mongo, config.mongodb_database, config.notify_outbox_retention * 24 * 3600
+    )
     app[CHANNEL_CHECK] = functools.partial(check_channels, notify_store, "notify")
     notifier = app[NOTIFIER] = Notifier(
         notify_store, etcd, KeyLayout(config.etcd_prefix), config,
@@ -151,12 +162,15 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     notifying = None
     if config.notify_enabled:
         notifying = asyncio.get_running_loop().create_task(notifier.run(stop_notifying))
+        notifying.add_done_callback(_notifier_ended)
     try:
         yield
     finally:
         if notifying is not None:
+            # A delivery under way gets its whole timeout: cut off, it could be sent again.
             stop_notifying.set()
-            done, _ = await asyncio.wait([notifying], timeout=_WARM_UP_STOP_S)
+            grace_s = config.notify_timeout / 1000 + _NOTIFY_STOP_MARGIN_S
+            done, _ = await asyncio.wait([notifying], timeout=grace_s)
             if not done:
                 notifying.cancel()
                 await asyncio.wait([notifying], timeout=_WARM_UP_STOP_S)

@@ -8,6 +8,7 @@ secret again; null takes an optional secret away."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,9 @@ EMAIL_SECURITY = ("starttls", "tls", "none")
 MAX_RECIPIENTS = 50
 MAX_HEADERS = 20
 _TEXT = 512  # characters of a short setting (a host, an address, a chat id)
+# It becomes part of a URL's path: nothing that would be quoted there (and so escape the
+# scrubbing of errors, which looks for the token as given).
+_BOT_TOKEN = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{1,200}")
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,8 @@ def types_view() -> list[dict[str, Any]]:
 class Channel:
     name: str
     type: str
-    settings: Mapping[str, Any] = field(default_factory=dict)  # secrets included
+    # Secrets included: never in a repr (a log line, a traceback's locals).
+    settings: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def public_view(self) -> dict[str, Any]:
         """What any answer, page or audit entry may show: no secret's value."""
@@ -185,6 +190,10 @@ def parse_channel(data: object, stored: Channel | None = None) -> Channel:
                 settings[setting.name] = setting.default
             continue
         settings[setting.name] = _check(f"settings.{setting.name}", setting, value)
+    token = settings.get("botToken")
+    if kind == "telegram" and isinstance(token, str) and not _BOT_TOKEN.fullmatch(token):
+        raise InvalidFieldError("settings.botToken", "must look like 123456:ABC-def_ghi (the "
+                                "token BotFather gave)")  # fmt: skip
     return Channel(name, kind, settings)
 
 
@@ -199,9 +208,14 @@ def _check(where: str, setting: Setting, value: object) -> Any:
         return _check_addresses(where, value)
     if setting.kind == "headers":
         return _check_headers(where, value)
-    text = validate_text(where, value, _TEXT)
-    if any(ch in text for ch in "\r\n\x00"):
-        raise InvalidFieldError(where, "must be one line")
+    return _one_line(where, validate_text(where, value, _TEXT))
+
+
+def _one_line(where: str, text: str) -> str:
+    """Settings become mail headers and URLs: nothing that any of them reads as a line break
+    (str.splitlines' whole set, U+2028 included) or a NUL."""
+    if "\x00" in text or len(f"{text}x".splitlines()) > 1:
+        raise InvalidFieldError(where, "must be one line (no line or paragraph separators)")
     return text
 
 
@@ -223,7 +237,7 @@ def _check_addresses(where: str, value: object) -> list[str]:
         raise InvalidFieldError(where, f"must list at most {MAX_RECIPIENTS} addresses")
     addresses = []
     for i, item in enumerate(items):
-        text = validate_text(f"{where}[{i}]", item, _TEXT).strip()
+        text = _one_line(f"{where}[{i}]", validate_text(f"{where}[{i}]", item, _TEXT)).strip()
         local, at, domain = text.rpartition("@")
         if not at or not local or "." not in domain or any(c in text for c in " <>,;\r\n"):
             raise InvalidFieldError(f"{where}[{i}]", f"is not an address: {text!r}")
@@ -239,10 +253,9 @@ def _check_headers(where: str, value: object) -> dict[str, str]:
     headers = {}
     for key, item in value.items():
         name = validate_text(f"{where}", key, 128)
-        if not name or not all(c.isalnum() or c in "-_" for c in name):
-            raise InvalidFieldError(where, f"header name {name!r} must be letters, digits, -, _")
-        text = validate_text(f"{where}.{name}", item, 4096)
-        if any(ch in text for ch in "\r\n\x00"):
-            raise InvalidFieldError(f"{where}.{name}", "must be one line")
-        headers[name] = text
+        if not name or not all(c.isascii() and (c.isalnum() or c in "-_") for c in name):
+            raise InvalidFieldError(
+                where, f"header name {name!r} must be ASCII letters, digits, -, _"
+            )
+        headers[name] = _one_line(f"{where}.{name}", validate_text(f"{where}.{name}", item, 4096))
     return headers

@@ -40,21 +40,27 @@ class Notice:
     def title(self) -> str:
         if self.event == TEST_EVENT:
             return "[GDTS] test message"
+        more = f" (+{self.count - 1} more)" if self.count > 1 else ""
         if self.event in CLUSTER_EVENTS:
             what = "went offline" if self.event == "worker_offline" else "came online"
-            return f"[GDTS] worker {self.worker} {what}"
-        more = f" (+{self.count - 1} more)" if self.count > 1 else ""
+            return f"[GDTS] worker {self.worker} {what}{more}"
         return f"[GDTS] job {self.job} {self.event}{more}"
 
     def lines(self) -> list[str]:
         """The body, line by line, plain text."""
         if self.event == TEST_EVENT:
             return ["A test message from GDTS: this channel works."]
-        if self.event == "worker_offline":
-            return [f"Worker {self.worker} went offline at {_at(self.end_ms)}: its lease "
-                    "expired without a clean stop."]  # fmt: skip
-        if self.event == "worker_online":
-            return [f"Worker {self.worker} came online at {_at(self.end_ms)}."]
+        if self.event in CLUSTER_EVENTS:
+            if self.event == "worker_offline":
+                out = [f"Worker {self.worker} went offline at {_at(self.end_ms)}: its lease "
+                       "expired without a clean stop."]  # fmt: skip
+            else:
+                out = [f"Worker {self.worker} came online at {_at(self.end_ms)}."]
+            if self.count > 1:
+                what = "went offline" if self.event == "worker_offline" else "came online"
+                out.append(f"{self.count} times a worker {what} since {_at(self.first_ms)}; "
+                           "the latest is shown (see the console's Workers).")  # fmt: skip
+            return out
         out = [
             f"Job: {self.job}",
             f"Status: {self.status}" + (f" ({self.event})" if self.event != self.status else ""),

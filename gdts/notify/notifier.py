@@ -92,7 +92,7 @@ class Notifier:
 
     async def send_test(self, channel: Channel) -> str:
         """A test message through ``channel`` now: "" if it arrived, else what failed."""
-        notice = Notice(id=f"test|{channel.name}|{self._clock()}", event=TEST_EVENT)
+        notice = Notice(id=f"test/{channel.name}/{self._clock()}", event=TEST_EVENT)
         async with aiohttp.ClientSession() as session:
             try:
                 await deliver(channel, notice, session=session, ssl_context=self._ssl,
@@ -110,7 +110,7 @@ class Notifier:
             try:
                 await asyncio.gather(
                     self._every_poll(self.take_marked_runs, stop),
-                    self._every_poll(lambda: self.deliver_due(session), stop),
+                    self._every_poll(lambda: self.deliver_due(session, stop), stop),
                 )
             finally:
                 watching.cancel()
@@ -121,9 +121,12 @@ class Notifier:
         while not stop.is_set():
             try:
                 busy = await step()
-            except GdtsError as exc:  # a store that does not answer: again at the next poll
+            except Exception as exc:  # a store that does not answer: again at the next poll
                 _raise_if_cancelled(exc)
-                log.warning("notifier: %s", exc)
+                if isinstance(exc, GdtsError):
+                    log.warning("notifier: %s", exc)
+                else:
+                    log.exception("notifier: a step failed; again at the next poll")
                 busy = 0
             if not busy:
                 with contextlib.suppress(TimeoutError):
@@ -146,24 +149,34 @@ class Notifier:
         # the next look queues nothing twice (the outbox's ids).
         await self._store.enqueue(intake.queued, datetime.now(UTC))
         await self._store.note_outcomes(intake.outcomes)
-        await self._store.unmark_runs([r["_id"] for r in runs])
+        await self._store.unmark_runs(runs)
         return len(runs) if len(runs) == INTAKE_BATCH else 0
 
-    async def deliver_due(self, session: aiohttp.ClientSession) -> int:
-        """Send every stream whose time has come; returns 0 (the next look is a poll away)."""
-        streams = await self._store.streams_waiting()
+    async def deliver_due(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> int:
+        """Send every stream whose time has come (none once ``stop`` is set); returns 0 (the
+        next look is a poll away). A stream held back by its interval or a retry's backoff is
+        not even taken."""
+        now = self._clock()
+        waiting = await self._store.streams_waiting()
+        states = await self._store.stream_states(waiting)
+        due = [s for s in waiting if now >= send_at_ms(states.get(s, {}), _interval(states, s))]
         gate = asyncio.Semaphore(_PARALLEL_STREAMS)
 
         async def one(stream: str) -> None:
             async with gate:
+                if stop.is_set():
+                    return  # stopping: a delivery not begun is left for the next manager
                 try:
                     await self._deliver_stream(stream, session)
-                except GdtsError as exc:
+                except Exception as exc:  # one stream's trouble is not every stream's
                     _raise_if_cancelled(exc)
-                    log.warning("notifier: stream %s: %s", stream, exc)
+                    if isinstance(exc, GdtsError):
+                        log.warning("notifier: stream %s: %s", stream, exc)
+                    else:
+                        log.exception("notifier: stream %s failed", stream)
 
         async with asyncio.TaskGroup() as group:
-            for stream in streams:
+            for stream in due:
                 group.create_task(one(stream))
         return 0
 
@@ -175,50 +188,63 @@ class Notifier:
             return  # another manager is on it
         changes: dict[str, object] = {}
         try:
-            queued = await self._store.queued_in(stream)
-            if not queued or now < send_at_ms(state, queued[-1].min_interval_s):
+            batch = await self._store.queued_in(stream)
+            if batch is None:
                 return
-            ids = [f"{q.id}|{q.channel}" for q in queued]
-            channel = await self._store.channel(queued[0].channel)
+            changes["minInterval"] = batch.latest.min_interval_s
+            if now < send_at_ms(state, batch.latest.min_interval_s):
+                return
+            channel = await self._store.channel(batch.latest.channel)
             if channel is None:
-                await self._store.settle(
-                    ids,
-                    "failed",
-                    datetime.now(UTC),
-                    error=f"no channel named {queued[0].channel!r}",
-                )
-                self._stats.events_failed.inc(len(ids))
+                error = f"no channel named {batch.latest.channel!r}"
+                await self._store.settle(batch.ids, "failed", datetime.now(UTC), error=error)
+                self._stats.events_failed.inc(len(batch.ids))
                 return
-            notice = merged(queued)
-            try:
-                await deliver(channel, notice, session=session,
-                              timeout_s=self._config.notify_timeout / 1000,
-                              ssl_context=self._ssl, now_ms=self._clock)  # fmt: skip
-            except DeliveryError as exc:
-                tries = int(state.get("tries") or 0) + 1
-                changes = {"lastError": exc.problem}
-                if tries >= self._config.notify_max_tries:
-                    log.error("notification given up after %d tries: %s", tries, exc)
-                    await self._store.settle(ids, "failed", datetime.now(UTC),
-                                             error=exc.problem, tries=tries)  # fmt: skip
-                    self._stats.messages.labels(channel.type, "failed").inc()
-                    self._stats.events_failed.inc(len(ids))
-                    changes |= {"tries": 0, "nextTryAt": 0}
-                else:
-                    log.warning("notification not delivered (try %d): %s", tries, exc)
-                    self._stats.messages.labels(channel.type, "retry").inc()
-                    delay = retry_delay_ms(tries, self._config.notify_retry_backoff,
-                                           self._config.notify_retry_max_backoff)  # fmt: skip
-                    changes |= {"tries": tries, "nextTryAt": now + delay}
+            notice = merged(batch)
+            problem = await self._send(channel, notice, session)
+            if problem is None:
+                sent = self._clock()
+                await self._store.settle(batch.ids, "sent", datetime.now(UTC), message=notice.id,
+                                         standsFor=len(batch.ids))  # fmt: skip
+                self._stats.messages.labels(channel.type, "sent").inc()
+                changes |= {"lastSentAt": sent, "tries": 0, "nextTryAt": 0, "lastError": ""}
                 return
-            sent = self._clock()
-            await self._store.settle(ids, "sent", datetime.now(UTC), message=notice.id,
-                                     standsFor=len(ids))  # fmt: skip
-            self._stats.messages.labels(channel.type, "sent").inc()
-            changes = {"lastSentAt": sent, "tries": 0, "nextTryAt": 0, "lastError": ""}
+            tries = int(state.get("tries") or 0) + 1
+            changes |= {"lastError": problem}
+            if tries >= self._config.notify_max_tries:
+                log.error("notification to %s given up after %d tries: %s", channel.name, tries,
+                          problem)  # fmt: skip
+                await self._store.settle(batch.ids, "failed", datetime.now(UTC), error=problem,
+                                         tries=tries)  # fmt: skip
+                self._stats.messages.labels(channel.type, "failed").inc()
+                self._stats.events_failed.inc(len(batch.ids))
+                changes |= {"tries": 0, "nextTryAt": 0}
+            else:
+                log.warning("notification to %s not delivered (try %d): %s", channel.name, tries,
+                            problem)  # fmt: skip
+                self._stats.messages.labels(channel.type, "retry").inc()
+                delay = retry_delay_ms(tries, self._config.notify_retry_backoff,
+                                       self._config.notify_retry_max_backoff)  # fmt: skip
+                changes |= {"tries": tries, "nextTryAt": now + delay}
         finally:
             with contextlib.suppress(GdtsError):
                 await asyncio.shield(self._store.release_stream(stream, self._holder, changes))
+
+    async def _send(
+        self, channel: Channel, notice: Notice, session: aiohttp.ClientSession
+    ) -> str | None:
+        """None once the vendor took it; else what failed (a try that counts)."""
+        try:
+            await deliver(channel, notice, session=session,
+                          timeout_s=self._config.notify_timeout / 1000,
+                          ssl_context=self._ssl, now_ms=self._clock)  # fmt: skip
+        except DeliveryError as exc:
+            return exc.problem
+        except Exception as exc:  # a bug of ours must not wedge the stream: it is tried again
+            _raise_if_cancelled(exc)
+            log.exception("notification to %s failed", channel.name)
+            return f"internal error: {type(exc).__name__}"
+        return None
 
     async def _follow_workers(self) -> None:
         """A registration created: worker_online; deleted without the worker's leaving mark
@@ -237,7 +263,9 @@ class Notifier:
                     await self._worker_event(
                         event.key, event.value, event.lease, event.deleted, created
                     )
-                    start = event.mod_revision + 1  # after: an event not queued is seen again
+                    # This revision again on a resume: an event of it not yet queued is seen
+                    # again, and one queued already is queued once (its id).
+                    start = event.mod_revision
                     pause = _WATCH_RETRY_S[0]
             except WatchCompactedError as exc:  # too far behind: from now on
                 log.warning("notifier: worker watch starts over (%s)", exc)
@@ -262,6 +290,11 @@ class Notifier:
         if queued:
             await self._store.enqueue(queued, datetime.now(UTC))
             log.info("%s: %s", event, worker)
+
+
+def _interval(states: dict[str, dict[str, object]], stream: str) -> float:
+    value = states.get(stream, {}).get("minInterval")
+    return float(value) if isinstance(value, int | float) else 0.0
 
 
 def _raise_if_cancelled(exc: BaseException) -> None:

@@ -27,10 +27,19 @@ class Queued:
     at_ms: int
 
 
+# Ids and streams are joined with "/", which no job, channel or worker name may hold: two
+# different things never share one.
+
+
 def stream_of(subject: str, channel: str) -> str:
-    """One rule's messages: a job's (or the cluster's) to one channel. The storm limit holds
-    per stream."""
-    return f"{subject}|{channel}"
+    """One rule's messages: a job's (or one kind of the cluster's events) to one channel. The
+    storm limit holds per stream."""
+    return f"{subject}/{channel}"
+
+
+def outbox_id(event_id: str, channel: str) -> str:
+    """An event's entry for one channel: queued once however many managers take the event."""
+    return f"{event_id}/{channel}"
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,7 @@ class Intake:
 
 
 def run_event_id(run: dict[str, Any]) -> str:
-    return f"run|{run['jobName']}|{run['planTime']}|{run.get('attempt', 1)}"
+    return f"run/{run['jobName']}/{run['planTime']}/{run.get('attempt', 1)}"
 
 
 def run_link(public_url: str, run: dict[str, Any]) -> str:
@@ -106,11 +115,13 @@ def worker_events(
 ) -> list[Queued]:
     """A worker's coming or going, queued for every cluster rule that listens to it; its id
     names the registration (the lease), so each is told once whoever saw it."""
-    event_id = f"{event}|{worker}|{lease:x}"
+    event_id = f"{event}/{worker}/{lease:x}"
     notice = Notice(id=event_id, event=event, worker=worker, end_ms=at_ms)
+    # A stream per kind: a worker coming back never stands for others going away.
+    subject = f"{CLUSTER_SUBJECT}:{event}"
     return [
-        Queued(event_id, stream_of(CLUSTER_SUBJECT, rule.channel), rule.channel, notice,
-               min_interval_s, at_ms)
+        Queued(event_id, stream_of(subject, rule.channel), rule.channel, notice, min_interval_s,
+               at_ms)
         for rule in rules if event in rule.on
     ]  # fmt: skip
 
@@ -123,12 +134,27 @@ def send_at_ms(stream: dict[str, Any], min_interval_s: float) -> int:
     return max(after_last, int(stream.get("nextTryAt") or 0))
 
 
-def merged(queued: Sequence[Queued]) -> Notice:
-    """One message for the events a stream held back: the latest, counting them all."""
+@dataclass(frozen=True)
+class Batch:
+    """What a stream holds when its message goes: every queued event's outbox id, the latest
+    event, and when the first of them happened."""
+
+    ids: list[str]
+    latest: Queued
+    first_ms: int
+
+
+def batch_of(queued: Sequence[Queued]) -> Batch:
     latest = max(queued, key=lambda q: q.at_ms)
-    if len(queued) == 1:
-        return latest.notice
-    return replace(latest.notice, count=len(queued), first_ms=min(q.at_ms for q in queued))
+    ids = [outbox_id(q.id, q.channel) for q in queued]
+    return Batch(ids, latest, min(q.at_ms for q in queued))
+
+
+def merged(batch: Batch) -> Notice:
+    """One message for the events a stream held back: the latest, counting them all."""
+    if len(batch.ids) == 1:
+        return batch.latest.notice
+    return replace(batch.latest.notice, count=len(batch.ids), first_ms=batch.first_ms)
 
 
 def retry_delay_ms(tries: int, first_ms: int, cap_ms: int) -> int:

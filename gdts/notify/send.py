@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,9 +52,12 @@ async def deliver(
     caller's choice."""
     if channel.type == "email":
         await _send_email(channel, notice, timeout_s, ssl_context, now_ms())
-    else:
+        return
+    try:
         request = build_request(channel, notice, now_ms())
-        await _send_http(channel, request, session, timeout_s, ssl_context)
+    except Exception as exc:  # a message this channel cannot carry: this one fails, not the caller
+        raise DeliveryError(channel, f"cannot build the request: {_describe(exc)}") from None
+    await _send_http(channel, request, session, timeout_s, ssl_context)
 
 
 async def _send_http(
@@ -114,32 +118,48 @@ async def _send_email(
     s = channel.settings
     security = s.get("security") or "starttls"
     host, port = str(s["host"]), int(s.get("port") or SMTP_PORTS[security])
-    message = email_message(channel, notice, now_ms)
+    try:
+        message = email_message(channel, notice, now_ms)
+    except Exception as exc:  # e.g. a header no mail can carry: this message fails, not the caller
+        raise DeliveryError(channel, f"cannot build the mail: {_describe(exc)}") from None
     context = ssl_context if ssl_context is not None else ssl.create_default_context()
+    deadline = time.monotonic() + timeout_s
+
+    def left_s() -> float:
+        return max(0.1, deadline - time.monotonic())
 
     def send() -> None:
-        # timeout_s bounds each socket operation, so the thread ends even when the await
-        # below has given up on it.
+        # One deadline for the whole conversation, applied inside the thread, and the caller
+        # waits for the thread: a mail given up on is never sent behind the caller's back
+        # (then sent again by the retry).
         smtp: smtplib.SMTP
         if security == "tls":
-            smtp = smtplib.SMTP_SSL(host, port, timeout=timeout_s, context=context)
+            smtp = smtplib.SMTP_SSL(host, port, timeout=left_s(), context=context)
         else:
-            smtp = smtplib.SMTP(host, port, timeout=timeout_s)
+            smtp = smtplib.SMTP(host, port, timeout=left_s())
         with smtp:
             if security == "starttls":
+                smtp.sock.settimeout(left_s())
                 smtp.starttls(context=context)  # fails, never falls back, without STARTTLS
             if s.get("username"):
+                smtp.sock.settimeout(left_s())
                 smtp.login(s["username"], s.get("password") or "")
+            if time.monotonic() >= deadline:
+                raise TimeoutError("out of time before sending")
+            smtp.sock.settimeout(left_s())
             smtp.send_message(message, from_addr=s["from"], to_addrs=list(s["to"]))
 
     try:
-        async with asyncio.timeout(timeout_s):
-            await asyncio.to_thread(send)
+        await asyncio.to_thread(send)
     except TimeoutError:
         raise DeliveryError(
             channel, f"SMTP server {host}:{port} did not answer in time ({timeout_s:g} s)"
         ) from None
     except (smtplib.SMTPException, OSError, ValueError) as exc:
+        if "timed out" in str(exc):  # smtplib reports a silent server as a disconnection
+            raise DeliveryError(
+                channel, f"SMTP server {host}:{port} did not answer in time ({timeout_s:g} s)"
+            ) from None
         raise DeliveryError(
             channel, f"email through {host}:{port} ({security}) failed: {_describe(exc)}"
         ) from None

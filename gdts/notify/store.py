@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from gdts.mongo import mongo_errors
 from gdts.notify.channels import Channel
 from gdts.notify.notice import Notice
-from gdts.notify.policy import Queued
+from gdts.notify.policy import Batch, Queued, outbox_id
 from gdts.notify.rules import DEFAULT_MIN_INTERVAL_S, Rule
 from gdts.runlog import COLLECTION
 from gdts.runrecord import NOTIFY_PENDING
@@ -38,7 +38,10 @@ _RUN_FIELDS = {"jobName": 1, "planTime": 1, "attempt": 1, "status": 1, "startTim
 
 
 class NotifyStore:
-    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
+    def __init__(
+        self, client: AsyncMongoClient[dict[str, Any]], database: str, retention_s: int
+    ) -> None:
+        self._retention_s = retention_s  # how long a settled event stays in the outbox
         db = client[database]
         self._channels = db[CHANNELS]
         self._settings = db[SETTINGS]
@@ -53,6 +56,17 @@ class NotifyStore:
                 [("state", ASCENDING), ("stream", ASCENDING), ("at", ASCENDING)], name="queue"
             )
             await self._outbox.create_index([("queuedAt", DESCENDING)], name="recent")
+            # Sent and failed events go after a while; a queued one (no settledAt) never does.
+            try:
+                await self._settled_ttl()
+            except OperationFailure:  # made before with another retention
+                await self._outbox.drop_index("settled_ttl")
+                await self._settled_ttl()
+
+    async def _settled_ttl(self) -> None:
+        await self._outbox.create_index(
+            [("settledAt", ASCENDING)], name="settled_ttl", expireAfterSeconds=self._retention_s
+        )
 
     # -- channels and the cluster's rules ---------------------------------------------------
 
@@ -113,12 +127,17 @@ class NotifyStore:
             ], hint="notify_pending")  # fmt: skip
             return await cursor.to_list()
 
-    async def unmark_runs(self, ids: Sequence[Any]) -> None:
-        if ids:
+    async def unmark_runs(self, runs: Sequence[dict[str, Any]]) -> None:
+        """Unmark the runs as they were read: a record replaced meanwhile (a lost run written
+        after all) keeps its new mark, for the next look."""
+        updates = [
+            UpdateOne({"_id": r["_id"], "status": r.get("status"), "endTime": r.get("endTime"),
+                       NOTIFY_PENDING: True}, {"$unset": {NOTIFY_PENDING: ""}})
+            for r in runs
+        ]  # fmt: skip
+        if updates:
             with mongo_errors():
-                await self._runs.update_many(
-                    {"_id": {"$in": list(ids)}}, {"$unset": {NOTIFY_PENDING: ""}}
-                )
+                await self._runs.bulk_write(updates, ordered=False)
 
     async def failing_jobs(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The jobs' last seen outcome (for ``recovered``): name -> {failing, planTime}."""
@@ -188,11 +207,26 @@ class NotifyStore:
                 {"$set": {**changes, "heldUntil": 0}, "$unset": {"heldBy": ""}},
             )
 
-    async def queued_in(self, stream: str, limit: int = 10_000) -> list[Queued]:
+    async def queued_in(self, stream: str, limit: int = 100_000) -> Batch | None:
+        """The stream's queued events: their ids and times (from the index alone), and the
+        latest one whole; None if none is queued."""
         with mongo_errors():
-            cursor = self._outbox.find({"state": "queued", "stream": stream})
+            cursor = self._outbox.find({"state": "queued", "stream": stream}, {"at": 1})
             found = await cursor.sort("at", ASCENDING).limit(limit).to_list()
-        return [_queued(d) for d in found]
+            if not found:
+                return None
+            latest = await self._outbox.find_one({"_id": found[-1]["_id"]})
+        if latest is None:
+            return None  # settled meanwhile by a manager whose hold ran out
+        return Batch([d["_id"] for d in found], _queued(latest), int(found[0]["at"]))
+
+    async def stream_states(self, streams: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """When each stream last sent, its tries and interval: who is due, without taking."""
+        if not streams:
+            return {}
+        with mongo_errors():
+            found = await self._streams.find({"_id": {"$in": list(streams)}}).to_list()
+        return {d["_id"]: d for d in found}
 
     async def settle(self, ids: Sequence[str], state: str, now: datetime, **fields: Any) -> None:
         """Mark events sent (or failed for good), with what their message said."""
@@ -225,14 +259,16 @@ class NotifyStore:
         return views
 
     async def count_by_state(self) -> dict[str, int]:
+        counts = {}
         with mongo_errors():
-            cursor = await self._outbox.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}])
-            return {d["_id"]: d["n"] for d in await cursor.to_list()}
+            for state in ("queued", "sent", "failed"):  # each counted in the queue index
+                counts[state] = await self._outbox.count_documents({"state": state})
+        return {state: n for state, n in counts.items() if n}
 
 
 def _outbox_document(entry: Queued, now: datetime) -> dict[str, Any]:
     return {
-        "_id": f"{entry.id}|{entry.channel}",
+        "_id": outbox_id(entry.id, entry.channel),
         "event": entry.id,
         "stream": entry.stream,
         "channel": entry.channel,
@@ -270,9 +306,9 @@ def _entry_view(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _attempt_of(event_id: str) -> int | None:
-    """A run's event id ends with its attempt (``run|<job>|<planTime>|<attempt>``)."""
-    head, _, last = event_id.rpartition("|")
-    return int(last) if event_id.startswith("run|") and last.isdigit() else None
+    """A run's event id ends with its attempt (``run/<job>/<planTime>/<attempt>``)."""
+    head, _, last = event_id.rpartition("/")
+    return int(last) if event_id.startswith("run/") and last.isdigit() else None
 
 
 _CAMEL = {f.name: "".join(w.capitalize() if i else w for i, w in enumerate(f.name.split("_")))

@@ -141,12 +141,16 @@ class Registration:
         registration that goes without saying so is a worker lost: worker_offline)."""
         if not self.lease_id:
             return
+        self._info["leaving"] = True
         try:
             with etcd_errors():
-                self._info["leaving"] = True
                 await asyncio.wait_for(
-                    self._client.put(self._key, self._value(), lease=self.lease_id), 5
+                    self._client.put(self._key, self._value(), lease=self.lease_id), 2
                 )
+        except (StoreUnavailableError, *ETCD_ERRORS) as exc:  # told as lost, but revoked still
+            log.warning("could not say this worker is leaving (%s)", exc)
+        try:
+            with etcd_errors():
                 await asyncio.wait_for(self._client.revoke_lease(self.lease_id), 5)
             log.info("lease %x revoked", self.lease_id)
         except (StoreUnavailableError, *ETCD_ERRORS) as exc:

@@ -449,3 +449,11 @@ def test_the_digest_of_a_job_set_ignores_order_and_sees_any_change() -> None:
     assert jobs_digest([a, b]) != jobs_digest([a])
     assert jobs_digest([a, b]) != jobs_digest([a, b.with_changes(command="false")])
     assert jobs_digest([]) == "0" * 16
+
+
+@pytest.mark.parametrize("field", ["timeout", "misfireGrace", "retryBackoff", "notifyMinInterval"])
+def test_a_number_of_seconds_past_any_float_is_refused_naming_the_field(field: str) -> None:
+    """A JSON integer of 400 digits is a valid literal; it must be a 400, not a crash."""
+    with pytest.raises(InvalidFieldError, match=f"^{field}: must be greater than 0"):
+        Job.from_api({"name": "a", "command": "true", "cronExpr": EVERY_MINUTE,
+                      field: 10**400})  # fmt: skip

@@ -221,3 +221,27 @@ def test_a_channel_survives_its_stored_document() -> None:
     document = channel.to_document()
     assert document["_id"] == "ops"
     assert Channel.from_document(document) == channel
+
+
+@pytest.mark.parametrize(
+    ("kind", "changes", "field"),
+    [
+        ("email", {"from": "gdts@example.com\u2028Bcc: x@example.com"}, "settings.from"),
+        ("email", {"to": ["ops@example.com\x0bBcc: x@example.com"]}, r"settings.to\[0\]"),
+        ("email", {"username": "ops\x1c"}, "settings.username"),
+        ("webhook", {"headers": {"X-Token": "a\u2029b"}}, "settings.headers.X-Token"),
+        ("webhook", {"headers": {"Ä": "x"}}, "settings.headers"),
+        ("telegram", {"botToken": "123:abc/../x"}, "settings.botToken"),
+    ],
+)
+def test_what_a_mail_header_or_url_cannot_carry_is_refused_at_save(
+    kind: str, changes: dict[str, Any], field: str
+) -> None:
+    """Refused here, it can never stop a delivery later (a header no mail can carry)."""
+    with pytest.raises(InvalidFieldError, match=f"^{field}: "):
+        parse_channel({"name": "ops", "type": kind, "settings": {**GOOD[kind], **changes}})
+
+
+def test_a_channels_repr_holds_no_secret() -> None:
+    channel = parse("telegram", **GOOD["telegram"])
+    assert GOOD["telegram"]["botToken"] not in repr(channel)

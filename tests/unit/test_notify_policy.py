@@ -13,6 +13,7 @@ from gdts.job import Job
 from gdts.notify.notice import CLUSTER_EVENTS
 from gdts.notify.policy import (
     Queued,
+    batch_of,
     merged,
     retry_delay_ms,
     run_link,
@@ -95,8 +96,8 @@ def test_a_runs_event_has_one_id_per_run_and_channel_and_its_streams_are_per_rul
     other = Rule("pager", frozenset({"failed"}))
     intake = take_runs([run(T, "failed", FAILED_ONLY, other, job="db")], {}, lambda r: "L")
     assert [(q.id, q.channel, q.stream) for q in intake.queued] == [
-        (f"run|db|{T}|1", "ops", "job:db|ops"),
-        (f"run|db|{T}|1", "pager", "job:db|pager"),
+        (f"run/db/{T}/1", "ops", "job:db/ops"),
+        (f"run/db/{T}/1", "pager", "job:db/pager"),
     ]
     notice = intake.queued[0].notice
     assert (notice.job, notice.status, notice.exit_code, notice.worker, notice.link) == (
@@ -135,10 +136,10 @@ def test_a_held_back_burst_is_one_message_about_the_latest_counting_all() -> Non
     intake = take_runs(
         [run(T + i * 1000, "failed", FAILED_ONLY) for i in range(60)], {}, lambda r: ""
     )
-    notice = merged(intake.queued)
+    notice = merged(batch_of(intake.queued))
     assert notice.count == 60 and notice.plan_ms == T + 59_000 and notice.first_ms == T + 900
     assert "(+59 more)" in notice.title() and "stands for 60 events" in notice.text()
-    single = merged(intake.queued[:1])
+    single = merged(batch_of(intake.queued[:1]))
     assert single.count == 1 and "more" not in single.title()
 
 
@@ -146,8 +147,8 @@ def test_a_workers_event_goes_to_the_rules_that_listen_named_by_its_registration
     rules = [Rule("ops", frozenset({"worker_offline"})), Rule("chat", frozenset(CLUSTER_EVENTS))]
     offline = worker_events("w7", 0xABC, "worker_offline", T, rules, 30.0)
     assert [(q.id, q.channel, q.stream) for q in offline] == [
-        ("worker_offline|w7|abc", "ops", "cluster|ops"),
-        ("worker_offline|w7|abc", "chat", "cluster|chat"),
+        ("worker_offline/w7/abc", "ops", "cluster:worker_offline/ops"),
+        ("worker_offline/w7/abc", "chat", "cluster:worker_offline/chat"),
     ]
     assert offline[0].notice.title() == "[GDTS] worker w7 went offline"
     online = worker_events("w7", 0xABD, "worker_online", T, rules, 30.0)
@@ -163,3 +164,25 @@ def test_a_workers_record_carries_the_rules_only_when_one_may_concern_the_run() 
     assert notify_mark(None, RunStatus.LOST) is None  # a lost run of a deleted job
     assert notify_mark(told, RunStatus.FAILED) == {
         "rules": [{"channel": "ops", "on": ["failed"]}], "minInterval": 60.0}  # fmt: skip
+
+
+def test_names_holding_a_bar_never_share_a_stream_or_an_entry() -> None:
+    # Job "a|b" to channel "c" and job "a" to channel "b|c": "/" joins, which no name holds.
+    one = take_runs([run(T, "failed", Rule("c", frozenset({"failed"})), job="a|b")], {},
+                    lambda r: "").queued[0]  # fmt: skip
+    two = take_runs([run(T, "failed", Rule("b|c", frozenset({"failed"})), job="a")], {},
+                    lambda r: "").queued[0]  # fmt: skip
+    assert one.stream != two.stream
+    assert batch_of([one]).ids != batch_of([two]).ids
+
+
+def test_a_worker_coming_back_never_stands_for_others_going_away() -> None:
+    rules = [Rule("ops", frozenset(CLUSTER_EVENTS))]
+    gone = [q for i in range(9) for q in worker_events(f"w{i}", i, "worker_offline", T + i,
+                                                       rules, 300.0)]  # fmt: skip
+    back = worker_events("w0", 99, "worker_online", T + 20, rules, 300.0)
+    assert {q.stream for q in gone} == {"cluster:worker_offline/ops"}
+    assert back[0].stream == "cluster:worker_online/ops"
+    told = merged(batch_of(gone))
+    assert told.title() == "[GDTS] worker w8 went offline (+8 more)"
+    assert "9 times a worker went offline" in told.text()
