@@ -124,7 +124,7 @@ class NotifyStore:
                 {"$sort": {NOTIFY_PENDING: 1, "endTime": 1}},
                 {"$limit": limit},
                 {"$project": _RUN_FIELDS},
-            ], hint="notify_pending")  # fmt: skip
+            ])  # fmt: skip
             return await cursor.to_list()
 
     async def unmark_runs(self, runs: Sequence[dict[str, Any]]) -> None:
