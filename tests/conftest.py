@@ -11,6 +11,7 @@ import pytest_asyncio
 
 from gdts.etcd import EtcdClient
 from gdts.localstack import EtcdProcess, MongoProcess
+from tests.notify_receiver import WebhookReceiver
 from tests.support import Cluster, Stack
 
 
@@ -48,6 +49,17 @@ async def etcd(stack: Stack) -> AsyncIterator[EtcdClient]:
         yield client
     finally:
         await client.close()
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    """A webhook receiver on loopback for the notification tests (see notify_receiver)."""
+    hook = WebhookReceiver("hook-signing-s3cr3t")
+    await hook.up()
+    try:
+        yield hook
+    finally:
+        await hook.down()
 
 
 @pytest_asyncio.fixture

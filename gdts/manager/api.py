@@ -90,7 +90,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return failure(500, "internal error; see the manager's log")
 
 
-def _required_name(params: Mapping[str, Any]) -> str:
+def required_name(params: Mapping[str, Any]) -> str:
     if "name" not in params:
         raise InvalidFieldError("name", "is required")
     return validate_name(params["name"])
@@ -114,7 +114,7 @@ async def save_job(request: web.Request) -> web.Response:
 async def run_job(request: web.Request) -> web.Response:
     """Run a job once now on one worker, whatever its schedule; logged with trigger "manual"
     and the returned planTime."""
-    name = _required_name(await read_params(request))
+    name = required_name(await read_params(request))
     requested = await request.app[JOB_STORE].request_run(name, now_ms(), guard_of(request))
     await audit(request, "job.run", job=name, detail={"planTime": requested["planTime"]})
     return ok(requested)
@@ -132,7 +132,7 @@ async def disable_job(request: web.Request) -> web.Response:
 
 
 async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
-    name = _required_name(await read_params(request))
+    name = required_name(await read_params(request))
     after = await request.app[JOB_STORE].update(name, guard_of(request), enabled=enabled)
     await audit(request, "job.enable" if enabled else "job.disable", job=name, after=after)
     return ok(after)
@@ -140,7 +140,7 @@ async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
 
 async def clone_job(request: web.Request) -> web.Response:
     params = await read_params(request)
-    name = _required_name(params)
+    name = required_name(params)
     if "newName" not in params:
         raise InvalidFieldError("newName", "is required")
     new_name = validate_name(params["newName"], "newName")
@@ -151,7 +151,7 @@ async def clone_job(request: web.Request) -> web.Response:
 
 async def delete_job(request: web.Request) -> web.Response:
     params = await read_params(request)
-    name = _required_name(params)
+    name = required_name(params)
     keep_running = bool_param(params, "keepRunning")
     before = await request.app[JOB_STORE].delete(name, guard_of(request), keep_running)
     await audit(request, "job.delete", job=name, before=before)
@@ -159,7 +159,7 @@ async def delete_job(request: web.Request) -> web.Response:
 
 
 async def kill_job(request: web.Request) -> web.Response:
-    name = _required_name(await read_params(request))
+    name = required_name(await read_params(request))
     await request.app[JOB_STORE].kill(name, guard_of(request))
     await audit(request, "job.kill", job=name)
     return ok(None)
@@ -184,7 +184,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def job_log(request: web.Request) -> web.Response:
     params = await read_params(request)
-    name = _required_name(params)
+    name = required_name(params)
     skip = int_param(params, "skip", 0, 0, 10**9)
     limit = int_param(params, "limit", DEFAULT_LOG_LIMIT, 1, MAX_LOG_LIMIT)
     # A page's outputs share one budget: 20 runs show 52 KiB each, 1,000 runs 1 KiB each.
@@ -195,7 +195,7 @@ async def job_log(request: web.Request) -> web.Response:
 async def job_output(request: web.Request) -> web.Response:
     """One run's whole output, which a page of /job/log may show cut."""
     params = await read_params(request)
-    name = _required_name(params)
+    name = required_name(params)
     if params.get("planTime") in (None, ""):
         raise InvalidFieldError("planTime", "is required")
     plan_time = int_param(params, "planTime", 0, 0, MAX_EPOCH_MS)

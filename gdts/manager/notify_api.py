@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from gdts.errors import InvalidFieldError, NotFoundError
-from gdts.jobfields import validate_name, validate_seconds
-from gdts.manager.api import ok
+from gdts.jobfields import validate_seconds
+from gdts.manager.api import ok, required_name
 from gdts.manager.auth import audit, principal_of
 from gdts.manager.endpoints import MAX_LOG_LIMIT, role_allows
 from gdts.manager.params import int_param, loads_strict, read_params
@@ -31,12 +31,6 @@ def _json_param(params: Mapping[str, Any], field: str) -> Any:
         raise InvalidFieldError(field, "is required")
     value = params[field]
     return loads_strict(value, field) if isinstance(value, str) else value
-
-
-def _name(params: Mapping[str, Any]) -> str:
-    if "name" not in params:
-        raise InvalidFieldError("name", "is required")
-    return validate_name(params["name"])
 
 
 async def list_channels(request: web.Request) -> web.Response:
@@ -69,7 +63,7 @@ async def save_channel(request: web.Request) -> web.Response:
 
 
 async def delete_channel(request: web.Request) -> web.Response:
-    name = _name(await read_params(request))
+    name = required_name(await read_params(request))
     before = await request.app[NOTIFY_STORE].delete_channel(name)
     if before is None:
         raise NotFoundError("name", f"no channel named {name!r}")
@@ -80,7 +74,7 @@ async def delete_channel(request: web.Request) -> web.Response:
 
 async def test_channel(request: web.Request) -> web.Response:
     """Send a test message now, through this manager; the answer says whether it arrived."""
-    name = _name(await read_params(request))
+    name = required_name(await read_params(request))
     channel = await request.app[NOTIFY_STORE].channel(name)
     if channel is None:
         raise NotFoundError("name", f"no channel named {name!r}")

@@ -86,16 +86,25 @@ class Notifier:
         self._stats = stats
         self._clock = clock
         self._holder = uuid.uuid4().hex  # who holds a stream: this manager's life
-        self._ssl = _ssl_context(config.notify_ca_file)
+        self._ssl: ssl.SSLContext | None = None  # made when first needed (inert constructor)
         self._poll_s = config.notify_poll_interval / 1000
         self._indexed = False
+
+    def _tls(self) -> ssl.SSLContext:
+        """Whom SMTP and HTTPS receivers are checked against: the system's CAs, and the
+        configured extra bundle."""
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+            if self._config.notify_ca_file:
+                self._ssl.load_verify_locations(self._config.notify_ca_file)
+        return self._ssl
 
     async def send_test(self, channel: Channel) -> str:
         """A test message through ``channel`` now: "" if it arrived, else what failed."""
         notice = Notice(id=f"test/{channel.name}/{self._clock()}", event=TEST_EVENT)
         async with aiohttp.ClientSession() as session:
             try:
-                await deliver(channel, notice, session=session, ssl_context=self._ssl,
+                await deliver(channel, notice, session=session, ssl_context=self._tls(),
                               timeout_s=self._config.notify_timeout / 1000,
                               now_ms=self._clock)  # fmt: skip
             except DeliveryError as exc:
@@ -237,7 +246,7 @@ class Notifier:
         try:
             await deliver(channel, notice, session=session,
                           timeout_s=self._config.notify_timeout / 1000,
-                          ssl_context=self._ssl, now_ms=self._clock)  # fmt: skip
+                          ssl_context=self._tls(), now_ms=self._clock)  # fmt: skip
         except DeliveryError as exc:
             return exc.problem
         except Exception as exc:  # a bug of ours must not wedge the stream: it is tried again
@@ -310,10 +319,3 @@ def _leaving(value: bytes) -> bool:
         return bool(json.loads(value).get("leaving"))
     except (ValueError, AttributeError):
         return False
-
-
-def _ssl_context(ca_file: str) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if ca_file:
-        context.load_verify_locations(ca_file)
-    return context

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
@@ -21,6 +21,7 @@ from gdts.notify.channels import Channel
 from gdts.notify.notice import Notice
 from gdts.notify.policy import Batch, Queued, outbox_id
 from gdts.notify.rules import DEFAULT_MIN_INTERVAL_S, Rule
+from gdts.plans import to_ms
 from gdts.runlog import COLLECTION
 from gdts.runrecord import NOTIFY_PENDING
 
@@ -301,7 +302,7 @@ def _entry_view(document: dict[str, Any]) -> dict[str, Any]:
     view["attempt"] = _attempt_of(str(document.get("event", "")))
     for key in ("queuedAt", "settledAt"):
         if isinstance(view.get(key), datetime):
-            view[key] = int(view[key].replace(tzinfo=view[key].tzinfo or UTC).timestamp() * 1000)
+            view[key] = to_ms(view[key])
     return view
 
 

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import pytest_asyncio
 
 from gdts.localstack import free_port
 from tests.browser.conftest import (
@@ -23,28 +21,14 @@ from tests.browser.conftest import (
     open_console,
     playwright_api,
 )
-from tests.notify_receiver import WebhookReceiver
+from tests.notify_receiver import FAST_NOTIFIER, PUBLIC_URL, WebhookReceiver
 from tests.support import Cluster, api_get, api_post, job_runs, save_job_fields, wait_until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
 expect = playwright_api.expect
 NEVER = "0 0 1 1 *"
-PUBLIC_URL = "https://gdts.example.test"
-# The notifier looks every 200 ms and gives a delivery 3 s: the tests take seconds.
-FAST = {"notifyPollInterval": 200, "notifyRetryBackoff": 1000, "notifyRetryMaxBackoff": 4000,
-        "notifyTimeout": 3000, "publicUrl": PUBLIC_URL}  # fmt: skip
 XSS_NAME = "<img src=x onerror=alert(1)>"
 INVALID = re.compile(r"\bis-invalid\b")
-
-
-@pytest_asyncio.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    hook = WebhookReceiver("hook-signing-s3cr3t")
-    await hook.up()
-    try:
-        yield hook
-    finally:
-        await hook.down()
 
 
 def channel_row(page: Any, name: str) -> Any:
@@ -70,7 +54,7 @@ async def assert_no_secret_in_page(page: Any, receiver: WebhookReceiver) -> None
 async def test_an_admin_adds_a_webhook_channel_whose_secrets_never_reach_the_page(
     cluster: Cluster, browser: Any, receiver: WebhookReceiver
 ) -> None:
-    await cluster.start_manager(**FAST)
+    await cluster.start_manager(**FAST_NOTIFIER)
     console = await open_console(browser, cluster.api)
     page = console.page
     await page.click("#tab-notifications")
@@ -178,7 +162,7 @@ async def test_cluster_rules_are_edited_and_the_outbox_shows_what_was_sent_and_w
     cluster: Cluster, browser: Any, receiver: WebhookReceiver
 ) -> None:
     # One try only: a delivery that fails is recorded failed at once.
-    await cluster.start_manager(**FAST, notifyMaxTries=1)
+    await cluster.start_manager(**FAST_NOTIFIER, notifyMaxTries=1)
     await save_channel(cluster, receiver.channel("ops"))
     closed = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
     await save_channel(cluster, {"name": "dead", "type": "webhook", "settings": {"url": closed}})
@@ -359,7 +343,7 @@ async def listed_job(cluster: Cluster, name: str) -> dict[str, Any]:
 async def test_a_notifications_link_opens_the_jobs_log_at_that_run(
     cluster: Cluster, browser: Any, receiver: WebhookReceiver
 ) -> None:
-    await cluster.start_manager(**FAST)
+    await cluster.start_manager(**FAST_NOTIFIER)
     await cluster.start_worker("w1")
     await save_channel(cluster, receiver.channel("ops"))
     name = "nightly report & co"  # the link encodes it

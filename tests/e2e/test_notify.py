@@ -8,36 +8,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
-from tests.notify_receiver import WebhookReceiver
+from tests.notify_receiver import FAST_NOTIFIER, PUBLIC_URL, WebhookReceiver
 from tests.support import ADMIN_TOKEN, Cluster, api_get, api_post, wait_until
-
-PUBLIC_URL = "https://gdts.example.test"
-# Short waits so each test takes seconds: the notifier looks every 200 ms and tries a failed
-# delivery again after 1 s, doubling up to 4 s.
-FAST = {"notifyPollInterval": 200, "notifyRetryBackoff": 1000, "notifyRetryMaxBackoff": 4000,
-        "notifyTimeout": 3000, "publicUrl": PUBLIC_URL}  # fmt: skip
-
-
-@pytest_asyncio.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    hook = WebhookReceiver("hook-signing-s3cr3t")
-    await hook.up()
-    try:
-        yield hook
-    finally:
-        await hook.down()
 
 
 async def _managers(cluster: Cluster, count: int = 2) -> None:
     for _ in range(count):
-        await cluster.start_manager(**FAST)
+        await cluster.start_manager(**FAST_NOTIFIER)
 
 
 async def _save(cluster: Cluster, **job: Any) -> None:
@@ -200,7 +182,7 @@ async def test_worker_offline_is_told_once_after_a_kill_and_not_after_a_clean_st
 @pytest.mark.asyncio
 @pytest.mark.timeout(60)
 async def test_no_answer_or_audit_entry_holds_a_secret(cluster: Cluster) -> None:
-    await cluster.start_manager(**FAST)
+    await cluster.start_manager(**FAST_NOTIFIER)
     secrets = {
         "webhook": {"url": "https://hooks.example.test/T0KEN-IN-URL", "secret": "hmac-s3cr3t",
                     "headers": {"Authorization": "Bearer header-s3cr3t"}},
@@ -261,7 +243,7 @@ async def _exists(path: Any) -> bool:
 async def test_a_message_given_up_after_its_tries_is_recorded_failed_with_a_metric(
     cluster: Cluster,
 ) -> None:
-    await cluster.start_manager(**{**FAST, "notifyMaxTries": 2})
+    await cluster.start_manager(**{**FAST_NOTIFIER, "notifyMaxTries": 2})
     await cluster.start_worker("w0")
     nowhere = WebhookReceiver("unused")  # never up: its port refuses
     await _channel(cluster, nowhere.channel("void"))
