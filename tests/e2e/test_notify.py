@@ -125,7 +125,8 @@ async def test_a_storm_is_counted_and_a_receiver_down_for_30_s_gets_its_message(
         # The storm's first failure is told at once; the ones after it wait for the interval.
         await wait_until(_at_least(receiver, 1, job="storm"), 30, "the storm's first")
         first = receiver.about(job="storm")[0]
-        assert first["count"] == 1
+        # At once: what was queued when it went (the first tick's attempts, taken in one look).
+        assert first["count"] <= 4
 
         async def trying() -> list[dict[str, Any]]:
             events = (await api_get(cluster.api, "/notify/outbox", state="queued"))["events"]
@@ -150,7 +151,7 @@ async def test_a_storm_is_counted_and_a_receiver_down_for_30_s_gets_its_message(
         told = receiver.about(job="storm")
         assert len(told) == 2, told  # one message per interval
         counted = told[1]
-        assert counted["count"] >= 60  # 20 s of failures, three or four a second
+        assert first["count"] + counted["count"] >= 60  # 20 s of failures, 3 or 4 a second
         assert counted["firstTime"] > first["planTime"]
         assert f"stands for {counted['count']} events" in counted["text"]
     finally:
