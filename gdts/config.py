@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from gdts.cron import CronError, check_zone
 from gdts.errors import ConfigError, InvalidFieldError
+from gdts.routing import MAX_WEIGHT, parse_labels
 from gdts.runlimits import RunLimits, parse_limits
 
 
@@ -165,6 +166,10 @@ class WorkerConfig(StoreConfig):
     max_run_processes: int = 0
     max_run_cpu_seconds: int = 0
     max_run_open_files: int = 0
+    # Where jobs may run (see gdts.routing): labels a job's hostGroup selects this worker by,
+    # and its share of a weighted job's ticks.
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    weight: int = 1
 
     def run_limit_defaults(self) -> RunLimits:
         return _limits(self.run_memory_mb, self.run_processes, self.run_cpu_seconds,
@@ -234,6 +239,12 @@ class WorkerConfig(StoreConfig):
                 parse_limits({_LIMIT_KEYS[name]: value or None})
             except InvalidFieldError as exc:
                 raise ConfigError(json_key(name), exc.problem) from None
+        try:
+            parse_labels("labels", self.labels)
+        except InvalidFieldError as exc:
+            raise ConfigError(exc.field, exc.problem) from None
+        if not 1 <= self.weight <= MAX_WEIGHT:
+            raise ConfigError("weight", f"must be 1-{MAX_WEIGHT}, got {self.weight}")
         if self.takeover_delay >= self.start_window:
             raise ConfigError("takeoverDelay", "must be shorter than startWindow")
 
@@ -348,6 +359,10 @@ def _coerce_json(key: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, f"must be a list of strings, got {json.dumps(value)}")
         return tuple(value)
+    if _is_str_dict(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(key, f"must be an object of key: value, got {json.dumps(value)}")
+        return dict(value)  # its keys and values are checked by validate()
     raise AssertionError(f"unhandled config type {hint!r}")
 
 
@@ -363,11 +378,20 @@ def _coerce_env(var: str, text: str, hint: Any) -> Any:
         return int(text)
     if _is_str_tuple(hint):
         return tuple(part.strip() for part in text.split(",") if part.strip())
+    if _is_str_dict(hint):  # key=value,key=value
+        pairs = [part.partition("=") for part in text.split(",") if part.strip()]
+        if not all(sep for _, sep, _ in pairs):
+            raise ConfigError(var, f"must be key=value,key=value, got {text!r}")
+        return {key.strip(): value.strip() for key, _, value in pairs}
     return text
 
 
 def _is_str_tuple(hint: Any) -> bool:
     return typing.get_origin(hint) is tuple and typing.get_args(hint)[0] is str
+
+
+def _is_str_dict(hint: Any) -> bool:
+    return typing.get_origin(hint) is dict and typing.get_args(hint) == (str, str)
 
 
 def _positive(config: object, *names: str) -> None:

@@ -24,6 +24,7 @@ from gdts.jobfields import (
     check_fields,
     validate_name,
 )
+from gdts.routing import DEFAULT_ROUTING, Labels, is_routed
 from gdts.runlimits import NO_LIMITS, RunLimits
 
 if TYPE_CHECKING:
@@ -39,11 +40,11 @@ __all__ = [
 ]
 
 # 1: name, command, cronExpr only (and the Go GDTS's records); 2: the job-semantics fields;
-# 3: owner; 4: keepBackground; 5: limits; 6: notify, notifyMinInterval. A process that knows an
-# older version refuses a newer record with a message. A record says the lowest version that
-# holds every field it sets (at least 3), so a record that sets none of the newer fields is
-# still read by processes that predate them.
-JOB_RECORD_VERSION = 6
+# 3: owner; 4: keepBackground; 5: limits; 6: notify, notifyMinInterval; 7: hostGroup, routing.
+# A process that knows an older version refuses a newer record with a message. A record says
+# the lowest version that holds every field it sets (at least 3), so a record that sets none of
+# the newer fields is still read by processes that predate them.
+JOB_RECORD_VERSION = 7
 _WRITTEN_AT_LEAST = 3
 _SINCE = {field.name: field.since for field in JOB_FIELDS}
 
@@ -75,6 +76,8 @@ class Job:
     owner: str = ""
     notify: tuple[Rule, ...] = ()
     notify_min_interval_s: float = DEFAULT_NOTIFY_MIN_INTERVAL_S
+    host_group: Labels = ()  # the labels a worker must carry to run it (see gdts.routing)
+    routing: str = DEFAULT_ROUTING
     # Where etcd holds this version (not part of the job's definition, so not compared): the
     # revision that wrote it, which a claim compares so no claim made from an older version
     # succeeds, and the revision that created the key, the job's generation (see gdts.keys).
@@ -92,6 +95,11 @@ class Job:
         """Build a job from untrusted values, naming the first bad field (see
         gdts.jobfields.check_fields)."""
         return cls(**check_fields(data, default_zone, now_ms))
+
+    @property
+    def routed(self) -> bool:
+        """Whether its host group or routing places it, not its bucket (see gdts.routing)."""
+        return is_routed(self.host_group, self.routing)
 
     @property
     def one_shot(self) -> bool:
@@ -121,6 +129,8 @@ class Job:
             "owner": self.owner,
             "notify": [rule.to_api() for rule in self.notify] or None,
             "notifyMinInterval": self.notify_min_interval_s,
+            "hostGroup": dict(self.host_group) or None,
+            "routing": self.routing,
         }
 
     def to_record(self) -> bytes:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from gdts.cron import CronError, CronSchedule, check_zone, parse_cron
 from gdts.errors import InvalidFieldError
+from gdts.routing import DEFAULT_ROUTING, ROUTINGS, parse_labels
 from gdts.runlimits import NO_LIMITS, parse_limits
 
 MAX_NAME_CHARS = 128
@@ -101,6 +102,11 @@ JOB_FIELDS = (
     JobField("notifyMinInterval", "number", DEFAULT_NOTIFY_MIN_INTERVAL_S,
              "Seconds between two messages of one rule; events in between are counted into "
              "the next.", since=6),
+    JobField("hostGroup", "object", None, "The workers that may run it: labels each must "
+             "carry, e.g. {\"group\": \"db\"} (unset: any worker).", since=7),
+    JobField("routing", "string", DEFAULT_ROUTING, "Which of those workers runs a tick: hash "
+             "(one worker per job while it lives), random, roundRobin, weighted (by the "
+             "workers' weight) or leastBusy.", ROUTINGS, since=7),
     # Who saved the job first: set by the manager from the caller, whatever a request says.
     JobField("owner", "string", "", "Who saved the job first (set by the manager).", since=3),
 )  # fmt: skip
@@ -428,6 +434,10 @@ def check_fields(data: object, default_zone: str, now_ms: int | None) -> dict[st
         "output_contains": opt("outputContains", "", validate_text, MAX_MATCH_CHARS),
         "output_not_contains": opt("outputNotContains", "", validate_text, MAX_MATCH_CHARS),
         "owner": opt("owner", "", validate_text, MAX_NAME_CHARS),
+        "host_group": ()
+        if "hostGroup" not in given
+        else parse_labels("hostGroup", given["hostGroup"]),
+        "routing": opt("routing", DEFAULT_ROUTING, validate_choice, ROUTINGS),
         "notify": () if "notify" not in given else _check_notify(given["notify"]),
         "notify_min_interval_s": opt(
             "notifyMinInterval",

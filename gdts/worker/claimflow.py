@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from gdts.config import WorkerConfig
@@ -24,6 +24,7 @@ from gdts.errors import GdtsError
 from gdts.etcd import ETCD_ERRORS, etcd_errors
 from gdts.job import Job
 from gdts.logs import event
+from gdts.routing import matches
 from gdts.worker.lock import Claim, ClaimOutcome, StoredJob, TickClaimer
 from gdts.worker.registration import Registration
 from gdts.worker.stats import WorkerStats
@@ -222,7 +223,7 @@ class ClaimFlow:
                         return None, tick, True
                     if claim.outcome is ClaimOutcome.STALE:
                         self._stats.claim("stale")
-                        current = current_tick(tick, claim.current)
+                        current = current_tick(tick, claim.current, self._config.labels)
                         if current is None:
                             log.info("not run: the job changed since this tick was due",
                                      extra=tags)  # fmt: skip
@@ -319,11 +320,14 @@ class ClaimFlow:
                                 "both runs go on", extra=tags)  # fmt: skip
 
 
-def current_tick(tick: DueTick, stored: StoredJob | None) -> DueTick | None:
-    """The tick as the job's current version (``stored``, None: deleted) runs it, or None if
-    that version does not run it: deleted, or deleted and saved again (a new job, with ticks of
-    its own), or a scheduled tick that the version no longer plans (disabled, schedule
-    changed). A run asked for with /job/run still runs, as /job/run on that version would."""
+def current_tick(
+    tick: DueTick, stored: StoredJob | None, labels: Mapping[str, str]
+) -> DueTick | None:
+    """The tick as the job's current version (``stored``, None: deleted) runs it on a worker
+    with ``labels``, or None if that version does not run it: deleted, or deleted and saved
+    again (a new job, with ticks of its own), or a scheduled tick that the version no longer
+    plans (disabled, schedule changed), or a host group this worker is not in. A run asked for
+    with /job/run still runs, as /job/run on that version would."""
     if stored is None or stored.generation != tick.job.generation:
         return None
     try:
@@ -331,6 +335,8 @@ def current_tick(tick: DueTick, stored: StoredJob | None) -> DueTick | None:
     except (GdtsError, ValueError):
         return None  # unreadable: the watch stops running it too
     if tick.run_request is None and next_plan(job, tick.plan_ms - 1) != tick.plan_ms:
+        return None
+    if not matches(job.host_group, labels):
         return None
     return dataclasses.replace(tick, job=job)
 

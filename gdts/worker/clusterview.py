@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections import deque
 
+from gdts.job import Job
 from gdts.keys import RunningKey, bucket_of
+from gdts.routing import Candidate, Labels, eligible, rank
 from gdts.worker.lostruns import marker_plan
 from gdts.worker.partition import Partition
+from gdts.worker.ticktable import next_plan
 
 
 class ClusterView:
@@ -23,7 +26,9 @@ class ClusterView:
         self.worker_id = worker_id
         self._claim_memory_ms = claim_memory_ms
         self.workers: dict[str, int] = {}  # live worker id -> its lease
+        self.cards: dict[str, Candidate] = {}  # live worker id -> what its registration says
         self.full: set[str] = set()  # live workers that said they are at maxConcurrentRuns
+        self._groups: dict[Labels, list[Candidate]] = {}  # host group -> its live members
         self._partition: Partition | None = None  # for the current workers, made when asked
         self._owned: dict[str, bool] = {}  # job -> whether we own it, for the current workers
         # (job, generation) -> its one running marker: it runs somewhere (blocks a takeover)
@@ -36,16 +41,20 @@ class ClusterView:
 
     # -- workers --------------------------------------------------------------------------------
 
-    def workers_reset(self, workers: dict[str, int], full: set[str]) -> None:
+    def workers_reset(self, workers: dict[str, int], cards: dict[str, Candidate]) -> None:
         self.workers = dict(workers)
-        self.full = full & set(workers)
+        self.cards = {worker_id: cards[worker_id] for worker_id in workers if worker_id in cards}
+        self.full = {worker_id for worker_id, card in self.cards.items() if card.full}
+        self._groups.clear()
         self._workers_changed()
 
-    def worker_registered(self, worker_id: str, lease: int, at_capacity: bool = False) -> None:
+    def worker_registered(self, worker_id: str, lease: int, card: Candidate) -> None:
         if worker_id not in self.workers:
             self._workers_changed()
         self.workers[worker_id] = lease
-        if at_capacity:
+        self.cards[worker_id] = card
+        self._groups.clear()
+        if card.full:
             self.full.add(worker_id)
         else:
             self.full.discard(worker_id)
@@ -53,7 +62,9 @@ class ClusterView:
     def worker_gone(self, worker_id: str, lease: int) -> None:
         if self.workers.get(worker_id) == lease:
             del self.workers[worker_id]
+            self.cards.pop(worker_id, None)
             self.full.discard(worker_id)
+            self._groups.clear()
             self._workers_changed()
 
     def _workers_changed(self) -> None:
@@ -80,6 +91,18 @@ class ClusterView:
     def handles(self, job_name: str) -> bool:
         """Whether this worker schedules the job: as its owner or as its backup."""
         return self.partition.handles(bucket_of(job_name))
+
+    def route(self, job: Job, plan_ms: int) -> list[str]:
+        """The live workers that may run a routed job, in the order they are asked to claim the
+        tick planned at ``plan_ms`` (see gdts.routing); empty: no live member of its group."""
+        members = self._groups.get(job.host_group)
+        if members is None:
+            members = self._groups[job.host_group] = eligible(job.host_group, self.cards.values())
+        step_ms = 1
+        if job.routing == "roundRobin":
+            following = next_plan(job, plan_ms)
+            step_ms = 1 if following is None else following - plan_ms
+        return rank(job.name, job.routing, plan_ms, step_ms, members)
 
     def note_claimed(self, claims: list[tuple[str, int, int]], now_ms: int) -> None:
         """Ticks (job, generation, planned ms) read as claimed in etcd: a bucket that comes to

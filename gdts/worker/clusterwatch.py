@@ -35,6 +35,7 @@ from gdts.etcd import (
 )
 from gdts.job import Job
 from gdts.keys import KeyLayout, KillOrder, RunningKey, read_kill_marker
+from gdts.routing import Candidate, read_card
 from gdts.worker.partition import runs_of
 
 if TYPE_CHECKING:
@@ -54,8 +55,8 @@ class ClusterListener(Protocol):
     def job_saved(self, job: Job) -> None: ...
     def job_deleted(self, name: str) -> None: ...
     def kill_requested(self, name: str, order: KillOrder) -> None: ...
-    def workers_reset(self, workers: dict[str, int], full: set[str]) -> None: ...
-    def worker_registered(self, worker_id: str, lease: int, at_capacity: bool) -> None: ...
+    def workers_reset(self, workers: dict[str, int], cards: dict[str, Candidate]) -> None: ...
+    def worker_registered(self, worker_id: str, lease: int, card: Candidate) -> None: ...
     def worker_gone(self, worker_id: str, lease: int, revision: int) -> None: ...
     def buckets(self) -> frozenset[int]: ...
     def running_marker_gone(self, marker: RunningKey) -> None: ...
@@ -208,19 +209,18 @@ class ClusterWatch:
         running_kvs, running_revision = await read_prefix(self._client, keys.running_prefix)
         request_kvs, requests_revision = await read_prefix(self._client, keys.run_prefix)
         workers = {}
-        full = set()
+        cards = {}
         for kv in worker_kvs:
             with contextlib.suppress(ValueError):
                 worker_id = keys.worker_id(kv.key)
                 workers[worker_id] = kv.lease
-                if at_capacity(kv.value):
-                    full.add(worker_id)
+                cards[worker_id] = card_of(worker_id, kv.value)
         requests = []
         for kv in request_kvs:
             with contextlib.suppress(ValueError):
                 requests.append((*keys.run_request_parts(kv.key), kv.key))
         # The workers first: they say which of the jobs this worker schedules.
-        self._listener.workers_reset(workers, full)
+        self._listener.workers_reset(workers, cards)
         await self._listener.jobs_reset(jobs)
         await self._listener.running_reset(self._markers(running_kvs), [])
         self._listener.run_requests_reset(requests)
@@ -304,7 +304,7 @@ class ClusterWatch:
             if event.deleted:
                 listener.worker_gone(worker_id, event.lease, event.mod_revision)
             else:
-                listener.worker_registered(worker_id, event.lease, at_capacity(event.value))
+                listener.worker_registered(worker_id, event.lease, card_of(worker_id, event.value))
 
     def _decode(self, key: bytes, value: bytes, revision: int, generation: int) -> Job | None:
         try:
@@ -340,10 +340,10 @@ def _brief(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
 
 
-def at_capacity(registration: bytes) -> bool:
-    """Whether a worker's registration says it runs its maxConcurrentRuns already."""
+def card_of(worker_id: str, registration: bytes) -> Candidate:
+    """What a worker's registration says routing needs: labels, weight, load, capacity."""
     try:
         info = json.loads(registration)
     except ValueError:
-        return False
-    return isinstance(info, dict) and info.get("atCapacity") is True
+        info = None
+    return read_card(worker_id, info)

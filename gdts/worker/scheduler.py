@@ -25,6 +25,7 @@ from gdts.worker.records import (
     NO_WORKER_COULD,
     OWNER_AT_CAPACITY,
     missed_record,
+    no_live_member,
 )
 from gdts.worker.runs import Runs
 from gdts.worker.stats import WorkerStats
@@ -89,7 +90,9 @@ class Scheduler:
                 log.warning("%d job(s) skipped ticks older than the start window", missed)
             takeover_at = now - self._config.takeover_delay
             for tick in due:
-                if tick.plan_ms < self._caught_up_before:
+                if tick.job.routed:
+                    self._route(tick, now)
+                elif tick.plan_ms < self._caught_up_before:
                     # Caught up on when the bucket came here: looked at as a backup would
                     # (claimed already, running elsewhere), never claimed blindly.
                     self._take_over(tick, now)
@@ -122,10 +125,26 @@ class Scheduler:
         """POST /job/run: the job's owner claims the run at once, as it would a tick; its backup
         steps in after takeoverDelay if the request is still there."""
         now = self._now_ms()
-        if self._view.owns(tick.job.name):
+        if tick.job.routed:
+            self._route(tick, now)
+        elif self._view.owns(tick.job.name):
             self.fire(tick, now, owner=True)
         elif self._view.handles(tick.job.name):  # the job's backup
             self._takeovers.push(tick, now + self._config.takeover_delay)
+            self._wake.set()  # the next wake-up may now be earlier
+
+    def _route(self, tick: DueTick, now: int) -> None:
+        """A routed job's tick (see gdts.routing): the first worker of its order claims it at
+        once, the second steps in takeoverDelay later if nobody did; the others leave it. A
+        tick whose host group has no live member is missed (see tick_missed)."""
+        order = self._view.route(tick.job, tick.plan_ms)
+        if not order:
+            self.tick_missed(tick)
+        elif order[0] == self._worker_id:
+            self.fire(tick, now, owner=True)
+        elif order[1:2] == [self._worker_id]:
+            since = now if tick.run_request is not None else tick.plan_ms
+            self._takeovers.push(tick, since + self._config.takeover_delay)
             self._wake.set()  # the next wake-up may now be earlier
 
     def _take_over(self, tick: DueTick, now: int) -> None:
@@ -153,10 +172,18 @@ class Scheduler:
         catchUp gets one catch-up run now (not one per missed tick: never a burst), any other
         job a run record with status missed (``why``: what its record says)."""
         job = tick.job
-        if tick.catch_up or self._stopping.is_set() or not self._view.owns(job.name):
+        if tick.catch_up or self._stopping.is_set():
             return
-        if self._view.tick_claimed(job.name, job.generation, tick.plan_ms):
-            return  # run (or running) elsewhere: seen claimed
+        order = self._view.route(job, tick.plan_ms) if job.routed else None
+        if order == [] and tick.run_request is None:
+            # No live member: nobody may run it, so no catch-up either; its bucket's owner
+            # tells (once: the owner alone).
+            if self._view.owns(job.name):
+                self._record_missed(tick, no_live_member(job.host_group))
+            return
+        speaker = self._view.owns(job.name) if order is None else order[:1] == [self._worker_id]
+        if not speaker or self._view.tick_claimed(job.name, job.generation, tick.plan_ms):
+            return  # another speaks for it, or it was seen claimed: run (or running) elsewhere
         now = self._now_ms()
         window = start_window_ms(job, self._config.start_window)
         if job.catch_up:
@@ -171,9 +198,18 @@ class Scheduler:
                 catch_up = DueTick(job, tick.plan_ms, catch_up=True, start_by_ms=start_by)
                 self.fire(catch_up, now, owner=True)
             return
+        self._record_missed(tick, why)
+
+    def _record_missed(self, tick: DueTick, why: str) -> None:
+        window = start_window_ms(tick.job, self._config.start_window)
         self._sink.add(
             missed_record(
-                job, tick.plan_ms, worker=self._worker_id, now_ms=now, window_ms=window, why=why
+                tick.job,
+                tick.plan_ms,
+                worker=self._worker_id,
+                now_ms=self._now_ms(),
+                window_ms=window,
+                why=why,
             )
         )
         self._stats.run(RunStatus.MISSED.value)
@@ -183,7 +219,12 @@ class Scheduler:
         missed ticks while no worker ran it (every worker down). Record or catch up on it, as
         for a tick missed while running. Beside the scheduler, not before it: reading the last
         runs of 100,000 jobs must not hold up the first ticks."""
-        jobs = [job for job in self._table.jobs() if job.enabled and self._view.owns(job.name)]
+        # A routed job's speaker is found per tick (see tick_missed).
+        jobs = [
+            job
+            for job in self._table.jobs()
+            if job.enabled and (job.routed or self._view.owns(job.name))
+        ]
         now = self._now_ms()
         for first in range(0, len(jobs), _OUTAGE_CHECK_CHUNK):
             chunk = jobs[first : first + _OUTAGE_CHECK_CHUNK]

@@ -73,9 +73,10 @@ class _Slot:
 
 class TickTable:
     """Every job, and the next tick of each job this worker schedules: those ``in_scope`` (its
-    buckets, see partition); the others are kept for their definition alone."""
+    buckets, see partition, and the routed jobs it may run); the others are kept for their
+    definition alone."""
 
-    def __init__(self, in_scope: Callable[[str], bool] = lambda name: True) -> None:
+    def __init__(self, in_scope: Callable[[Job], bool] = lambda job: True) -> None:
         self._in_scope = in_scope
         self._slots: dict[str, _Slot] = {}
         self._heap: list[tuple[int, int, str]] = []  # (plan_ms, generation, name)
@@ -117,7 +118,7 @@ class TickTable:
                 after = min(after, slot.pending_ms - 1)
             slot.job, slot.generation, slot.since_ms = job, next(self._generations), now_ms
             slot.pending_ms = None
-        if self._in_scope(job.name):
+        if self._in_scope(job):
             self._push_next(slot, after)
         self._maybe_compact()
         return True
@@ -135,7 +136,7 @@ class TickTable:
         (which may be past: those still within their start window are due at once), but none
         planned before its current version was put here (not before it existed)."""
         slot = self._slots.get(name)
-        if slot is None or not self._in_scope(name):
+        if slot is None or not self._in_scope(slot.job):
             return
         after_ms = max(after_ms, slot.since_ms)
         if slot.pending_ms is not None:

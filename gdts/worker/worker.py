@@ -30,6 +30,7 @@ from gdts.job import Job, digest_of, job_digest_part
 from gdts.keys import KeyLayout, KillOrder, RunningKey, bucket_of
 from gdts.logs import event
 from gdts.mongo import open_mongo
+from gdts.routing import Candidate, matches
 from gdts.runlog import RunLog
 from gdts.runrecord import RunStatus
 from gdts.worker.capacity import RunSlots
@@ -124,8 +125,10 @@ class Worker:
         keys = KeyLayout(config.etcd_prefix)
         self._stopping = asyncio.Event()  # set on SIGTERM: claim nothing new
         self._view = ClusterView(worker_id, claim_memory_ms=2 * config.start_window)
-        # The jobs of the buckets this worker looks after (as owner or backup) are scheduled.
-        self._table = TickTable(in_scope=self._view.handles)
+        # The jobs of the buckets this worker looks after (as owner or backup) are scheduled, and
+        # the routed jobs whose host group it is in.
+        self._table = TickTable(in_scope=self._schedules)
+        self._least_busy_jobs: set[str] = set()  # while there are some, say how busy we are
         self._table_version = 0  # bumped on every change, so readiness hashes only when needed
         self._digest: tuple[int, str] = (-1, "")  # (table version, digest of its jobs)
         self._digest_lock = asyncio.Lock()  # one digest at a time, shared by the askers
@@ -151,7 +154,7 @@ class Worker:
             worker_id,
             {"id": worker_id, "host": socket.gethostname(), "pid": os.getpid(),
              "startedAt": self.now_ms(), "maxConcurrentRuns": config.run_slots(),
-             "atCapacity": False},
+             "atCapacity": False, "labels": config.labels, "weight": config.weight, "busy": 0},
             config.worker_lease_ttl,
         )  # fmt: skip
         self._claimer = TickClaimer(etcd, keys, worker_id, config.start_window / 1000)
@@ -221,23 +224,36 @@ class Worker:
         """This worker's clock; ``clockOffset`` shifts it for fault tests."""
         return now_ms() + self.config.clock_offset
 
+    def _schedules(self, job: Job) -> bool:
+        """Whether this worker schedules the job: its bucket's owner or backup does (and speaks
+        for a routed job's ticks when its host group has no live member); a routed job's
+        members do, wherever its bucket is."""
+        return self._view.handles(job.name) or (job.routed and self._member_of(job))
+
+    def _member_of(self, job: Job) -> bool:
+        return matches(job.host_group, self.config.labels)
+
     def _capacity_changed(self) -> None:
         self._capacity_said.set()
 
     async def _say_capacity(self) -> None:
-        """Keep atCapacity in our registration true to the run slots, at most once a second
-        (a worker hovering at its cap must not write etcd on every run)."""
-        said = False
+        """Keep atCapacity in our registration true to the run slots, and, while a leastBusy
+        job exists, busy true to the runs going on: at most once a second (a worker hovering
+        at its cap, or running 200 jobs a second, must not write etcd on every run)."""
+        said: dict[str, Any] = {"atCapacity": False, "busy": 0}
         while True:
             await self._capacity_said.wait()
             self._capacity_said.clear()
-            full = self._slots.full()
-            if full != said:
+            now = {"atCapacity": self._slots.full()}
+            if self._least_busy_jobs:
+                now["busy"] = len(self._runs)
+            changes = {key: value for key, value in now.items() if said[key] != value}
+            if changes:
                 try:
-                    await self._registration.update(atCapacity=full)
-                    said = full
+                    await self._registration.update(**changes)
+                    said.update(changes)
                 except GdtsError as exc:
-                    log.warning("cannot say atCapacity=%s in etcd: %s", full, exc)
+                    log.warning("cannot say %s in etcd: %s", changes, exc)
                     self._capacity_said.set()  # try again
             await asyncio.sleep(1.0)
 
@@ -247,6 +263,7 @@ class Worker:
     # -- ClusterListener: called by ClusterWatch for every change in etcd -------------------------
 
     async def jobs_reset(self, jobs: list[Job]) -> None:
+        self._least_busy_jobs = {job.name for job in jobs if job.routing == "leastBusy"}
         wanted = {job.name for job in jobs}
         for job in self._table.jobs():
             if job.name not in wanted:
@@ -259,10 +276,16 @@ class Worker:
         self._table_changed()
 
     def job_saved(self, job: Job) -> None:
+        if job.routing == "leastBusy":
+            self._least_busy_jobs.add(job.name)
+            self._capacity_said.set()
+        else:
+            self._least_busy_jobs.discard(job.name)
         if self._table.put(job, self.now_ms()):
             self._table_changed()
 
     def job_deleted(self, name: str) -> None:
+        self._least_busy_jobs.discard(name)
         self._runs.forget(name)
         self._view.job_deleted(name)
         if self._table.remove(name):
@@ -275,12 +298,12 @@ class Worker:
     def kill_requested(self, name: str, order: KillOrder) -> None:
         self._runs.kill(name, order)
 
-    def workers_reset(self, workers: dict[str, int], full: set[str]) -> None:
-        self._view.workers_reset(workers, full)
+    def workers_reset(self, workers: dict[str, int], cards: dict[str, Candidate]) -> None:
+        self._view.workers_reset(workers, cards)
         self._rescope()
 
-    def worker_registered(self, worker_id: str, lease: int, at_capacity: bool) -> None:
-        self._view.worker_registered(worker_id, lease, at_capacity)
+    def worker_registered(self, worker_id: str, lease: int, card: Candidate) -> None:
+        self._view.worker_registered(worker_id, lease, card)
         self._rescope()
 
     def worker_gone(self, worker_id: str, lease: int, revision: int) -> None:
@@ -311,7 +334,7 @@ class Worker:
         self._buckets = buckets
         if dropped:
             for job in self._table.jobs():
-                if bucket_of(job.name) in dropped:
+                if bucket_of(job.name) in dropped and not self._schedules(job):
                     self._table.unschedule(job.name)
         self._watch.rescope()
         self._table_changed()
@@ -329,9 +352,10 @@ class Worker:
         self._scheduler.catching_up(now)
         window = self.config.start_window
         for index, job in enumerate(self._table.jobs()):
-            if bucket_of(job.name) in gained:
+            if bucket_of(job.name) in gained and not job.routed:
                 # Ticks planned while both of the bucket's handlers were dead are late, not
-                # lost (while they may still start); those seen claimed are skipped.
+                # lost (while they may still start); those seen claimed are skipped. (A routed
+                # job's members schedule it wherever its bucket goes.)
                 oldest = now - start_window_ms(job, window)
                 self._table.schedule_from(job.name, max(since, oldest) - 1)
             if index % YIELD_EVERY == YIELD_EVERY - 1:

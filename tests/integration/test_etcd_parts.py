@@ -22,6 +22,7 @@ from gdts.etcd import (
 )
 from gdts.job import Job
 from gdts.keys import BUCKETS, KeyLayout, KillOrder, RunningKey, bucket_of
+from gdts.routing import Candidate
 from gdts.worker.clusterwatch import ClusterWatch
 from gdts.worker.deadruns import DeadRunFinder
 from gdts.worker.lock import ClaimOutcome, StoredJob, TickClaimer
@@ -199,6 +200,7 @@ class Recorder:
         self.resets = 0
         self.workers: dict[str, int] = {}
         self.full: set[str] = set()  # workers whose registration says atCapacity
+        self.cards: dict[str, Candidate] = {}  # what each registration says routing needs
         self.gone: list[tuple[str, int, int]] = []
         self.markers_gone: list[str] = []
         self.followed = frozenset(range(BUCKETS))  # the buckets whose markers are followed
@@ -222,13 +224,15 @@ class Recorder:
         self.kills.append(name)
         self.kill_bounds.append(order.before_plan_ms)
 
-    def workers_reset(self, workers: dict[str, int], full: set[str]) -> None:
+    def workers_reset(self, workers: dict[str, int], cards: dict[str, Candidate]) -> None:
         self.workers = dict(workers)
-        self.full = set(full)
+        self.cards = dict(cards)
+        self.full = {worker_id for worker_id, card in cards.items() if card.full}
 
-    def worker_registered(self, worker_id: str, lease: int, at_capacity: bool) -> None:
+    def worker_registered(self, worker_id: str, lease: int, card: Candidate) -> None:
         self.workers[worker_id] = lease
-        if at_capacity:
+        self.cards[worker_id] = card
+        if card.full:
             self.full.add(worker_id)
         else:
             self.full.discard(worker_id)

@@ -434,11 +434,14 @@ def test_a_record_says_the_lowest_version_that_holds_its_fields() -> None:
     assert json.loads(limited.to_record())["v"] == 5
     assert Job.from_record(limited.to_record()).limits.memory_mb == 64
     told = plain.with_changes(notify=[{"channel": "ops", "on": ["failed"]}])
-    assert json.loads(told.to_record())["v"] == 6 == JOB_RECORD_VERSION
+    assert json.loads(told.to_record())["v"] == 6
     assert Job.from_record(told.to_record()).notify == told.notify
     slower = plain.with_changes(notifyMinInterval=60)
     assert json.loads(slower.to_record())["v"] == 6
     assert Job.from_record(slower.to_record()).notify_min_interval_s == 60
+    placed = plain.with_changes(hostGroup={"group": "db"}, routing="roundRobin")
+    assert json.loads(placed.to_record())["v"] == 7 == JOB_RECORD_VERSION
+    assert Job.from_record(placed.to_record()).host_group == (("group", "db"),)
 
 
 def test_the_digest_of_a_job_set_ignores_order_and_sees_any_change() -> None:

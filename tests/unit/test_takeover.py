@@ -5,6 +5,7 @@ import dataclasses
 
 from gdts.job import Job
 from gdts.keys import RunningKey
+from gdts.routing import Candidate
 from gdts.worker import takeover
 from gdts.worker.clusterview import ClusterView
 from gdts.worker.lostruns import running_marker
@@ -125,14 +126,20 @@ def test_a_worker_at_its_cap_does_not_step_in_but_looks_again_while_the_tick_may
     assert (last.step_in, last.look_again_at) == (False, None)
 
 
+def card(worker_id: str, *, full: bool = False) -> Candidate:
+    return Candidate(worker_id, full=full)
+
+
 def test_the_view_knows_which_workers_said_they_are_full() -> None:
     cluster = view()  # this worker is w2
-    cluster.workers_reset({"w1": 1, "w3": 3}, full={"w1", "gone"})
+    cluster.workers_reset(
+        {"w1": 1, "w3": 3}, {"w1": card("w1", full=True), "gone": card("gone", full=True)}
+    )
     assert cluster.full == {"w1"}
     assert not cluster.others_full()
-    cluster.worker_registered("w3", 3, at_capacity=True)
+    cluster.worker_registered("w3", 3, card("w3", full=True))
     assert cluster.others_full()
-    cluster.worker_registered("w1", 1, at_capacity=False)
+    cluster.worker_registered("w1", 1, card("w1"))
     assert not cluster.others_full()
     cluster.worker_gone("w1", 1)
     assert cluster.others_full()  # the one other worker left is full
