@@ -174,6 +174,8 @@ class Scheduler:
         job = tick.job
         if tick.catch_up or self._stopping.is_set():
             return
+        if self._view.tick_claimed(job.name, job.generation, tick.plan_ms):
+            return  # run (or running) elsewhere: seen claimed
         order = self._view.route(job, tick.plan_ms) if job.routed else None
         if order == [] and tick.run_request is None:
             # No live member: nobody may run it, so no catch-up either; its bucket's owner
@@ -181,9 +183,8 @@ class Scheduler:
             if self._view.owns(job.name):
                 self._record_missed(tick, no_live_member(job.host_group))
             return
-        speaker = self._view.owns(job.name) if order is None else order[:1] == [self._worker_id]
-        if not speaker or self._view.tick_claimed(job.name, job.generation, tick.plan_ms):
-            return  # another speaks for it, or it was seen claimed: run (or running) elsewhere
+        if not (self._view.owns(job.name) if order is None else order[:1] == [self._worker_id]):
+            return  # another speaks for it
         now = self._now_ms()
         window = start_window_ms(job, self._config.start_window)
         if job.catch_up:

@@ -352,7 +352,7 @@ class Worker:
         self._scheduler.catching_up(now)
         window = self.config.start_window
         for index, job in enumerate(self._table.jobs()):
-            if bucket_of(job.name) in gained and not job.routed:
+            if bucket_of(job.name) in gained and not (job.routed and self._member_of(job)):
                 # Ticks planned while both of the bucket's handlers were dead are late, not
                 # lost (while they may still start); those seen claimed are skipped. (A routed
                 # job's members schedule it wherever its bucket goes.)
