@@ -25,6 +25,7 @@ from tests.support import (
     read_ticks,
     record_command,
     save_job,
+    save_job_fields,
     wait_until,
 )
 
@@ -98,18 +99,28 @@ async def test_kill_stops_the_process_group_and_logs_the_run_as_killed(
     assert "killed on request" in logged[0]["err"]
 
 
-async def test_three_workers_run_every_tick_exactly_once(cluster: Cluster, stack: Stack) -> None:
+async def test_three_workers_run_every_tick_exactly_once_and_round_robin_takes_turns(
+    cluster: Cluster, stack: Stack
+) -> None:
+    """One cluster for two promises over the same 100 s: a job placed by its bucket (the
+    default) runs every tick once, and a roundRobin job's 100 ticks split 34/33/33 +- 2."""
     await cluster.start_manager()
     for worker_id in ("w1", "w2", "w3"):
         await cluster.start_worker(worker_id)
-    ticks = stack.tmp / "ticks.txt"
+    ticks, turns = stack.tmp / "ticks.txt", stack.tmp / "turns.txt"
     await save_job(cluster.api, "every-second", record_command(ticks), EVERY_SECOND)
+    start_ms = now_ms() + 2000  # every worker has seen the roundRobin job by then
+    await save_job_fields(cluster.api, name="turns", command=record_command(turns),
+                          cronExpr=EVERY_SECOND, routing="roundRobin")  # fmt: skip
 
-    async def twenty_seconds_of_ticks() -> bool:
-        plans = [plan for plan, _ in read_ticks(ticks)]
-        return bool(plans) and max(plans) - min(plans) >= 20_000
+    def hundred_turns() -> list[tuple[int, str]]:
+        end_ms = start_ms + 100_000
+        return [(plan, w) for plan, w in read_ticks(turns) if start_ms <= plan < end_ms]
 
-    await wait_until(twenty_seconds_of_ticks, 60, "20 s of ticks")
+    async def all_hundred() -> bool:
+        return len({plan for plan, _ in hundred_turns()}) >= 100
+
+    await wait_until(all_hundred, 130, "100 ticks of the roundRobin job")
     await api_post(cluster.api, "/job/delete", name="every-second")
     deleted_at = now_ms()
     # Ticks planned before the delete may still be finishing; wait until every one is logged.
@@ -129,6 +140,12 @@ async def test_three_workers_run_every_tick_exactly_once(cluster: Cluster, stack
     assert len(expected) >= 20
     logged = await job_runs(cluster, "every-second")
     assert sorted(r["planTime"] for r in logged) == plans  # one log document per run
+
+    taken = hundred_turns()
+    assert len(taken) == 100, f"a tick of the roundRobin job ran twice: {Counter(taken)}"
+    shares = sorted(Counter(worker for _, worker in taken).values())
+    assert len(shares) == 3, shares
+    assert all(abs(a - b) <= 2 for a, b in zip(shares, [33, 33, 34], strict=True)), shares
 
 
 async def test_sigkilled_worker_leaves_worker_list_and_job_runs_on(

@@ -27,32 +27,6 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
 DB = {"group": "db"}
 
 
-async def test_round_robin_takes_turns_across_three_workers(cluster: Cluster, stack: Stack) -> None:
-    await cluster.start_manager()
-    for worker_id in ("w1", "w2", "w3"):
-        await cluster.start_worker(worker_id)
-    turns = stack.tmp / "turns.txt"
-    start_ms = now_ms() + 2000  # every worker has seen the job by then
-    await save_job_fields(cluster.api, name="turns", command=record_command(turns),
-                          cronExpr=EVERY_SECOND, routing="roundRobin")  # fmt: skip
-
-    def hundred_ticks() -> list[tuple[int, str]]:
-        end_ms = start_ms + 100_000
-        return [(plan, w) for plan, w in read_ticks(turns) if start_ms <= plan < end_ms]
-
-    async def all_hundred() -> bool:
-        return len({plan for plan, _ in hundred_ticks()}) >= 100
-
-    await wait_until(all_hundred, 130, "100 ticks of the roundRobin job")
-    ticks = hundred_ticks()
-    assert len(ticks) == 100, "a tick ran twice"
-    shares = sorted(Counter(worker for _, worker in ticks).values())
-    assert len(shares) == 3, shares
-    assert all(abs(a - b) <= 2 for a, b in zip(shares, [33, 33, 34], strict=True)), shares
-    listed = {j["name"]: j for j in await api_get(cluster.api, "/job/list")}
-    assert listed["turns"]["routing"] == "roundRobin"
-
-
 async def test_a_host_group_job_never_runs_on_a_non_member_even_when_its_members_die(
     cluster: Cluster, stack: Stack
 ) -> None:
