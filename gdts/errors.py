@@ -32,6 +32,17 @@ class ConflictError(InvalidFieldError):
     http_status = 409
 
 
+class NoLiveWorkerError(ConflictError):
+    """A run asked for now that no worker would take: the job's host group has no live member."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(
+            "name",
+            f"{name!r} cannot run now: {reason}; start a worker with those labels, or change "
+            "the job's hostGroup",
+        )
+
+
 class UnsupportedVersionError(InvalidFieldError):
     """A stored record was written by a newer GDTS; refuse it rather than drop unknown fields."""
 

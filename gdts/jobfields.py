@@ -54,6 +54,8 @@ class JobField:
     default: Any  # what a request or record without the field means; None: "not set"
     description: str
     choices: tuple[str, ...] = ()
+    # An object field whose every value has one JSON type (a hostGroup's labels: strings).
+    values: str | None = None
     # The job record version that brought the field: a record that sets it says at least this
     # version, so a process too old to know the field refuses the record (see job.to_record).
     since: int = 1
@@ -103,7 +105,8 @@ JOB_FIELDS = (
              "Seconds between two messages of one rule; events in between are counted into "
              "the next.", since=6),
     JobField("hostGroup", "object", None, "The workers that may run it: labels each must "
-             "carry, e.g. {\"group\": \"db\"} (unset: any worker).", since=7),
+             "carry, e.g. {\"group\": \"db\"} (unset: any worker).", values="string",
+             since=7),
     JobField("routing", "string", DEFAULT_ROUTING, "Which of those workers runs a tick: hash "
              "(one worker per job while it lives), random, roundRobin, weighted (by the "
              "workers' weight) or leastBusy.", ROUTINGS, since=7),
@@ -115,7 +118,9 @@ STATUS_FIELDS = (
     JobField("nextRunTime", "integer", None, "Its next planned run (epoch ms)."),
     JobField("running", "boolean", False, "Whether a run goes on now."),
     JobField("lastRun", "object", None, "Its newest run's status and times."),
-)
+    JobField("liveWorkers", "integer", None, "For a job with a hostGroup: how many live "
+             "workers are in it (0: none, its ticks are missed); null without a hostGroup."),
+)  # fmt: skip
 API_DEFAULTS: dict[str, Any] = {f.name: f.default for f in JOB_FIELDS}
 # The fields every stored record and every answer carries, whatever their value.
 ALWAYS_STORED = frozenset(("name", "command", "cronExpr"))

@@ -108,6 +108,19 @@ def selector_text(selector: Labels) -> str:
     return "{" + ", ".join(f"{key}={value}" for key, value in selector) + "}"
 
 
+def no_live_member(host_group: Labels) -> str:
+    """Why a tick of a job in this host group cannot run (its missed record, /job/run's 409)."""
+    return f"no live worker in host group {selector_text(host_group)}"
+
+
+def stored_labels(value: object) -> Labels:
+    """A stored job's hostGroup (its API view's JSON object) as sorted pairs, not checked
+    again: it was when the job was saved. Anything but an object reads as no host group."""
+    if not isinstance(value, dict):
+        return ()
+    return tuple(sorted((str(key), str(text)) for key, text in value.items()))
+
+
 def is_routed(host_group: Labels, routing: str) -> bool:
     """Whether a job's placement is decided here rather than by its bucket."""
     return bool(host_group) or routing != DEFAULT_ROUTING

@@ -9,11 +9,13 @@ from typing import Any
 
 from aetcd import utils
 
-from gdts.errors import ConflictError, InvalidFieldError, NotFoundError
+from gdts.errors import ConflictError, InvalidFieldError, NoLiveWorkerError, NotFoundError
 from gdts.etcd import EtcdClient, etcd_errors, read_prefix
 from gdts.job import Job, api_view
 from gdts.keys import KILLED_BY_DELETE, KeyLayout, kill_marker
 from gdts.manager.auth import JobGuard
+from gdts.manager.registry import count_members, read_live_workers
+from gdts.routing import no_live_member, stored_labels
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +147,23 @@ class JobStore:
         # tick in the run log's unique (job, planTime, attempt) index.
         requested_ms = now_ms + 1 if now_ms % 1000 == 0 else now_ms
         stored = await self._stored(name)
-        guard.check(name, _owner_of(stored.value))
+        view = _previous(stored.value) or {}
+        guard.check(name, view.get("owner", ""))
+        # A job of a host group with no live member: no worker would take the run, and the
+        # request would go unrun with its lease. Checked before the write, not in it (etcd
+        # cannot compare "some key of a prefix with these labels"): a member that leaves
+        # right after is the same as one that leaves while the request waits.
+        host_group = stored_labels(view.get("hostGroup"))
+        if host_group and not count_members(
+            host_group, await read_live_workers(self._client, self._keys)
+        ):
+            raise NoLiveWorkerError(name, no_live_member(host_group))
         key = self._keys.run_request(name, requested_ms)
         txn = self._client.transactions
         running = self._keys.running(name, stored.create_revision)
         # Under "forbid" a run going on would make the worker skip this one: say so now instead
         # of answering 200 for nothing ("replace" kills that run, "allow" runs beside it).
-        forbid = (_previous(stored.value) or {}).get("concurrencyPolicy", "forbid") == "forbid"
+        forbid = view.get("concurrencyPolicy", "forbid") == "forbid"
         compare = [txn.create(self._keys.job(name)) == stored.create_revision]
         if forbid:
             compare.append(txn.version(running) == 0)
@@ -204,10 +216,11 @@ class JobStore:
             )
 
     async def workers(self) -> list[dict[str, Any]]:
-        """The live workers' registrations, each with ``running``: the names of the jobs it
-        runs now (from the running markers, which name the worker that holds them)."""
+        """The live workers' registrations (see registry.LiveWorker.listed), each with
+        ``running``: the names of the jobs it runs now (from the running markers, which name
+        the worker that holds them)."""
+        live = await read_live_workers(self._client, self._keys)
         with etcd_errors():
-            kvs, _ = await read_prefix(self._client, self._keys.workers_prefix)
             running_kvs, _ = await read_prefix(self._client, self._keys.running_prefix)
         running: dict[str, set[str]] = {}
         for kv in running_kvs:
@@ -217,18 +230,7 @@ class JobStore:
             except (ValueError, KeyError, TypeError):
                 continue  # not a marker of ours
             running.setdefault(str(holder), set()).add(name)
-        workers = []
-        for kv in kvs:
-            try:
-                info = json.loads(kv.value)
-            except ValueError:
-                info = {}
-            if not isinstance(info, dict):
-                info = {}
-            info.setdefault("id", kv.key[len(self._keys.workers_prefix) :].decode())
-            info["running"] = sorted(running.get(str(info["id"]), ()))
-            workers.append(info)
-        return workers
+        return [worker.listed(sorted(running.get(worker.id, ()))) for worker in live]
 
     async def ping(self) -> None:
         with etcd_errors():

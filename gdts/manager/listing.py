@@ -1,5 +1,6 @@
 """``GET /job/list``: every job's definition from etcd, with its status computed from etcd and
-MongoDB: the next planned run, whether a run is going on now, and the last run.
+MongoDB: the next planned run, whether a run is going on now, the last run, and for a job of a
+host group how many live workers are in it.
 
 Read from etcd on every request, so a list right after a save shows it. What costs time at
 100,000 jobs is remembered between requests, keyed so that it can never be stale: the JSON of
@@ -27,14 +28,17 @@ from gdts.etcd import (
     read_prefix,
 )
 from gdts.job import api_views
+from gdts.jobfields import STATUS_FIELDS as STATUS_FIELD_TABLE
 from gdts.jobfields import parse_run_at
 from gdts.keys import KeyLayout
+from gdts.manager.registry import count_members, membership, read_live_workers
 from gdts.plans import next_run
+from gdts.routing import Labels, stored_labels
 from gdts.runlog import LAST_RUN_FIELDS, RunLog
 
 log = logging.getLogger(__name__)
 
-STATUS_FIELDS = ("nextRunTime", "running", "lastRun")
+STATUS_FIELDS = tuple(field.name for field in STATUS_FIELD_TABLE)
 # Paged listings only ever add to what is remembered; past this many entries it starts over.
 _MAX_REMEMBERED = 500_000
 # Last-run summaries carry the MongoDB server's time of their last change; re-reading a margin
@@ -51,23 +55,27 @@ class _Entry:
     schedule: CronSchedule | None
     run_at_ms: int | None
     enabled: bool
+    host_group: Labels = ()
     next_ms: int | None = None
     next_valid_until: float = -math.inf  # next_ms holds while now is before this
     # The job's whole list entry as last built, and the status it was built with: most jobs'
     # status does not change between two listings, and rebuilding 100,000 entries of half a
     # kilobyte each was a third of a listing's time.
     built: bytes = b""
-    built_for: tuple[int | None, bool, bytes] | None = None
+    built_for: tuple[int | None, bool, bytes, int | None] | None = None
 
-    def listed(self, now_ms: int, running: bool, last_run: bytes) -> bytes:
-        status = (self.next_run(now_ms), running, last_run)
+    def listed(
+        self, now_ms: int, running: bool, last_run: bytes, live_workers: int | None
+    ) -> bytes:
+        status = (self.next_run(now_ms), running, last_run, live_workers)
         if status != self.built_for:
             next_ms = status[0]
-            self.built = b'%s,"nextRunTime":%s,"running":%s,"lastRun":%s}' % (
+            self.built = b'%s,"nextRunTime":%s,"running":%s,"lastRun":%s,"liveWorkers":%s}' % (
                 self.view,
                 b"null" if next_ms is None else b"%d" % next_ms,
                 b"true" if running else b"false",
                 last_run,
+                b"null" if live_workers is None else b"%d" % live_workers,
             )
             self.built_for = status
         return self.built
@@ -125,6 +133,7 @@ class JobListing:
                 if full:
                     self._full = (revision, len(kvs), entries)
             running_kvs, _ = await read_prefix(self._client, self._keys.running_prefix)
+        live = await read_live_workers(self._client, self._keys)
         # (job, generation): a run kept going after its job was deleted is not the running of a
         # new job saved under the same name.
         running = set()
@@ -135,10 +144,11 @@ class JobListing:
                 continue
             running.add((marker.name, marker.generation))
         await self._refresh_last_runs()
-        # Nothing changed since the last full listing (jobs, running jobs, last runs, and no
-        # next run has come due): the same answer, without building it again.
+        # Nothing changed since the last full listing (jobs, running jobs, last runs, the live
+        # workers' labels, and no next run has come due): the same answer, without building it
+        # again.
         # (Entries by identity: the same list object is the same read of etcd.)
-        answer_for = (id(entries), frozenset(running), self._last_runs_version)
+        answer_for = (id(entries), frozenset(running), self._last_runs_version, membership(live))
         if (
             full
             and self._answer_for == answer_for
@@ -147,11 +157,22 @@ class JobListing:
         ):
             return self._answer
         last_runs = self._last_runs
+        # Each host group's members counted once, however many jobs share it.
+        members: dict[Labels, int] = {}
+
+        def live_workers(group: Labels) -> int | None:
+            if not group:
+                return None
+            if group not in members:
+                members[group] = count_members(group, live)
+            return members[group]
+
         parts = [
             entry.listed(
                 now_ms,
                 (entry.name, entry.generation) in running,
                 last_runs.get(entry.name, b"null"),
+                live_workers(entry.host_group),
             )
             for entry in entries
         ]
@@ -249,4 +270,13 @@ def _entry(
     # Compact: at 100,000 jobs every byte of an entry is 100 kB of every full listing.
     encoded = json.dumps(view, separators=(",", ":")).encode()
     enabled = view["enabled"] is not False
-    return _Entry(name, revision, generation, encoded[:-1], schedule, run_at_ms, enabled)
+    return _Entry(
+        name,
+        revision,
+        generation,
+        encoded[:-1],
+        schedule,
+        run_at_ms,
+        enabled,
+        host_group=stored_labels(view["hostGroup"]),
+    )

@@ -25,6 +25,8 @@ def _field_schema(field: JobField) -> dict[str, Any]:
     }
     if field.choices:
         schema["enum"] = list(field.choices)
+    if field.values is not None:
+        schema["additionalProperties"] = {"type": field.values}
     return schema
 
 
@@ -228,9 +230,23 @@ def _data_schemas() -> dict[str, Any]:
                     "startedAt": {"type": "integer"},
                     "maxConcurrentRuns": {"type": "integer"},
                     "atCapacity": {"type": "boolean"},
+                    "labels": {
+                        "type": "object",
+                        "additionalProperties": {"type": "string"},
+                        "description": "What a job's hostGroup selects it by ({}: none).",
+                    },
+                    "weight": {
+                        "type": "integer",
+                        "description": "Its share of a weighted job's ticks (1-1000).",
+                    },
+                    "busy": {
+                        "type": "integer",
+                        "description": "Its runs going on, as it last said (at most once a "
+                        "second, and only while some job's routing is leastBusy).",
+                    },
                     "running": {"type": "array", "items": {"type": "string"}},
                 },
-                "required": ["id", "running"],
+                "required": ["id", "labels", "weight", "busy", "running"],
             },
         },
         "/cron/preview": {

@@ -7,7 +7,6 @@ from typing import Any
 
 from gdts.job import Job
 from gdts.notify.rules import worth_flagging
-from gdts.routing import Labels, selector_text
 from gdts.runrecord import RunRecord, RunStatus
 from gdts.worker.executor import ExecResult
 from gdts.worker.lostruns import LostRun
@@ -86,10 +85,6 @@ def finished_record(
 NO_WORKER_COULD = "no worker could start it: stopped, stalled, or cut off from etcd"
 ALL_AT_CAPACITY = "every eligible worker at capacity (maxConcurrentRuns)"
 OWNER_AT_CAPACITY = "its owner was at capacity (maxConcurrentRuns) and no other worker took it"
-
-
-def no_live_member(host_group: Labels) -> str:
-    return f"no live worker in host group {selector_text(host_group)}"
 
 
 def missed_record(

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from gdts.config import WorkerConfig
 from gdts.errors import GdtsError
 from gdts.logs import event
+from gdts.routing import no_live_member
 from gdts.runlog import RunLog
 from gdts.runrecord import RunStatus
 from gdts.worker import takeover
@@ -25,7 +26,6 @@ from gdts.worker.records import (
     NO_WORKER_COULD,
     OWNER_AT_CAPACITY,
     missed_record,
-    no_live_member,
 )
 from gdts.worker.runs import Runs
 from gdts.worker.stats import WorkerStats

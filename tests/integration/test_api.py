@@ -204,12 +204,92 @@ async def test_kill_puts_a_marker_that_expires_by_itself(client, etcd, stack) ->
 
 async def test_worker_list_reads_registrations(client, etcd, stack) -> None:
     lease = await etcd.lease(5)
-    info = {"id": "w-1", "host": "h", "pid": 1, "startedAt": 1}
-    await etcd.put(f"{stack.prefix}workers/w-1".encode(), json.dumps(info).encode(), lease=lease)
+    # A worker of this version says its labels, weight and load; an older one says none of
+    # them and shows the defaults it is routed by.
+    placed = {"id": "w-1", "host": "h", "pid": 1, "startedAt": 1,
+              "labels": {"group": "db", "zone": "eu-1"}, "weight": 3, "busy": 2}  # fmt: skip
+    older = {"id": "w-2", "host": "h", "pid": 2, "startedAt": 1}
+    for info in (placed, older):
+        key = f"{stack.prefix}workers/{info['id']}".encode()
+        await etcd.put(key, json.dumps(info).encode(), lease=lease)
     status, body = await call(client, "GET", "/worker/list")
-    assert body["data"] == [{**info, "running": []}]
+    assert body["data"] == [
+        {**placed, "running": []},
+        {**older, "labels": {}, "weight": 1, "busy": 0, "running": []},
+    ]
     await lease.revoke()
     assert (await call(client, "GET", "/worker/list"))[1]["data"] == []
+
+
+async def test_the_list_counts_each_host_groups_live_workers(client, etcd, stack) -> None:
+    for job in (
+        _job(name="anywhere"),
+        _job(name="db", hostGroup={"group": "db"}, routing="roundRobin"),
+        _job(name="db-eu", hostGroup={"group": "db", "zone": "eu-1"}),
+    ):
+        assert (await call(client, "POST", "/job/save", data=job))[0] == 200
+
+    async def live_workers() -> dict[str, int | None]:
+        _, body = await call(client, "GET", "/job/list")
+        return {job["name"]: job["liveWorkers"] for job in body["data"]}
+
+    assert await live_workers() == {"anywhere": None, "db": 0, "db-eu": 0}
+    lease = await etcd.lease(10)
+    for worker_id, labels, leaving in (
+        ("w-1", {"group": "db", "zone": "us-1"}, False),
+        ("w-2", {"group": "db", "zone": "eu-1"}, False),
+        ("w-3", None, False),  # an older worker: no labels
+        ("w-4", {"group": "db", "zone": "eu-1"}, True),  # stopping: routed nothing
+    ):
+        info = {"id": worker_id, "leaving": leaving, **({"labels": labels} if labels else {})}
+        key = f"{stack.prefix}workers/{worker_id}".encode()
+        await etcd.put(key, json.dumps(info).encode(), lease=lease)
+    assert await live_workers() == {"anywhere": None, "db": 2, "db-eu": 1}
+    # The listing remembers its last answer: a worker gone must not leave it stale.
+    await lease.revoke()
+    assert await live_workers() == {"anywhere": None, "db": 0, "db-eu": 0}
+
+
+async def test_run_now_of_a_job_whose_host_group_has_no_live_worker_is_409(
+    client, etcd, stack
+) -> None:
+    await call(client, "POST", "/job/save", data=_job(name="db", hostGroup={"group": "db"}))
+    keys = KeyLayout(stack.prefix)
+    status, body = await call(client, "POST", "/job/run", data={"name": "db"})
+    assert status == 409 and body["errno"] == -1 and body["field"] == "name", body
+    assert "no live worker in host group {group=db}" in body["msg"], body
+    assert body["msg"].startswith("name: 'db' cannot run now"), body
+    assert (await read_prefix(etcd, keys.run_prefix))[0] == []  # nothing asked of the workers
+    lease = await etcd.lease(10)
+    try:
+        info = {"id": "w-1", "labels": {"group": "db"}}
+        await etcd.put(keys.worker("w-1"), json.dumps(info).encode(), lease=lease)
+        status, body = await call(client, "POST", "/job/run", data={"name": "db"})
+        assert status == 200 and body["data"]["name"] == "db", body
+        assert len((await read_prefix(etcd, keys.run_prefix))[0]) == 1
+    finally:
+        await lease.revoke()
+
+
+async def test_a_bad_host_group_or_routing_leaves_the_stored_job_as_it_was(
+    client, etcd, stack
+) -> None:
+    placed = _job(name="placed", hostGroup={"group": "db"}, routing="weighted")
+    assert (await call(client, "POST", "/job/save", data=placed))[0] == 200
+    before = await snapshot(etcd, stack)
+    for fields, field in (
+        ({"hostGroup": "db"}, "hostGroup"),
+        ({"hostGroup": {"bad key": "x"}}, "hostGroup"),
+        ({"hostGroup": {"group": 5}}, "hostGroup.group"),
+        ({"routing": "fastest"}, "routing"),
+    ):
+        status, body = await call(client, "POST", "/job/save", data=_job(name="placed", **fields))
+        assert (status, body["field"], body["data"]) == (400, field, None), body
+        assert body["msg"].startswith(f"{field}: "), body
+    assert await snapshot(etcd, stack) == before
+    _, body = await call(client, "GET", "/job/list")
+    [job] = body["data"]
+    assert (job["hostGroup"], job["routing"]) == ({"group": "db"}, "weighted")
 
 
 async def test_job_log_is_newest_first_with_skip_and_limit(client, stack) -> None:
@@ -330,6 +410,12 @@ BAD_REQUESTS = [
     ("backoff tiny", "POST", "/job/save", {"data": _job(retryBackoff=1e-9)}, 400, "retryBackoff"),
     ("limit unknown", "POST", "/job/save",
      {"data": _job(limits={"memory": 5})}, 400, "limits.memory"),
+    ("hostGroup a string", "POST", "/job/save", {"data": _job(hostGroup="db")}, 400, "hostGroup"),
+    ("hostGroup bad key", "POST", "/job/save",
+     {"data": _job(hostGroup={"bad key": "x"})}, 400, "hostGroup"),
+    ("hostGroup value a number", "POST", "/job/save",
+     {"data": _job(hostGroup={"group": 5})}, 400, "hostGroup.group"),
+    ("routing unknown", "POST", "/job/save", {"data": _job(routing="fastest")}, 400, "routing"),
     ("form field twice", "POST", "/job/delete", {"data": "name=keep&name=other",
      "headers": {"Content-Type": "application/x-www-form-urlencoded"}}, 400, "name"),
     ("query and form both", "POST", "/job/delete?name=keep", {"data": {"name": "other"}}, 400,

@@ -38,10 +38,13 @@ async def test_each_worker_lists_the_jobs_it_runs_now(etcd: EtcdClient, stack: S
         await etcd.put(keys.running("junk", 1), b"not json", lease=lease)
 
         workers = {w["id"]: w for w in await store.workers()}
+        # Registrations of an older worker: routing's defaults (no labels, weight 1, busy 0).
+        defaults = {"labels": {}, "weight": 1, "busy": 0}
         assert workers == {
-            "w-1": {"id": "w-1", "host": "h", "pid": 7, "startedAt": 1,
+            "w-1": {"id": "w-1", "host": "h", "pid": 7, "startedAt": 1, **defaults,
                     "running": ["backup", "report"]},
-            "w-2": {"id": "w-2", "host": "h", "pid": 7, "startedAt": 1, "running": ["sync"]},
+            "w-2": {"id": "w-2", "host": "h", "pid": 7, "startedAt": 1, **defaults,
+                    "running": ["sync"]},
         }  # fmt: skip
 
         await etcd.delete(keys.running("sync", 1))

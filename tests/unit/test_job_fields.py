@@ -4,6 +4,7 @@ naming the field for bad input. Pure: no I/O."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -202,6 +203,42 @@ def test_each_good_value_is_kept(
     field: str, value: object, attribute: str, expected: object
 ) -> None:
     assert getattr(build(**{field: value}), attribute) == expected
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named", "problem"),
+    [
+        ("hostGroup", "db", "hostGroup", "must be an object of key: value, got str"),
+        ("hostGroup", ["group", "db"], "hostGroup", "got list"),
+        ("hostGroup", {}, None, None),  # the empty group: any worker, as unset
+        ("hostGroup", {"bad key": "x"}, "hostGroup", "'bad key' is not a label key"),
+        ("hostGroup", {"group": 5}, "hostGroup.group", "must be a string, got int"),
+        ("hostGroup", {"group": ""}, "hostGroup.group", "'' is not a label value"),
+        ("hostGroup", {"group": "db/1"}, "hostGroup.group", "'db/1' is not a label value"),
+        ("routing", "fastest", "routing", "must be one of hash, random, roundRobin, weighted"),
+        ("routing", "RoundRobin", "routing", "got 'RoundRobin'"),
+        ("routing", 1, "routing", "got 1"),
+    ],
+)
+def test_a_bad_host_group_or_routing_is_named(
+    field: str, value: object, named: str | None, problem: str | None
+) -> None:
+    if named is None:
+        assert build(**{field: value}).host_group == ()
+        return
+    with pytest.raises(InvalidFieldError, match=f"^{named}: .*{re.escape(str(problem))}"):
+        build(**{field: value})
+
+
+def test_a_host_group_and_routing_are_kept_and_shown_as_given() -> None:
+    job = build(hostGroup={"zone": "eu-1", "group": "db"}, routing="leastBusy")
+    assert job.host_group == (("group", "db"), ("zone", "eu-1"))
+    assert (job.routing, job.routed) == ("leastBusy", True)
+    shown = Job.from_record(job.to_record()).to_api()
+    assert shown["hostGroup"] == {"group": "db", "zone": "eu-1"}
+    assert shown["routing"] == "leastBusy"
+    assert build().to_api()["hostGroup"] is None and build().routing == "hash"
+    assert not build().routed
 
 
 def http_job(**http: Any) -> dict[str, Any]:

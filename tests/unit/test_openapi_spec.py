@@ -57,3 +57,23 @@ def test_every_endpoint_of_the_table_is_described() -> None:
     paths = build_spec()["paths"]
     for endpoint in ENDPOINTS:
         assert endpoint.method.lower() in paths[endpoint.path], endpoint.path
+
+
+def test_a_host_group_is_an_object_of_strings_and_the_list_says_its_live_workers() -> None:
+    spec = build_spec()
+    job = answer(spec, "/job/save", "post")["anyOf"][0]["properties"]
+    assert job["hostGroup"]["type"] == ["object", "null"]
+    assert job["hostGroup"]["additionalProperties"] == {"type": "string"}
+    assert job["routing"]["enum"] == ["hash", "random", "roundRobin", "weighted", "leastBusy"]
+    # Only the fields that say so hold one type of value.
+    assert "additionalProperties" not in job["http"]
+    listed = answer(spec, "/job/list", "get")["items"]["properties"]
+    assert listed["liveWorkers"]["type"] == ["integer", "null"]
+
+
+def test_the_worker_list_shows_labels_weight_and_busy() -> None:
+    worker = answer(build_spec(), "/worker/list", "get")["items"]
+    assert worker["properties"]["labels"]["additionalProperties"] == {"type": "string"}
+    assert worker["properties"]["weight"]["type"] == "integer"
+    assert worker["properties"]["busy"]["type"] == "integer"
+    assert {"id", "labels", "weight", "busy", "running"} <= set(worker["required"])

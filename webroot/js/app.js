@@ -2,7 +2,8 @@
  * GDTS console: jobs, their run logs, workers, the caller's account and (for admins) the
  * audit trail and the accounts. Plain jQuery + Bootstrap 5, no build step: an ES module
  * (script-src 'self' allows them) that imports the API calls (api.js) and the views that have
- * their own file (notifications.js; the job dialog's notify rules, job-notify.js).
+ * their own file (notifications.js; the job dialog's notify rules, job-notify.js; where jobs
+ * run, placement.js).
  *
  * Rules kept on purpose:
  *  - No inline scripts or handlers anywhere: all behaviour is bound here, so the manager's
@@ -21,6 +22,7 @@ import { api, setCsrfToken } from './api.js';
 import { fillJobNotify, readJobNotify } from './job-notify.js';
 import { parseRunLink } from './links.js';
 import * as notifications from './notifications.js';
+import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacement } from './placement.js';
 
 (function ($) {
   'use strict';
@@ -190,7 +192,13 @@ import * as notifications from './notifications.js';
   /** Show an API error next to its field (.is-invalid + .invalid-feedback), or above the form. */
   function showError($form, err) {
     var field = err.field;
-    var $input = field ? $form.find('[name]').filter(function () { return this.name === field; }) : $();
+    var named = function (name) { return $form.find('[name]').filter(function () { return this.name === name; }); };
+    var $input = field ? named(field) : $();
+    if (!$input.length && field && field.indexOf('.') > 0 && named(field.split('.')[0]).length) {
+      // A part of a field typed in one input ("hostGroup.zone"): under that input.
+      field = field.split('.')[0];
+      $input = named(field);
+    }
     if ($input.length && $input.closest('.d-none').length === 0) {
       var $adv = $input.closest('.collapse');
       if ($adv.length && !$adv.hasClass('show')) { unfold($adv[0]); }
@@ -231,7 +239,8 @@ import * as notifications from './notifications.js';
 
   function jobMatches(job, filter) {
     if (!filter) { return true; }
-    var hay = [job.name, job.owner, job.command, job.http && job.http.url, job.cronExpr].map(str).join('\n').toLowerCase();
+    var hay = [job.name, job.owner, job.command, job.http && job.http.url, job.cronExpr, placementText(job)]
+      .map(str).join('\n').toLowerCase();
     return hay.indexOf(filter) !== -1;
   }
 
@@ -265,6 +274,10 @@ import * as notifications from './notifications.js';
         .attr('title', job.notify.map(function (r) {
           return str(r.channel) + ': ' + (Array.isArray(r.on) ? r.on.join(', ') : '');
         }).join('\n')));
+    }
+    var placement = placementText(job);
+    if (placement) {
+      $name.append($('<div class="small fw-normal text-muted placement-summary"></div>').text(placement));
     }
     $tr.append($name);
     $tr.append($('<td class="text-break"></td>').text(str(job.owner) || '–'));
@@ -316,6 +329,12 @@ import * as notifications from './notifications.js';
     if (job.running) {
       $state.append(' ').append($('<span class="badge text-bg-primary state-running">running</span>'));
     }
+    if (job.liveWorkers === 0) {
+      // Its ticks are recorded missed until a worker of the group is live (README: Host groups).
+      $state.append(' ').append($('<span class="badge text-bg-danger no-live-worker">no live worker in host group</span>')
+        .attr('title', 'No live worker carries the labels {' + labelsText(job.hostGroup) +
+          '}: its ticks are recorded missed, and Run now is refused'));
+    }
     $tr.append($state);
 
     function btn(cls, label, enabled, why, style) {
@@ -361,7 +380,7 @@ import * as notifications from './notifications.js';
       renderWorkers(Array.isArray(workers) ? workers : []);
     }, function (err) {
       if ($('#workers-body tr[data-key]').length === 0) {
-        $('#workers-body').empty().append(placeholderRow(6, 'Could not load workers: ' + err.msg, 'text-danger'));
+        $('#workers-body').empty().append(placeholderRow(9, 'Could not load workers: ' + err.msg, 'text-danger'));
       }
       throw err;
     }).finally(function () { workersLoading = false; });
@@ -384,7 +403,7 @@ import * as notifications from './notifications.js';
       .removeClass('text-bg-secondary');
     var $body = $('#workers-body');
     if (workers.length === 0) {
-      $body.empty().append(placeholderRow(7, 'No live worker: no job will run.', 'text-danger'));
+      $body.empty().append(placeholderRow(9, 'No live worker: no job will run.', 'text-danger'));
       return;
     }
     workers = workers.slice().sort(function (a, b) { return str(a.id).localeCompare(str(b.id)); });
@@ -404,6 +423,8 @@ import * as notifications from './notifications.js';
         .append($('<td class="text-nowrap"></td>').append(timeSpan(w.startedAt)))
         .append($('<td class="text-nowrap uptime"></td>').attr('data-since', str(w.startedAt)))
         .append(capacityCell(w, running.length))
+        .append($('<td class="cell-labels"></td>').append(labelBadges(w.labels)))
+        .append($('<td class="cell-weight"></td>').text(w.weight === undefined ? '1' : str(w.weight)))
         .append($running);
     });
     $body.find('.uptime').each(function () {
@@ -479,6 +500,7 @@ import * as notifications from './notifications.js';
     LIMITS.forEach(function (f) {
       $('#job-limits-' + f).val(job && job.limits ? numText(job.limits[f]) : '');
     });
+    fillJobPlacement(job);
     fillJobNotify(job);
     $('#job-save-btn').prop('disabled', false).text('Save');
     $('#cron-preview').empty();
@@ -550,7 +572,7 @@ import * as notifications from './notifications.js';
       var v = str($('#job-' + f).val());
       if (v) { job[f] = v; }
     });
-    return $.extend(job, readJobNotify());
+    return $.extend(job, readJobPlacement(), readJobNotify());
   }
 
   function submitJob(ev) {
