@@ -69,6 +69,7 @@ async def test_a_host_group_job_never_runs_on_a_non_member_even_when_its_members
     assert {w for _, w in ran()} == {"w1", "w2"}  # random: both ran some
     listed_jobs = {j["name"]: j for j in await api_get(cluster.api, "/job/list")}
     assert listed_jobs["placed-a"]["hostGroup"] == DB
+    assert listed_jobs["placed-a"]["liveWorkers"] == 0  # what the console's badge shows
 
     # A member comes back: the jobs run again, there.
     await cluster.start_worker("w1", labels=DB)
