@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from gdts.chains import NO_LINKS, Links
 from gdts.cron import CronSchedule
 from gdts.errors import InvalidFieldError, UnsupportedVersionError
 from gdts.jobfields import (
@@ -40,7 +41,8 @@ __all__ = [
 ]
 
 # 1: name, command, cronExpr only (and the Go GDTS's records); 2: the job-semantics fields;
-# 3: owner; 4: keepBackground; 5: limits; 6: notify, notifyMinInterval; 7: hostGroup, routing.
+# 3: owner; 4: keepBackground; 5: limits; 6: notify, notifyMinInterval; 7: hostGroup, routing,
+# parents, children and their modes.
 # A process that knows an older version refuses a newer record with a message. A record says
 # the lowest version that holds every field it sets (at least 3), so a record that sets none of
 # the newer fields is still read by processes that predate them.
@@ -78,6 +80,7 @@ class Job:
     notify_min_interval_s: float = DEFAULT_NOTIFY_MIN_INTERVAL_S
     host_group: Labels = ()  # the labels a worker must carry to run it (see gdts.routing)
     routing: str = DEFAULT_ROUTING
+    links: Links = NO_LINKS  # its parents and children (see gdts.chains)
     # Where etcd holds this version (not part of the job's definition, so not compared): the
     # revision that wrote it, which a claim compares so no claim made from an older version
     # succeeds, and the revision that created the key, the job's generation (see gdts.keys).
@@ -131,6 +134,10 @@ class Job:
             "notifyMinInterval": self.notify_min_interval_s,
             "hostGroup": dict(self.host_group) or None,
             "routing": self.routing,
+            "parents": list(self.links.parents) or None,
+            "parentsMode": self.links.parents_mode,
+            "children": list(self.links.children) or None,
+            "childrenMode": self.links.children_mode,
         }
 
     def to_record(self) -> bytes:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from gdts.chains import CHAIN_MODES, NO_LINKS, parse_links
 from gdts.cron import CronError, CronSchedule, check_zone, parse_cron
 from gdts.errors import InvalidFieldError
 from gdts.routing import DEFAULT_ROUTING, ROUTINGS, parse_labels
@@ -110,6 +111,14 @@ JOB_FIELDS = (
     JobField("routing", "string", DEFAULT_ROUTING, "Which of those workers runs a tick: hash "
              "(one worker per job while it lives), random, roundRobin, weighted (by the "
              "workers' weight) or leastBusy.", ROUTINGS, since=7),
+    JobField("parents", "array", None, "Jobs that run before it in each of its chain runs "
+             "(names; see the README's Chains).", since=7),
+    JobField("parentsMode", "string", "serial", "Its parents one after another, or all at "
+             "once.", CHAIN_MODES, since=7),
+    JobField("children", "array", None, "Jobs that run after it in each of its chain runs, "
+             "once it succeeded.", since=7),
+    JobField("childrenMode", "string", "serial", "Its children one after another, or all at "
+             "once.", CHAIN_MODES, since=7),
     # Who saved the job first: set by the manager from the caller, whatever a request says.
     JobField("owner", "string", "", "Who saved the job first (set by the manager).", since=3),
 )  # fmt: skip
@@ -127,6 +136,7 @@ ALWAYS_STORED = frozenset(("name", "command", "cronExpr"))
 _STATUS_NAMES = frozenset(f.name for f in STATUS_FIELDS)
 _NULLABLE = frozenset(f.name for f in JOB_FIELDS if f.default is None)
 _KNOWN_NAMES = frozenset(API_DEFAULTS)
+_CHAIN_FIELDS = frozenset(("parents", "parentsMode", "children", "childrenMode"))
 
 # Unicode categories refused in names besides control characters: format (Cf), line and
 # paragraph separators (Zl, Zp), private use (Co), unassigned (Cn); spaces other than U+0020.
@@ -443,6 +453,7 @@ def check_fields(data: object, default_zone: str, now_ms: int | None) -> dict[st
         if "hostGroup" not in given
         else parse_labels("hostGroup", given["hostGroup"]),
         "routing": opt("routing", DEFAULT_ROUTING, validate_choice, ROUTINGS),
+        "links": parse_links(given, validate_name) if _CHAIN_FIELDS & given.keys() else NO_LINKS,
         "notify": () if "notify" not in given else _check_notify(given["notify"]),
         "notify_min_interval_s": opt(
             "notifyMinInterval",
