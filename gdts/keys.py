@@ -111,6 +111,14 @@ class KeyLayout:
     def worker(self, worker_id: str) -> bytes:
         return self._key("workers", worker_id)
 
+    def chain(self, chain_id: str) -> bytes:
+        """A chain run under way (see gdts.worker.chainruns): its plan and its steps' ends."""
+        return self._key("chains", chain_id)
+
+    @functools.cached_property
+    def chains_prefix(self) -> bytes:
+        return self._key("chains", "")
+
     @functools.cached_property
     def run_prefix(self) -> bytes:
         return self._key("run", "")

@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-EVENT_FIELDS = ("job", "tick", "worker")
+EVENT_FIELDS = ("job", "tick", "worker", "chain")
 
 
 def event(**fields: Any) -> dict[str, Any]:

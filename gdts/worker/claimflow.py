@@ -102,7 +102,7 @@ class ClaimFlow:
         claim = self._held.get(held)
         if claim is None:
             return
-        marker = self._claimer.marker(tick.plan_ms, self._now_ms(), attempt)
+        marker = self._claimer.marker(tick.plan_ms, self._now_ms(), attempt, tick.chain)
         try:
             with etcd_errors():
                 marked = await self._claimer.mark(claim, marker, self._registration.lease_id)
@@ -123,7 +123,7 @@ class ClaimFlow:
                 await task
 
     async def _claim(self, tick: DueTick, turn: _Turn) -> tuple[Claim, DueTick] | None:
-        exclusive = tick.job.concurrency != "allow"
+        exclusive = tick.exclusive
         if not exclusive:
             claimed = await self._claim_now(tick, exclusive)
             turn.claimed(claimed is not None)
@@ -178,7 +178,7 @@ class ClaimFlow:
             await asyncio.wait({waited}, timeout=min(left, _FENCE_CHECK_S))
 
     async def _claim_now(self, tick: DueTick, exclusive: bool) -> tuple[Claim, DueTick] | None:
-        marker = self._claimer.marker(tick.plan_ms, self._now_ms())
+        marker = self._claimer.marker(tick.plan_ms, self._now_ms(), chain=tick.chain)
         outcome, tick, unanswered = await self._try_claim(tick, marker)
         job = tick.job
         claim = Claim(ClaimOutcome.WON, job.name, tick.plan_ms, marker, exclusive, job.generation)
@@ -247,7 +247,7 @@ class ClaimFlow:
                 job.name, tick.plan_ms, self._registration.lease_id, marker,
                 once=job.one_shot and tick.run_request is None,
                 run_request=tick.run_request,
-                exclusive=job.concurrency != "allow",
+                exclusive=tick.exclusive,
                 window_s=(attempt.window_ends - tick.plan_ms) / 1000,
                 generation=job.generation, revision=job.revision,
             )  # fmt: skip

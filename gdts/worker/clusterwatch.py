@@ -64,8 +64,8 @@ class ClusterListener(Protocol):
         self, markers: list[tuple[RunningKey, bytes]], claims: list[tuple[str, int, int]]
     ) -> None: ...
     def running_marker_put(self, marker: RunningKey, value: bytes) -> None: ...
-    def run_requests_reset(self, requests: list[tuple[str, int, bytes]]) -> None: ...
-    def run_requested(self, job_name: str, requested_ms: int, key: bytes) -> None: ...
+    def run_requests_reset(self, requests: list[tuple[str, int, bytes, bytes]]) -> None: ...
+    def run_requested(self, job_name: str, requested_ms: int, key: bytes, value: bytes) -> None: ...
     def run_request_gone(self, key: bytes) -> None: ...
 
 
@@ -218,7 +218,7 @@ class ClusterWatch:
         requests = []
         for kv in request_kvs:
             with contextlib.suppress(ValueError):
-                requests.append((*keys.run_request_parts(kv.key), kv.key))
+                requests.append((*keys.run_request_parts(kv.key), kv.key, kv.value))
         # The workers first: they say which of the jobs this worker schedules.
         self._listener.workers_reset(workers, cards)
         await self._listener.jobs_reset(jobs)
@@ -298,7 +298,7 @@ class ClusterWatch:
             if event.deleted:
                 listener.run_request_gone(event.key)
             else:
-                listener.run_requested(*keys.run_request_parts(event.key), event.key)
+                listener.run_requested(*keys.run_request_parts(event.key), event.key, event.value)
         elif kind == _WORKERS:
             worker_id = keys.worker_id(event.key)
             if event.deleted:

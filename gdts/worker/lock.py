@@ -33,6 +33,7 @@ from typing import Any
 
 from gdts.etcd import EtcdClient
 from gdts.keys import KeyLayout, kill_marker
+from gdts.runrecord import ChainStep
 from gdts.worker.coalescer import Coalescer
 from gdts.worker.lostruns import running_marker
 
@@ -134,8 +135,12 @@ class TickClaimer:
             self._release_batch, max_batch=MAX_BATCH, key=lambda c: c.job_name
         )
 
-    def marker(self, plan_ms: int, now_ms: int, attempt: int = 1) -> bytes:
-        return running_marker(self._worker_id, plan_ms, now_ms, attempt, next(self._claim_ids))
+    def marker(
+        self, plan_ms: int, now_ms: int, attempt: int = 1, chain: ChainStep | None = None
+    ) -> bytes:
+        return running_marker(
+            self._worker_id, plan_ms, now_ms, attempt, next(self._claim_ids), chain
+        )
 
     @property
     def transactions_sent(self) -> int:

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gdts.keys import RunningKey
+from gdts.runrecord import ChainStep
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class LostRun:
     worker: str
     claimed_ms: int | None
     attempt: int = 1  # the attempt going on when the worker died (see running_marker)
+    chain: ChainStep | None = None  # the chain run's step it was, if one
 
 
 def lost_with(lease: int, markers: Iterable[tuple[RunningKey, int, bytes]]) -> list[LostRun]:
@@ -39,27 +41,36 @@ def lost_with(lease: int, markers: Iterable[tuple[RunningKey, int, bytes]]) -> l
 
 
 def running_marker(
-    worker: str, plan_ms: int, claimed_ms: int, attempt: int = 1, claim: str | None = None
+    worker: str,
+    plan_ms: int,
+    claimed_ms: int,
+    attempt: int = 1,
+    claim: str | None = None,
+    chain: ChainStep | None = None,
 ) -> bytes:
     """A running marker's value; a retry rewrites it with its attempt, so a run lost in the
     middle of one is recorded as that attempt. ``claim``: an id no other claim has (see
-    TickClaimer)."""
+    TickClaimer); ``chain``: the chain run's step it is, so its loss moves that run on."""
     marker: dict[str, object] = {"worker": worker, "planTime": plan_ms, "claimedAt": claimed_ms}
     if attempt > 1:
         marker["attempt"] = attempt
     if claim is not None:
         marker["claim"] = claim
+    if chain is not None:
+        marker["chain"] = [chain.chain_id, chain.step, chain.steps]
     return json.dumps(marker).encode()
 
 
 def _decode(job_name: str, value: bytes) -> LostRun | None:
     try:
         data = json.loads(value)
+        chain = data.get("chain")
         return LostRun(
             job_name, int(data["planTime"]), str(data["worker"]), data.get("claimedAt"),
             int(data.get("attempt", 1)),
+            None if chain is None else ChainStep(str(chain[0]), int(chain[1]), int(chain[2])),
         )  # fmt: skip
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
         return None
 
 

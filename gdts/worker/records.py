@@ -125,5 +125,7 @@ def lost_record(run: LostRun, job: Job | None, *, now_ms: int) -> RunRecord:
         exit_code=None,
         status=RunStatus.LOST,
         attempt=run.attempt,
+        trigger="schedule" if run.chain is None else "chain",
         notify=notify_mark(job, RunStatus.LOST),
+        chain=run.chain,
     )

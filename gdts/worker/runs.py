@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import resource
@@ -149,40 +150,44 @@ class Runs:
         tick: DueTick,
         schedule_ms: int,
         on_retry: Callable[[int], Awaitable[None]] | None = None,
-    ) -> RunRecord:
+    ) -> tuple[RunRecord, RunRecord]:
         """Run the claimed tick, and again while it fails and the job's ``retries`` allow:
         after ``retryBackoff`` seconds, doubling, never when the retry would start at or after
         the job's next planned tick. Every attempt is logged; the claim holds throughout
         (``on_retry(attempt)`` hears of each retry before it starts). Returns the first
-        attempt's record."""
+        attempt's record and the last's."""
         job, plan_ms = tick.job, tick.plan_ms
         tags = event(job=job.name, tick=plan_ms)
         trigger = "manual" if tick.run_request else "catchup" if tick.catch_up else "schedule"
+        if tick.chain is not None:
+            trigger = "chain"
         first: RunRecord | None = None
         attempt = 1
         while True:
             started_ms = self._now_ms()
             record = await self._attempt(job, plan_ms, schedule_ms, trigger, attempt)
+            if tick.chain is not None:
+                record = dataclasses.replace(record, chain=tick.chain)
             # Into the sink before the release: if etcd is down at shutdown, the release may be
             # abandoned, but the result is flushed.
             self._sink.add(record)
             self._stats.run(record.status.value)
             first = first or record
             if record.status not in _RETRIED or attempt > job.retries:
-                return first
+                return first, record
             delay_s = job.retry_backoff_s * 2 ** (attempt - 1)
             next_tick = next_plan(job, plan_ms) if tick.run_request is None else None
             if next_tick is not None and self._now_ms() + delay_s * 1000 >= next_tick:
                 log.info("no retry: it would reach the next tick", extra=tags)
-                return first
+                return first, record
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay_s)
             killed = self._kill_pending(job, plan_ms, started_ms)
             if self._stopping.is_set() or killed or not self._still_scheduled(job.name):
-                return first  # stopping, killed during the backoff, or deleted
+                return first, record  # stopping, killed during the backoff, or deleted
             if not self._lease_alive():
                 log.warning("no retry: %s", LEASE_MAY_BE_GONE, extra=tags)
-                return first
+                return first, record
             attempt += 1
             log.info("retrying (attempt %d of %d)", attempt, job.retries + 1, extra=tags)
             if on_retry is not None:

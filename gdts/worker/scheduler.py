@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from gdts.runlog import RunLog
 from gdts.runrecord import RunStatus
 from gdts.worker import takeover
 from gdts.worker.capacity import RunSlots
+from gdts.worker.chainruns import ChainRuns
 from gdts.worker.claimflow import ClaimFlow
 from gdts.worker.clusterview import ClusterView
 from gdts.worker.logsink import LogSink
@@ -46,6 +48,7 @@ class Scheduler:
         table: TickTable,
         view: ClusterView,
         claims: ClaimFlow,
+        chains: ChainRuns,
         runs: Runs,
         slots: RunSlots,
         sink: LogSink,
@@ -59,6 +62,7 @@ class Scheduler:
         self._table = table
         self._view = view
         self._claims = claims
+        self._chains = chains
         self._runs = runs
         self._slots = slots
         self._sink = sink
@@ -177,7 +181,7 @@ class Scheduler:
         if self._view.tick_claimed(job.name, job.generation, tick.plan_ms):
             return  # run (or running) elsewhere: seen claimed
         order = self._view.route(job, tick.plan_ms) if job.routed else None
-        if order == [] and tick.run_request is None:
+        if order == [] and (tick.run_request is None or tick.chain is not None):
             # No live member: nobody may run it, so no catch-up either; its bucket's owner
             # tells (once: the owner alone).
             if self._view.owns(job.name):
@@ -187,7 +191,7 @@ class Scheduler:
             return  # another speaks for it
         now = self._now_ms()
         window = start_window_ms(job, self._config.start_window)
-        if job.catch_up:
+        if job.catch_up and tick.chain is None:
             if job.name not in self._catching_up:
                 self._catching_up.add(job.name)
                 log.info(
@@ -203,16 +207,18 @@ class Scheduler:
 
     def _record_missed(self, tick: DueTick, why: str) -> None:
         window = start_window_ms(tick.job, self._config.start_window)
-        self._sink.add(
-            missed_record(
-                tick.job,
-                tick.plan_ms,
-                worker=self._worker_id,
-                now_ms=self._now_ms(),
-                window_ms=window,
-                why=why,
-            )
+        record = missed_record(
+            tick.job,
+            tick.plan_ms,
+            worker=self._worker_id,
+            now_ms=self._now_ms(),
+            window_ms=window,
+            why=why,
         )
+        if tick.chain is not None:
+            record = dataclasses.replace(record, chain=tick.chain, trigger="chain")
+            self._chains.tell(tick.chain, str(RunStatus.MISSED), why)
+        self._sink.add(record)
         self._stats.run(RunStatus.MISSED.value)
 
     async def note_outage_misses(self) -> None:
@@ -252,6 +258,12 @@ class Scheduler:
 
     async def _fire(self, tick: DueTick, schedule_ms: int, owner: bool) -> None:
         try:
+            if tick.job.links and tick.chain is None:
+                # A chain run's head: its tick starts the chain run, which runs the job itself
+                # as one of its steps (no run slot: nothing runs here yet).
+                window = tick.start_deadline(self._config.start_window) - tick.plan_ms
+                await self._chains.start(tick, window)
+                return
             if not await self._take_slot(tick, owner):
                 return
             freed = False
@@ -260,7 +272,7 @@ class Scheduler:
                     if claimed is None:
                         return
                     # The job's version the claim was made from, which may be newer.
-                    record = await self._runs.run(
+                    record, last = await self._runs.run(
                         claimed,
                         schedule_ms,
                         on_retry=functools.partial(self._claims.mark_attempt, claimed),
@@ -268,6 +280,10 @@ class Scheduler:
                     # The run is over: its slot is free before the claim's release is confirmed.
                     freed = True
                     self._slots.give_back()
+                    if claimed.chain is not None:
+                        # Before the release: a worker that dies before telling leaves a
+                        # running marker whose loss tells instead (see chainruns).
+                        await self._chains.step_ended(claimed.chain, last.status, last.err)
             finally:
                 if not freed:
                     self._slots.give_back()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from gdts.cron import CronSchedule
 from gdts.job import Job
 from gdts.plans import from_ms, next_run, to_ms
+from gdts.runrecord import ChainStep
 
 __all__ = [
     "DueTick",
@@ -36,6 +37,14 @@ class DueTick:
     # A catch-up run for this missed tick (the job's catchUp): it may start until start_by_ms.
     catch_up: bool = False
     start_by_ms: int | None = None
+    # A step of a chain run (its run request names it), run as its job alone.
+    chain: ChainStep | None = None
+
+    @property
+    def exclusive(self) -> bool:
+        """Whether its run holds the job's one running marker: not under policy "allow", nor
+        as a chain run's step (which runs beside its job's own runs, see gdts.chains)."""
+        return self.job.concurrency != "allow" and self.chain is None
 
     def start_deadline(self, default_window_ms: int) -> int:
         """The last instant this tick may still start."""

@@ -34,6 +34,7 @@ from gdts.routing import Candidate, matches
 from gdts.runlog import RunLog
 from gdts.runrecord import RunStatus
 from gdts.worker.capacity import RunSlots
+from gdts.worker.chainruns import ChainRuns, read_step_request
 from gdts.worker.claimflow import ClaimFlow
 from gdts.worker.clusterview import ClusterView
 from gdts.worker.clusterwatch import YIELD_EVERY, ClusterWatch
@@ -205,6 +206,9 @@ class Worker:
             self._stopping,
             on_missed=self._tick_missed,
         )
+        self._chain_runs = ChainRuns(
+            etcd, keys, worker_id, self.now_ms, jobs=self._table.get, sink=self._sink
+        )
         self._scheduler = Scheduler(
             config,
             worker_id,
@@ -212,6 +216,7 @@ class Worker:
             table=self._table,
             view=self._view,
             claims=self._claims,
+            chains=self._chain_runs,
             runs=self._runs,
             slots=self._slots,
             sink=self._sink,
@@ -368,17 +373,20 @@ class Worker:
     def running_marker_gone(self, marker: RunningKey) -> None:
         self._view.marker_gone(marker)
 
-    def run_requests_reset(self, requests: list[tuple[str, int, bytes]]) -> None:
+    def run_requests_reset(self, requests: list[tuple[str, int, bytes, bytes]]) -> None:
         self._view.run_requests.clear()
-        for name, requested_ms, key in requests:
-            self.run_requested(name, requested_ms, key)
+        for name, requested_ms, key, value in requests:
+            self.run_requested(name, requested_ms, key, value)
 
-    def run_requested(self, job_name: str, requested_ms: int, key: bytes) -> None:
+    def run_requested(self, job_name: str, requested_ms: int, key: bytes, value: bytes) -> None:
+        """POST /job/run asked for a run, or a chain run for one of its steps (``value``
+        says which, see chainruns)."""
         job = self._table.get(job_name)
         if job is None or key in self._view.run_requests or self._stopping.is_set():
             return
         self._view.run_requests.add(key)
-        self._scheduler.run_requested(DueTick(job, requested_ms, run_request=key))
+        chain = read_step_request(value)
+        self._scheduler.run_requested(DueTick(job, requested_ms, run_request=key, chain=chain))
 
     def run_request_gone(self, key: bytes) -> None:
         self._view.run_requests.discard(key)
@@ -392,6 +400,8 @@ class Worker:
         self.stats.run(RunStatus.LOST.value)
         job = self._table.get(run.job_name)
         self._sink.add(lost_record(run, job, now_ms=self.now_ms()))
+        if run.chain is not None:
+            self._chain_runs.tell(run.chain, str(RunStatus.LOST), f"worker {run.worker} died")
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -435,6 +445,7 @@ class Worker:
                 self._slots.close()  # ticks waiting for a run slot give up
                 await _cancel(scheduler)
                 await self._drain()
+                await self._chain_runs.close()
                 await self._claims.close()
                 # The lease is kept alive through the flush: revoked, not expired, at the end.
                 await _cancel(*side_tasks[1:])
@@ -453,6 +464,7 @@ class Worker:
         (which kills its process group) before the lease is revoked, so no run outlives it.
         After a drain there is nothing left."""
         await _cancel(*self._scheduler.fires)
+        await self._chain_runs.close()
         await self._claims.close()
 
     async def _end_runs_for_good(self) -> None:

@@ -262,10 +262,10 @@ class Recorder:
             self.markers.pop(marker.name, None)
         self.markers_gone.append(marker.name)
 
-    def run_requests_reset(self, requests: list[tuple[str, int, bytes]]) -> None:
-        self.run_requests = {key: (name, ms) for name, ms, key in requests}
+    def run_requests_reset(self, requests: list[tuple[str, int, bytes, bytes]]) -> None:
+        self.run_requests = {key: (name, ms) for name, ms, key, _ in requests}
 
-    def run_requested(self, job_name: str, requested_ms: int, key: bytes) -> None:
+    def run_requested(self, job_name: str, requested_ms: int, key: bytes, value: bytes) -> None:
         self.run_requests[key] = (job_name, requested_ms)
 
     def run_request_gone(self, key: bytes) -> None:

@@ -65,8 +65,8 @@ def quiet_logger() -> Iterator[logging.Logger]:
 # --- event() ------------------------------------------------------------------------------------
 
 
-def test_event_fields_are_job_tick_worker() -> None:
-    assert EVENT_FIELDS == ("job", "tick", "worker")
+def test_event_fields_are_job_tick_worker_chain() -> None:
+    assert EVENT_FIELDS == ("job", "tick", "worker", "chain")
 
 
 def test_event_returns_the_known_fields() -> None:
