@@ -42,6 +42,7 @@ from gdts.keys import KeyLayout
 from gdts.logs import event
 from gdts.runrecord import ChainStep, RunRecord, RunStatus
 from gdts.worker.logsink import LogSink
+from gdts.worker.records import unrun_record
 from gdts.worker.ticktable import DueTick
 
 log = logging.getLogger(__name__)
@@ -214,22 +215,12 @@ class ChainRuns:
 
     def _skipped(self, plan: ChainPlan, ended: ChainStep, index: int, stop: str) -> RunRecord:
         job = self._jobs(plan.steps[index])
-        now = self._now_ms()
-        return RunRecord(
-            job_name=plan.steps[index],
-            command="" if job is None else job.command,
-            worker=self._worker_id,
-            plan_time=self._unique_ms(),
-            schedule_time=now,
-            start_time=None,
-            end_time=now,
-            output="",
-            err=f"not run: the chain run stopped at step {ended.step + 1}/{ended.steps} ({stop})",
-            exit_code=None,
-            status=RunStatus.SKIPPED,
-            trigger="chain",
-            chain=ChainStep(ended.chain_id, index, len(plan.steps)),
-        )
+        err = f"not run: the chain run stopped at step {ended.step + 1}/{ended.steps} ({stop})"
+        return unrun_record(
+            plan.steps[index], "" if job is None else job.command, self._unique_ms(),
+            RunStatus.SKIPPED, err, worker=self._worker_id, now_ms=self._now_ms(),
+            trigger="chain", chain=ChainStep(ended.chain_id, index, len(plan.steps)),
+        )  # fmt: skip
 
     async def close(self) -> None:
         """Wait a little for step ends on their way, then give them up (their chain runs are
@@ -247,16 +238,5 @@ def _state(plan: ChainPlan, outcomes: dict[int, str]) -> bytes:
 
 
 def _refused(head: Job, plan_ms: int, worker: str, now_ms: int, exc: ChainError) -> RunRecord:
-    return RunRecord(
-        job_name=head.name,
-        command=head.command,
-        worker=worker,
-        plan_time=plan_ms,
-        schedule_time=now_ms,
-        start_time=None,
-        end_time=now_ms,
-        output="",
-        err=f"chain run not started: {exc}",
-        exit_code=None,
-        status=RunStatus.FAILED,
-    )
+    return unrun_record(head.name, head.command, plan_ms, RunStatus.FAILED,
+                        f"chain run not started: {exc}", worker=worker, now_ms=now_ms)  # fmt: skip

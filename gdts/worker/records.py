@@ -92,20 +92,31 @@ def missed_record(
     why: str = NO_WORKER_COULD,
 ) -> RunRecord:  # fmt: skip
     """A tick that could not start within its window, so was not run late."""
+    err = f"not started within {window_ms / 1000:g} s of its planned time, so not run late ({why})"
+    mark = notify_mark(job, RunStatus.MISSED)
+    return unrun_record(job.name, job.command, plan_ms, RunStatus.MISSED, err, worker=worker,
+                        now_ms=now_ms, notify=mark)  # fmt: skip
+
+
+def unrun_record(
+    job_name: str, command: str, plan_ms: int, status: RunStatus, err: str, *, worker: str,
+    now_ms: int, **more: Any,
+) -> RunRecord:  # fmt: skip
+    """The record of a run that never started (missed, skipped, refused): ``err`` says why;
+    ``more``: other RunRecord fields (trigger, chain, notify)."""
     return RunRecord(
-        job_name=job.name,
-        command=job.command,
+        job_name=job_name,
+        command=command,
         worker=worker,
         plan_time=plan_ms,
         schedule_time=now_ms,
         start_time=None,
         end_time=now_ms,
         output="",
-        err=f"not started within {window_ms / 1000:g} s of its planned time, so not run late "
-        f"({why})",
+        err=err,
         exit_code=None,
-        status=RunStatus.MISSED,
-        notify=notify_mark(job, RunStatus.MISSED),
+        status=status,
+        **more,
     )
 
 
