@@ -17,10 +17,11 @@ from urllib.parse import urlsplit
 from gdts.chains import CHAIN_MODES, NO_LINKS, parse_links
 from gdts.cron import CronError, CronSchedule, check_zone, parse_cron
 from gdts.errors import InvalidFieldError
+from gdts.names import MAX_NAME_CHARS, require_utf8, type_name, validate_name
+from gdts.notify.rules import parse_rules
 from gdts.routing import DEFAULT_ROUTING, ROUTINGS, parse_labels
 from gdts.runlimits import NO_LIMITS, parse_limits
 
-MAX_NAME_CHARS = 128
 MAX_COMMAND_BYTES = 64 * 1024
 MAX_TIMEOUT_S = 7 * 24 * 3600
 # The shortest durations that can be honoured: a run takes milliseconds to start, a claim a few
@@ -138,60 +139,11 @@ _NULLABLE = frozenset(f.name for f in JOB_FIELDS if f.default is None)
 _KNOWN_NAMES = frozenset(API_DEFAULTS)
 _CHAIN_FIELDS = frozenset(("parents", "parentsMode", "children", "childrenMode"))
 
-# Unicode categories refused in names besides control characters: format (Cf), line and
-# paragraph separators (Zl, Zp), private use (Co), unassigned (Cn); spaces other than U+0020.
-_INVISIBLE = frozenset(("Cf", "Zl", "Zp", "Co", "Cn"))
 # RFC 9110 token characters: what a header name may be made of.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # 2000-01-01 and 2100-01-01 in epoch seconds: what a one-shot instant may plausibly be.
 _MIN_EPOCH_S = 946_684_800
 _MAX_EPOCH_S = 4_102_444_800
-
-
-def type_name(value: object) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def require_utf8(field_name: str, value: str) -> bytes:
-    # JSON can carry lone surrogates ("\ud800"), which no UTF-8 key or argv can hold.
-    try:
-        return value.encode()
-    except UnicodeEncodeError:
-        raise InvalidFieldError(field_name, "must be valid Unicode (no lone surrogates)") from None
-
-
-def validate_name(value: object, field_name: str = "name") -> str:
-    """Check a job name; the name becomes part of etcd keys, so this guards the key layout too."""
-    if not isinstance(value, str):
-        raise InvalidFieldError(field_name, f"must be a string, got {type_name(value)}")
-    if not value:
-        raise InvalidFieldError(field_name, "must not be empty")
-    if len(value) > MAX_NAME_CHARS:
-        raise InvalidFieldError(
-            field_name, f"must be at most {MAX_NAME_CHARS} characters (got {len(value)})"
-        )
-    if "/" in value:
-        raise InvalidFieldError(field_name, "must not contain '/'")
-    if value in (".", ".."):
-        raise InvalidFieldError(field_name, f"must not be {value!r}")
-    if value.isascii() and value.isprintable() and value[0] != " " and value[-1] != " ":
-        return value  # no control, format or odd space character is printable ASCII
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise InvalidFieldError(field_name, "must not contain control characters")
-    require_utf8(field_name, value)
-    if value != value.strip():
-        raise InvalidFieldError(field_name, "must not start or end with white space")
-    for ch in value:
-        category = unicodedata.category(ch)
-        if category in _INVISIBLE or (category == "Zs" and ch != " "):
-            # Format and separator characters (U+202E, U+200B, U+2028, U+00A0) make one name
-            # look like another, or reorder what the console shows around it.
-            raise InvalidFieldError(
-                field_name,
-                f"must not contain U+{ord(ch):04X} ({unicodedata.name(ch, 'unnamed')}): "
-                "format, separator, private-use or unassigned characters are refused",
-            )
-    return value
 
 
 def validate_command(value: object) -> str:
@@ -475,9 +427,6 @@ def check_fields(data: object, default_zone: str, now_ms: int | None) -> dict[st
 
 
 def _check_notify(value: object) -> tuple[Any, ...]:
-    # Imported here: the rules module checks names with this one's validators.
-    from gdts.notify.rules import parse_rules
-
     return parse_rules("notify", value)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gdts.errors import InvalidFieldError
-from gdts.jobfields import type_name, validate_name
+from gdts.names import type_name, validate_name
 from gdts.notify.notice import CLUSTER_EVENTS, RUN_EVENTS
 
 MAX_RULES = 20
