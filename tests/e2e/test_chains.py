@@ -71,12 +71,17 @@ async def test_parents_run_before_the_job_children_after_and_a_failure_stops_the
     await save("early", parents=["bad"], children=["c3"], cronExpr=at)
     # A failing child stops the later children, not those before it.
     await save("late", children=["ok1", "fail", "ok2"], cronExpr=at)
+    # Parallel parents: both at once, the job after both.
+    for name in ("q1", "q2"):
+        await save(name, command=step_command(log, name, seconds=1.5))
+    await save("joined", parents=["q1", "q2"], parentsMode="parallel", cronExpr=at)
 
     async def over() -> bool:
         main = [r for r in await runs_of(cluster, "c2") if r.get("chainId")]
         late = [r for r in await runs_of(cluster, "ok2") if r.get("chainId")]
         early = [r for r in await runs_of(cluster, "c3") if r.get("chainId")]
-        return bool(main and late and early)
+        joined = [r for r in await runs_of(cluster, "joined") if r.get("chainId")]
+        return bool(main and late and early and joined)
 
     await wait_until(over, 40, "the three chain runs to end")
     seen = read_log(log)
@@ -111,6 +116,12 @@ async def test_parents_run_before_the_job_children_after_and_a_failure_stops_the
     assert statuses == {"late": "succeeded", "ok1": "succeeded", "fail": "failed",
                         "ok2": "skipped"}  # fmt: skip
     assert ("ok2", "start") not in seen
+
+    q1, q2 = (seen[name, "start"][0] for name in ("q1", "q2"))
+    q_ends = [seen[name, "end"][0] for name in ("q1", "q2")]
+    assert q1 < q_ends[1] and q2 < q_ends[0], "the parallel parents did not run at once"
+    (joined,) = [r for r in await runs_of(cluster, "joined") if r.get("chainId")]
+    assert joined["status"] == "succeeded" and joined["startTime"] >= max(q_ends)
 
 
 async def test_a_chain_whose_steps_worker_is_killed_stops_there_as_lost_never_twice(
