@@ -1,6 +1,7 @@
-"""Chains through the API against real etcd: a save of a chain job is checked against every
-stored job's links (400 naming parents or children), writes its links' index in the same
-transaction, and a job another job names cannot be deleted (409 naming them)."""
+"""Chains through the API against real etcd and mongod: a save of a chain job is checked against
+every stored job's links (400 naming parents or children), writes its links' index in the same
+transaction, and a job another job names cannot be deleted (409 naming them); /job/log?chainId=
+lists one chain run's steps."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gdts.config import ManagerConfig
 from gdts.etcd import EtcdClient, read_prefix
+from gdts.manager.api import PAGE_OUTPUT_CHARS
 from gdts.manager.app import create_app
+from gdts.mongo import open_mongo
+from gdts.runlog import COLLECTION, RunLog
+from gdts.runrecord import ChainStep, RunRecord, RunStatus
 from tests.support import ADMIN_PASSWORD, ADMIN_TOKEN, REPO_ROOT, Stack
 
 pytestmark = pytest.mark.asyncio
@@ -211,3 +216,88 @@ async def user_token(client: Client, username: str) -> str:
                                  headers={"X-CSRF-Token": session["csrfToken"]})  # fmt: skip
     client.session.cookie_jar.clear()
     return str((await response.json())["data"]["token"])
+
+
+# -- /job/log?chainId= -----------------------------------------------------------------------
+
+CHAIN = "nightly@7/1767225600000"
+
+
+def step_run(job: str, step: int, status: RunStatus, attempt: int = 1, chain: str = CHAIN,
+             output: str = "", steps: int = 4) -> dict[str, Any]:  # fmt: skip
+    plan = int(chain.rpartition("/")[2]) + 10 * step + attempt  # planned when requested
+    started = None if status is RunStatus.SKIPPED else plan + 5
+    return RunRecord(
+        job_name=job, command=f"echo {job}", worker="w1", plan_time=plan, schedule_time=plan,
+        start_time=started, end_time=plan + 9, output=output or f"{job} {attempt}", err="",
+        exit_code=None if started is None else int(status is not RunStatus.SUCCEEDED),
+        status=status, attempt=attempt, trigger="chain", chain=ChainStep(chain, step, steps),
+    ).to_document()  # fmt: skip
+
+
+async def test_the_log_of_a_chain_run_lists_its_steps_in_order(client, stack) -> None:
+    long_output = "x" * 5000
+    runs = [
+        step_run("report", 2, RunStatus.SKIPPED),
+        step_run("nightly", 1, RunStatus.FAILED, attempt=2),
+        step_run("extract", 0, RunStatus.SUCCEEDED, output=long_output),
+        step_run("mail", 3, RunStatus.SKIPPED),
+        step_run("nightly", 1, RunStatus.FAILED, attempt=1),
+        step_run("extract", 0, RunStatus.SUCCEEDED, chain="nightly@7/1767229200000"),
+    ]
+    plain = RunRecord(
+        job_name="extract", command="echo extract", worker="w1", plan_time=1000,
+        schedule_time=1000, start_time=1005, end_time=1009, output="", err="", exit_code=0,
+        status=RunStatus.SUCCEEDED,
+    ).to_document()  # fmt: skip
+    mongo = open_mongo(stack.mongo_uri, 3000)
+    try:
+        run_log = RunLog(mongo, stack.database)
+        await run_log.ensure_indexes()
+        assert await run_log.insert([*runs, plain]) == 0
+        # The planner takes the partial index by itself (no hint), reading the index alone.
+        plan = await mongo[stack.database][COLLECTION].find({"chainId": CHAIN}, {"_id": 1}) \
+            .sort([("chainStep", 1), ("attempt", 1), ("_id", 1)]).explain()  # fmt: skip
+        assert "chain_step_attempt" in str(plan["queryPlanner"]["winningPlan"])
+        assert "FETCH" not in str(plan["queryPlanner"]["winningPlan"])
+    finally:
+        await mongo.close()
+
+    status, body = await call(client, "GET", "/job/log", chainId=CHAIN)
+    assert status == 200, body
+    steps = body["data"]
+    assert [(r["chainStep"], r["attempt"], r["jobName"], r["status"]) for r in steps] == [
+        (0, 1, "extract", "succeeded"), (1, 1, "nightly", "failed"),
+        (1, 2, "nightly", "failed"), (2, 1, "report", "skipped"), (3, 1, "mail", "skipped"),
+    ]  # fmt: skip
+    assert {(r["chainId"], r["chainSteps"], r["trigger"]) for r in steps} == {(CHAIN, 4, "chain")}
+    assert steps[3]["startTime"] is None and "_id" not in steps[0]
+    # Paged and bounded as a job's log: 1,000 to a page share 1 MiB, about 1 KiB each.
+    _, body = await call(client, "GET", "/job/log", chainId=CHAIN, skip="1", limit="2")
+    assert [(r["chainStep"], r["attempt"]) for r in body["data"]] == [(1, 1), (1, 2)]
+    _, body = await call(client, "GET", "/job/log", chainId=CHAIN, limit="1000")
+    first = body["data"][0]
+    assert (len(first["output"]), first["outputBytes"]) == (PAGE_OUTPUT_CHARS // 1000, 5000)
+    _, body = await call(client, "GET", "/job/log", chainId="nightly@7/1")
+    assert body["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "says"),
+    [
+        ({"chainId": ""}, "chainId", "must be a chain run's id"),
+        ({"chainId": "nightly"}, "chainId", "'nightly' is not a chain run's id"),
+        ({"chainId": "nightly@7"}, "chainId", "is not a chain run's id"),
+        ({"chainId": "night/ly@7/1"}, "chainId", "is not a chain run's id"),
+        ({"chainId": "nightly@x/1"}, "chainId", "is not a chain run's id"),
+        ({"chainId": "nightly@7/" + "1" * 16}, "chainId", "is not a chain run's id"),
+        ({"chainId": "a\x07b@7/1"}, "chainId", "control characters"),
+        ({"chainId": " nightly@7/1"}, "chainId", "white space"),
+        ({"chainId": CHAIN, "name": "nightly"}, "chainId", "give name or chainId, not both"),
+        ({}, "name", "is required (or chainId"),
+    ],
+)
+async def test_a_bad_chain_id_is_a_400_naming_it(client, query, field, says) -> None:
+    status, body = await call(client, "GET", "/job/log", **query)
+    assert (status, body["field"]) == (400, field), body
+    assert body["msg"].startswith(f"{field}: ") and says in body["msg"], body
