@@ -168,7 +168,8 @@ def check_graph(name: str, links: Links, jobs: Mapping[str, Links]) -> None:
     for field_name, names in (("parents", links.parents), ("children", links.children)):
         for other in names:
             if other == name:
-                raise ChainError(field_name, f"a job may not be its own {field_name[:-3]}")
+                one = "parent" if field_name == "parents" else "child"
+                raise ChainError(field_name, f"a job may not be its own {one}")
             if other not in jobs:
                 raise ChainError(field_name, f"no job is named {other!r}")
     component = _component(name, jobs)

@@ -56,7 +56,8 @@ class JobField:
     default: Any  # what a request or record without the field means; None: "not set"
     description: str
     choices: tuple[str, ...] = ()
-    # An object field whose every value has one JSON type (a hostGroup's labels: strings).
+    # An object field whose every value has one JSON type (a hostGroup's labels: strings), or
+    # an array field whose every item has (parents and children: job names).
     values: str | None = None
     # The job record version that brought the field: a record that sets it says at least this
     # version, so a process too old to know the field refuses the record (see job.to_record).
@@ -113,11 +114,11 @@ JOB_FIELDS = (
              "(one worker per job while it lives), random, roundRobin, weighted (by the "
              "workers' weight) or leastBusy.", ROUTINGS, since=7),
     JobField("parents", "array", None, "Jobs that run before it in each of its chain runs "
-             "(names; see the README's Chains).", since=7),
+             "(names; see the README's Chains).", values="string", since=7),
     JobField("parentsMode", "string", "serial", "Its parents one after another, or all at "
              "once.", CHAIN_MODES, since=7),
     JobField("children", "array", None, "Jobs that run after it in each of its chain runs, "
-             "once it succeeded.", since=7),
+             "once it succeeded.", values="string", since=7),
     JobField("childrenMode", "string", "serial", "Its children one after another, or all at "
              "once.", CHAIN_MODES, since=7),
     # Who saved the job first: set by the manager from the caller, whatever a request says.

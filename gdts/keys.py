@@ -10,6 +10,7 @@ Layout under the prefix (default ``/gdts/``)::
     done/<name>/<ms>              a one-shot job's run at <ms> was claimed: never again (no lease)
     run/<name>/<ms>               "run <name> now" (POST /job/run), on a lease; the claim deletes it
     workers/<worker-id>           registration, on the worker's lease
+    linked/<name>/<by>            "job <by> names <name> in its parents or children" (no lease)
 
 ``<gen>`` is the job's generation: the etcd revision that created ``jobs/<name>``. A job deleted
 and saved again under the same name is a new generation, so its claims and running markers
@@ -19,6 +20,10 @@ generation they kill (see kill_marker). ``done/`` and ``run/`` are removed with 
 ``<bb>`` is the job's bucket (bucket_of: two hex digits, from a hash of its name). Workers split
 the buckets among themselves (see gdts.worker.partition), and each watches the running markers
 of its own buckets alone, not every run in the cluster.
+
+``linked/`` is an index of the chains' links, written in the same transaction as the job that
+names them (see gdts.manager.chainlinks), so a delete finds who names a job without reading
+every job.
 
 Job names never contain ``/``, so ``lock/tick/<name>@<gen>/`` cannot collide between two jobs
 (the generation is the digits after the last ``@``). Running markers have a prefix of their own
@@ -118,6 +123,18 @@ class KeyLayout:
     @functools.cached_property
     def chains_prefix(self) -> bytes:
         return self._key("chains", "")
+
+    def link(self, name: str, by: str) -> bytes:
+        """Job ``by`` names job ``name`` in its parents or children (the value says which)."""
+        return self._key("linked", name, by)
+
+    def links_to(self, name: str) -> bytes:
+        """The prefix of the links that name one job."""
+        return self._key("linked", name, "")
+
+    def link_by(self, name: str, key: bytes) -> str:
+        """The job that holds a link to ``name``, from the link's key."""
+        return _strip(key, self.links_to(name))
 
     @functools.cached_property
     def run_prefix(self) -> bytes:

@@ -29,6 +29,10 @@ _PLACEHOLDERS = ("lost", "missed")
 
 _PAGE_INDEX = "job_start_id"
 _PAGE_KEYS = [("jobName", ASCENDING), ("startTime", DESCENDING), ("_id", ASCENDING)]
+# /job/log?chainId=: one chain run's steps in plan order, each step's attempts in order.
+_CHAIN_INDEX = "chain_step_attempt"
+_CHAIN_KEYS = [("chainId", ASCENDING), ("chainStep", ASCENDING), ("attempt", ASCENDING),
+               ("_id", ASCENDING)]  # fmt: skip
 
 
 class RunLog:
@@ -55,6 +59,12 @@ class RunLog:
             [(NOTIFY_PENDING, ASCENDING), ("endTime", ASCENDING)],
             name="notify_pending",
             partialFilterExpression={NOTIFY_PENDING: True},
+        )
+        # Only the runs of chain runs' steps are in this index: the other runs cost it nothing.
+        await self._runs.create_index(
+            _CHAIN_KEYS,
+            name=_CHAIN_INDEX,
+            partialFilterExpression={"chainId": {"$exists": True}},
         )
         # The manager reads the last runs that changed since its previous look.
         await self._last_runs.create_index([("at", ASCENDING)], name="at")
@@ -155,17 +165,33 @@ class RunLog:
         page's size is bounded whatever the runs printed. The page's runs are found in the
         index alone, so the runs skipped are never read; of those on the page only the head of
         each output is sent (the whole one's size is in its BSON header)."""
+        return await self._page({"jobName": job_name}, _PAGE_KEYS[1:], _PAGE_INDEX, skip, limit,
+                                output_chars)  # fmt: skip
+
+    async def find_chain(
+        self, chain_id: str, skip: int, limit: int, output_chars: int
+    ) -> list[dict[str, Any]]:
+        """A page of one chain run's step runs, by step then attempt, outputs cut as find's.
+        No index hint: the planner takes the partial index for an equality on chainId, and a
+        hint would fail every request until the index exists."""
+        return await self._page({"chainId": chain_id}, _CHAIN_KEYS[1:], None, skip, limit,
+                                output_chars)  # fmt: skip
+
+    async def _page(
+        self,
+        query: dict[str, Any],
+        order: list[tuple[str, int]],
+        hint: str | None,
+        skip: int,
+        limit: int,
+        output_chars: int,
+    ) -> list[dict[str, Any]]:
         text = {"$ifNull": ["$output", ""]}
         try:
-            ids = [
-                doc["_id"]
-                for doc in await self._runs.find({"jobName": job_name}, {"_id": 1})
-                .sort(_PAGE_KEYS[1:])
-                .hint(_PAGE_INDEX)
-                .skip(skip)
-                .limit(limit)
-                .to_list()
-            ]
+            cursor = self._runs.find(query, {"_id": 1}).sort(order)
+            if hint is not None:
+                cursor = cursor.hint(hint)
+            ids = [doc["_id"] for doc in await cursor.skip(skip).limit(limit).to_list()]
             cursor = await self._runs.aggregate([
                 {"$match": {"_id": {"$in": ids}}},
                 {"$set": {"outputBytes": {"$strLenBytes": text},

@@ -30,7 +30,13 @@ from gdts.manager.endpoints import (
 )
 from gdts.manager.jobstore import JobStore
 from gdts.manager.listing import JobListing
-from gdts.manager.params import bool_param, int_param, loads_strict, read_params
+from gdts.manager.params import (
+    bool_param,
+    chain_id_param,
+    int_param,
+    loads_strict,
+    read_params,
+)
 from gdts.plans import upcoming_runs
 from gdts.runlog import RunLog
 
@@ -183,12 +189,23 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def job_log(request: web.Request) -> web.Response:
+    """A job's runs, newest first; or, with ``chainId``, one chain run's step runs in plan
+    order (each step's attempts in order), whatever their jobs."""
     params = await read_params(request)
-    name = required_name(params)
+    chain_id = chain_id_param(params)
+    if chain_id is None:
+        if params.get("name") in (None, ""):
+            raise InvalidFieldError("name", "is required (or chainId, for a chain run's steps)")
+        name = required_name(params)
+    elif params.get("name") not in (None, ""):
+        raise InvalidFieldError("chainId", "lists a chain run's steps, whatever their jobs: "
+                                "give name or chainId, not both")  # fmt: skip
     skip = int_param(params, "skip", 0, 0, 10**9)
     limit = int_param(params, "limit", DEFAULT_LOG_LIMIT, 1, MAX_LOG_LIMIT)
     # A page's outputs share one budget: 20 runs show 52 KiB each, 1,000 runs 1 KiB each.
     output_chars = max(MIN_OUTPUT_CHARS, PAGE_OUTPUT_CHARS // limit)
+    if chain_id is not None:
+        return ok(await request.app[RUN_LOG].find_chain(chain_id, skip, limit, output_chars))
     return ok(await request.app[RUN_LOG].find(name, skip, limit, output_chars))
 
 

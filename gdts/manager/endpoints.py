@@ -27,6 +27,7 @@ class Field:
     maximum: int | None = None
     max_length: int | None = None
     choices: tuple[str, ...] = ()
+    pattern: str | None = None  # a regular expression the whole value matches
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ MAX_SKIP = 10**9
 MAX_PREVIEW = 50
 MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last time Python can hold
 MAX_NAME = MAX_NAME_CHARS  # job and user names
+# A chain run's id: "<head job>@<generation>/<planned ms>" (see gdts.runrecord.ChainStep).
+MAX_CHAIN_ID = MAX_NAME + 1 + 19 + 1 + 15
+CHAIN_ID_PATTERN = "^[^/]+@[0-9]{1,19}/[0-9]{1,15}$"
 
 _NAME = Field("name", "The job's name.", required=True, max_length=MAX_NAME)
 _SKIP = Field("skip", "How many entries to skip, newest first.", kind="integer", minimum=0,
@@ -97,9 +101,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              (Field("after", "Start after this job name (paging).", max_length=MAX_NAME),
               Field("limit", "At most this many jobs (default: all).", kind="integer",
                     minimum=0, maximum=MAX_LIST_LIMIT))),
-    Endpoint("GET", "/job/log", "guest", "A job's runs, newest first; outputs cut to share 1 MiB "
-             "a page (outputBytes: a cut output's whole size).",
-             (_NAME, _SKIP, _limit(20, MAX_LOG_LIMIT))),
+    Endpoint("GET", "/job/log", "guest", "A job's runs, newest first, or with chainId one "
+             "chain run's steps, by step then attempt; outputs cut to share 1 MiB a page "
+             "(outputBytes: a cut output's whole size).",
+             (Field("name", "The job's name (required without chainId).", max_length=MAX_NAME),
+              Field("chainId", "A chain run's id, <head job>@<generation>/<planned ms> (its "
+                    "steps' runs carry it): that chain run's steps instead of a job's runs.",
+                    max_length=MAX_CHAIN_ID, pattern=CHAIN_ID_PATTERN),
+              _SKIP, _limit(20, MAX_LOG_LIMIT))),
     Endpoint("GET", "/job/output", "guest", "One run's whole output.",
              (_NAME, Field("planTime", "The run's planned time (epoch ms).", required=True,
                            kind="integer", minimum=0, maximum=MAX_EPOCH_MS),

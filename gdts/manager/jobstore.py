@@ -14,6 +14,7 @@ from gdts.etcd import EtcdClient, etcd_errors, read_prefix
 from gdts.job import Job, api_view
 from gdts.keys import KILLED_BY_DELETE, KeyLayout, kill_marker
 from gdts.manager.auth import JobGuard
+from gdts.manager.chainlinks import ChainLinks, delete_refusal
 from gdts.manager.registry import count_members, read_live_workers
 from gdts.routing import no_live_member, stored_labels
 
@@ -29,11 +30,13 @@ class JobStore:
         self._client = client
         self._keys = keys
         self._kill_marker_ttl = kill_marker_ttl
+        self._links = ChainLinks(client, keys)
 
     async def save(self, job: Job, guard: JobGuard) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """Create or replace; returns the previous job (API form) or None, and the job as
         saved. A replaced job keeps its owner; a new one belongs to the caller. The owner check
-        and the write are one transaction: the job cannot change hands in between."""
+        and the write are one transaction: the job cannot change hands in between, nor the
+        chains it is in (see gdts.manager.chainlinks)."""
         key = self._keys.job(job.name)
         txn = self._client.transactions
         for _ in range(_UPDATE_ATTEMPTS):
@@ -48,9 +51,12 @@ class JobStore:
                 guard.check(job.name, owner)
                 owned = dataclasses.replace(job, owner=owner)
                 compare = [txn.mod(key) == stored.mod_revision]
+            links = await self._links.for_save(job.name, job.links, previous, guard)
             with etcd_errors():
                 written, _ = await self._client.transaction(
-                    compare=compare, success=[txn.put(key, owned.to_record())], failure=[]
+                    compare=[*compare, *links.compare],
+                    success=[txn.put(key, owned.to_record()), *links.success],
+                    failure=[],
                 )
             if written:
                 return previous, owned.to_api()
@@ -77,20 +83,31 @@ class JobStore:
         raise ConflictError("name", f"job {name!r} kept changing; try again")
 
     async def clone(self, name: str, new_name: str, guard: JobGuard) -> dict[str, Any]:
-        """A copy of a job under a new name, owned by the caller; never overwrites a job."""
+        """A copy of a job under a new name, owned by the caller; never overwrites a job. A
+        copy of a chain job is a new job in the same chains, checked as a save is."""
         stored = await self._stored(name)
         job = Job.from_record(stored.value).with_changes(name=new_name, owner=guard.username)
         new_key = self._keys.job(new_name)
         txn = self._client.transactions
-        with etcd_errors():
-            created, _ = await self._client.transaction(
-                compare=[txn.create(new_key) == 0],
-                success=[txn.put(new_key, job.to_record())],
-                failure=[],
-            )
-        if not created:
-            raise ConflictError("newName", f"a job named {new_name!r} already exists")
-        return job.to_api()
+        exists = ConflictError("newName", f"a job named {new_name!r} already exists")
+        if job.links:  # told before its chains are checked, which reads every job
+            with etcd_errors():
+                if await self._client.get(new_key) is not None:
+                    raise exists
+        for _ in range(_UPDATE_ATTEMPTS):
+            links = await self._links.for_save(new_name, job.links, None, guard)
+            with etcd_errors():
+                created, replies = await self._client.transaction(
+                    compare=[txn.create(new_key) == 0, *links.compare],
+                    success=[txn.put(new_key, job.to_record()), *links.success],
+                    failure=[txn.get(new_key)],
+                )
+            if created:
+                return job.to_api()
+            if replies and replies[0]:
+                raise exists
+        raise ConflictError("newName", f"the jobs that {new_name!r} would be chained with kept "
+                            "changing; try again")  # fmt: skip
 
     async def _stored(self, name: str) -> Any:
         """The job's etcd entry (value and revisions); 404 if there is none."""
@@ -106,7 +123,8 @@ class JobStore:
         """Delete a job, its one-shot done markers and its runs asked for and not started (a
         job saved again under the same name starts afresh); returns the deleted job (API form)
         or None. Its runs going on are killed in the same transaction (logged killed, "the job
-        was deleted"), unless ``keep_running``."""
+        was deleted"), unless ``keep_running``. A job another job names in its parents or
+        children is not deleted (409 naming them): that chain would name nothing."""
         key = self._keys.job(name)
         txn = self._client.transactions
         clear = [
@@ -131,13 +149,19 @@ class JobStore:
             if lease is not None and stored is not None:  # a job not there has no runs to kill
                 marker = kill_marker(stored.create_revision, KILLED_BY_DELETE)
                 kill.append(txn.put(self._keys.killer(name), marker, lease=lease))
+            links = self._links.for_delete(name, previous)
             with etcd_errors():
-                success = [txn.delete(key), *clear, *kill]
-                deleted, _ = await self._client.transaction(
-                    compare=compare, success=success, failure=[]
+                success = [txn.delete(key), *clear, *kill, *links.success]
+                deleted, replies = await self._client.transaction(
+                    compare=[*compare, *links.compare],
+                    success=success,
+                    failure=[self._links.referrers_read(name)],
                 )
             if deleted:
                 return previous
+            referrers = self._links.referrers(name, replies[0] if replies else [])
+            if referrers:
+                raise delete_refusal(name, referrers)
         raise ConflictError("name", f"job {name!r} kept changing; try again")
 
     async def request_run(self, name: str, now_ms: int, guard: JobGuard) -> dict[str, Any]:

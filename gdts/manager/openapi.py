@@ -12,6 +12,7 @@ from gdts import __version__, jobfields
 from gdts.jobfields import ALWAYS_STORED, JobField
 from gdts.manager.endpoints import CSRF_FIELD, ENDPOINTS, PUBLIC, Endpoint, Field
 from gdts.notify.channels import CHANNEL_TYPES
+from gdts.runrecord import RunStatus
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _NULLABLE_INT = {"type": ["integer", "null"]}
@@ -26,7 +27,10 @@ def _field_schema(field: JobField) -> dict[str, Any]:
     if field.choices:
         schema["enum"] = list(field.choices)
     if field.values is not None:
-        schema["additionalProperties"] = {"type": field.values}
+        if field.kind == "array":
+            schema["items"] = {"type": field.values}
+        else:
+            schema["additionalProperties"] = {"type": field.values}
     return schema
 
 
@@ -52,13 +56,39 @@ RUN = {
         "err": {"type": "string"},
         "planTime": {"type": "integer"},
         "scheduleTime": {"type": "integer"},
-        "startTime": {"type": "integer"},
+        "startTime": {
+            "type": ["integer", "null"],
+            "description": "Null for a run that never started (missed, skipped).",
+        },
         "endTime": {"type": "integer"},
         "exitCode": _NULLABLE_INT,
-        "status": {"type": "string"},
+        "status": {
+            "type": "string",
+            "enum": [str(status) for status in RunStatus],
+            "description": "skipped: a step of a chain run that stopped before it (err says "
+            "at which step and why).",
+        },
         "worker": {"type": "string"},
         "attempt": {"type": "integer"},
-        "trigger": {"type": "string"},
+        "trigger": {
+            "type": "string",
+            "description": "schedule, manual (/job/run), catchup, or chain (a chain run's step).",
+        },
+        "chainId": {
+            "type": "string",
+            "description": "A chain run's step: the chain run's id, <head job>@<generation>/"
+            "<planned ms> (/job/log?chainId= lists its steps).",
+        },
+        "chainStep": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "A chain run's step: its index in the chain run's plan, from 0.",
+        },
+        "chainSteps": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "A chain run's step: how many steps the chain run has.",
+        },
     },
 }
 ACCOUNT = {
@@ -329,6 +359,8 @@ def _schema(field: Field) -> dict[str, Any]:
         schema["minLength"] = 1
     if field.choices:
         schema["enum"] = list(field.choices)
+    if field.pattern is not None:
+        schema["pattern"] = field.pattern
     if field.name == "job":
         schema["example"] = '{"name":"backup","command":"echo hi","cronExpr":"*/5 * * * * *"}'
     if not field.required and (field.kind == "integer" or field.choices):

@@ -5,13 +5,17 @@ given once (``name=x&name=y`` or a JSON object with a key twice is refused, nami
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from gdts.errors import InvalidFieldError
-from gdts.manager.endpoints import CSRF_FIELD, endpoint_of
+from gdts.jobfields import validate_name
+from gdts.manager.endpoints import CHAIN_ID_PATTERN, CSRF_FIELD, endpoint_of
+
+_CHAIN_ID = re.compile(CHAIN_ID_PATTERN)
 
 
 def loads_strict(text: str | bytes, field_name: str) -> Any:
@@ -112,3 +116,20 @@ def bool_param(params: Mapping[str, Any], field: str) -> bool:
     if raw is True or raw == "true":
         return True
     raise InvalidFieldError(field, f"must be true or false, got {raw!r}")
+
+
+def chain_id_param(params: Mapping[str, Any], field: str = "chainId") -> str | None:
+    """A chain run's id, ``<head job>@<generation>/<planned ms>`` (as its steps' runs carry
+    it, see gdts.runrecord.ChainStep); None when not given."""
+    raw = params.get(field)
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw:
+        raise InvalidFieldError(field, f"must be a chain run's id, <job>@<generation>/<planned "
+                                f"ms>, as its steps' runs show it (got {raw!r})")  # fmt: skip
+    if _CHAIN_ID.fullmatch(raw) is None:
+        raise InvalidFieldError(field, f"{raw!r} is not a chain run's id (<job>@<generation>/"
+                                "<planned ms>, e.g. backup@42/1767225600000)")  # fmt: skip
+    head = raw.rpartition("/")[0].rpartition("@")[0]  # names never hold "/"
+    validate_name(head, field)
+    return raw

@@ -243,3 +243,13 @@ def test_runs_of_buckets_are_key_ranges_up_to_the_end_of_the_markers() -> None:
     last = next(f"j{n}" for n in range(10_000) if bucket_of(f"j{n}") == BUCKETS - 1)
     assert key <= keys.running(last, 7, 9) < end
     assert not keys.running_prefix.startswith(end)
+
+
+def test_a_link_key_names_the_job_named_then_the_job_that_names_it() -> None:
+    keys = KeyLayout("/prod/cron/")
+    assert keys.link("db", "report") == b"/prod/cron/linked/db/report"
+    assert keys.link("db", "report").startswith(keys.links_to("db"))
+    assert not keys.link("db2", "report").startswith(keys.links_to("db"))
+    assert keys.link_by("db", keys.link("db", "report")) == "report"
+    with pytest.raises(ValueError, match="is not under"):
+        keys.link_by("db", keys.link("db2", "report"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -77,3 +78,28 @@ def test_the_worker_list_shows_labels_weight_and_busy() -> None:
     assert worker["properties"]["weight"]["type"] == "integer"
     assert worker["properties"]["busy"]["type"] == "integer"
     assert {"id", "labels", "weight", "busy", "running"} <= set(worker["required"])
+
+
+def test_parents_and_children_are_lists_of_names_and_their_modes_are_choices() -> None:
+    job = answer(build_spec(), "/job/save", "post")["anyOf"][0]["properties"]
+    for side in ("parents", "children"):
+        assert job[side]["type"] == ["array", "null"]
+        assert job[side]["items"] == {"type": "string"}
+        assert job[f"{side}Mode"]["enum"] == ["serial", "parallel"]
+    assert "items" not in job["hostGroup"] and "additionalProperties" not in job["parents"]
+
+
+def test_the_log_takes_a_chain_id_and_its_runs_say_their_chain_run() -> None:
+    spec = build_spec()
+    query = {p["name"]: p for p in spec["paths"]["/job/log"]["get"]["parameters"]}
+    assert query["name"]["required"] is False  # not with chainId
+    chain_id = query["chainId"]["schema"]
+    assert chain_id["pattern"] == "^[^/]+@[0-9]{1,19}/[0-9]{1,15}$"
+    assert re.fullmatch(chain_id["pattern"][1:-1], "nightly@42/1767225600000")
+    assert chain_id["maxLength"] == 128 + 1 + 19 + 1 + 15
+    run = answer(spec, "/job/log", "get")["items"]["properties"]
+    assert "skipped" in run["status"]["enum"] and "succeeded" in run["status"]["enum"]
+    assert (run["chainId"]["type"], run["chainStep"]["type"], run["chainSteps"]["type"]) == (
+        "string", "integer", "integer",
+    )  # fmt: skip
+    assert run["startTime"]["type"] == ["integer", "null"]  # never started: missed, skipped

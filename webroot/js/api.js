@@ -91,3 +91,12 @@ export const notifyApi = {
     return api('GET', 'notify/outbox', params);
   }
 };
+
+// ------------------------------------------------------------------ run log --
+
+/** The run log beyond one job's page (README, "Chains"). */
+export const logApi = {
+  /** One chain run's step runs, by step then attempt: the first 1,000 (a chain run holds at
+   *  most 500 steps; each retry of a step is one more). */
+  chainSteps: (chainId) => api('GET', 'job/log', { chainId: chainId, limit: 1000 })
+};

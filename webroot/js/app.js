@@ -3,7 +3,7 @@
  * audit trail and the accounts. Plain jQuery + Bootstrap 5, no build step: an ES module
  * (script-src 'self' allows them) that imports the API calls (api.js) and the views that have
  * their own file (notifications.js; the job dialog's notify rules, job-notify.js; where jobs
- * run, placement.js).
+ * run, placement.js; the job dialog's chain, job-chain.js; chain runs in the log, chain-runs.js).
  *
  * Rules kept on purpose:
  *  - No inline scripts or handlers anywhere: all behaviour is bound here, so the manager's
@@ -19,6 +19,8 @@
  * status 4xx, msg starts with the bad field's name and "field" names it.
  */
 import { api, setCsrfToken } from './api.js';
+import * as chainRuns from './chain-runs.js';
+import { chainText, fillJobChain, readJobChain } from './job-chain.js';
 import { fillJobNotify, readJobNotify } from './job-notify.js';
 import { parseRunLink } from './links.js';
 import * as notifications from './notifications.js';
@@ -45,7 +47,9 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
     timeout: 'text-bg-warning',
     limit: 'text-bg-danger',
     lost: 'text-bg-dark',
-    missed: 'text-bg-secondary'
+    missed: 'text-bg-secondary',
+    skipped: 'text-bg-secondary',   // a chain run's step never run: an earlier step failed
+    running: 'text-bg-primary'      // a chain run with a step still to come
   };
 
   // Who is logged in: {username, role, csrfToken}; every change the console makes carries
@@ -194,9 +198,10 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
     var field = err.field;
     var named = function (name) { return $form.find('[name]').filter(function () { return this.name === name; }); };
     var $input = field ? named(field) : $();
-    if (!$input.length && field && field.indexOf('.') > 0 && named(field.split('.')[0]).length) {
-      // A part of a field typed in one input ("hostGroup.zone"): under that input.
-      field = field.split('.')[0];
+    var whole = field ? field.split(/[.[]/)[0] : '';
+    if (!$input.length && whole && whole !== field && named(whole).length) {
+      // A part of a field typed in one input ("hostGroup.zone", "parents[2]"): under that input.
+      field = whole;
       $input = named(field);
     }
     if ($input.length && $input.closest('.d-none').length === 0) {
@@ -239,7 +244,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
 
   function jobMatches(job, filter) {
     if (!filter) { return true; }
-    var hay = [job.name, job.owner, job.command, job.http && job.http.url, job.cronExpr, placementText(job)]
+    var hay = [job.name, job.owner, job.command, job.http && job.http.url, job.cronExpr, placementText(job), chainText(job)]
       .map(str).join('\n').toLowerCase();
     return hay.indexOf(filter) !== -1;
   }
@@ -278,6 +283,10 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
     var placement = placementText(job);
     if (placement) {
       $name.append($('<div class="small fw-normal text-muted placement-summary"></div>').text(placement));
+    }
+    var chain = chainText(job);
+    if (chain) {
+      $name.append($('<div class="small fw-normal text-muted text-break chain-summary"></div>').text(chain));
     }
     $tr.append($name);
     $tr.append($('<td class="text-break"></td>').text(str(job.owner) || '–'));
@@ -501,6 +510,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
       $('#job-limits-' + f).val(job && job.limits ? numText(job.limits[f]) : '');
     });
     fillJobPlacement(job);
+    fillJobChain(job);
     fillJobNotify(job);
     $('#job-save-btn').prop('disabled', false).text('Save');
     $('#cron-preview').empty();
@@ -572,7 +582,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
       var v = str($('#job-' + f).val());
       if (v) { job[f] = v; }
     });
-    return $.extend(job, readJobPlacement(), readJobNotify());
+    return $.extend(job, readJobPlacement(), readJobChain(), readJobNotify());
   }
 
   function submitJob(ev) {
@@ -713,6 +723,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
     logState = { name: job.name, skip: 0, target: seek ? target : null, seeking: seek };
     $('#log-target').addClass('d-none').text('');
     expandedRuns = {};
+    chainRuns.forget();
     $('#log-modal-title').text('Runs of ' + job.name);
     $('#log-list').empty();
     $('#log-page-info').text('Loading…');
@@ -741,6 +752,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
         return;
       }
       renderLogs(runs);
+      chainRuns.refresh($('#log-list'));
       markTarget(st);
       $('#log-newer').prop('disabled', st.skip === 0);
       $('#log-older').prop('disabled', runs.length < LOG_PAGE_SIZE);
@@ -776,7 +788,13 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
       return Number($(this).attr('data-plan')) === st.target.planTime &&
         Number($(this).attr('data-attempt')) === st.target.attempt;
     });
-    $hit.addClass('run-linked').find('.card-header').not(':has(.run-linked-badge)')
+    // A step of a chain run: the chain run's card, opened.
+    var $chain = $('#log-list .chain-run').filter(function () {
+      return $(this).attr('data-runs').split(' ').indexOf(st.target.planTime + ':' + st.target.attempt) >= 0;
+    });
+    chainRuns.open($chain);
+    $hit = $hit.add($chain);
+    $hit.addClass('run-linked').children('.card-header').not(':has(.run-linked-badge)')
       .append($('<span class="badge text-bg-primary run-linked-badge">the linked run</span>'));
     if (!st.seeking) { return; }
     st.seeking = false;
@@ -851,23 +869,28 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
     }
     $list.children('.placeholder-row').remove();
     var existing = {};
-    $list.children('.run').each(function () { existing[$(this).attr('data-key')] = this; });
+    $list.children('.run, .chain-run').each(function () { existing[$(this).attr('data-key')] = this; });
+    // A chain run's steps show as one card (chain-runs.js), keyed by this job's runs in it.
+    var items = chainRuns.groupRuns(runs).map(function (item) {
+      item.key = item.run ? runKey(item.run) : 'chain|' + item.chainId + '|' + item.runs.map(runKey).join(',');
+      return item;
+    });
     // Runs that arrive above keep what the reader looks at in place: remember where the
     // first run that stays is, and scroll by as much as it moves.
     var scroller = $('#log-modal .modal-body')[0];
     var anchor = null;
-    runs.some(function (r) { anchor = existing[runKey(r)] || null; return !!anchor; });
+    items.some(function (item) { anchor = existing[item.key] || null; return !!anchor; });
     var anchorTop = anchor ? anchor.getBoundingClientRect().top : 0;
     var keep = {};
     var prev = null;
-    runs.forEach(function (r) {
-      var key = runKey(r);
-      var el = existing[key] || runCard(r, key)[0];
+    items.forEach(function (item) {
+      var el = existing[item.key] ||
+        (item.run ? runCard(item.run, item.key) : chainRuns.chainCard(item, item.key))[0];
       if (prev) { if (el.previousElementSibling !== prev) { $(prev).after(el); } } else if ($list[0].firstElementChild !== el) { $list.prepend(el); }
-      keep[key] = true;
+      keep[item.key] = true;
       prev = el;
     });
-    $list.children('.run').each(function () { if (!keep[$(this).attr('data-key')]) { $(this).remove(); } });
+    $list.children('.run, .chain-run').each(function () { if (!keep[$(this).attr('data-key')]) { $(this).remove(); } });
     if (anchor && scroller && scroller.scrollTop > 0) {
       scroller.scrollTop += anchor.getBoundingClientRect().top - anchorTop;
     }
@@ -1247,6 +1270,17 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
             loadUsers();
           });
         });
+    });
+
+    // Chain runs in the log view: their own module, handed the log's helpers
+    chainRuns.init({
+      statusBadge: statusBadge,
+      timeSpan: timeSpan,
+      fmtTime: fmtTime,
+      fmtDuration: fmtDuration,
+      outputBlock: outputBlock,
+      runKey: runKey,
+      toast: toast
     });
 
     // Notifications view: its own module, handed the helpers it shares
