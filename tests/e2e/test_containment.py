@@ -75,8 +75,7 @@ async def first_run(cluster: Cluster, name: str) -> dict[str, object]:
 
 
 async def test_a_run_cannot_read_or_signal_another_run(cluster: Cluster, root: Path) -> None:
-    await cluster.start_manager()
-    await contained(cluster, root)
+    await cluster.start_together(cluster.start_manager(), contained(cluster, root))
     hold = token()
     await save_job_fields(
         cluster.api, name="holder", cronExpr=soon(),
@@ -103,9 +102,11 @@ async def test_a_run_cannot_read_or_signal_another_run(cluster: Cluster, root: P
 async def test_each_run_of_a_uid_starts_in_a_directory_as_new(cluster: Cluster, root: Path) -> None:
     """One uid for every run: each finds its HOME empty and private, whatever the run before
     it left there or did to it."""
-    await cluster.start_manager()
     single = (RANGE_1[0], RANGE_1[0])
-    await cluster.start_worker("w1", maxConcurrentRuns=1, **pool(single, root, "w1"))
+    await cluster.start_together(
+        cluster.start_manager(),
+        cluster.start_worker("w1", maxConcurrentRuns=1, **pool(single, root, "w1")),
+    )
     await save_job_fields(
         cluster.api, name="litter", cronExpr="* * * * * *",
         command='id -u; stat -c %a "$HOME"; ls -A "$HOME" | wc -l; '
@@ -121,8 +122,7 @@ async def test_each_run_of_a_uid_starts_in_a_directory_as_new(cluster: Cluster, 
 
 
 async def test_a_kill_reaches_setsid_children(cluster: Cluster, root: Path) -> None:
-    await cluster.start_manager()
-    await contained(cluster, root)
+    await cluster.start_together(cluster.start_manager(), contained(cluster, root))
     child, main = token(), token()
     await save_job_fields(
         cluster.api, name="escaper", cronExpr=soon(),
@@ -138,8 +138,7 @@ async def test_a_kill_reaches_setsid_children(cluster: Cluster, root: Path) -> N
 
 
 async def test_a_timeout_reaches_setsid_children(cluster: Cluster, root: Path) -> None:
-    await cluster.start_manager()
-    await contained(cluster, root)
+    await cluster.start_together(cluster.start_manager(), contained(cluster, root))
     child = token()
     await save_job_fields(
         cluster.api, name="slow", cronExpr=soon(), timeout=1,
@@ -153,8 +152,7 @@ async def test_a_timeout_reaches_setsid_children(cluster: Cluster, root: Path) -
 async def test_what_a_run_leaves_behind_dies_with_it_unless_kept(
     cluster: Cluster, root: Path
 ) -> None:
-    await cluster.start_manager()
-    await contained(cluster, root)
+    await cluster.start_together(cluster.start_manager(), contained(cluster, root))
     left, kept = token(), token()
     await save_job_fields(
         cluster.api, name="kept", cronExpr=soon(), keepBackground=True,
@@ -174,8 +172,7 @@ async def test_what_a_run_leaves_behind_dies_with_it_unless_kept(
 
 
 async def test_nothing_of_a_run_outlives_its_worker(cluster: Cluster, root: Path) -> None:
-    await cluster.start_manager()
-    w1 = await contained(cluster, root, "w1")
+    _, w1 = await cluster.start_together(cluster.start_manager(), contained(cluster, root, "w1"))
     first, second = token(), token()
     await save_job_fields(
         cluster.api, name="long", cronExpr=soon(),
@@ -220,8 +217,7 @@ def _guardians_of(worker_pid: int) -> list[int]:
 async def test_a_lost_run_is_gone_before_the_next_run_starts(cluster: Cluster, root: Path) -> None:
     """SIGKILL of the worker mid-run: its run's processes are gone before another worker starts
     the job's next run (policy forbid: never two at once), and the run is recorded lost."""
-    await cluster.start_manager()
-    w1 = await contained(cluster, root, "w1")
+    _, w1 = await cluster.start_together(cluster.start_manager(), contained(cluster, root, "w1"))
     hold = token()
     await save_job_fields(
         cluster.api, name="steady", cronExpr="* * * * * *",
@@ -255,8 +251,7 @@ async def test_a_frozen_workers_run_dies_before_another_worker_starts_the_job(
     """SIGSTOP of the worker mid-run: it cannot kill anything, but its guardian does, once the
     worker's lease may be gone, before another worker may start the job (forbid: never two at
     once)."""
-    await cluster.start_manager()
-    w1 = await contained(cluster, root, "w1")
+    _, w1 = await cluster.start_together(cluster.start_manager(), contained(cluster, root, "w1"))
     hold = token()
     await save_job_fields(
         cluster.api, name="steady", cronExpr="* * * * * *", command=f"exec sleep {hold}"

@@ -121,8 +121,7 @@ def check_outcome(file_name: str, outcome: Outcome, requests: int, tests: int) -
 async def test_every_http_example_passes_against_a_live_manager_and_worker(
     cluster: Cluster,
 ) -> None:
-    manager = await cluster.start_manager()
-    await cluster.start_worker("w1")
+    manager, _ = await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     in_directory = sorted(path.name for path in EXAMPLES.glob("*.http"))
     assert set(WALK_THROUGH) <= set(in_directory)
     order = [*WALK_THROUGH, *(name for name in in_directory if name not in WALK_THROUGH)]

@@ -47,8 +47,7 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
 
 @pytest_asyncio.fixture
 async def running(cluster: Cluster) -> AsyncIterator[Cluster]:
-    await cluster.start_manager()
-    await cluster.start_worker("w1")
+    await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     yield cluster
 
 
@@ -149,8 +148,9 @@ async def test_a_worker_refuses_http_jobs_to_loopback_unless_allowed(
 ) -> None:
     """Without httpJobAllow an http job cannot reach this host (the stores, the manager)."""
     base, seen = http_target
-    await cluster.start_manager()
-    await cluster.start_worker("w1", httpJobAllow=[])
+    await cluster.start_together(
+        cluster.start_manager(), cluster.start_worker("w1", httpJobAllow=[])
+    )
     await save_job_fields(
         cluster.api, name="inward", type="http", cronExpr=cron_at(time.time() + 2),
         http={"url": f"{base}/ok"},
@@ -191,8 +191,7 @@ async def test_a_paused_job_does_not_run_until_it_is_resumed(
 async def test_a_one_shot_job_runs_once_even_across_a_worker_restart(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
-    worker = await cluster.start_worker("w1")
+    _, worker = await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     ticks, sentinel = stack.tmp / "once.txt", stack.tmp / "sentinel.txt"
     run_at = int(time.time()) + 3
     saved = await save_job_fields(
@@ -211,9 +210,9 @@ async def test_a_one_shot_job_runs_once_even_across_a_worker_restart(
 
 
 async def test_run_now_runs_the_job_once_on_one_worker(cluster: Cluster, stack: Stack) -> None:
-    await cluster.start_manager()
-    await cluster.start_worker("w1")
-    await cluster.start_worker("w2")
+    await cluster.start_together(
+        cluster.start_manager(), cluster.start_worker("w1"), cluster.start_worker("w2")
+    )
     ticks = stack.tmp / "manual.txt"
     # A schedule that will not fire during the test: only the manual run may run it.
     await save_job(cluster.api, "yearly", record_command(ticks), "0 0 1 1 *")
@@ -412,8 +411,7 @@ async def freeze(process_pid: int, for_ms: int) -> None:
 async def test_a_tick_past_its_misfire_grace_is_logged_missed_not_run_late(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
-    worker = await cluster.start_worker("w1")
+    _, worker = await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     ticks = stack.tmp / "ticks.txt"
     await save_job_fields(
         cluster.api, name="strict", command=record_command(ticks), cronExpr=EVERY_SECOND,
@@ -440,8 +438,7 @@ async def test_a_tick_past_its_misfire_grace_is_logged_missed_not_run_late(
 async def test_catch_up_runs_once_after_an_outage_never_a_burst(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
-    worker = await cluster.start_worker("w1")
+    _, worker = await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     ticks = stack.tmp / "ticks.txt"
     await save_job_fields(
         cluster.api, name="catch", command=record_command(ticks), cronExpr="*/2 * * * * *",
@@ -469,8 +466,7 @@ async def test_catch_up_runs_once_after_an_outage_never_a_burst(
 async def test_after_every_worker_was_down_one_catch_up_run_and_missed_ticks_logged(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
-    worker = await cluster.start_worker("w1")
+    _, worker = await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     caught, strict = stack.tmp / "caught.txt", stack.tmp / "strict.txt"
     await save_job_fields(
         cluster.api, name="caught", command=record_command(caught), cronExpr="*/2 * * * * *",
@@ -531,12 +527,13 @@ async def test_a_job_runs_at_the_local_time_of_its_zone(running: Cluster, stack:
 async def test_ticks_that_cannot_be_claimed_while_etcd_is_unreachable_are_logged_missed(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
     host, port = stack.etcd_endpoint.split(":")
     proxy = TcpProxy(host, int(port))
     await proxy.start()
     try:
-        await cluster.start_worker("w1", etcdEndpoints=[proxy.endpoint])
+        await cluster.start_together(
+            cluster.start_manager(), cluster.start_worker("w1", etcdEndpoints=[proxy.endpoint])
+        )
         ticks = stack.tmp / "ticks.txt"
         await save_job_fields(
             cluster.api, name="cut", command=record_command(ticks), cronExpr=EVERY_SECOND,
