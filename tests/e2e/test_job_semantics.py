@@ -395,6 +395,8 @@ async def test_policy_replace_kills_the_run_going_on_for_the_new_one(
     assert [r["planTime"] for r in killed] == plans[:2]
     # Each was killed because the next tick came, not before.
     assert all(r["endTime"] >= r["planTime"] + 2000 for r in killed)
+    # Deleted, its run goes now (no stop of the worker that waits out its drain timeout).
+    await api_post(running.api, "/job/delete", name="latest")
 
 
 async def freeze(process_pid: int, for_ms: int) -> None:
