@@ -51,44 +51,6 @@ async def running(cluster: Cluster) -> AsyncIterator[Cluster]:
     yield cluster
 
 
-async def test_a_run_past_its_timeout_is_killed_and_logged_as_timeout(
-    running: Cluster, stack: Stack
-) -> None:
-    pid_file = stack.tmp / "slow.pid"
-    await save_job_fields(
-        running.api,
-        name="slow",
-        command=f"echo $$ > {pid_file}; sleep 600",
-        cronExpr=cron_at(time.time() + 2),
-        timeout=1,
-    )
-    logged = await wait_until(lambda: job_runs(running, "slow"), 30, "the timed-out run")
-    run = logged[0]
-    assert run["status"] == "timeout", run
-    assert run["err"].startswith("timed out after 1 s"), run
-    assert 1000 <= run["endTime"] - run["startTime"] < 10_000
-    assert not process_alive(int(pid_file.read_text()))
-
-
-async def test_success_rules_decide_succeeded_or_failed(running: Cluster) -> None:
-    at = cron_at(time.time() + 2)
-    await save_job_fields(
-        running.api, name="three", command="exit 3", cronExpr=at, expectedExitCode=3
-    )
-    await save_job_fields(
-        running.api, name="notready", command="echo not ready", cronExpr=at, outputContains="READY"
-    )
-    await save_job_fields(
-        running.api, name="warned", command="echo WARNING: x", cronExpr=at, outputNotContains="WARN"
-    )
-    three = (await wait_until(lambda: job_runs(running, "three"), 30, "a run of three"))[0]
-    assert (three["status"], three["exitCode"]) == ("succeeded", 3)
-    notready = (await wait_until(lambda: job_runs(running, "notready"), 30, "notready"))[0]
-    assert notready["status"] == "failed" and "does not contain 'READY'" in notready["err"]
-    warned = (await wait_until(lambda: job_runs(running, "warned"), 30, "warned"))[0]
-    assert warned["status"] == "failed" and "output contains 'WARN'" in warned["err"]
-
-
 @pytest_asyncio.fixture
 async def http_target() -> AsyncIterator[tuple[str, list[web.Request]]]:
     seen: list[web.Request] = []
@@ -114,33 +76,78 @@ async def http_target() -> AsyncIterator[tuple[str, list[web.Request]]]:
         await runner.cleanup()
 
 
-async def test_an_http_job_logs_the_response_and_succeeds_on_2xx_only(
-    running: Cluster, http_target: tuple[str, list[web.Request]]
+async def test_runs_of_one_tick_end_as_their_timeout_success_rules_type_and_retries_say(
+    running: Cluster, stack: Stack, http_target: tuple[str, list[web.Request]]
 ) -> None:
+    """Seven jobs for one tick, on one worker (a tick's wait, not seven): a run past its timeout
+    is killed and logged as timeout; success rules decide succeeded or failed; an http job logs
+    the response and succeeds on 2xx only; a failed run is retried, each attempt logged."""
     base, seen = http_target
+    pid_file, counter = stack.tmp / "slow.pid", stack.tmp / "attempts"
+    retried = (
+        f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; "
+        'echo "attempt $n"; [ "$n" -ge 3 ]'
+    )
     at = cron_at(time.time() + 2)
-    await save_job_fields(
-        running.api,
-        name="ping",
-        type="http",
-        cronExpr=at,
-        http={"method": "POST", "url": f"{base}/ok", "headers": {"X-Key": "k1"}, "body": "hi"},
-    )
-    await save_job_fields(
-        running.api, name="down", type="http", cronExpr=at, http={"url": f"{base}/broken"}
-    )
-    ping = (await wait_until(lambda: job_runs(running, "ping"), 30, "a run of ping"))[0]
+    jobs = [
+        {"name": "slow", "command": f"echo $$ > {pid_file}; sleep 600", "timeout": 1},
+        {"name": "three", "command": "exit 3", "expectedExitCode": 3},
+        {"name": "notready", "command": "echo not ready", "outputContains": "READY"},
+        {"name": "warned", "command": "echo WARNING: x", "outputNotContains": "WARN"},
+        {"name": "ping", "type": "http", "http": {
+            "method": "POST", "url": f"{base}/ok", "headers": {"X-Key": "k1"}, "body": "hi"}},
+        {"name": "down", "type": "http", "http": {"url": f"{base}/broken"}},
+        {"name": "flaky", "command": retried, "retries": 5, "retryBackoff": 0.2},
+    ]  # fmt: skip
+    await asyncio.gather(*(save_job_fields(running.api, cronExpr=at, **job) for job in jobs))
+
+    async def first_run(name: str) -> dict:
+        return (await wait_until(lambda: job_runs(running, name), 30, f"a run of {name}"))[0]
+
+    # A run past its timeout is killed and logged as timeout.
+    run = await first_run("slow")
+    assert run["status"] == "timeout", run
+    assert run["err"].startswith("timed out after 1 s"), run
+    assert 1000 <= run["endTime"] - run["startTime"] < 10_000
+    assert not process_alive(int(pid_file.read_text()))
+
+    # Success rules decide succeeded or failed.
+    three = await first_run("three")
+    assert (three["status"], three["exitCode"]) == ("succeeded", 3)
+    notready = await first_run("notready")
+    assert notready["status"] == "failed" and "does not contain 'READY'" in notready["err"]
+    warned = await first_run("warned")
+    assert warned["status"] == "failed" and "output contains 'WARN'" in warned["err"]
+
+    # An http job logs the response and succeeds on 2xx only.
+    ping = await first_run("ping")
     assert ping["status"] == "succeeded", ping
     assert ping["output"].startswith("HTTP/1.1 200 OK\n")
     assert "X-Served-By: test" in ping["output"] and '{"healthy": true}' in ping["output"]
     assert ping["command"] == f"POST {base}/ok"
-    down = (await wait_until(lambda: job_runs(running, "down"), 30, "a run of down"))[0]
+    down = await first_run("down")
     assert down["status"] == "failed" and "HTTP status 500, expected 2xx" in down["err"]
     assert "boom" in down["output"]
     posted = next(r for r in seen if r.path == "/ok")
     assert posted.method == "POST" and posted.headers["X-Key"] == "k1"
     assert posted.headers["X-GDTS-Job"] == "ping" and posted.headers["X-GDTS-Worker"] == "w1"
     assert int(posted.headers["X-GDTS-Plan-Time"]) % 1000 == 0
+
+    # A failed run is retried, each attempt logged.
+    async def three_attempts() -> list[dict] | None:
+        logged = await job_runs(running, "flaky")
+        return logged if len(logged) >= 3 else None
+
+    logged = sorted(
+        await wait_until(three_attempts, 30, "three attempts"), key=lambda r: r["attempt"]
+    )
+    assert [(r["attempt"], r["status"]) for r in logged] == [
+        (1, "failed"), (2, "failed"), (3, "succeeded")
+    ]  # fmt: skip
+    assert len({r["planTime"] for r in logged}) == 1  # all on the same tick
+    assert [r["output"] for r in logged] == ["attempt 1\n", "attempt 2\n", "attempt 3\n"]
+    assert logged[1]["startTime"] - logged[0]["endTime"] >= 200
+    assert logged[2]["startTime"] - logged[1]["endTime"] >= 400  # the backoff doubles
 
 
 async def test_a_worker_refuses_http_jobs_to_loopback_unless_allowed(
@@ -297,35 +304,6 @@ async def test_deleting_a_job_kills_its_runs_unless_asked_to_keep_them(running: 
         cluster.api, "POST", "/job/delete", data={"name": "x", "keepRunning": "maybe"}
     )
     assert status == 400 and body["field"] == "keepRunning", body
-
-
-async def test_a_failed_run_is_retried_with_each_attempt_logged(
-    running: Cluster, stack: Stack
-) -> None:
-    counter = stack.tmp / "attempts"
-    command = (
-        f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; "
-        'echo "attempt $n"; [ "$n" -ge 3 ]'
-    )
-    await save_job_fields(
-        running.api, name="flaky", command=command, cronExpr=cron_at(time.time() + 2),
-        retries=5, retryBackoff=0.2,
-    )  # fmt: skip
-
-    async def three_attempts() -> list[dict] | None:
-        logged = await job_runs(running, "flaky")
-        return logged if len(logged) >= 3 else None
-
-    logged = sorted(
-        await wait_until(three_attempts, 30, "three attempts"), key=lambda r: r["attempt"]
-    )
-    assert [(r["attempt"], r["status"]) for r in logged] == [
-        (1, "failed"), (2, "failed"), (3, "succeeded")
-    ]  # fmt: skip
-    assert len({r["planTime"] for r in logged}) == 1  # all on the same tick
-    assert [r["output"] for r in logged] == ["attempt 1\n", "attempt 2\n", "attempt 3\n"]
-    assert logged[1]["startTime"] - logged[0]["endTime"] >= 200
-    assert logged[2]["startTime"] - logged[1]["endTime"] >= 400  # the backoff doubles
 
 
 async def test_retries_stop_before_the_next_tick(running: Cluster) -> None:
