@@ -5,6 +5,7 @@ worker dies. Every process here is real; the tests find them through /proc."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import signal
@@ -121,13 +122,34 @@ async def test_each_run_of_a_uid_starts_in_a_directory_as_new(cluster: Cluster, 
         assert str(run["output"]).split() == [str(single[0]), "700", "0"], run
 
 
-async def test_a_kill_reaches_setsid_children(cluster: Cluster, root: Path) -> None:
+async def test_a_kill_a_timeout_and_a_runs_end_reach_what_it_started_unless_kept(
+    cluster: Cluster, root: Path
+) -> None:
+    """Four runs of one tick, each a uid of its own (one tick's wait, not three): a kill and a
+    timeout reach setsid children; what a run leaves behind dies at its end, unless kept."""
     await cluster.start_together(cluster.start_manager(), contained(cluster, root))
-    child, main = token(), token()
-    await save_job_fields(
-        cluster.api, name="escaper", cronExpr=soon(),
-        command=f"setsid sleep {child} >/dev/null 2>&1 </dev/null & exec sleep {main}",
+    child, main, slow_child, left, kept = token(), token(), token(), token(), token()
+    at = soon()
+    await asyncio.gather(
+        save_job_fields(
+            cluster.api, name="escaper", cronExpr=at,
+            command=f"setsid sleep {child} >/dev/null 2>&1 </dev/null & exec sleep {main}",
+        ),
+        save_job_fields(
+            cluster.api, name="slow", cronExpr=at, timeout=1,
+            command=f"setsid sleep {slow_child} >/dev/null 2>&1 </dev/null & sleep 3600",
+        ),
+        save_job_fields(
+            cluster.api, name="kept", cronExpr=at, keepBackground=True,
+            command=f"setsid sleep {kept} >/dev/null 2>&1 </dev/null & echo bye",
+        ),
+        save_job_fields(
+            cluster.api, name="leaver", cronExpr=at,
+            command=f"sleep {left} >/dev/null 2>&1 & echo bye",
+        ),
     )  # fmt: skip
+
+    # A kill reaches setsid children.
     await wait_until(
         holds(lambda: not gone(child) and not gone(main)), 30, "both processes running"
     )
@@ -136,32 +158,12 @@ async def test_a_kill_reaches_setsid_children(cluster: Cluster, root: Path) -> N
     run = await first_run(cluster, "escaper")
     assert run["status"] == "killed", run
 
-
-async def test_a_timeout_reaches_setsid_children(cluster: Cluster, root: Path) -> None:
-    await cluster.start_together(cluster.start_manager(), contained(cluster, root))
-    child = token()
-    await save_job_fields(
-        cluster.api, name="slow", cronExpr=soon(), timeout=1,
-        command=f"setsid sleep {child} >/dev/null 2>&1 </dev/null & sleep 3600",
-    )  # fmt: skip
+    # A timeout reaches setsid children.
     run = await first_run(cluster, "slow")
     assert run["status"] == "timeout", run
-    await wait_until(holds(lambda: gone(child)), 15, "the setsid child killed")
+    await wait_until(holds(lambda: gone(slow_child)), 15, "the setsid child killed")
 
-
-async def test_what_a_run_leaves_behind_dies_with_it_unless_kept(
-    cluster: Cluster, root: Path
-) -> None:
-    await cluster.start_together(cluster.start_manager(), contained(cluster, root))
-    left, kept = token(), token()
-    await save_job_fields(
-        cluster.api, name="kept", cronExpr=soon(), keepBackground=True,
-        command=f"setsid sleep {kept} >/dev/null 2>&1 </dev/null & echo bye",
-    )  # fmt: skip
-    await save_job_fields(
-        cluster.api, name="leaver", cronExpr=soon(),
-        command=f"sleep {left} >/dev/null 2>&1 & echo bye",
-    )  # fmt: skip
+    # What a run leaves behind dies with it, unless kept.
     for name in ("kept", "leaver"):
         assert (await first_run(cluster, name))["status"] == "succeeded"
     await wait_until(holds(lambda: gone(left)), 15, "the detached child killed at the run's end")
