@@ -76,19 +76,23 @@ async def http_target() -> AsyncIterator[tuple[str, list[web.Request]]]:
         await runner.cleanup()
 
 
-async def test_runs_of_one_tick_end_as_their_timeout_success_rules_type_and_retries_say(
+async def test_jobs_of_one_tick_each_run_and_end_as_their_fields_say(
     running: Cluster, stack: Stack, http_target: tuple[str, list[web.Request]]
 ) -> None:
-    """Seven jobs for one tick, on one worker (a tick's wait, not seven): a run past its timeout
-    is killed and logged as timeout; success rules decide succeeded or failed; an http job logs
-    the response and succeeds on 2xx only; a failed run is retried, each attempt logged."""
+    """Eight jobs for one instant, on one worker (one tick's wait, not five): a run past its
+    timeout is killed and logged as timeout; success rules decide succeeded or failed; an http
+    job logs the response and succeeds on 2xx only; a failed run is retried, each attempt
+    logged; a job runs at the local time of its zone."""
     base, seen = http_target
     pid_file, counter = stack.tmp / "slow.pid", stack.tmp / "attempts"
     retried = (
         f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; "
         'echo "attempt $n"; [ "$n" -ge 3 ]'
     )
-    at = cron_at(time.time() + 2)
+    tick = int(time.time()) + 2
+    zoned_ticks = stack.tmp / "zoned.txt"
+    # Kathmandu, +05:45: no whole-hour offset hides a mistake.
+    local = datetime.fromtimestamp(tick, ZoneInfo("Asia/Kathmandu"))
     jobs = [
         {"name": "slow", "command": f"echo $$ > {pid_file}; sleep 600", "timeout": 1},
         {"name": "three", "command": "exit 3", "expectedExitCode": 3},
@@ -98,8 +102,14 @@ async def test_runs_of_one_tick_end_as_their_timeout_success_rules_type_and_retr
             "method": "POST", "url": f"{base}/ok", "headers": {"X-Key": "k1"}, "body": "hi"}},
         {"name": "down", "type": "http", "http": {"url": f"{base}/broken"}},
         {"name": "flaky", "command": retried, "retries": 5, "retryBackoff": 0.2},
+        # Seconds-first, read on Kathmandu's wall clock: fires once, at the same instant.
+        {"name": "zoned", "command": record_command(zoned_ticks), "timezone": "Asia/Kathmandu",
+         "cronExpr": f"{local.second} {local.minute} {local.hour} {local.day} {local.month} * "
+                     f"{local.year}"},
     ]  # fmt: skip
-    await asyncio.gather(*(save_job_fields(running.api, cronExpr=at, **job) for job in jobs))
+    await asyncio.gather(
+        *(save_job_fields(running.api, **{"cronExpr": cron_at(tick), **job}) for job in jobs)
+    )
 
     async def first_run(name: str) -> dict:
         return (await wait_until(lambda: job_runs(running, name), 30, f"a run of {name}"))[0]
@@ -148,6 +158,17 @@ async def test_runs_of_one_tick_end_as_their_timeout_success_rules_type_and_retr
     assert [r["output"] for r in logged] == ["attempt 1\n", "attempt 2\n", "attempt 3\n"]
     assert logged[1]["startTime"] - logged[0]["endTime"] >= 200
     assert logged[2]["startTime"] - logged[1]["endTime"] >= 400  # the backoff doubles
+
+    # A job runs at the local time of its zone.
+    await wait_until(lambda: count_at_least(zoned_ticks, 1), 30, "the zoned run")
+    assert [plan for plan, _ in read_ticks(zoned_ticks)] == [tick * 1000]
+
+    async def last_run_listed() -> dict | None:
+        jobs = {job["name"]: job for job in await api_get(running.api, "/job/list")}
+        return jobs["zoned"]["lastRun"]
+
+    last = await wait_until(last_run_listed, 30, "the run in /job/list")
+    assert last["status"] == "succeeded" and last["planTime"] == tick * 1000
 
 
 async def test_a_worker_refuses_http_jobs_to_loopback_unless_allowed(
@@ -481,27 +502,6 @@ async def test_after_every_worker_was_down_one_catch_up_run_and_missed_ticks_log
     missed = await wait_until(missed_logged, 30, "the missed tick of the strict job")
     assert missed[0]["planTime"] > stopped_at - 2000
     assert not [r for r in await job_runs(cluster, "strict") if r["trigger"] == "catchup"]
-
-
-async def test_a_job_runs_at_the_local_time_of_its_zone(running: Cluster, stack: Stack) -> None:
-    ticks = stack.tmp / "zoned.txt"
-    zone = ZoneInfo("Asia/Kathmandu")  # +05:45: no whole-hour offset hides a mistake
-    at = datetime.fromtimestamp(int(time.time()) + 3, zone)
-    # Seconds-first, read on Kathmandu's wall clock: fires once, at `at`.
-    cron = f"{at.second} {at.minute} {at.hour} {at.day} {at.month} * {at.year}"
-    await save_job_fields(
-        running.api, name="zoned", command=record_command(ticks), cronExpr=cron,
-        timezone="Asia/Kathmandu",
-    )  # fmt: skip
-    await wait_until(lambda: count_at_least(ticks, 1), 30, "the zoned run")
-    assert [plan for plan, _ in read_ticks(ticks)] == [int(at.timestamp()) * 1000]
-
-    async def last_run_listed() -> dict | None:
-        jobs = {job["name"]: job for job in await api_get(running.api, "/job/list")}
-        return jobs["zoned"]["lastRun"]
-
-    last = await wait_until(last_run_listed, 30, "the run in /job/list")
-    assert last["status"] == "succeeded" and last["planTime"] == int(at.timestamp()) * 1000
 
 
 async def test_ticks_that_cannot_be_claimed_while_etcd_is_unreachable_are_logged_missed(
