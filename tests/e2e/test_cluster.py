@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gdts.localstack import EtcdProcess, MongoProcess
+from gdts.localstack import EtcdProcess
 from tests.support import (
     EVERY_SECOND,
     Cluster,
@@ -179,33 +179,6 @@ async def test_sigterm_flushes_buffered_results(cluster: Cluster, stack: Stack) 
     logged = sorted(r["planTime"] for r in await job_runs(cluster, "buffered"))
     assert logged == plans
     assert "revoked" in worker.log_text()
-
-
-async def test_results_wait_while_mongodb_is_down(stack: Stack) -> None:
-    mongo = MongoProcess(stack.tmp / "mongo", log_path=stack.tmp / "mongod.log")
-    await mongo.start()
-    own = dataclasses.replace(stack, mongo_uri=mongo.uri)
-    cluster = Cluster(own)
-    try:
-        await cluster.start_together(
-            cluster.start_manager(), cluster.start_worker("w1", mongodbConnectTimeout=500)
-        )
-        ticks = stack.tmp / "ticks.txt"
-        await save_job(cluster.api, "patient", record_command(ticks), EVERY_SECOND)
-        await wait_until(lambda: job_runs(cluster, "patient"), 20, "a first logged run")
-        await mongo.stop()
-        down_count = len(read_ticks(ticks))
-        await wait_until(
-            lambda: count_at_least(ticks, down_count + 3), 20, "runs while MongoDB is down"
-        )
-        await mongo.start()
-        await api_post(cluster.api, "/job/delete", name="patient")
-        await wait_until(
-            lambda: _logged_equals_file(cluster, "patient", ticks), 30, "buffered runs written"
-        )
-    finally:
-        await cluster.stop_all()
-        await mongo.stop()
 
 
 async def test_worker_survives_an_etcd_restart(stack: Stack) -> None:

@@ -181,7 +181,8 @@ async def test_mongodb_down_for_30s_loses_no_result(stack: Stack) -> None:
     own = dataclasses.replace(stack, mongo_uri=mongo.uri)
     cluster = Cluster(own)
     try:
-        # A tiny in-memory buffer, so the outage also exercises the spill to disk.
+        # A tiny in-memory buffer, so the outage exercises both the results held in memory
+        # (the first four) and the spill to disk (the rest).
         await manager_and_workers(cluster, 3, jobLogBufferLimit=4, mongodbConnectTimeout=1000)
         ticks = stack.tmp / "ticks.txt"
         await save_job(cluster.api, "beat", record_command(ticks), EVERY_SECOND)
