@@ -61,4 +61,10 @@ class MongoCheck:
                 warned = off
             except PyMongoError as exc:
                 log.debug("MongoDB check failed: %s", exc)
+            # The driver may swallow a cancellation that lands mid-command (the command then
+            # answers, or fails with an error of its own): this task is being cancelled, so it
+            # ends here, or the worker's shutdown would wait on it for ever.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             await asyncio.sleep(_CHECK_EVERY_S)

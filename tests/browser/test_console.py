@@ -127,8 +127,7 @@ async def test_job_dialog_shows_errors_next_to_the_field_and_keeps_what_was_type
 async def test_a_job_runs_and_its_output_shows_in_the_logs_view(
     cluster: Cluster, browser: Any
 ) -> None:
-    await cluster.start_manager()
-    await cluster.start_worker("w1")
+    await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     console = await open_console(browser, cluster.api)
     page = console.page
 
@@ -186,8 +185,7 @@ async def test_a_job_runs_and_its_output_shows_in_the_logs_view(
 async def test_a_long_output_shows_cut_and_loads_whole_on_request(
     cluster: Cluster, browser: Any
 ) -> None:
-    await cluster.start_manager()
-    await cluster.start_worker("w1")
+    await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     # 200,000 characters: a page of 20 runs carries 52 KiB of each.
     await save_job_fields(
         cluster.api, name="chatty", cronExpr=NEVER,
@@ -219,8 +217,7 @@ async def _job_field(cluster: Cluster, name: str, key: str, value: object) -> bo
 async def test_a_running_job_is_killed_from_the_page_and_shown_on_its_worker(
     cluster: Cluster, browser: Any
 ) -> None:
-    await cluster.start_manager()
-    await cluster.start_worker("w1")
+    await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     await save_job_fields(cluster.api, name="sleeper", command="sleep 60", cronExpr=NEVER)
     console = await open_console(browser, cluster.api)
     page = console.page
@@ -348,8 +345,7 @@ async def test_clone_edit_and_delete_and_only_owners_may_change_a_job(
 async def test_names_commands_and_output_are_shown_as_text_never_as_html(
     cluster: Cluster, browser: Any
 ) -> None:
-    await cluster.start_manager()
-    await cluster.start_worker("w1")
+    await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     console = await open_console(browser, cluster.api)
     page = console.page
 
@@ -464,8 +460,7 @@ async def test_account_tokens_audit_and_users(cluster: Cluster, browser: Any) ->
 async def test_the_console_fits_a_phone_without_page_level_horizontal_scroll(
     cluster: Cluster, browser: Any
 ) -> None:
-    await cluster.start_manager()
-    await cluster.start_worker("w1")
+    await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     long = "nightly-backup-of-the-customer-database-" + "x" * 60
     await save_job_fields(cluster.api, name=long, command="pg_dump " + "--option " * 40,
                           cronExpr="*/5 * * * *", timezone="Europe/Berlin")  # fmt: skip

@@ -343,8 +343,7 @@ async def listed_job(cluster: Cluster, name: str) -> dict[str, Any]:
 async def test_a_notifications_link_opens_the_jobs_log_at_that_run(
     cluster: Cluster, browser: Any, receiver: WebhookReceiver
 ) -> None:
-    await cluster.start_manager(**FAST_NOTIFIER)
-    await cluster.start_worker("w1")
+    await cluster.start_together(cluster.start_manager(**FAST_NOTIFIER), cluster.start_worker("w1"))
     await save_channel(cluster, receiver.channel("ops"))
     name = "nightly report & co"  # the link encodes it
     await save_job_fields(

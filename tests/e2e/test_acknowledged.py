@@ -43,9 +43,9 @@ QUIET_S = 3.0
 
 @pytest_asyncio.fixture
 async def two_workers(cluster: Cluster) -> AsyncIterator[Cluster]:
-    await cluster.start_manager()
-    await cluster.start_worker("w1")
-    await cluster.start_worker("w2")
+    await cluster.start_together(
+        cluster.start_manager(), cluster.start_worker("w1"), cluster.start_worker("w2")
+    )
     yield cluster
 
 

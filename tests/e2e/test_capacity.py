@@ -61,13 +61,14 @@ def most_at_once(runs: list[dict[str, object]]) -> dict[str, int]:
 
 
 async def test_300_long_jobs_a_second_on_workers_capped_at_40(cluster: Cluster) -> None:
-    await cluster.start_manager()
     ports = [free_port() for _ in range(3)]
-    for i, port in enumerate(ports, 1):
-        await cluster.start_worker(
+    await cluster.start_together(
+        cluster.start_manager(),
+        *(cluster.start_worker(
             f"w{i}", httpListen=f"127.0.0.1:{port}", maxConcurrentRuns=CAP,
             takeoverDelay=500, startWindow=3000,
-        )  # fmt: skip
+        ) for i, port in enumerate(ports, 1)),
+    )  # fmt: skip
     names = [f"long-{i:03d}" for i in range(JOBS)]
     await save_many(cluster, names, "sleep 4")
     began = time.time()
@@ -104,9 +105,11 @@ async def test_300_long_jobs_a_second_on_workers_capped_at_40(cluster: Cluster) 
 
 
 async def test_the_others_take_over_what_a_full_worker_cannot_run(cluster: Cluster) -> None:
-    await cluster.start_manager()
-    await cluster.start_worker("small", maxConcurrentRuns=1, takeoverDelay=500)
-    await cluster.start_worker("big", maxConcurrentRuns=50, takeoverDelay=500)
+    await cluster.start_together(
+        cluster.start_manager(),
+        cluster.start_worker("small", maxConcurrentRuns=1, takeoverDelay=500),
+        cluster.start_worker("big", maxConcurrentRuns=50, takeoverDelay=500),
+    )
     names = [f"job-{i}" for i in range(12)]
     await save_many(cluster, names, "sleep 2")
 

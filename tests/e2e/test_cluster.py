@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gdts.localstack import EtcdProcess, MongoProcess
+from gdts.localstack import EtcdProcess
 from tests.support import (
     EVERY_SECOND,
     Cluster,
@@ -33,8 +33,7 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
 
 
 async def test_job_runs_on_schedule_and_its_run_is_logged_with_output(cluster: Cluster) -> None:
-    await cluster.start_manager()
-    await cluster.start_worker("w1")
+    await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     await save_job(cluster.api, "greet", 'echo "hello at $GDTS_PLAN_TIME"', EVERY_SECOND)
     await save_job(cluster.api, "broken", "echo oops >&2; exit 3", EVERY_SECOND)
 
@@ -52,8 +51,7 @@ async def test_job_runs_on_schedule_and_its_run_is_logged_with_output(cluster: C
 
 
 async def test_delete_stops_future_runs(cluster: Cluster, stack: Stack) -> None:
-    await cluster.start_manager()
-    await cluster.start_worker("w1")
+    await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     ticks = stack.tmp / "ticks.txt"
     sentinel = stack.tmp / "sentinel.txt"
     await save_job(cluster.api, "doomed", record_command(ticks), EVERY_SECOND)
@@ -73,8 +71,7 @@ async def test_delete_stops_future_runs(cluster: Cluster, stack: Stack) -> None:
 async def test_kill_stops_the_process_group_and_logs_the_run_as_killed(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
-    await cluster.start_worker("w1")
+    await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     shell_pid, child_pid = stack.tmp / "shell.pid", stack.tmp / "child.pid"
     command = f"sleep 600 & echo $! > {child_pid}; echo $$ > {shell_pid}; sleep 600"
     await save_job(cluster.api, "sleeper", command, cron_at(time.time() + 2))
@@ -183,9 +180,11 @@ async def test_sigkilled_worker_leaves_worker_list_and_job_runs_on(
 
 
 async def test_sigterm_flushes_buffered_results(cluster: Cluster, stack: Stack) -> None:
-    await cluster.start_manager()
     # A commit timeout far beyond the test: results can only reach MongoDB through the flush.
-    worker = await cluster.start_worker("w1", jobLogCommitTimeout=600_000, jobLogBatchSize=1000)
+    _, worker = await cluster.start_together(
+        cluster.start_manager(),
+        cluster.start_worker("w1", jobLogCommitTimeout=600_000, jobLogBatchSize=1000),
+    )
     ticks = stack.tmp / "ticks.txt"
     await save_job(cluster.api, "buffered", record_command(ticks), EVERY_SECOND)
     await wait_until(lambda: count_at_least(ticks, 3), 20, "three runs")
@@ -199,40 +198,15 @@ async def test_sigterm_flushes_buffered_results(cluster: Cluster, stack: Stack) 
     assert "revoked" in worker.log_text()
 
 
-async def test_results_wait_while_mongodb_is_down(stack: Stack) -> None:
-    mongo = MongoProcess(stack.tmp / "mongo", log_path=stack.tmp / "mongod.log")
-    await mongo.start()
-    own = dataclasses.replace(stack, mongo_uri=mongo.uri)
-    cluster = Cluster(own)
-    try:
-        await cluster.start_manager()
-        await cluster.start_worker("w1", mongodbConnectTimeout=500)
-        ticks = stack.tmp / "ticks.txt"
-        await save_job(cluster.api, "patient", record_command(ticks), EVERY_SECOND)
-        await wait_until(lambda: job_runs(cluster, "patient"), 20, "a first logged run")
-        await mongo.stop()
-        down_count = len(read_ticks(ticks))
-        await wait_until(
-            lambda: count_at_least(ticks, down_count + 3), 20, "runs while MongoDB is down"
-        )
-        await mongo.start()
-        await api_post(cluster.api, "/job/delete", name="patient")
-        await wait_until(
-            lambda: _logged_equals_file(cluster, "patient", ticks), 30, "buffered runs written"
-        )
-    finally:
-        await cluster.stop_all()
-        await mongo.stop()
-
-
 async def test_worker_survives_an_etcd_restart(stack: Stack) -> None:
     etcd = EtcdProcess(stack.tmp / "etcd", log_path=stack.tmp / "etcd.log")
     await etcd.start()
     own = dataclasses.replace(stack, etcd_endpoint=etcd.endpoint)
     cluster = Cluster(own)
     try:
-        await cluster.start_manager()
-        worker = await cluster.start_worker("w1")
+        _, worker = await cluster.start_together(
+            cluster.start_manager(), cluster.start_worker("w1")
+        )
         before, after = stack.tmp / "before.txt", stack.tmp / "after.txt"
         await save_job(cluster.api, "before", record_command(before), EVERY_SECOND)
         await wait_until(lambda: count_at_least(before, 2), 20, "runs before the restart")

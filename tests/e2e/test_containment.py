@@ -5,6 +5,7 @@ worker dies. Every process here is real; the tests find them through /proc."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import signal
@@ -75,8 +76,7 @@ async def first_run(cluster: Cluster, name: str) -> dict[str, object]:
 
 
 async def test_a_run_cannot_read_or_signal_another_run(cluster: Cluster, root: Path) -> None:
-    await cluster.start_manager()
-    await contained(cluster, root)
+    await cluster.start_together(cluster.start_manager(), contained(cluster, root))
     hold = token()
     await save_job_fields(
         cluster.api, name="holder", cronExpr=soon(),
@@ -103,9 +103,11 @@ async def test_a_run_cannot_read_or_signal_another_run(cluster: Cluster, root: P
 async def test_each_run_of_a_uid_starts_in_a_directory_as_new(cluster: Cluster, root: Path) -> None:
     """One uid for every run: each finds its HOME empty and private, whatever the run before
     it left there or did to it."""
-    await cluster.start_manager()
     single = (RANGE_1[0], RANGE_1[0])
-    await cluster.start_worker("w1", maxConcurrentRuns=1, **pool(single, root, "w1"))
+    await cluster.start_together(
+        cluster.start_manager(),
+        cluster.start_worker("w1", maxConcurrentRuns=1, **pool(single, root, "w1")),
+    )
     await save_job_fields(
         cluster.api, name="litter", cronExpr="* * * * * *",
         command='id -u; stat -c %a "$HOME"; ls -A "$HOME" | wc -l; '
@@ -120,14 +122,34 @@ async def test_each_run_of_a_uid_starts_in_a_directory_as_new(cluster: Cluster, 
         assert str(run["output"]).split() == [str(single[0]), "700", "0"], run
 
 
-async def test_a_kill_reaches_setsid_children(cluster: Cluster, root: Path) -> None:
-    await cluster.start_manager()
-    await contained(cluster, root)
-    child, main = token(), token()
-    await save_job_fields(
-        cluster.api, name="escaper", cronExpr=soon(),
-        command=f"setsid sleep {child} >/dev/null 2>&1 </dev/null & exec sleep {main}",
+async def test_a_kill_a_timeout_and_a_runs_end_reach_what_it_started_unless_kept(
+    cluster: Cluster, root: Path
+) -> None:
+    """Four runs of one tick, each a uid of its own (one tick's wait, not three): a kill and a
+    timeout reach setsid children; what a run leaves behind dies at its end, unless kept."""
+    await cluster.start_together(cluster.start_manager(), contained(cluster, root))
+    child, main, slow_child, left, kept = token(), token(), token(), token(), token()
+    at = soon()
+    await asyncio.gather(
+        save_job_fields(
+            cluster.api, name="escaper", cronExpr=at,
+            command=f"setsid sleep {child} >/dev/null 2>&1 </dev/null & exec sleep {main}",
+        ),
+        save_job_fields(
+            cluster.api, name="slow", cronExpr=at, timeout=1,
+            command=f"setsid sleep {slow_child} >/dev/null 2>&1 </dev/null & sleep 3600",
+        ),
+        save_job_fields(
+            cluster.api, name="kept", cronExpr=at, keepBackground=True,
+            command=f"setsid sleep {kept} >/dev/null 2>&1 </dev/null & echo bye",
+        ),
+        save_job_fields(
+            cluster.api, name="leaver", cronExpr=at,
+            command=f"sleep {left} >/dev/null 2>&1 & echo bye",
+        ),
     )  # fmt: skip
+
+    # A kill reaches setsid children.
     await wait_until(
         holds(lambda: not gone(child) and not gone(main)), 30, "both processes running"
     )
@@ -136,34 +158,12 @@ async def test_a_kill_reaches_setsid_children(cluster: Cluster, root: Path) -> N
     run = await first_run(cluster, "escaper")
     assert run["status"] == "killed", run
 
-
-async def test_a_timeout_reaches_setsid_children(cluster: Cluster, root: Path) -> None:
-    await cluster.start_manager()
-    await contained(cluster, root)
-    child = token()
-    await save_job_fields(
-        cluster.api, name="slow", cronExpr=soon(), timeout=1,
-        command=f"setsid sleep {child} >/dev/null 2>&1 </dev/null & sleep 3600",
-    )  # fmt: skip
+    # A timeout reaches setsid children.
     run = await first_run(cluster, "slow")
     assert run["status"] == "timeout", run
-    await wait_until(holds(lambda: gone(child)), 15, "the setsid child killed")
+    await wait_until(holds(lambda: gone(slow_child)), 15, "the setsid child killed")
 
-
-async def test_what_a_run_leaves_behind_dies_with_it_unless_kept(
-    cluster: Cluster, root: Path
-) -> None:
-    await cluster.start_manager()
-    await contained(cluster, root)
-    left, kept = token(), token()
-    await save_job_fields(
-        cluster.api, name="kept", cronExpr=soon(), keepBackground=True,
-        command=f"setsid sleep {kept} >/dev/null 2>&1 </dev/null & echo bye",
-    )  # fmt: skip
-    await save_job_fields(
-        cluster.api, name="leaver", cronExpr=soon(),
-        command=f"sleep {left} >/dev/null 2>&1 & echo bye",
-    )  # fmt: skip
+    # What a run leaves behind dies with it, unless kept.
     for name in ("kept", "leaver"):
         assert (await first_run(cluster, name))["status"] == "succeeded"
     await wait_until(holds(lambda: gone(left)), 15, "the detached child killed at the run's end")
@@ -174,8 +174,7 @@ async def test_what_a_run_leaves_behind_dies_with_it_unless_kept(
 
 
 async def test_nothing_of_a_run_outlives_its_worker(cluster: Cluster, root: Path) -> None:
-    await cluster.start_manager()
-    w1 = await contained(cluster, root, "w1")
+    _, w1 = await cluster.start_together(cluster.start_manager(), contained(cluster, root, "w1"))
     first, second = token(), token()
     await save_job_fields(
         cluster.api, name="long", cronExpr=soon(),
@@ -220,8 +219,7 @@ def _guardians_of(worker_pid: int) -> list[int]:
 async def test_a_lost_run_is_gone_before_the_next_run_starts(cluster: Cluster, root: Path) -> None:
     """SIGKILL of the worker mid-run: its run's processes are gone before another worker starts
     the job's next run (policy forbid: never two at once), and the run is recorded lost."""
-    await cluster.start_manager()
-    w1 = await contained(cluster, root, "w1")
+    _, w1 = await cluster.start_together(cluster.start_manager(), contained(cluster, root, "w1"))
     hold = token()
     await save_job_fields(
         cluster.api, name="steady", cronExpr="* * * * * *",
@@ -255,8 +253,7 @@ async def test_a_frozen_workers_run_dies_before_another_worker_starts_the_job(
     """SIGSTOP of the worker mid-run: it cannot kill anything, but its guardian does, once the
     worker's lease may be gone, before another worker may start the job (forbid: never two at
     once)."""
-    await cluster.start_manager()
-    w1 = await contained(cluster, root, "w1")
+    _, w1 = await cluster.start_together(cluster.start_manager(), contained(cluster, root, "w1"))
     hold = token()
     await save_job_fields(
         cluster.api, name="steady", cronExpr="* * * * * *", command=f"exec sleep {hold}"

@@ -1,8 +1,12 @@
 """Every example in ``http-examples/`` runs with httpyac against a live manager and worker, and
 every ``client.test`` assertion in it passes.
 
-Each file runs in its own httpyac process, so no file leans on variables or cookies another one
-left behind; the walk-through of the job ``http-example`` runs in the order
+No file leans on what another one left behind, as if each were run alone (as an IntelliJ user
+runs one): one httpyac process runs several files in a row (a node start is half a second,
+most of what a file costs), and what one file could leave to the next in that process is
+checked for: a variable, named answer or ``client.global`` value is used only by the file that
+defines it, and a file that logs in (the one thing that fills httpyac's cookie jar) runs in a
+process of its own. The walk-through of the job ``http-example`` runs in the order
 ``http-examples/README.md`` gives, the other files after it.
 """
 
@@ -58,6 +62,9 @@ class Outcome:
     def files(self) -> set[str]:
         return {Path(request["fileName"]).name for request in self.report["requests"]}
 
+    def requests_of(self, file_name: str) -> list[dict[str, Any]]:
+        return [r for r in self.report["requests"] if Path(r["fileName"]).name == file_name]
+
     def failures(self) -> list[str]:
         """Every assertion that did not pass and every request that failed, readably."""
         found = []
@@ -72,9 +79,10 @@ class Outcome:
         return found
 
 
-async def httpyac(cwd: Path, file_name: str, variables: dict[str, str]) -> Outcome:
-    """``httpyac send <file> --all -e dev`` with ``--var``s; its JSON report."""
-    args = [str(HTTPYAC), "send", file_name, "--all", "-e", "dev", "--json"]
+async def httpyac(cwd: Path, file_names: list[str], variables: dict[str, str]) -> Outcome:
+    """``httpyac send <file>... --all -e dev`` with ``--var``s (the files in the order given);
+    its JSON report."""
+    args = [str(HTTPYAC), "send", *file_names, "--all", "-e", "dev", "--json"]
     args += ["-o", "none", "--output-failed", "exchange"]
     for name, value in variables.items():
         args += ["--var", f"{name}={value}"]
@@ -87,7 +95,7 @@ async def httpyac(cwd: Path, file_name: str, variables: dict[str, str]) -> Outco
         report = json.loads(stdout)
     except ValueError:
         raise AssertionError(
-            f"httpyac {file_name} exited {process.returncode} without a JSON report:\n"
+            f"httpyac {' '.join(file_names)} exited {process.returncode} without a JSON report:\n"
             f"{stdout.decode(errors='replace')[-3000:]}\n{stderr.decode(errors='replace')[-3000:]}"
         ) from None
     assert process.returncode is not None
@@ -103,26 +111,77 @@ def expected_counts(path: Path) -> tuple[int, int]:
     return requests, tests
 
 
-def check_outcome(file_name: str, outcome: Outcome, requests: int, tests: int) -> None:
+def check_outcome(outcome: Outcome, expected: dict[str, tuple[int, int]]) -> None:
+    """Every file given ran (``expected``: file -> its requests and tests), every request was
+    answered and every test passed."""
+    names = " ".join(expected)
     failures = "\n".join(outcome.failures()) or outcome.stderr[-3000:]
     summary = outcome.report["summary"]
-    assert outcome.returncode == 0, f"httpyac {file_name} exited {outcome.returncode}:\n{failures}"
-    assert outcome.files == {file_name}, outcome.files
+    assert outcome.returncode == 0, f"httpyac {names} exited {outcome.returncode}:\n{failures}"
+    assert outcome.files == set(expected), outcome.files
     assert summary["failedTests"] == summary["erroredTests"] == 0, failures
     assert summary["failedRequests"] == summary["erroredRequests"] == 0, failures
     assert summary["skippedRequests"] == summary["skippedTests"] == 0, failures
-    assert summary["totalRequests"] == summary["successRequests"] == requests, (file_name, summary)
-    assert summary["successTests"] == summary["totalTests"] == tests, (file_name, summary)
+    requests = sum(count for count, _ in expected.values())
+    assert summary["totalRequests"] == summary["successRequests"] == requests, (names, summary)
+    for file_name, (requests, tests) in expected.items():
+        ran = [r["summary"] for r in outcome.requests_of(file_name)]
+        assert len(ran) == requests, (file_name, ran)
+        passed = sum(r["successTests"] for r in ran)
+        assert passed == sum(r["totalTests"] for r in ran) == tests, (file_name, ran)
+
+
+def logs_in(path: Path) -> bool:
+    """Whether the file sends /auth/login, whose session cookie httpyac keeps for every later
+    request of its process."""
+    return re.search(r"^POST\s+\S*/auth/login\b", path.read_text(), flags=re.MULTILINE) is not None
+
+
+def names_defined(text: str) -> set[str]:
+    """The names a file gives what later requests and scripts of a process can read: its
+    variables (``@x = ...``), named answers (``# @name x``) and ``client.global`` values."""
+    return (
+        set(re.findall(r"^@(\w+)\s*=", text, flags=re.MULTILINE))
+        | set(re.findall(r"^#\s*@name\s+(\w+)", text, flags=re.MULTILINE))
+        | set(re.findall(r"client\.global\.set\(\s*[\"'](\w+)[\"']", text))
+    )
+
+
+def names_used(text: str) -> set[str]:
+    """The names a file reads: the identifiers in its ``{{...}}`` templates and its
+    ``{% ... %}`` scripts (not properties, not words inside strings) and the
+    ``client.global`` values it gets."""
+    pieces = re.findall(r"\{\{(.*?)\}\}|\{%(.*?)%\}", text, flags=re.DOTALL)
+    code = " ".join(template or script for template, script in pieces)
+    code = re.sub(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|`(?:\\.|[^`\\])*`", '""', code)
+    return set(re.findall(r"(?<![.\w$])([A-Za-z_$][\w$]*)", code)) | set(
+        re.findall(r"client\.global\.get\(\s*[\"'](\w+)[\"']", text)
+    )
+
+
+def runs_of_files(order: list[str]) -> list[list[str]]:
+    """The files in ``order``, cut into the httpyac processes that run them one after another:
+    a file that logs in runs alone, the others in runs of consecutive files."""
+    runs: list[list[str]] = []
+    joinable = False
+    for name in order:
+        alone = logs_in(EXAMPLES / name)
+        if joinable and not alone:
+            runs[-1].append(name)
+        else:
+            runs.append([name])
+        joinable = not alone
+    return runs
 
 
 @pytest.mark.asyncio
-# About 30 httpyac processes one after another (a second or two each, more on a busy machine).
+# About ten httpyac processes one after another, the longest running some 20 files (a second
+# or two each for a process, a tenth or two for a file; more on a busy machine).
 @pytest.mark.timeout(420)
 async def test_every_http_example_passes_against_a_live_manager_and_worker(
     cluster: Cluster,
 ) -> None:
-    manager = await cluster.start_manager()
-    await cluster.start_worker("w1")
+    manager, _ = await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     in_directory = sorted(path.name for path in EXAMPLES.glob("*.http"))
     assert set(WALK_THROUGH) <= set(in_directory)
     order = [*WALK_THROUGH, *(name for name in in_directory if name not in WALK_THROUGH)]
@@ -139,13 +198,15 @@ async def test_every_http_example_passes_against_a_live_manager_and_worker(
 
     ran: list[str] = []
     tests_passed = 0
-    for file_name in order:
-        if file_name == "job-list.http":
+    # job-save.http alone: the files after it need a run of the job it saves.
+    for run in [order[:1], *runs_of_files(order[1:])]:
+        if "job-list.http" in run:
             await wait_until(has_run, 30, f"a worker to run {WALK_THROUGH_JOB}", interval=0.5)
-        outcome = await httpyac(EXAMPLES, file_name, variables)
-        requests, tests = expected_counts(EXAMPLES / file_name)
-        assert requests > 0 and tests >= requests, f"{file_name}: a request without a test"
-        check_outcome(file_name, outcome, requests, tests)
+        outcome = await httpyac(EXAMPLES, run, variables)
+        expected = {name: expected_counts(EXAMPLES / name) for name in run}
+        for file_name, (requests, tests) in expected.items():
+            assert requests > 0 and tests >= requests, f"{file_name}: a request without a test"
+        check_outcome(outcome, expected)
         ran.extend(sorted(outcome.files))
         tests_passed += outcome.report["summary"]["successTests"]
 
@@ -159,6 +220,34 @@ async def test_every_http_example_passes_against_a_live_manager_and_worker(
 
 async def job_names(cluster: Cluster) -> list[str]:
     return [job["name"] for job in await api_get(cluster.api, "/job/list")]
+
+
+def test_no_example_reads_what_another_one_defines() -> None:
+    """What makes running several files in one process the same as running each alone."""
+    defined_by: dict[str, list[str]] = {}
+    texts = {path.name: path.read_text() for path in sorted(EXAMPLES.glob("*.http"))}
+    for file_name, text in texts.items():
+        for name in names_defined(text):
+            defined_by.setdefault(name, []).append(file_name)
+    twice = {name: files for name, files in defined_by.items() if len(files) > 1}
+    assert twice == {}, f"names defined by more than one file: {twice}"
+    leaning = {}
+    for file_name, text in texts.items():
+        elsewhere = {name: defined_by[name][0] for name in names_used(text)
+                     if defined_by.get(name, [file_name]) != [file_name]}  # fmt: skip
+        if elsewhere:
+            leaning[file_name] = elsewhere
+    assert leaning == {}, f"files that read what another file defines: {leaning}"
+    assert {name for name in texts if logs_in(EXAMPLES / name)} >= {"auth-login.http"}
+    # The check sees a leaning file: a variable, a named answer or a global of another file,
+    # in a template or a script; a property or a word in a string of the same name is not one.
+    assert names_defined("@foo = 1\n# @name answer\n> {%\nclient.global.set('kept', 1);\n%}\n") == {
+        "foo", "answer", "kept"
+    }  # fmt: skip
+    assert names_used("GET {{host}}/x?f={{foo}}&a={{ answer.data }}\n") >= {"host", "foo", "answer"}
+    script = '> {%\nvar n = answer.id + client.global.get("kept"); x.foo; "answer";\n%}\n'
+    assert names_used(script) >= {"answer", "kept"} and "foo" not in names_used(script)
+    assert "answer" not in names_used("> {%\nclient.assert(r.answer, 'no answer');\n%}\n")
 
 
 def test_the_dev_environment_names_host_token_and_admin_login() -> None:
@@ -198,8 +287,8 @@ async def test_a_failed_assertion_or_an_unsent_request_fails_the_httpyac_run(
         '> {%\nclient.test("never runs", function() {\n  client.assert(true, "");\n});\n%}\n'
     )
     try:
-        failing = await httpyac(tmp_path, "failing.http", {"host": host})
-        unsent = await httpyac(tmp_path, "unsent.http", {"host": host})
+        failing = await httpyac(tmp_path, ["failing.http"], {"host": host})
+        unsent = await httpyac(tmp_path, ["unsent.http"], {"host": host})
     finally:
         await runner.cleanup()
 
@@ -208,8 +297,8 @@ async def test_a_failed_assertion_or_an_unsent_request_fails_the_httpyac_run(
     assert failing.report["summary"]["failedTests"] == 1
     assert any("expected goodbye" in failure for failure in failing.failures())
     with pytest.raises(AssertionError, match="exited 20"):
-        check_outcome("failing.http", failing, *expected_counts(tmp_path / "failing.http"))
+        check_outcome(failing, {"failing.http": expected_counts(tmp_path / "failing.http")})
 
     assert unsent.returncode == EXIT_REQUEST_ERROR, unsent
     with pytest.raises(AssertionError):
-        check_outcome("unsent.http", unsent, *expected_counts(tmp_path / "unsent.http"))
+        check_outcome(unsent, {"unsent.http": expected_counts(tmp_path / "unsent.http")})

@@ -47,47 +47,8 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
 
 @pytest_asyncio.fixture
 async def running(cluster: Cluster) -> AsyncIterator[Cluster]:
-    await cluster.start_manager()
-    await cluster.start_worker("w1")
+    await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     yield cluster
-
-
-async def test_a_run_past_its_timeout_is_killed_and_logged_as_timeout(
-    running: Cluster, stack: Stack
-) -> None:
-    pid_file = stack.tmp / "slow.pid"
-    await save_job_fields(
-        running.api,
-        name="slow",
-        command=f"echo $$ > {pid_file}; sleep 600",
-        cronExpr=cron_at(time.time() + 2),
-        timeout=1,
-    )
-    logged = await wait_until(lambda: job_runs(running, "slow"), 30, "the timed-out run")
-    run = logged[0]
-    assert run["status"] == "timeout", run
-    assert run["err"].startswith("timed out after 1 s"), run
-    assert 1000 <= run["endTime"] - run["startTime"] < 10_000
-    assert not process_alive(int(pid_file.read_text()))
-
-
-async def test_success_rules_decide_succeeded_or_failed(running: Cluster) -> None:
-    at = cron_at(time.time() + 2)
-    await save_job_fields(
-        running.api, name="three", command="exit 3", cronExpr=at, expectedExitCode=3
-    )
-    await save_job_fields(
-        running.api, name="notready", command="echo not ready", cronExpr=at, outputContains="READY"
-    )
-    await save_job_fields(
-        running.api, name="warned", command="echo WARNING: x", cronExpr=at, outputNotContains="WARN"
-    )
-    three = (await wait_until(lambda: job_runs(running, "three"), 30, "a run of three"))[0]
-    assert (three["status"], three["exitCode"]) == ("succeeded", 3)
-    notready = (await wait_until(lambda: job_runs(running, "notready"), 30, "notready"))[0]
-    assert notready["status"] == "failed" and "does not contain 'READY'" in notready["err"]
-    warned = (await wait_until(lambda: job_runs(running, "warned"), 30, "warned"))[0]
-    assert warned["status"] == "failed" and "output contains 'WARN'" in warned["err"]
 
 
 @pytest_asyncio.fixture
@@ -115,27 +76,66 @@ async def http_target() -> AsyncIterator[tuple[str, list[web.Request]]]:
         await runner.cleanup()
 
 
-async def test_an_http_job_logs_the_response_and_succeeds_on_2xx_only(
-    running: Cluster, http_target: tuple[str, list[web.Request]]
+async def test_jobs_of_one_tick_each_run_and_end_as_their_fields_say(
+    running: Cluster, stack: Stack, http_target: tuple[str, list[web.Request]]
 ) -> None:
+    """Eight jobs for one instant, on one worker (one tick's wait, not five): a run past its
+    timeout is killed and logged as timeout; success rules decide succeeded or failed; an http
+    job logs the response and succeeds on 2xx only; a failed run is retried, each attempt
+    logged; a job runs at the local time of its zone."""
     base, seen = http_target
-    at = cron_at(time.time() + 2)
-    await save_job_fields(
-        running.api,
-        name="ping",
-        type="http",
-        cronExpr=at,
-        http={"method": "POST", "url": f"{base}/ok", "headers": {"X-Key": "k1"}, "body": "hi"},
+    pid_file, counter = stack.tmp / "slow.pid", stack.tmp / "attempts"
+    retried = (
+        f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; "
+        'echo "attempt $n"; [ "$n" -ge 3 ]'
     )
-    await save_job_fields(
-        running.api, name="down", type="http", cronExpr=at, http={"url": f"{base}/broken"}
+    tick = int(time.time()) + 2
+    zoned_ticks = stack.tmp / "zoned.txt"
+    # Kathmandu, +05:45: no whole-hour offset hides a mistake.
+    local = datetime.fromtimestamp(tick, ZoneInfo("Asia/Kathmandu"))
+    jobs = [
+        {"name": "slow", "command": f"echo $$ > {pid_file}; sleep 600", "timeout": 1},
+        {"name": "three", "command": "exit 3", "expectedExitCode": 3},
+        {"name": "notready", "command": "echo not ready", "outputContains": "READY"},
+        {"name": "warned", "command": "echo WARNING: x", "outputNotContains": "WARN"},
+        {"name": "ping", "type": "http", "http": {
+            "method": "POST", "url": f"{base}/ok", "headers": {"X-Key": "k1"}, "body": "hi"}},
+        {"name": "down", "type": "http", "http": {"url": f"{base}/broken"}},
+        {"name": "flaky", "command": retried, "retries": 5, "retryBackoff": 0.2},
+        # Seconds-first, read on Kathmandu's wall clock: fires once, at the same instant.
+        {"name": "zoned", "command": record_command(zoned_ticks), "timezone": "Asia/Kathmandu",
+         "cronExpr": f"{local.second} {local.minute} {local.hour} {local.day} {local.month} * "
+                     f"{local.year}"},
+    ]  # fmt: skip
+    await asyncio.gather(
+        *(save_job_fields(running.api, **{"cronExpr": cron_at(tick), **job}) for job in jobs)
     )
-    ping = (await wait_until(lambda: job_runs(running, "ping"), 30, "a run of ping"))[0]
+
+    async def first_run(name: str) -> dict:
+        return (await wait_until(lambda: job_runs(running, name), 30, f"a run of {name}"))[0]
+
+    # A run past its timeout is killed and logged as timeout.
+    run = await first_run("slow")
+    assert run["status"] == "timeout", run
+    assert run["err"].startswith("timed out after 1 s"), run
+    assert 1000 <= run["endTime"] - run["startTime"] < 10_000
+    assert not process_alive(int(pid_file.read_text()))
+
+    # Success rules decide succeeded or failed.
+    three = await first_run("three")
+    assert (three["status"], three["exitCode"]) == ("succeeded", 3)
+    notready = await first_run("notready")
+    assert notready["status"] == "failed" and "does not contain 'READY'" in notready["err"]
+    warned = await first_run("warned")
+    assert warned["status"] == "failed" and "output contains 'WARN'" in warned["err"]
+
+    # An http job logs the response and succeeds on 2xx only.
+    ping = await first_run("ping")
     assert ping["status"] == "succeeded", ping
     assert ping["output"].startswith("HTTP/1.1 200 OK\n")
     assert "X-Served-By: test" in ping["output"] and '{"healthy": true}' in ping["output"]
     assert ping["command"] == f"POST {base}/ok"
-    down = (await wait_until(lambda: job_runs(running, "down"), 30, "a run of down"))[0]
+    down = await first_run("down")
     assert down["status"] == "failed" and "HTTP status 500, expected 2xx" in down["err"]
     assert "boom" in down["output"]
     posted = next(r for r in seen if r.path == "/ok")
@@ -143,14 +143,42 @@ async def test_an_http_job_logs_the_response_and_succeeds_on_2xx_only(
     assert posted.headers["X-GDTS-Job"] == "ping" and posted.headers["X-GDTS-Worker"] == "w1"
     assert int(posted.headers["X-GDTS-Plan-Time"]) % 1000 == 0
 
+    # A failed run is retried, each attempt logged.
+    async def three_attempts() -> list[dict] | None:
+        logged = await job_runs(running, "flaky")
+        return logged if len(logged) >= 3 else None
+
+    logged = sorted(
+        await wait_until(three_attempts, 30, "three attempts"), key=lambda r: r["attempt"]
+    )
+    assert [(r["attempt"], r["status"]) for r in logged] == [
+        (1, "failed"), (2, "failed"), (3, "succeeded")
+    ]  # fmt: skip
+    assert len({r["planTime"] for r in logged}) == 1  # all on the same tick
+    assert [r["output"] for r in logged] == ["attempt 1\n", "attempt 2\n", "attempt 3\n"]
+    assert logged[1]["startTime"] - logged[0]["endTime"] >= 200
+    assert logged[2]["startTime"] - logged[1]["endTime"] >= 400  # the backoff doubles
+
+    # A job runs at the local time of its zone.
+    await wait_until(lambda: count_at_least(zoned_ticks, 1), 30, "the zoned run")
+    assert [plan for plan, _ in read_ticks(zoned_ticks)] == [tick * 1000]
+
+    async def last_run_listed() -> dict | None:
+        jobs = {job["name"]: job for job in await api_get(running.api, "/job/list")}
+        return jobs["zoned"]["lastRun"]
+
+    last = await wait_until(last_run_listed, 30, "the run in /job/list")
+    assert last["status"] == "succeeded" and last["planTime"] == tick * 1000
+
 
 async def test_a_worker_refuses_http_jobs_to_loopback_unless_allowed(
     cluster: Cluster, http_target: tuple[str, list[web.Request]]
 ) -> None:
     """Without httpJobAllow an http job cannot reach this host (the stores, the manager)."""
     base, seen = http_target
-    await cluster.start_manager()
-    await cluster.start_worker("w1", httpJobAllow=[])
+    await cluster.start_together(
+        cluster.start_manager(), cluster.start_worker("w1", httpJobAllow=[])
+    )
     await save_job_fields(
         cluster.api, name="inward", type="http", cronExpr=cron_at(time.time() + 2),
         http={"url": f"{base}/ok"},
@@ -191,8 +219,7 @@ async def test_a_paused_job_does_not_run_until_it_is_resumed(
 async def test_a_one_shot_job_runs_once_even_across_a_worker_restart(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
-    worker = await cluster.start_worker("w1")
+    _, worker = await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     ticks, sentinel = stack.tmp / "once.txt", stack.tmp / "sentinel.txt"
     run_at = int(time.time()) + 3
     saved = await save_job_fields(
@@ -211,9 +238,9 @@ async def test_a_one_shot_job_runs_once_even_across_a_worker_restart(
 
 
 async def test_run_now_runs_the_job_once_on_one_worker(cluster: Cluster, stack: Stack) -> None:
-    await cluster.start_manager()
-    await cluster.start_worker("w1")
-    await cluster.start_worker("w2")
+    await cluster.start_together(
+        cluster.start_manager(), cluster.start_worker("w1"), cluster.start_worker("w2")
+    )
     ticks = stack.tmp / "manual.txt"
     # A schedule that will not fire during the test: only the manual run may run it.
     await save_job(cluster.api, "yearly", record_command(ticks), "0 0 1 1 *")
@@ -300,35 +327,6 @@ async def test_deleting_a_job_kills_its_runs_unless_asked_to_keep_them(running: 
     assert status == 400 and body["field"] == "keepRunning", body
 
 
-async def test_a_failed_run_is_retried_with_each_attempt_logged(
-    running: Cluster, stack: Stack
-) -> None:
-    counter = stack.tmp / "attempts"
-    command = (
-        f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; "
-        'echo "attempt $n"; [ "$n" -ge 3 ]'
-    )
-    await save_job_fields(
-        running.api, name="flaky", command=command, cronExpr=cron_at(time.time() + 2),
-        retries=5, retryBackoff=0.2,
-    )  # fmt: skip
-
-    async def three_attempts() -> list[dict] | None:
-        logged = await job_runs(running, "flaky")
-        return logged if len(logged) >= 3 else None
-
-    logged = sorted(
-        await wait_until(three_attempts, 30, "three attempts"), key=lambda r: r["attempt"]
-    )
-    assert [(r["attempt"], r["status"]) for r in logged] == [
-        (1, "failed"), (2, "failed"), (3, "succeeded")
-    ]  # fmt: skip
-    assert len({r["planTime"] for r in logged}) == 1  # all on the same tick
-    assert [r["output"] for r in logged] == ["attempt 1\n", "attempt 2\n", "attempt 3\n"]
-    assert logged[1]["startTime"] - logged[0]["endTime"] >= 200
-    assert logged[2]["startTime"] - logged[1]["endTime"] >= 400  # the backoff doubles
-
-
 async def test_retries_stop_before_the_next_tick(running: Cluster) -> None:
     await save_job_fields(
         running.api, name="doomed", command="exit 1", cronExpr="*/2 * * * * *",
@@ -396,6 +394,8 @@ async def test_policy_replace_kills_the_run_going_on_for_the_new_one(
     assert [r["planTime"] for r in killed] == plans[:2]
     # Each was killed because the next tick came, not before.
     assert all(r["endTime"] >= r["planTime"] + 2000 for r in killed)
+    # Deleted, its run goes now (no stop of the worker that waits out its drain timeout).
+    await api_post(running.api, "/job/delete", name="latest")
 
 
 async def freeze(process_pid: int, for_ms: int) -> None:
@@ -412,8 +412,7 @@ async def freeze(process_pid: int, for_ms: int) -> None:
 async def test_a_tick_past_its_misfire_grace_is_logged_missed_not_run_late(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
-    worker = await cluster.start_worker("w1")
+    _, worker = await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     ticks = stack.tmp / "ticks.txt"
     await save_job_fields(
         cluster.api, name="strict", command=record_command(ticks), cronExpr=EVERY_SECOND,
@@ -440,8 +439,7 @@ async def test_a_tick_past_its_misfire_grace_is_logged_missed_not_run_late(
 async def test_catch_up_runs_once_after_an_outage_never_a_burst(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
-    worker = await cluster.start_worker("w1")
+    _, worker = await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     ticks = stack.tmp / "ticks.txt"
     await save_job_fields(
         cluster.api, name="catch", command=record_command(ticks), cronExpr="*/2 * * * * *",
@@ -469,8 +467,7 @@ async def test_catch_up_runs_once_after_an_outage_never_a_burst(
 async def test_after_every_worker_was_down_one_catch_up_run_and_missed_ticks_logged(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
-    worker = await cluster.start_worker("w1")
+    _, worker = await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     caught, strict = stack.tmp / "caught.txt", stack.tmp / "strict.txt"
     await save_job_fields(
         cluster.api, name="caught", command=record_command(caught), cronExpr="*/2 * * * * *",
@@ -507,36 +504,16 @@ async def test_after_every_worker_was_down_one_catch_up_run_and_missed_ticks_log
     assert not [r for r in await job_runs(cluster, "strict") if r["trigger"] == "catchup"]
 
 
-async def test_a_job_runs_at_the_local_time_of_its_zone(running: Cluster, stack: Stack) -> None:
-    ticks = stack.tmp / "zoned.txt"
-    zone = ZoneInfo("Asia/Kathmandu")  # +05:45: no whole-hour offset hides a mistake
-    at = datetime.fromtimestamp(int(time.time()) + 3, zone)
-    # Seconds-first, read on Kathmandu's wall clock: fires once, at `at`.
-    cron = f"{at.second} {at.minute} {at.hour} {at.day} {at.month} * {at.year}"
-    await save_job_fields(
-        running.api, name="zoned", command=record_command(ticks), cronExpr=cron,
-        timezone="Asia/Kathmandu",
-    )  # fmt: skip
-    await wait_until(lambda: count_at_least(ticks, 1), 30, "the zoned run")
-    assert [plan for plan, _ in read_ticks(ticks)] == [int(at.timestamp()) * 1000]
-
-    async def last_run_listed() -> dict | None:
-        jobs = {job["name"]: job for job in await api_get(running.api, "/job/list")}
-        return jobs["zoned"]["lastRun"]
-
-    last = await wait_until(last_run_listed, 30, "the run in /job/list")
-    assert last["status"] == "succeeded" and last["planTime"] == int(at.timestamp()) * 1000
-
-
 async def test_ticks_that_cannot_be_claimed_while_etcd_is_unreachable_are_logged_missed(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
     host, port = stack.etcd_endpoint.split(":")
     proxy = TcpProxy(host, int(port))
     await proxy.start()
     try:
-        await cluster.start_worker("w1", etcdEndpoints=[proxy.endpoint])
+        await cluster.start_together(
+            cluster.start_manager(), cluster.start_worker("w1", etcdEndpoints=[proxy.endpoint])
+        )
         ticks = stack.tmp / "ticks.txt"
         await save_job_fields(
             cluster.api, name="cut", command=record_command(ticks), cronExpr=EVERY_SECOND,

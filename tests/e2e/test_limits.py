@@ -53,8 +53,9 @@ async def first_run(cluster: Cluster, name: str, within_s: float = 40) -> dict[s
 async def test_a_run_over_a_limit_ends_with_status_limit_naming_it(
     cluster: Cluster, root: Path
 ) -> None:
-    await cluster.start_manager()
-    await cluster.start_worker("w1", **pool(RANGE_1, root, "w1"))
+    await cluster.start_together(
+        cluster.start_manager(), cluster.start_worker("w1", **pool(RANGE_1, root, "w1"))
+    )
     at = cron_at(time.time() + 2)
     for limit, (limits, command) in OVER.items():
         await save_job_fields(
@@ -71,9 +72,11 @@ async def test_a_run_over_a_limit_ends_with_status_limit_naming_it(
 async def test_a_job_gets_the_worker_defaults_never_more_than_its_ceilings(
     cluster: Cluster, root: Path
 ) -> None:
-    await cluster.start_manager()
-    await cluster.start_worker(
-        "w1", **pool(RANGE_1, root, "w1"), runProcesses=100, maxRunOpenFiles=40
+    await cluster.start_together(
+        cluster.start_manager(),
+        cluster.start_worker(
+            "w1", **pool(RANGE_1, root, "w1"), runProcesses=100, maxRunOpenFiles=40
+        ),
     )
     at = cron_at(time.time() + 2)
     show = "ulimit -n; ulimit -u; ulimit -n 4000 2>/dev/null && echo raised || echo refused"
@@ -92,8 +95,8 @@ async def test_a_job_gets_the_worker_defaults_never_more_than_its_ceilings(
 
 
 async def test_without_a_uid_per_run_the_per_process_limits_still_hold(cluster: Cluster) -> None:
-    await cluster.start_manager()
-    await cluster.start_worker("w1")  # jobs run as the worker (allowRoot)
+    # Jobs run as the worker (allowRoot).
+    await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
     await save_job_fields(
         cluster.api, name="files", cronExpr=cron_at(time.time() + 2),
         limits={"openFiles": 64, "cpuSeconds": 30}, command="ulimit -n; ulimit -t",

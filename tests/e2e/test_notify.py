@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.notify_receiver import FAST_NOTIFIER, PUBLIC_URL, WebhookReceiver
-from tests.support import ADMIN_TOKEN, Cluster, api_get, api_post, wait_until
+from tests.support import ADMIN_TOKEN, Child, Cluster, api_get, api_post, wait_until
 
 
-async def _managers(cluster: Cluster, count: int = 2) -> None:
-    for _ in range(count):
-        await cluster.start_manager(**FAST_NOTIFIER)
+def _managers(cluster: Cluster, count: int = 2) -> list[Coroutine[Any, Any, Child]]:
+    """Starts of ``count`` managers that notify fast, for Cluster.start_together."""
+    return [cluster.start_manager(**FAST_NOTIFIER) for _ in range(count)]
 
 
 async def _save(cluster: Cluster, **job: Any) -> None:
@@ -35,9 +36,10 @@ async def _channel(cluster: Cluster, channel: dict[str, Any]) -> dict[str, Any]:
 async def test_each_failed_run_is_told_once_with_what_happened(
     cluster: Cluster, receiver: WebhookReceiver
 ) -> None:
-    await _managers(cluster)  # two managers: both take marked runs, one message each
-    for i in range(3):
-        await cluster.start_worker(f"w{i}")
+    # Two managers: both take marked runs, one message each.
+    await cluster.start_together(
+        *_managers(cluster), *(cluster.start_worker(f"w{i}") for i in range(3))
+    )
     await _channel(cluster, receiver.channel("ops"))
     await _save(cluster, name="nightly", command="echo starting; echo it broke >&2; exit 3",
                 cronExpr="0 0 0 1 1 *", notify=[{"channel": "ops", "on": ["failed"]}],
@@ -75,10 +77,11 @@ async def test_each_failed_run_is_told_once_with_what_happened(
 async def test_a_worker_killed_right_after_a_failed_run_still_tells_once(
     cluster: Cluster, receiver: WebhookReceiver
 ) -> None:
-    await _managers(cluster, 1)
     # The result waits in the worker's buffer (and its journal) for a minute: the worker dies
     # holding it, unwritten.
-    worker = await cluster.start_worker("w0", jobLogCommitTimeout=60_000)
+    _, worker = await cluster.start_together(
+        *_managers(cluster, 1), cluster.start_worker("w0", jobLogCommitTimeout=60_000)
+    )
     await _channel(cluster, receiver.channel("ops"))
     done = cluster.stack.tmp / "ran"
     await _save(cluster, name="fragile", command=f"touch {done}; exit 1", cronExpr="0 0 0 1 1 *",
@@ -107,9 +110,9 @@ async def test_a_worker_killed_right_after_a_failed_run_still_tells_once(
 async def test_a_storm_is_counted_and_a_receiver_down_for_30_s_gets_its_message(
     cluster: Cluster, receiver: WebhookReceiver
 ) -> None:
-    await _managers(cluster)
-    await cluster.start_worker("w0")
-    await cluster.start_worker("w1")
+    await cluster.start_together(
+        *_managers(cluster), cluster.start_worker("w0"), cluster.start_worker("w1")
+    )
     late = WebhookReceiver("late-s3cr3t")  # down at first
     await _channel(cluster, receiver.channel("ops"))
     await _channel(cluster, late.channel("late"))
@@ -163,12 +166,13 @@ async def test_a_storm_is_counted_and_a_receiver_down_for_30_s_gets_its_message(
 async def test_worker_offline_is_told_once_after_a_kill_and_not_after_a_clean_stop(
     cluster: Cluster, receiver: WebhookReceiver
 ) -> None:
-    await _managers(cluster)
+    await cluster.start_together(*_managers(cluster))
     await _channel(cluster, receiver.channel("ops"))
     await api_post(cluster.api, "/notify/rules/save", minInterval="1",
                    rules=json.dumps([{"channel": "ops", "on": ["worker_offline"]}]))  # fmt: skip
-    leaving = await cluster.start_worker("leaving")
-    doomed = await cluster.start_worker("doomed")
+    leaving, doomed = await cluster.start_together(
+        cluster.start_worker("leaving"), cluster.start_worker("doomed")
+    )
     assert await leaving.terminate(grace=30) == 0
     await doomed.kill()
     await wait_until(_at_least(receiver, 1, event="worker_offline"), 30, "offline")
@@ -244,8 +248,9 @@ async def _exists(path: Any) -> bool:
 async def test_a_message_given_up_after_its_tries_is_recorded_failed_with_a_metric(
     cluster: Cluster,
 ) -> None:
-    await cluster.start_manager(**{**FAST_NOTIFIER, "notifyMaxTries": 2})
-    await cluster.start_worker("w0")
+    await cluster.start_together(
+        cluster.start_manager(**{**FAST_NOTIFIER, "notifyMaxTries": 2}), cluster.start_worker("w0")
+    )
     nowhere = WebhookReceiver("unused")  # never up: its port refuses
     await _channel(cluster, nowhere.channel("void"))
     await _save(cluster, name="doomed", command="exit 1", cronExpr="0 0 0 1 1 *",

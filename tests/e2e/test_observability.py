@@ -22,9 +22,11 @@ def sample(metrics: str, name: str, labels: str = "") -> float:
 
 
 async def test_worker_probes_metrics_and_json_logs(cluster: Cluster) -> None:
-    await cluster.start_manager()
     port = free_port()
-    worker = await cluster.start_worker("w1", httpListen=f"127.0.0.1:{port}", logFormat="json")
+    _, worker = await cluster.start_together(
+        cluster.start_manager(),
+        cluster.start_worker("w1", httpListen=f"127.0.0.1:{port}", logFormat="json"),
+    )
     ticks = cluster.stack.tmp / "ticks.txt"
     await save_job(cluster.api, "beat", record_command(ticks), "* * * * * *")
     await save_job(cluster.api, "bad", "exit 2", "* * * * * *")
@@ -66,10 +68,12 @@ async def test_worker_probes_metrics_and_json_logs(cluster: Cluster) -> None:
 
 
 async def test_only_the_owner_claims_so_workers_do_not_race_for_ticks(cluster: Cluster) -> None:
-    await cluster.start_manager()
     ports = [free_port() for _ in range(3)]
-    for i, port in enumerate(ports, 1):
-        await cluster.start_worker(f"w{i}", httpListen=f"127.0.0.1:{port}")
+    await cluster.start_together(
+        cluster.start_manager(),
+        *(cluster.start_worker(f"w{i}", httpListen=f"127.0.0.1:{port}")
+          for i, port in enumerate(ports, 1)),
+    )  # fmt: skip
     for j in range(5):
         ticks = cluster.stack.tmp / f"ticks-{j}.txt"
         await save_job(cluster.api, f"job-{j}", record_command(ticks), "* * * * * *")

@@ -47,8 +47,9 @@ async def test_jobs_run_as_the_runas_user_and_a_kill_stops_the_whole_group(
     cluster: Cluster,
 ) -> None:
     nobody = pwd.getpwnam("nobody")
-    await cluster.start_manager()
-    worker = await cluster.start_worker("w1", runAs="nobody", allowRoot=False)
+    _, worker = await cluster.start_together(
+        cluster.start_manager(), cluster.start_worker("w1", runAs="nobody", allowRoot=False)
+    )
     assert f"jobs run as nobody (uid {nobody.pw_uid}" in worker.log_text()
     # A random fraction of a second makes these sleeps this test's own among all processes.
     token = f"600.{secrets.randbelow(10**9):09d}"

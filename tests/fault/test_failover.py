@@ -33,8 +33,11 @@ async def test_etcd_leader_killed_no_duplicate_misses_only_in_the_election(stack
     cluster = Cluster(own)
     endpoints = etcd.endpoints
     try:
-        await cluster.start_manager(etcdEndpoints=endpoints)
-        workers = [await cluster.start_worker(f"w{i}", etcdEndpoints=endpoints) for i in (1, 2, 3)]
+        started = await cluster.start_together(
+            cluster.start_manager(etcdEndpoints=endpoints),
+            *(cluster.start_worker(f"w{i}", etcdEndpoints=endpoints) for i in (1, 2, 3)),
+        )
+        workers = started[1:]
         ticks = stack.tmp / "ticks.txt"
         await save_job(cluster.api, "beat", record_command(ticks), EVERY_SECOND)
         await wait_until(lambda: count_after(ticks, 0, 3), 30, "the job to run")
@@ -68,9 +71,9 @@ async def test_mongodb_primary_killed_every_result_is_stored(stack: Stack) -> No
     own = dataclasses.replace(stack, mongo_uri=replicas.uri)
     cluster = Cluster(own)
     try:
-        await cluster.start_manager()
-        for i in (1, 2, 3):
-            await cluster.start_worker(f"w{i}")
+        await cluster.start_together(
+            cluster.start_manager(), *(cluster.start_worker(f"w{i}") for i in (1, 2, 3))
+        )
         ticks = stack.tmp / "ticks.txt"
         await save_job(cluster.api, "beat", record_command(ticks), EVERY_SECOND)
         await wait_until(lambda: api_get(cluster.api, "/job/log", name="beat"), 30, "a result")

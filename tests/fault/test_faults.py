@@ -45,8 +45,10 @@ from tests.support import (
 pytestmark = [pytest.mark.asyncio, pytest.mark.fault]
 
 
-async def start_workers(cluster: Cluster, count: int, **overrides) -> list[Child]:
-    return [await cluster.start_worker(f"w{i}", **overrides) for i in range(1, count + 1)]
+async def manager_and_workers(cluster: Cluster, count: int, **overrides) -> list[Child]:
+    """The manager and workers w1..w<count>, started side by side; returns the workers."""
+    workers = (cluster.start_worker(f"w{i}", **overrides) for i in range(1, count + 1))
+    return (await cluster.start_together(cluster.start_manager(), *workers))[1:]
 
 
 async def logged(cluster: Cluster, name: str) -> list[dict]:
@@ -56,8 +58,7 @@ async def logged(cluster: Cluster, name: str) -> list[dict]:
 async def test_sigkill_mid_run_marks_the_run_lost_and_the_job_moves_on(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
-    workers = {w.name: w for w in await start_workers(cluster, 3)}
+    workers = {w.name: w for w in await manager_and_workers(cluster, 3)}
     beat, slow = stack.tmp / "beat.txt", stack.tmp / "slow.txt"
     await save_job(cluster.api, "beat", record_command(beat), EVERY_SECOND)
     # A long run, so the crash lands mid-run; "forbid" keeps one run at a time cluster-wide.
@@ -101,8 +102,7 @@ async def _sigkill_mid_run(cluster, stack, workers, beat, slow) -> None:
 async def test_partitioned_worker_fences_itself_and_healing_adds_no_duplicate(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
-    await start_workers(cluster, 2)
+    await manager_and_workers(cluster, 2)
     host, port = stack.etcd_endpoint.split(":")
     proxy = TcpProxy(host, int(port))
     await proxy.start()
@@ -148,8 +148,7 @@ async def test_partitioned_worker_fences_itself_and_healing_adds_no_duplicate(
 async def test_a_worker_whose_clock_runs_ahead_causes_no_duplicate_and_no_miss(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
-    await start_workers(cluster, 2)
+    await manager_and_workers(cluster, 2)
     metrics_port = free_port()
     skewed = await cluster.start_worker(
         "w3", clockOffset=3000, httpListen=f"127.0.0.1:{metrics_port}"
@@ -182,9 +181,9 @@ async def test_mongodb_down_for_30s_loses_no_result(stack: Stack) -> None:
     own = dataclasses.replace(stack, mongo_uri=mongo.uri)
     cluster = Cluster(own)
     try:
-        await cluster.start_manager()
-        # A tiny in-memory buffer, so the outage also exercises the spill to disk.
-        await start_workers(cluster, 3, jobLogBufferLimit=4, mongodbConnectTimeout=1000)
+        # A tiny in-memory buffer, so the outage exercises both the results held in memory
+        # (the first four) and the spill to disk (the rest).
+        await manager_and_workers(cluster, 3, jobLogBufferLimit=4, mongodbConnectTimeout=1000)
         ticks = stack.tmp / "ticks.txt"
         await save_job(cluster.api, "beat", record_command(ticks), EVERY_SECOND)
         await wait_until(lambda: logged(cluster, "beat"), 20, "a first logged run")
@@ -215,9 +214,10 @@ async def test_etcd_frozen_for_seconds_delays_ticks_but_skips_none(stack: Stack)
     cluster = Cluster(own)
     jobs = 40
     try:
-        await cluster.start_manager()
         # A lease that outlives the freeze: this test is about the runs, not about fencing.
-        await cluster.start_worker("w1", workerLeaseTtl=15)
+        await cluster.start_together(
+            cluster.start_manager(), cluster.start_worker("w1", workerLeaseTtl=15)
+        )
         files = [stack.tmp / f"j{i:02}.txt" for i in range(jobs)]
         for i, ticks in enumerate(files):
             # Runs of different lengths end (and release) one after another through each
@@ -297,8 +297,7 @@ async def test_two_managers_racing_leave_one_whole_write_and_workers_converge(
 async def test_sigterm_lets_a_running_job_finish_then_flushes_and_revokes(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
-    workers = {w.name: w for w in await start_workers(cluster, 2, drainTimeout=20_000)}
+    workers = {w.name: w for w in await manager_and_workers(cluster, 2, drainTimeout=20_000)}
     slow, beat = stack.tmp / "slow.txt", stack.tmp / "beat.txt"
     await save_job(cluster.api, "beat", record_command(beat), EVERY_SECOND)
     await save_job(
@@ -329,8 +328,10 @@ async def test_sigterm_lets_a_running_job_finish_then_flushes_and_revokes(
 async def test_sigterm_kills_a_job_that_outlives_the_drain_timeout(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
-    worker = await cluster.start_worker("w1", drainTimeout=1000, killGracePeriod=500)
+    _, worker = await cluster.start_together(
+        cluster.start_manager(),
+        cluster.start_worker("w1", drainTimeout=1000, killGracePeriod=500),
+    )
     slow = stack.tmp / "slow.txt"
     await save_job(cluster.api, "slow", record_command(slow, "; sleep 600"),
                    cron_at(time.time() + 2))  # fmt: skip
@@ -362,10 +363,12 @@ async def test_results_not_yet_written_survive_a_sigkill_of_their_worker(
 ) -> None:
     """The results wait for their batch (a minute, here) when the worker is SIGKILLed: its
     next start finds them in its journal and writes them."""
-    await cluster.start_manager()
     holding = {"jobLogCommitTimeout": 60_000, "jobLogBatchSize": 1000}
     port = free_port()
-    worker = await cluster.start_worker("w1", httpListen=f"127.0.0.1:{port}", **holding)
+    _, worker = await cluster.start_together(
+        cluster.start_manager(),
+        cluster.start_worker("w1", httpListen=f"127.0.0.1:{port}", **holding),
+    )
     ticks = stack.tmp / "ticks.txt"
     await save_job(cluster.api, "beat", record_command(ticks), EVERY_SECOND)
     await wait_until(lambda: count_at_least(ticks, 3), 30, "three runs")

@@ -389,8 +389,9 @@ async def test_a_job_runs_with_etcd_and_mongo_over_tls_with_client_certificates(
         **etcd_tls_config(tls_etcd, certs),
         "mongodbUri": mongo_tls_uri(tls_mongo, ca=certs.ca, client_pem=certs.client_pem),
     }
-    await cluster.start_manager(**stores)
-    await cluster.start_worker("tls-w1", **stores)
+    await cluster.start_together(
+        cluster.start_manager(**stores), cluster.start_worker("tls-w1", **stores)
+    )
     await save_job(cluster.api, "over-tls", "echo secured", EVERY_SECOND)
 
     runs = await wait_until(lambda: job_runs(cluster, "over-tls"), 30, "a logged run over TLS")
