@@ -47,9 +47,9 @@ async def runs_of(cluster: Cluster, name: str) -> list[dict[str, Any]]:
 async def test_parents_run_before_the_job_children_after_and_a_failure_stops_the_chain(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
-    await cluster.start_worker("w1")
-    await cluster.start_worker("w2")
+    await cluster.start_together(
+        cluster.start_manager(), cluster.start_worker("w1"), cluster.start_worker("w2")
+    )
     log = stack.tmp / "steps.txt"
 
     async def save(name: str, **fields: Any) -> None:
@@ -127,8 +127,10 @@ async def test_parents_run_before_the_job_children_after_and_a_failure_stops_the
 async def test_a_chain_whose_steps_worker_is_killed_stops_there_as_lost_never_twice(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
-    workers = {w: await cluster.start_worker(w) for w in ("w1", "w2")}
+    _, *started = await cluster.start_together(
+        cluster.start_manager(), cluster.start_worker("w1"), cluster.start_worker("w2")
+    )
+    workers = dict(zip(("w1", "w2"), started, strict=True))
     log = stack.tmp / "steps.txt"
     await save_job_fields(cluster.api, name="slow", command=step_command(log, "slow", seconds=60),
                           cronExpr=YEARLY)  # fmt: skip

@@ -101,9 +101,9 @@ async def test_three_workers_run_every_tick_exactly_once_and_round_robin_takes_t
 ) -> None:
     """One cluster for two promises over the same 100 s: a job placed by its bucket (the
     default) runs every tick once, and a roundRobin job's 100 ticks split 34/33/33 +- 2."""
-    await cluster.start_manager()
-    for worker_id in ("w1", "w2", "w3"):
-        await cluster.start_worker(worker_id)
+    await cluster.start_together(
+        cluster.start_manager(), *(cluster.start_worker(w) for w in ("w1", "w2", "w3"))
+    )
     ticks, turns = stack.tmp / "ticks.txt", stack.tmp / "turns.txt"
     await save_job(cluster.api, "every-second", record_command(ticks), EVERY_SECOND)
     start_ms = now_ms() + 2000  # every worker has seen the roundRobin job by then

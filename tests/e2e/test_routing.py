@@ -30,10 +30,12 @@ DB = {"group": "db"}
 async def test_a_host_group_job_never_runs_on_a_non_member_even_when_its_members_die(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_manager()
-    db1 = await cluster.start_worker("w1", labels=DB)
-    db2 = await cluster.start_worker("w2", labels={**DB, "zone": "eu-1"}, weight=3)
-    await cluster.start_worker("w3", labels={"group": "web"})
+    _, db1, db2, _ = await cluster.start_together(
+        cluster.start_manager(),
+        cluster.start_worker("w1", labels=DB),
+        cluster.start_worker("w2", labels={**DB, "zone": "eu-1"}, weight=3),
+        cluster.start_worker("w3", labels={"group": "web"}),
+    )
     listed = {w["id"]: w for w in await api_get(cluster.api, "/worker/list")}
     assert listed["w2"]["labels"] == {"group": "db", "zone": "eu-1"}
     assert listed["w2"]["weight"] == 3 and listed["w3"]["weight"] == 1
