@@ -123,3 +123,5 @@ async def test_the_others_take_over_what_a_full_worker_cannot_run(cluster: Clust
     # About half the jobs are the small worker's to claim first: most ran on the big one.
     ran_on = Counter(run["worker"] for run in runs if run["status"] == "succeeded")
     assert ran_on["big"] > ran_on["small"], ran_on
+    # Deleted, their runs end now, not in the workers' drain when the test stops them.
+    await asyncio.gather(*(api_post(cluster.api, "/job/delete", name=name) for name in names))

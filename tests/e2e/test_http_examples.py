@@ -4,10 +4,10 @@ every ``client.test`` assertion in it passes.
 No file leans on what another one left behind, as if each were run alone (as an IntelliJ user
 runs one): one httpyac process runs several files in a row (a node start is half a second,
 most of what a file costs), and what one file could leave to the next in that process is
-checked for: a variable, named answer or ``client.global`` value is used only by the file that
-defines it, and a file that logs in (the one thing that fills httpyac's cookie jar) runs in a
-process of its own. The walk-through of the job ``http-example`` runs in the order
-``http-examples/README.md`` gives, the other files after it.
+checked for: a file reads a variable, named answer or ``client.global`` value only if no other
+file defines it or it defined it itself first, and a file that logs in (the one thing that
+fills httpyac's cookie jar) runs in a process of its own. The walk-through of the job
+``http-example`` runs in the order ``http-examples/README.md`` gives, the other files after it.
 """
 
 from __future__ import annotations
@@ -137,26 +137,51 @@ def logs_in(path: Path) -> bool:
     return re.search(r"^POST\s+\S*/auth/login\b", path.read_text(), flags=re.MULTILINE) is not None
 
 
-def names_defined(text: str) -> set[str]:
-    """The names a file gives what later requests and scripts of a process can read: its
-    variables (``@x = ...``), named answers (``# @name x``) and ``client.global`` values."""
-    return (
-        set(re.findall(r"^@(\w+)\s*=", text, flags=re.MULTILINE))
-        | set(re.findall(r"^#\s*@name\s+(\w+)", text, flags=re.MULTILINE))
-        | set(re.findall(r"client\.global\.set\(\s*[\"'](\w+)[\"']", text))
-    )
+def names_defined(text: str) -> dict[str, int]:
+    """The names a file gives what later requests and scripts of a process can read (its
+    variables ``@x = ...``, named answers ``# @name x`` and ``client.global`` values), each
+    with where the file first defines it."""
+    found: dict[str, int] = {}
+    patterns = (r"^@(\w+)\s*=", r"^#\s*@name\s+(\w+)", r"client\.global\.set\(\s*[\"'](\w+)[\"']")
+    for pattern in patterns:
+        for match in re.finditer(pattern, text, flags=re.MULTILINE):
+            found.setdefault(match[1], match.start())
+    return found
 
 
-def names_used(text: str) -> set[str]:
-    """The names a file reads: the identifiers in its ``{{...}}`` templates and its
-    ``{% ... %}`` scripts (not properties, not words inside strings) and the
-    ``client.global`` values it gets."""
-    pieces = re.findall(r"\{\{(.*?)\}\}|\{%(.*?)%\}", text, flags=re.DOTALL)
-    code = " ".join(template or script for template, script in pieces)
-    code = re.sub(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|`(?:\\.|[^`\\])*`", '""', code)
-    return set(re.findall(r"(?<![.\w$])([A-Za-z_$][\w$]*)", code)) | set(
-        re.findall(r"client\.global\.get\(\s*[\"'](\w+)[\"']", text)
-    )
+def names_used(text: str) -> dict[str, int]:
+    """The names a file reads (the identifiers in its ``{{...}}`` templates and ``{% ... %}``
+    scripts, not properties, not words inside strings; the ``client.global`` values it gets),
+    each with where the file first reads it."""
+    found: dict[str, int] = {}
+    strings = r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|`(?:\\.|[^`\\])*`"
+    for piece in re.finditer(r"\{\{(.*?)\}\}|\{%(.*?)%\}", text, flags=re.DOTALL):
+        group = 1 if piece[1] is not None else 2
+        code = re.sub(strings, lambda string: " " * len(string[0]), piece[group])
+        for name in re.finditer(r"(?<![.\w$])([A-Za-z_$][\w$]*)", code):
+            at = piece.start(group) + name.start()
+            found[name[1]] = min(found.get(name[1], at), at)
+    for match in re.finditer(r"client\.global\.get\(\s*[\"'](\w+)[\"']", text):
+        found[match[1]] = min(found.get(match[1], match.start()), match.start())
+    return found
+
+
+def leaning(texts: dict[str, str]) -> dict[str, dict[str, list[str]]]:
+    """file -> {name: the other files that define it} for every name a file reads that another
+    file defines, unless the file defines it itself before it reads it: run after that other
+    file in one process, it would read that file's value."""
+    defined_by: dict[str, list[str]] = {}
+    for file_name, text in texts.items():
+        for name in names_defined(text):
+            defined_by.setdefault(name, []).append(file_name)
+    found: dict[str, dict[str, list[str]]] = {}
+    for file_name, text in texts.items():
+        own = names_defined(text)
+        for name, at in names_used(text).items():
+            others = [other for other in defined_by.get(name, []) if other != file_name]
+            if others and not (name in own and own[name] < at):
+                found.setdefault(file_name, {})[name] = others
+    return found
 
 
 def runs_of_files(order: list[str]) -> list[list[str]]:
@@ -224,30 +249,27 @@ async def job_names(cluster: Cluster) -> list[str]:
 
 def test_no_example_reads_what_another_one_defines() -> None:
     """What makes running several files in one process the same as running each alone."""
-    defined_by: dict[str, list[str]] = {}
     texts = {path.name: path.read_text() for path in sorted(EXAMPLES.glob("*.http"))}
-    for file_name, text in texts.items():
-        for name in names_defined(text):
-            defined_by.setdefault(name, []).append(file_name)
-    twice = {name: files for name, files in defined_by.items() if len(files) > 1}
-    assert twice == {}, f"names defined by more than one file: {twice}"
-    leaning = {}
-    for file_name, text in texts.items():
-        elsewhere = {name: defined_by[name][0] for name in names_used(text)
-                     if defined_by.get(name, [file_name]) != [file_name]}  # fmt: skip
-        if elsewhere:
-            leaning[file_name] = elsewhere
-    assert leaning == {}, f"files that read what another file defines: {leaning}"
+    found = leaning(texts)
+    assert found == {}, f"files that would read what another file defines: {found}"
     assert {name for name in texts if logs_in(EXAMPLES / name)} >= {"auth-login.http"}
     # The check sees a leaning file: a variable, a named answer or a global of another file,
-    # in a template or a script; a property or a word in a string of the same name is not one.
-    assert names_defined("@foo = 1\n# @name answer\n> {%\nclient.global.set('kept', 1);\n%}\n") == {
-        "foo", "answer", "kept"
-    }  # fmt: skip
-    assert names_used("GET {{host}}/x?f={{foo}}&a={{ answer.data }}\n") >= {"host", "foo", "answer"}
+    # in a template or a script, unless the file defined it itself first; a property or a word
+    # in a string of the same name is not one.
+    defines = "@foo = 1\n# @name answer\nGET x\n\n> {%\nclient.global.set('kept', 1);\n%}\n"
+    assert names_defined(defines).keys() == {"foo", "answer", "kept"}
+    used = names_used("GET {{host}}/x?f={{foo}}&a={{ answer.data }}\n")
+    assert used.keys() >= {"host", "foo", "answer"}
     script = '> {%\nvar n = answer.id + client.global.get("kept"); x.foo; "answer";\n%}\n'
-    assert names_used(script) >= {"answer", "kept"} and "foo" not in names_used(script)
+    assert names_used(script).keys() >= {"answer", "kept"} and "foo" not in names_used(script)
     assert "answer" not in names_used("> {%\nclient.assert(r.answer, 'no answer');\n%}\n")
+    reads = "GET {{foo}}/{{answer.id}}\n\n> {%\nclient.global.get('kept');\n%}\n"
+    own_first = "# @name answer\nGET y\n\n###\nGET {{answer.id}}\n"
+    own_later = "GET {{answer.id}}\n\n###\n# @name answer\nGET y\n"
+    assert leaning({"a": defines, "b": reads, "c": own_first, "d": own_later}) == {
+        "b": {"foo": ["a"], "answer": ["a", "c", "d"], "kept": ["a"]},
+        "d": {"answer": ["a", "c"]},
+    }
 
 
 def test_the_dev_environment_names_host_token_and_admin_login() -> None:
