@@ -31,6 +31,13 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 TIMEOUT_MS = 15_000  # for every expect/wait; conditions, never fixed sleeps
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
+# What the browser tests share: Playwright's assertions, a schedule that does not fire during a
+# test (a job that runs only when asked to), the class Bootstrap gives an invalid input, and a
+# name that would run script were the console to insert it as HTML.
+expect = playwright_api.expect
+NEVER = "0 0 1 1 *"
+INVALID = re.compile(r"\bis-invalid\b")
+XSS_NAME = "<img src=x onerror=alert(1)>"
 # Chrome logs every 4xx/5xx answer as a console error; the tests provoke some on purpose.
 _EXPECTED_CONSOLE = re.compile(r"^Failed to load resource: the server responded with a status of 4")
 

@@ -15,20 +15,19 @@ from gdts.mongo import open_mongo
 from gdts.runlog import RunLog
 from gdts.runrecord import ChainStep, RunRecord, RunStatus
 from tests.browser.conftest import (
+    INVALID,
+    NEVER,
+    XSS_NAME,
     artifact,
     dialog_ready,
+    expect,
     job_row,
     new_job,
     open_console,
-    playwright_api,
 )
 from tests.support import Cluster, api_get, now_ms, save_job_fields
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
-expect = playwright_api.expect
-NEVER = "0 0 1 1 *"  # once a year: no run of its own during the test
-INVALID = re.compile(r"\bis-invalid\b")
-XSS_NAME = "<img src=x onerror=alert(1)>"
 
 
 async def listed(cluster: Cluster, name: str) -> dict[str, Any]:

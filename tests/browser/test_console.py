@@ -12,14 +12,16 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.browser.conftest import (
+    NEVER,
     PHONE,
     TIMEOUT_MS,
+    XSS_NAME,
     artifact,
     dialog_ready,
+    expect,
     job_row,
     new_job,
     open_console,
-    playwright_api,
 )
 from tests.support import (
     ADMIN_USER,
@@ -33,9 +35,6 @@ from tests.support import (
 )
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
-expect = playwright_api.expect
-NEVER = "0 0 1 1 *"  # once a year: a job that only runs when asked to
-XSS_NAME = "<img src=x onerror=alert(1)>"
 XSS_COMMAND = "echo '<script>alert(1)</script>'; echo '<b id=injected>bold</b>'"
 
 

@@ -13,22 +13,21 @@ import pytest
 
 from gdts.localstack import free_port
 from tests.browser.conftest import (
+    INVALID,
+    NEVER,
     PHONE,
+    XSS_NAME,
     artifact,
     dialog_ready,
+    expect,
     job_row,
     new_job,
     open_console,
-    playwright_api,
 )
 from tests.notify_receiver import FAST_NOTIFIER, PUBLIC_URL, WebhookReceiver
 from tests.support import Cluster, api_get, api_post, job_runs, save_job_fields, wait_until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
-expect = playwright_api.expect
-NEVER = "0 0 1 1 *"
-XSS_NAME = "<img src=x onerror=alert(1)>"
-INVALID = re.compile(r"\bis-invalid\b")
 
 
 def channel_row(page: Any, name: str) -> Any:

@@ -4,25 +4,23 @@ headless Chromium against a real manager and workers. Every wait is on a conditi
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
 
 from tests.browser.conftest import (
+    INVALID,
+    NEVER,
     artifact,
     dialog_ready,
+    expect,
     job_row,
     new_job,
     open_console,
-    playwright_api,
 )
 from tests.support import Cluster, api_get, save_job_fields
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
-expect = playwright_api.expect
-NEVER = "0 0 1 1 *"  # once a year: a job that runs only when asked to
-INVALID = re.compile(r"\bis-invalid\b")
 DB_EU = {"group": "db", "zone": "eu-1"}
 
 

@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,17 +87,24 @@ async def httpyac(cwd: Path, file_names: list[str], variables: dict[str, str]) -
     args += ["-o", "none", "--output-failed", "exchange"]
     for name, value in variables.items():
         args += ["--var", f"{name}={value}"]
-    process = await asyncio.create_subprocess_exec(
-        *args, cwd=cwd, env={**os.environ, "NO_COLOR": "1"},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
+    # The report goes to a file, not a pipe: node writes a pipe asynchronously and httpyac's
+    # exit cuts what is still queued, so a report past 64 KiB (several files at once) arrived
+    # cut at exactly 65,536 bytes.
+    with tempfile.TemporaryFile() as report_file:
+        process = await asyncio.create_subprocess_exec(
+            *args, cwd=cwd, env={**os.environ, "NO_COLOR": "1"},
+            stdout=report_file, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, stderr = await asyncio.wait_for(process.communicate(), 120)
+        report_file.seek(0)
+        stdout = report_file.read()
     try:
         report = json.loads(stdout)
     except ValueError:
         raise AssertionError(
-            f"httpyac {' '.join(file_names)} exited {process.returncode} without a JSON report:\n"
-            f"{stdout.decode(errors='replace')[-3000:]}\n{stderr.decode(errors='replace')[-3000:]}"
+            f"httpyac {' '.join(file_names)} exited {process.returncode} without a JSON report "
+            f"({len(stdout)} bytes):\n{stdout.decode(errors='replace')[-3000:]}\n"
+            f"{stderr.decode(errors='replace')[-3000:]}"
         ) from None
     assert process.returncode is not None
     return Outcome(process.returncode, report, stderr.decode(errors="replace"))
