@@ -74,7 +74,8 @@ async def test_only_the_owner_claims_so_workers_do_not_race_for_ticks(cluster: C
         *(cluster.start_worker(f"w{i}", httpListen=f"127.0.0.1:{port}")
           for i, port in enumerate(ports, 1)),
     )  # fmt: skip
-    for j in range(5):
+    # Ten jobs: 40 claims in four ticks (the ratios below are per tick, not per job).
+    for j in range(10):
         ticks = cluster.stack.tmp / f"ticks-{j}.txt"
         await save_job(cluster.api, f"job-{j}", record_command(ticks), "* * * * * *")
 
@@ -105,7 +106,7 @@ async def test_only_the_owner_claims_so_workers_do_not_race_for_ticks(cluster: C
     assert outcomes["deferred"] <= 1.2 * outcomes["won"], outcomes
     owners = {
         line.split()[1]
-        for j in range(5)
+        for j in range(10)
         for line in (cluster.stack.tmp / f"ticks-{j}.txt").read_text().splitlines()
     }
     assert len(owners) >= 2  # jobs are spread over the workers, not all on one

@@ -49,7 +49,8 @@ async def test_a_host_group_job_never_runs_on_a_non_member_even_when_its_members
     def ran() -> list[tuple[int, str]]:
         return [tick for ticks in files.values() for tick in read_ticks(ticks)]
 
-    await wait_until(holds(lambda: len(ran()) >= 10), 20, "the group's jobs to run")
+    # Both members took some (random: each tick a fair draw, so six ticks nearly always do).
+    await wait_until(holds(lambda: len({w for _, w in ran()}) == 2), 20, "both members to run")
 
     # Its members die: nobody else runs it; its ticks are logged missed, saying why.
     await db1.kill()
@@ -68,7 +69,7 @@ async def test_a_host_group_job_never_runs_on_a_non_member_even_when_its_members
         await wait_until(
             functools.partial(missed_saying_why, name), 30, f"ticks of {name} logged missed"
         )
-    assert {w for _, w in ran()} == {"w1", "w2"}  # random: both ran some
+    assert {w for _, w in ran()} == {"w1", "w2"}
     listed_jobs = {j["name"]: j for j in await api_get(cluster.api, "/job/list")}
     assert listed_jobs["placed-a"]["hostGroup"] == DB
     assert listed_jobs["placed-a"]["liveWorkers"] == 0  # what the console's badge shows
@@ -78,7 +79,7 @@ async def test_a_host_group_job_never_runs_on_a_non_member_even_when_its_members
     back_ms = now_ms()
 
     async def runs_again() -> bool:
-        return sum(plan > back_ms for plan, _ in ran()) >= 4
+        return sum(plan > back_ms for plan, _ in ran()) >= 2
 
     await wait_until(runs_again, 30, "the group's jobs to run on their returned member")
     assert {w for plan, w in ran() if plan > killed_ms} == {"w1"}
