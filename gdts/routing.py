@@ -15,6 +15,7 @@ gdts.worker.partition place it, which costs nothing per tick.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -72,6 +73,15 @@ def parse_labels(field_name: str, value: object, *, allow_empty: bool = True) ->
 
 
 _RULE = "1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+
+
+def registration_info(value: bytes) -> dict[str, Any]:
+    """A worker's registration value, decoded: {} when it is not a JSON object."""
+    try:
+        info = json.loads(value)
+    except ValueError:  # UnicodeDecodeError included
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def read_card(worker_id: str, registration: Any) -> Candidate:

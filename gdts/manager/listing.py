@@ -133,7 +133,9 @@ class JobListing:
                 if full:
                     self._full = (revision, len(kvs), entries)
             running_kvs, _ = await read_prefix(self._client, self._keys.running_prefix)
-        live = await read_live_workers(self._client, self._keys)
+        # The workers matter only to jobs of a host group: a fleet without any reads none.
+        grouped = any(entry.host_group for entry in entries)
+        live = await read_live_workers(self._client, self._keys) if grouped else []
         # (job, generation): a run kept going after its job was deleted is not the running of a
         # new job saved under the same name.
         running = set()

@@ -4,13 +4,12 @@ defaults an older worker's registration leaves out: no labels, weight 1, busy 0)
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from gdts.etcd import EtcdClient, etcd_errors, read_prefix
 from gdts.keys import KeyLayout
-from gdts.routing import Candidate, Labels, eligible, read_card
+from gdts.routing import Candidate, Labels, eligible, read_card, registration_info
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +39,7 @@ class LiveWorker:
 
 
 def live_worker(worker_id: str, registration: bytes) -> LiveWorker:
-    try:
-        info = json.loads(registration)
-    except ValueError:  # UnicodeDecodeError included
-        info = {}
-    if not isinstance(info, dict):
-        info = {}
+    info = registration_info(registration)
     return LiveWorker(info, read_card(worker_id, info))
 
 

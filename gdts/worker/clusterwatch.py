@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import functools
 import gc
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -35,7 +34,7 @@ from gdts.etcd import (
 )
 from gdts.job import Job
 from gdts.keys import KeyLayout, KillOrder, RunningKey, read_kill_marker
-from gdts.routing import Candidate, read_card
+from gdts.routing import Candidate, read_card, registration_info
 from gdts.worker.partition import runs_of
 
 if TYPE_CHECKING:
@@ -342,8 +341,4 @@ def _brief(exc: BaseException) -> str:
 
 def card_of(worker_id: str, registration: bytes) -> Candidate:
     """What a worker's registration says routing needs: labels, weight, load, capacity."""
-    try:
-        info = json.loads(registration)
-    except ValueError:
-        info = None
-    return read_card(worker_id, info)
+    return read_card(worker_id, registration_info(registration))
