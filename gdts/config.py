@@ -97,6 +97,7 @@ class ManagerConfig(StoreConfig):
     notify_max_tries: int = 12
     notify_ca_file: str = ""
     notify_outbox_retention: int = 30  # days a sent or failed event stays in the outbox
+    log_retention_days: int = 30  # days a run stays in the run log; 0: for ever
 
     def validate(self) -> None:
         super().validate()
@@ -110,6 +111,9 @@ class ManagerConfig(StoreConfig):
                   "notify_poll_interval", "notify_timeout", "notify_retry_backoff",
                   "notify_retry_max_backoff", "notify_max_tries",
                   "notify_outbox_retention")  # fmt: skip
+        if not 0 <= self.log_retention_days <= MAX_RETENTION_DAYS:
+            raise ConfigError("logRetentionDays", f"must be 0 (keep for ever) to "
+                              f"{MAX_RETENTION_DAYS}, got {self.log_retention_days}")  # fmt: skip
         if self.notify_ca_file and not os.path.isfile(self.notify_ca_file):
             raise ConfigError("notifyCaFile", f"{self.notify_ca_file!r} is not a readable file")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
@@ -269,6 +273,8 @@ RUNS_PER_CORE = 256
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _MAX_UID = 2**31 - 2  # (uid_t)-1 and above mean "no uid" to the kernel
 MAX_OUTPUT_LIMIT = 4 * 1024 * 1024
+# A TTL index's expiry is at most 2**31 - 1 s; the longest whole number of days below it.
+MAX_RETENTION_DAYS = (2**31 - 1) // 86400
 
 
 def parse_networks(key: str, entries: Sequence[str]) -> tuple[IPNetwork, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
@@ -27,6 +27,13 @@ _DUPLICATE_KEY = 11000
 _PLACEHOLDERS = ("lost", "missed")
 
 
+# Every run's end as a date (its endTime is epoch ms, which TTL indexes cannot read): the
+# retention TTL index and the time ranges of the dashboard's figures both use this one index.
+ENDED_AT = "endedAt"
+_ENDED_INDEX = "ended_at"
+# logRetentionDays 0 (keep runs for ever): the largest expiry MongoDB accepts, 68 years.
+_NEVER_S = 2**31 - 1
+
 _PAGE_INDEX = "job_start_id"
 _PAGE_KEYS = [("jobName", ASCENDING), ("startTime", DESCENDING), ("_id", ASCENDING)]
 # /job/log?chainId=: one chain run's steps in plan order, each step's attempts in order.
@@ -40,7 +47,9 @@ class RunLog:
         self._runs = client[database][COLLECTION]
         self._last_runs = client[database][LAST_RUNS]
 
-    async def ensure_indexes(self) -> None:
+    async def ensure_indexes(self, retention_days: int | None = None) -> None:
+        """``retention_days``: how long runs are kept (0: for ever), from a manager's config;
+        None (a worker): leave the retention index to the managers, whose setting it is."""
         # /job/log: one job's runs, newest first, a page found in the index alone (with _id:
         # skipping runs must not read their outputs). It replaces job_start, its prefix.
         await self._runs.create_index(_PAGE_KEYS, name=_PAGE_INDEX)
@@ -68,6 +77,25 @@ class RunLog:
         )
         # The manager reads the last runs that changed since its previous look.
         await self._last_runs.create_index([("at", ASCENDING)], name="at")
+        if retention_days is not None:
+            await self._keep_runs_for(retention_days)
+
+    async def _keep_runs_for(self, days: int) -> None:
+        """Runs older than ``days`` go, through a TTL index on endedAt, in MongoDB's own
+        background deletes (never a request's or a worker's write). A changed setting changes
+        the index in place (collMod), keeping it."""
+        expire_s = days * 86400 if days else _NEVER_S
+        info = await self._runs.index_information()
+        if _ENDED_INDEX not in info:
+            await self._runs.create_index(
+                [(ENDED_AT, ASCENDING)], name=_ENDED_INDEX, expireAfterSeconds=expire_s
+            )
+        elif info[_ENDED_INDEX].get("expireAfterSeconds") != expire_s:
+            await self._runs.database.command(
+                "collMod",
+                self._runs.name,
+                index={"name": _ENDED_INDEX, "expireAfterSeconds": expire_s},
+            )
 
     async def insert(self, documents: Sequence[dict[str, Any]]) -> int:
         """Insert runs; returns how many the unique index refused as duplicates (already stored
@@ -75,7 +103,7 @@ class RunLog:
 
         A real result for a run already recorded as ``lost`` (its worker was cut off, not dead,
         and finished after all) replaces the lost record: the real outcome is what happened."""
-        documents = list(documents)
+        documents = [_dated(document) for document in documents]
         try:
             await self._runs.insert_many(documents, ordered=False)
             await self._note_last_runs(documents)
@@ -223,6 +251,12 @@ class RunLog:
             await self._runs.database.command("ping")
         except PyMongoError as exc:
             raise StoreUnavailableError("MongoDB", str(exc)) from exc
+
+
+def _dated(document: dict[str, Any]) -> dict[str, Any]:
+    # Added here, not in the record: results wait in JSON on disk, which has no dates.
+    ended = datetime.fromtimestamp(int(document["endTime"]) / 1000, UTC)
+    return {**document, ENDED_AT: ended}
 
 
 def _order(document: dict[str, Any]) -> int:

@@ -22,7 +22,7 @@ _RETRY_S = 2.0
 
 async def prepare(security: Security, config: ManagerConfig, run_log: RunLog) -> None:
     with mongo_errors():
-        await run_log.ensure_indexes()
+        await run_log.ensure_indexes(config.log_retention_days)
     await security.credentials.ensure_indexes()
     await security.throttle.ensure_indexes()
     await security.audit.ensure_indexes()

@@ -252,6 +252,17 @@ def test_api_port_limits_are_accepted(write: Any, port: int) -> None:
     assert load_config(ManagerConfig, write({"apiPort": port}), {}).api_port == port
 
 
+@pytest.mark.parametrize("days", [-1, 24856])
+def test_log_retention_days_out_of_range(write: Any, days: int) -> None:
+    with pytest.raises(ConfigError, match=rf"^config logRetentionDays: must be 0 .* got {days}$"):
+        load_config(ManagerConfig, write({"logRetentionDays": days}), {})
+    for days in (0, 24855):  # for ever; 2**31 - 1 s, the longest a TTL index takes
+        assert (
+            load_config(ManagerConfig, write({"logRetentionDays": days}), {}).log_retention_days
+            == days
+        )
+
+
 def test_worker_lease_ttl_of_one_second_is_rejected(write: Any) -> None:
     with pytest.raises(ConfigError, match=r"^config workerLeaseTtl: must be at least 2 s, got 1"):
         load_config(WorkerConfig, write({"workerLeaseTtl": 1}), {})
