@@ -9,6 +9,7 @@ import asyncio
 import logging
 import secrets
 
+from gdts.cancellation import end_if_cancelling
 from gdts.config import ManagerConfig
 from gdts.errors import ConflictError, GdtsError
 from gdts.manager.auth import Security
@@ -61,15 +62,11 @@ async def _create_first_admin(security: Security, config: ManagerConfig) -> None
 async def prepare_until_done(security: Security, config: ManagerConfig, run_log: RunLog) -> None:
     """``prepare`` again and again while MongoDB cannot be reached: a manager starts (and
     answers 503) without it, and is ready as soon as MongoDB is."""
-    task = asyncio.current_task()
     while True:
         try:
             await prepare(security, config, run_log)
             return
         except GdtsError as exc:
-            # Should a client library ever report a cancellation as its own error, the
-            # shutdown's cancel must still end this loop rather than be retried for ever.
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError from exc
+            end_if_cancelling(exc)
             log.warning("cannot prepare accounts yet (%s); retrying", exc)
         await asyncio.sleep(_RETRY_S)

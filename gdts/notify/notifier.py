@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter
 
+from gdts.cancellation import end_if_cancelling
 from gdts.clock import now_ms
 from gdts.config import ManagerConfig
 from gdts.errors import GdtsError
@@ -131,12 +132,13 @@ class Notifier:
             try:
                 busy = await step()
             except Exception as exc:  # a store that does not answer: again at the next poll
-                _raise_if_cancelled(exc)
+                end_if_cancelling(exc)
                 if isinstance(exc, GdtsError):
                     log.warning("notifier: %s", exc)
                 else:
                     log.exception("notifier: a step failed; again at the next poll")
                 busy = 0
+            end_if_cancelling()  # an answer after a swallowed cancellation
             if not busy:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._poll_s)
@@ -178,7 +180,7 @@ class Notifier:
                 try:
                     await self._deliver_stream(stream, session)
                 except Exception as exc:  # one stream's trouble is not every stream's
-                    _raise_if_cancelled(exc)
+                    end_if_cancelling(exc)
                     if isinstance(exc, GdtsError):
                         log.warning("notifier: stream %s: %s", stream, exc)
                     else:
@@ -250,7 +252,7 @@ class Notifier:
         except DeliveryError as exc:
             return exc.problem
         except Exception as exc:  # a bug of ours must not wedge the stream: it is tried again
-            _raise_if_cancelled(exc)
+            end_if_cancelling(exc)
             log.exception("notification to %s failed", channel.name)
             return f"internal error: {type(exc).__name__}"
         return None
@@ -280,7 +282,7 @@ class Notifier:
                 log.warning("notifier: worker watch starts over (%s)", exc)
                 start = 0
             except (*ETCD_ERRORS, GdtsError, WatchCanceledError) as exc:
-                _raise_if_cancelled(exc)
+                end_if_cancelling(exc)
                 log.info("notifier: worker watch interrupted (%r); resuming", exc)
             await asyncio.sleep(pause)
             pause = min(pause * 2, _WATCH_RETRY_S[1])
@@ -304,14 +306,6 @@ class Notifier:
 def _interval(states: dict[str, dict[str, object]], stream: str) -> float:
     value = states.get(stream, {}).get("minInterval")
     return float(value) if isinstance(value, int | float) else 0.0
-
-
-def _raise_if_cancelled(exc: BaseException) -> None:
-    """A gRPC or driver error raised because this task is being cancelled is the cancellation:
-    swallowed, the shutdown would wait for ever."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError from exc
 
 
 def _leaving(value: bytes) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from gdts.cancellation import end_if_cancelling
 from gdts.runlog import RunLog
 from gdts.runrecord import RunRecord
 from gdts.worker.journal import NOT_JOURNALED, ResultJournal
@@ -133,6 +134,7 @@ class LogSink:
                 )  # fmt: skip
                 retry_at = time.monotonic() + backoff
                 backoff = min(backoff * 2, _RETRY_MAX_S)
+            end_if_cancelling()
 
     async def _wait_for_work(self, retry_at: float) -> None:
         while True:

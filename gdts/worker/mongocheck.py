@@ -14,6 +14,8 @@ from prometheus_client import Gauge
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
+from gdts.cancellation import end_if_cancelling
+
 log = logging.getLogger(__name__)
 
 _CHECK_EVERY_S = 10.0
@@ -61,10 +63,5 @@ class MongoCheck:
                 warned = off
             except PyMongoError as exc:
                 log.debug("MongoDB check failed: %s", exc)
-            # The driver may swallow a cancellation that lands mid-command (the command then
-            # answers, or fails with an error of its own): this task is being cancelled, so it
-            # ends here, or the worker's shutdown would wait on it for ever.
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError
+            end_if_cancelling()
             await asyncio.sleep(_CHECK_EVERY_S)
