@@ -224,7 +224,8 @@ class RunLog:
                 {"$match": {"_id": {"$in": ids}}},
                 {"$set": {"outputBytes": {"$strLenBytes": text},
                           "output": {"$substrCP": [text, 0, output_chars]}}},
-                {"$unset": ["notify", NOTIFY_PENDING]},  # the notifier's, not the run's
+                # The notifier's, not the run's; endedAt is endTime as a date, for MongoDB.
+                {"$unset": ["notify", NOTIFY_PENDING, ENDED_AT]},
             ])  # fmt: skip
             found = {doc.pop("_id"): doc for doc in await cursor.to_list()}
         except PyMongoError as exc:
