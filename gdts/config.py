@@ -141,6 +141,10 @@ class WorkerConfig(StoreConfig):
     # a transaction that loses. An owner that is gone costs its ticks this much lateness.
     takeover_delay: int = 2000  # ms a non-owner waits for the owner's claim before stepping in
     output_limit: int = 1024 * 1024  # bytes of output kept per run
+    # A run going on for liveOutputAfter ms has what it prints written to MongoDB every
+    # liveOutputInterval ms while it goes on (see gdts.worker.liveflush).
+    live_output_interval: int = 500
+    live_output_after: int = 1000
     spill_dir: str = "var/spill"  # results MongoDB could not take yet, on local disk
     http_listen: str = ""  # host:port for /health/* and /metrics; empty: no listener
     clock_skew_warning: int = 1000  # ms off MongoDB's clock before the worker warns
@@ -204,6 +208,7 @@ class WorkerConfig(StoreConfig):
             "drain_timeout",
             "start_window",
             "output_limit",
+            "live_output_interval",
             "busy_wait",
             "takeover_delay",
         )
@@ -212,6 +217,9 @@ class WorkerConfig(StoreConfig):
             raise ConfigError(
                 "outputLimit", f"must be at most {MAX_OUTPUT_LIMIT} bytes, got {self.output_limit}"
             )
+        if self.live_output_after < 0:
+            raise ConfigError("liveOutputAfter", f"must be 0 or positive, got "
+                              f"{self.live_output_after}")  # fmt: skip
         if self.worker_lease_ttl < 2:
             raise ConfigError(
                 "workerLeaseTtl", f"must be at least 2 s, got {self.worker_lease_ttl}"

@@ -6,7 +6,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
@@ -40,6 +40,11 @@ _PAGE_KEYS = [("jobName", ASCENDING), ("startTime", DESCENDING), ("_id", ASCENDI
 _CHAIN_INDEX = "chain_step_attempt"
 _CHAIN_KEYS = [("chainId", ASCENDING), ("chainStep", ASCENDING), ("attempt", ASCENDING),
                ("_id", ASCENDING)]  # fmt: skip
+
+
+class RunOutput(NamedTuple):
+    output: str
+    status: str
 
 
 class RunLog:
@@ -236,16 +241,19 @@ class RunLog:
                 del run["outputBytes"]  # whole: only a cut output says how long it was
         return runs
 
-    async def output_of(self, job_name: str, plan_time: int, attempt: int) -> str | None:
-        """One run's whole output (at most the worker's outputLimit); None: no such run."""
+    async def output_of(self, job_name: str, plan_time: int, attempt: int) -> RunOutput | None:
+        """One run's whole output (at most the worker's outputLimit) and status; None: no
+        such run."""
         try:
             found = await self._runs.find_one(
                 {"jobName": job_name, "planTime": plan_time, "attempt": attempt},
-                {"_id": 0, "output": 1},
+                {"_id": 0, "output": 1, "status": 1},
             )
         except PyMongoError as exc:
             raise StoreUnavailableError("MongoDB", type(exc).__name__ + ": " + str(exc)) from exc
-        return None if found is None else str(found.get("output") or "")
+        if found is None:
+            return None
+        return RunOutput(str(found.get("output") or ""), str(found.get("status") or ""))
 
     async def ping(self) -> None:
         try:

@@ -14,15 +14,12 @@ from gdts.clock import now_ms
 from gdts.errors import (
     GdtsError,
     InvalidFieldError,
-    NotFoundError,
     TooManyAttemptsError,
     UnauthorizedError,
 )
 from gdts.job import Job, validate_name
-from gdts.jobfields import MAX_RETRIES
 from gdts.manager.auth import audit, guard_of
 from gdts.manager.endpoints import (
-    MAX_EPOCH_MS,
     MAX_LIST_LIMIT,
     MAX_LOG_LIMIT,
     MAX_PREVIEW,
@@ -209,22 +206,6 @@ async def job_log(request: web.Request) -> web.Response:
     return ok(await request.app[RUN_LOG].find(name, skip, limit, output_chars))
 
 
-async def job_output(request: web.Request) -> web.Response:
-    """One run's whole output, which a page of /job/log may show cut."""
-    params = await read_params(request)
-    name = required_name(params)
-    if params.get("planTime") in (None, ""):
-        raise InvalidFieldError("planTime", "is required")
-    plan_time = int_param(params, "planTime", 0, 0, MAX_EPOCH_MS)
-    attempt = int_param(params, "attempt", 1, 1, MAX_RETRIES + 1)
-    output = await request.app[RUN_LOG].output_of(name, plan_time, attempt)
-    if output is None:
-        raise NotFoundError(
-            "planTime", f"no run of {name!r} planned at {plan_time} (attempt {attempt})"
-        )
-    return ok({"jobName": name, "planTime": plan_time, "attempt": attempt, "output": output})
-
-
 async def preview_cron(request: web.Request) -> web.Response:
     """What the console shows under the cron field as it is typed: the next runs, or the
     error, from the same parser the workers use."""
@@ -256,6 +237,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/job/clone", clone_job)
     app.router.add_get("/job/list", list_jobs)
     app.router.add_get("/job/log", job_log)
-    app.router.add_get("/job/output", job_output)
     app.router.add_get("/worker/list", list_workers)
     app.router.add_get("/cron/preview", preview_cron)

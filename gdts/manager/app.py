@@ -16,6 +16,7 @@ from gdts.config import ManagerConfig
 from gdts.errors import GdtsError
 from gdts.etcd import open_etcd
 from gdts.keys import KeyLayout
+from gdts.livelog import LiveLog
 from gdts.manager.accounts import Accounts
 from gdts.manager.api import (
     CHANNEL_CHECK,
@@ -38,6 +39,7 @@ from gdts.manager.jobstore import JobStore
 from gdts.manager.listing import JobListing
 from gdts.manager.notify_api import NOTIFIER, NOTIFY_STORE, add_notify_routes, check_channels
 from gdts.manager.openapi import add_openapi_route
+from gdts.manager.output_api import LIVE_LOG, add_output_routes
 from gdts.manager.throttle import LoginThrottle
 from gdts.mongo import open_mongo
 from gdts.notify.notifier import Notifier, NotifierStats
@@ -74,6 +76,7 @@ def create_app(config: ManagerConfig) -> web.Application:
     app.cleanup_ctx.append(_stores)
     app.on_response_prepare.append(add_security_headers)
     add_routes(app)
+    add_output_routes(app)
     add_auth_routes(app)
     add_notify_routes(app)
     add_openapi_route(app)
@@ -120,6 +123,7 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     mongo = open_mongo(config.mongodb_uri, config.mongodb_connect_timeout)
     app[JOB_STORE] = JobStore(etcd, KeyLayout(config.etcd_prefix), config.kill_marker_ttl)
     app[RUN_LOG] = RunLog(mongo, config.mongodb_database)
+    app[LIVE_LOG] = LiveLog(mongo, config.mongodb_database)
     app[JOB_LISTING] = JobListing(etcd, KeyLayout(config.etcd_prefix), app[RUN_LOG])
     app[DEFAULT_ZONE] = config.default_timezone
     notify_store = app[NOTIFY_STORE] = NotifyStore(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gdts.config import MAX_OUTPUT_LIMIT
 from gdts.cron import MAX_EXPR_LEN
 from gdts.jobfields import MAX_NAME_CHARS, MAX_RETRIES
 
@@ -68,6 +69,17 @@ _NAME = Field("name", "The job's name.", required=True, max_length=MAX_NAME)
 _SKIP = Field("skip", "How many entries to skip, newest first.", kind="integer", minimum=0,
               maximum=MAX_SKIP)  # fmt: skip
 
+MAX_OUTPUT_OFFSET = MAX_OUTPUT_LIMIT * 3  # bytes; a decoded output may grow up to threefold
+_RUN_OUTPUT_FIELDS = (
+    _NAME,
+    Field("planTime", "The run's planned time (epoch ms).", required=True, kind="integer",
+          minimum=0, maximum=MAX_EPOCH_MS),
+    Field("attempt", "Which attempt (default 1).", kind="integer", minimum=1,
+          maximum=MAX_RETRIES + 1),
+    Field("offset", "Bytes (of the output's UTF-8) already read: the answer starts there "
+          "(default 0).", kind="integer", minimum=0, maximum=MAX_OUTPUT_OFFSET),
+)  # fmt: skip
+
 
 def _limit(default: int, maximum: int) -> Field:
     return Field(
@@ -109,11 +121,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                     "steps' runs carry it): that chain run's steps instead of a job's runs.",
                     max_length=MAX_CHAIN_ID, pattern=CHAIN_ID_PATTERN),
               _SKIP, _limit(20, MAX_LOG_LIMIT))),
-    Endpoint("GET", "/job/output", "guest", "One run's whole output.",
-             (_NAME, Field("planTime", "The run's planned time (epoch ms).", required=True,
-                           kind="integer", minimum=0, maximum=MAX_EPOCH_MS),
-              Field("attempt", "Which attempt (default 1).", kind="integer", minimum=1,
-                    maximum=MAX_RETRIES + 1))),
+    Endpoint("GET", "/job/output", "guest", "One run's output from offset: the whole of a "
+             "finished run, or what a run going on printed so far (running: true); offset in the "
+             "answer: where to go on from.", _RUN_OUTPUT_FIELDS),
+    Endpoint("GET", "/job/output/stream", "guest", "One run's output as Server-Sent Events "
+             "(text/event-stream): data {output, offset} as it prints, then event end with "
+             "{status, offset} once its record is stored.", _RUN_OUTPUT_FIELDS),
+    Endpoint("GET", "/job/running", "guest", "The job's runs going on now (planTime, attempt, "
+             "worker, claimedAt), oldest planned first.", (_NAME,)),
     Endpoint("GET", "/worker/list", "guest", "The workers alive now."),
     Endpoint("GET", "/cron/preview", "guest",
              "The next runs of a cron expression, or the error that makes it invalid.",

@@ -12,7 +12,7 @@ from aetcd import utils
 from gdts.errors import ConflictError, InvalidFieldError, NoLiveWorkerError, NotFoundError
 from gdts.etcd import EtcdClient, etcd_errors, read_prefix
 from gdts.job import Job, api_view
-from gdts.keys import KILLED_BY_DELETE, KeyLayout, kill_marker
+from gdts.keys import KILLED_BY_DELETE, KeyLayout, bucket_of, kill_marker
 from gdts.manager.auth import JobGuard
 from gdts.manager.chainlinks import ChainLinks, delete_refusal
 from gdts.manager.registry import count_members, read_live_workers
@@ -255,6 +255,27 @@ class JobStore:
                 continue  # not a marker of ours
             running.setdefault(str(holder), set()).add(name)
         return [worker.listed(sorted(running.get(worker.id, ()))) for worker in live]
+
+    async def running_runs(self, name: str) -> list[dict[str, Any]]:
+        """The job's runs going on now, oldest planned first, from its running markers (one
+        bucket's read): each with planTime, attempt, worker and claimedAt."""
+        with etcd_errors():
+            kvs, _ = await read_prefix(
+                self._client, self._keys.running_bucket_prefix(bucket_of(name))
+            )
+        runs = []
+        for kv in kvs:
+            try:
+                if self._keys.running_name(kv.key) != name:
+                    continue
+                marker = json.loads(kv.value)
+                runs.append({"planTime": int(marker["planTime"]),
+                             "attempt": int(marker.get("attempt", 1)),
+                             "worker": str(marker["worker"]),
+                             "claimedAt": marker.get("claimedAt")})  # fmt: skip
+            except (ValueError, KeyError, TypeError):
+                continue  # not a marker of ours
+        return sorted(runs, key=lambda run: (run["planTime"], run["attempt"]))
 
     async def ping(self) -> None:
         with etcd_errors():

@@ -137,6 +137,19 @@ SESSION = {
     },
     "required": ["username", "role"],
 }
+RUN_OUTPUT = {
+    "type": "object",
+    "properties": {
+        "jobName": {"type": "string"},
+        "planTime": {"type": "integer"},
+        "attempt": {"type": "integer"},
+        "output": {"type": "string", "description": "The output from the offset asked for."},
+        "offset": {"type": "integer", "description": "Where to go on from (bytes of UTF-8)."},
+        "running": {"type": "boolean", "description": "Whether the run is still going on."},
+        "status": {"type": "string", "description": "The finished run's status."},
+    },
+    "required": ["jobName", "planTime", "attempt", "output", "offset", "running"],
+}
 _NULLABLE_ACCOUNT = {"anyOf": [ACCOUNT, {"type": "null"}]}
 
 
@@ -239,15 +252,20 @@ def _data_schemas() -> dict[str, Any]:
         "/job/clone": job,
         "/job/list": {"type": "array", "items": listed_job},
         "/job/log": {"type": "array", "items": RUN},
-        "/job/output": {
-            "type": "object",
-            "properties": {
-                "jobName": {"type": "string"},
-                "planTime": {"type": "integer"},
-                "attempt": {"type": "integer"},
-                "output": {"type": "string"},
+        "/job/output": RUN_OUTPUT,
+        "/job/output/stream": RUN_OUTPUT,  # what each event carries: see _stream_operation
+        "/job/running": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "planTime": {"type": "integer"},
+                    "attempt": {"type": "integer"},
+                    "worker": {"type": "string"},
+                    "claimedAt": _NULLABLE_INT,
+                },
+                "required": ["planTime", "attempt", "worker"],
             },
-            "required": ["jobName", "planTime", "attempt", "output"],
         },
         "/worker/list": {
             "type": "array",
@@ -456,6 +474,12 @@ def build_spec() -> dict[str, Any]:
     data = _data_schemas()
     for endpoint in ENDPOINTS:
         operation = _operation(endpoint, data[endpoint.path])
+        if endpoint.path == "/job/output/stream":
+            operation["responses"]["200"] = {
+                "description": "A stream of events: data {output, offset} as the run prints, "
+                "then event end with data {status, offset}.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
     paths["/health/alive"] = {"get": _plain("Is the manager up?", "application/json", {})}
     paths["/health/ready"] = {

@@ -57,6 +57,7 @@ class RunningCommand:
         self._exited = asyncio.Event()
         self.kill_requested = False
         self._killer: asyncio.Task[None] | None = None
+        self.capture: OutputCap | None = None
 
     def kill(self, now: bool = False) -> None:
         """SIGTERM, then SIGKILL after the grace period; ``now``: SIGKILL at once (the run
@@ -96,10 +97,9 @@ class RunningCommand:
     ) -> ExecResult:
         """``user``: who the whole group runs as (see gdts.worker.runas); None: the worker."""
         start_ms = now_ms()
+        capture = self.capture = OutputCap(output_limit)
         try:
-            child = _Child.start(
-                self._spawner, bash_path, command, env, user, OutputCap(output_limit)
-            )
+            child = _Child.start(self._spawner, bash_path, command, env, user, capture)
         except (OSError, subprocess.SubprocessError) as exc:  # SubprocessError: the Popen fallback
             return ExecResult(
                 start_ms, now_ms(), "", None, f"cannot start {bash_path}: {exc}", False

@@ -78,7 +78,7 @@ class RunningRequest:
         # Filled in by the inner task as the response arrives, so a kill or a timeout still
         # reports whatever had been received by then.
         self._status: int | None = None
-        self._capture: OutputCap | None = None
+        self.capture: OutputCap | None = None
 
     def kill(self, now: bool = False) -> None:
         """Cancel the request (at once, ``now`` or not)."""
@@ -102,7 +102,7 @@ class RunningRequest:
         env_headers: Mapping[str, str] = {},  # noqa: B006 - never mutated
     ) -> HttpResult:
         start_ms = now_ms()
-        capture = self._capture = OutputCap(output_limit)
+        capture = self.capture = OutputCap(output_limit)
         if self.kill_requested:  # killed before it started: send nothing
             self._finished = True
             return self._result(start_ms, spec, "killed", killed=True, timed_out=False)
@@ -135,12 +135,12 @@ class RunningRequest:
     def _result(
         self, start_ms: int, spec: HttpRequestSpec, err: str, *, killed: bool, timed_out: bool
     ) -> HttpResult:
-        assert self._capture is not None
+        assert self.capture is not None
         return HttpResult(
             start_ms=start_ms,
             end_ms=now_ms(),
             status=self._status,
-            output=self._capture.text(),
+            output=self.capture.text(),
             err=err,
             killed=killed,
             timed_out=timed_out,

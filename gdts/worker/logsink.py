@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pymongo.errors import PyMongoError
@@ -42,7 +43,9 @@ class LogSink:
         limit_bytes: int = 64 * 1024 * 1024,
         spill_limit_bytes: int = 1024 * 1024 * 1024,
         journal: ResultJournal | None = None,
+        on_stored: Callable[[Sequence[dict[str, Any]]], None] | None = None,
     ) -> None:
+        """``on_stored(documents)``: these records are in MongoDB now (see liveflush)."""
         self._runlog = runlog
         self._batch_size = batch_size
         self._commit_timeout_s = commit_timeout_s
@@ -51,6 +54,7 @@ class LogSink:
         self._limit_bytes = limit_bytes
         self._spill_limit_bytes = spill_limit_bytes
         self._journal = journal
+        self._on_stored = on_stored
         # Each record waiting, with its size (roughly its JSON's) and its journal file, and the
         # sizes' sum.
         self._pending: deque[tuple[dict[str, Any], int, int]] = deque()
@@ -171,6 +175,8 @@ class LogSink:
             await self._runlog.ensure_indexes()
             self._indexed = True
         duplicates = await self._runlog.insert(documents)
+        if self._on_stored is not None:
+            self._on_stored(documents)
         if duplicates:
             log.info("%d result(s) were already stored (unique job/tick/attempt)", duplicates)
         self.written += len(documents) - duplicates

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from gdts.worker.outputcap import OutputCap
+
 
 class Runner(Protocol):
     """One run in progress. ``kill()`` may be called from anywhere, any number of times, before
@@ -11,5 +13,7 @@ class Runner(Protocol):
     it no grace period."""
 
     kill_requested: bool
+    # What it printed so far (None before it starts): the live output flusher reads it.
+    capture: OutputCap | None
 
     def kill(self, now: bool = False) -> None: ...

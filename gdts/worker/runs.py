@@ -25,6 +25,7 @@ from gdts.runrecord import RunRecord, RunStatus
 from gdts.worker.executor import ExecResult, RunningCommand
 from gdts.worker.httpjob import RunningRequest
 from gdts.worker.limitwatch import LimitWatch
+from gdts.worker.liveflush import GoingOn, LiveOutput
 from gdts.worker.logsink import LogSink
 from gdts.worker.records import finished_record
 from gdts.worker.runas import JobUser
@@ -57,6 +58,7 @@ class Runs:
         lease_alive: Callable[[], bool] = lambda: True,
         run_uids: RunUids | None = None,
         limit_watch: LimitWatch | None = None,
+        live_output: LiveOutput | None = None,
     ) -> None:
         """``job_user``: who command jobs run as (None: this process); ``base_env``: the
         environment they start from; ``still_scheduled(name)``: whether the job still exists
@@ -64,7 +66,7 @@ class Runs:
         alive (no attempt starts otherwise: another worker may be running the job by then, see
         leasefence); ``run_uids``: a uid of its own for each command run;
         ``limit_watch``: holds those runs to their limits (without it, only the kernel's
-        per-process limits apply)."""
+        per-process limits apply); ``live_output``: hears of each run's end (see liveflush)."""
         self._config = config
         self._worker_id = worker_id
         self._now_ms = clock
@@ -78,14 +80,18 @@ class Runs:
         self._lease_alive = lease_alive
         self._uids = run_uids
         self._limit_watch = limit_watch
+        self._live_output = live_output
         self._spawner = Spawner()
         self._limit_defaults = config.run_limit_defaults()
         # Never above what this process may hand on (its own hard limits), or the run's shell
         # could not set them.
         self._limit_ceilings = tighter(config.run_limit_ceilings(), _inherited_ceilings())
         self._limit_lines: dict[RunLimits, tuple[RunLimits, str]] = {}
-        # job -> its runs going on here, each with its planned time and its job's generation
-        self._running: defaultdict[str, dict[Runner, tuple[int, int]]] = defaultdict(dict)
+        # job -> its runs going on here, each with its planned time, its job's generation, its
+        # attempt and when it started (monotonic s)
+        self._running: defaultdict[str, dict[Runner, tuple[int, int, int, float]]] = defaultdict(
+            dict
+        )
         # job -> when its last kill marker arrived, and what it kills
         self._killed_at: dict[str, tuple[int, KillOrder]] = {}
         self._killing_all = False  # set when the drain timed out: kill whatever starts now
@@ -105,7 +111,7 @@ class Runs:
         if self._uids is not None and order.before_plan_ms is None:
             self._uids.kill_job(name)  # what its ended runs left running (keepBackground)
         runs = self._running.get(name, {})
-        doomed = [r for r, (plan, gen) in runs.items() if _kills(order, plan, gen)]
+        doomed = [r for r, (plan, gen, _, _) in runs.items() if _kills(order, plan, gen)]
         if doomed:
             log.info("killing %d running process group(s)", len(doomed), extra=event(job=name))
             for runner in doomed:
@@ -130,6 +136,14 @@ class Runs:
                 runner.kill(now=True)
                 killed += 1
         return killed
+
+    def going_on(self) -> list[GoingOn]:
+        """The runs going on now (for the live output flusher)."""
+        return [
+            GoingOn(runner, (name, plan, attempt), started, runner.capture)
+            for name, runners in self._running.items()
+            for runner, (plan, _, attempt, started) in runners.items()
+        ]
 
     def forget(self, name: str) -> None:
         """The job was deleted: its kills no longer concern a job of that name."""
@@ -222,7 +236,8 @@ class Runs:
                 watched_uid = user.uid
                 self._limit_watch.watch(user.uid, limits)
             command = line + command
-        self._running[job.name][runner] = (plan_ms, job.generation)
+        loop = asyncio.get_running_loop()
+        self._running[job.name][runner] = (plan_ms, job.generation, attempt, loop.time())
         if self._killing_all or self._kill_pending(job, plan_ms, schedule_ms):
             runner.kill()  # the kill came while this run was being claimed
         timed_out = False
@@ -232,7 +247,6 @@ class Runs:
             timed_out = True
             runner.kill()
 
-        loop = asyncio.get_running_loop()
         timer = loop.call_later(job.timeout_s, time_out) if job.timeout_s else None
         http_status: int | None = None
         try:
@@ -253,6 +267,8 @@ class Runs:
             self._running[job.name].pop(runner, None)
             if not self._running[job.name]:
                 del self._running[job.name]
+            if self._live_output is not None:
+                self._live_output.ended(runner, (job.name, plan_ms, attempt))
             killed_because = self._kill_reasons.pop(runner, None)
             over_limit = None
             if watched_uid is not None and self._limit_watch is not None:

@@ -28,6 +28,7 @@ from gdts.errors import GdtsError
 from gdts.etcd import EtcdClient, open_etcd
 from gdts.job import Job, digest_of, job_digest_part
 from gdts.keys import KeyLayout, KillOrder, RunningKey, bucket_of
+from gdts.livelog import LiveLog
 from gdts.logs import event
 from gdts.mongo import open_mongo
 from gdts.routing import Candidate, matches
@@ -44,6 +45,7 @@ from gdts.worker.guardian import Guardian
 from gdts.worker.journal import ResultJournal
 from gdts.worker.leasefence import LeaseFence
 from gdts.worker.limitwatch import LimitWatch
+from gdts.worker.liveflush import LiveOutput
 from gdts.worker.lock import TickClaimer
 from gdts.worker.logsink import LogSink
 from gdts.worker.lostruns import LostRun
@@ -139,6 +141,13 @@ class Worker:
         self._buckets_to_catch_up: set[int] = set()
         self._catch_up_since: int | None = None
         self._runlog = RunLog(mongo, config.mongodb_database)
+        self._live_output = LiveOutput(
+            LiveLog(mongo, config.mongodb_database),
+            worker_id,
+            going_on=lambda: self._runs.going_on(),
+            interval_s=config.live_output_interval / 1000,
+            after_s=config.live_output_after / 1000,
+        )
         self._sink = LogSink(
             self._runlog,
             batch_size=config.job_log_batch_size,
@@ -148,6 +157,7 @@ class Worker:
             spill_limit_bytes=config.spill_limit_bytes,
             spill=SpillDir(Path(config.spill_dir)),
             journal=ResultJournal(Path(config.spill_dir), rotate_every=JOURNAL_FILE_RESULTS),
+            on_stored=self._live_output.stored,
         )
         self._registration = Registration(
             etcd,
@@ -195,6 +205,7 @@ class Worker:
             lease_alive=self._registration.can_claim,
             run_uids=run_uids,
             limit_watch=self._limit_watch,
+            live_output=self._live_output,
         )
         self._lease_fence = LeaseFence(self._registration, self._runs, self._guardian)
         self._claims = ClaimFlow(
@@ -428,6 +439,7 @@ class Worker:
                     group.create_task(self._watch.run(), name="watch"),
                     group.create_task(self._dead_runs.run(), name="dead-runs"),
                     group.create_task(self._sink.run(), name="results"),
+                    group.create_task(self._live_output.run(), name="live-output"),
                     group.create_task(self._mongo_check.run(), name="mongo-check"),
                     group.create_task(self._claims.restore_markers(), name="marker-restore"),
                     group.create_task(self._note_outage_misses(), name="outage-check"),
@@ -456,6 +468,7 @@ class Worker:
                     "results flushed (%s; %d written in all)",
                     "all saved" if saved else "SOME LOST", self._sink.written,
                 )  # fmt: skip
+                await self._live_output.close(timeout_s=2.0)
                 await _cancel(side_tasks[0])
         log.info("worker %s stopped", self.worker_id)
 
