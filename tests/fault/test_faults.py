@@ -58,13 +58,20 @@ async def logged(cluster: Cluster, name: str) -> list[dict]:
 async def test_sigkill_mid_run_marks_the_run_lost_and_the_job_moves_on(
     cluster: Cluster, stack: Stack
 ) -> None:
-    workers = {w.name: w for w in await manager_and_workers(cluster, 3)}
+    # Live output after 0.2 s: the run's first line reaches MongoDB before the worker dies.
+    workers = {
+        w.name: w
+        for w in await manager_and_workers(cluster, 3, liveOutputAfter=200, liveOutputInterval=100)
+    }
     beat, slow = stack.tmp / "beat.txt", stack.tmp / "slow.txt"
     await save_job(cluster.api, "beat", record_command(beat), EVERY_SECOND)
     # A long run, so the crash lands mid-run; "forbid" keeps one run at a time cluster-wide.
     pids = stack.tmp / "slow.pids"
     await save_job(
-        cluster.api, "slow", record_command(slow, f"; echo $$ >> {pids}; sleep 30"), EVERY_SECOND
+        cluster.api,
+        "slow",
+        record_command(slow, f"; echo $$ >> {pids}; echo partial; sleep 30"),
+        EVERY_SECOND,
     )
     try:
         await _sigkill_mid_run(cluster, stack, workers, beat, slow)
@@ -80,6 +87,12 @@ async def _sigkill_mid_run(cluster, stack, workers, beat, slow) -> None:
     started = await wait_until(lambda: _lines(slow, 1), 20, "slow to start")
     lost_plan, victim_id = started[0]
     victim = workers[victim_id]
+
+    async def live_output() -> dict | None:
+        part = await api_get(cluster.api, "/job/output", name="slow", planTime=lost_plan)
+        return part if part["output"] else None
+
+    assert (await wait_until(live_output, 10, "the run's live output"))["running"] is True
     await victim.kill()
     killed_at = now_ms()
     ttl_ms = stack.worker_config()["workerLeaseTtl"] * 1000
@@ -90,6 +103,10 @@ async def _sigkill_mid_run(cluster, stack, workers, beat, slow) -> None:
 
     record = await wait_until(lost_record, 2 * ttl_ms / 1000, "the run to be marked lost")
     assert record["worker"] == victim_id and record["exitCode"] is None
+    # What it printed before its worker died stays readable.
+    partial = await api_get(cluster.api, "/job/output", name="slow", planTime=lost_plan)
+    assert partial["output"] == "partial\n" and partial["status"] == "lost"
+    assert partial["running"] is False
     assert now_ms() - killed_at <= 2 * ttl_ms
     # The next tick of slow runs on a surviving worker.
     moved = await wait_until(lambda: _lines(slow, 2), 20, "slow to run again elsewhere")
