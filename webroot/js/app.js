@@ -3,7 +3,8 @@
  * audit trail and the accounts. Plain jQuery + Bootstrap 5, no build step: an ES module
  * (script-src 'self' allows them) that imports the API calls (api.js) and the views that have
  * their own file (notifications.js; the job dialog's notify rules, job-notify.js; where jobs
- * run, placement.js; the job dialog's chain, job-chain.js; chain runs in the log, chain-runs.js).
+ * run, placement.js; the job dialog's chain, job-chain.js; chain runs in the log, chain-runs.js;
+ * runs going on in the log, live-output.js).
  *
  * Rules kept on purpose:
  *  - No inline scripts or handlers anywhere: all behaviour is bound here, so the manager's
@@ -23,6 +24,7 @@ import * as chainRuns from './chain-runs.js';
 import { chainText, fillJobChain, readJobChain } from './job-chain.js';
 import { fillJobNotify, readJobNotify } from './job-notify.js';
 import { parseRunLink } from './links.js';
+import * as liveOutput from './live-output.js';
 import * as notifications from './notifications.js';
 import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacement } from './placement.js';
 
@@ -724,6 +726,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
     $('#log-target').addClass('d-none').text('');
     expandedRuns = {};
     chainRuns.forget();
+    liveOutput.open(job.name, owns(job));
     $('#log-modal-title').text('Runs of ' + job.name);
     $('#log-list').empty();
     $('#log-page-info').text('Loading…');
@@ -753,6 +756,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
       }
       renderLogs(runs);
       chainRuns.refresh($('#log-list'));
+      if (st.skip === 0) { liveOutput.refresh(); }
       markTarget(st);
       $('#log-newer').prop('disabled', st.skip === 0);
       $('#log-older').prop('disabled', runs.length < LOG_PAGE_SIZE);
@@ -1220,6 +1224,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
     });
     $('#log-modal').on('hidden.bs.modal', function () {
       logState = { name: null, skip: 0, target: null, seeking: false };
+      liveOutput.close();
       // A reload shows the view, not the link's run again.
       if (parseRunLink(window.location.hash) && window.history && history.replaceState) {
         history.replaceState(null, '', '#' + currentView);
@@ -1282,6 +1287,8 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
       runKey: runKey,
       toast: toast
     });
+
+    liveOutput.init({ statusBadge: statusBadge, fmtTime: fmtTime, toast: toast, reloadLogs: loadLogs });
 
     // Notifications view: its own module, handed the helpers it shares
     notifications.init({
