@@ -9,35 +9,45 @@ import codecs
 class OutputCap:
     def __init__(self, limit: int) -> None:
         self._limit = max(0, limit)
-        # One growing buffer rather than a list of chunks: the live output flusher reads
-        # slices of it by offset while the run goes on (see liveflush).
-        self._kept = bytearray()
+        self._chunks: list[bytes] = []
+        self._kept = 0
         self.dropped = 0
         # Set when reading stopped before the end, so the dropped count is a lower bound.
         self.more_unknown = False
         self._notes: list[str] = []
 
+    def feed(self, chunk: bytes) -> None:
+        room = self._limit - self._kept
+        if room > 0:
+            self._chunks.append(chunk[:room])
+            self._kept += min(room, len(chunk))
+        self.dropped += max(0, len(chunk) - max(room, 0))
+
     @property
     def kept(self) -> int:
         """Bytes kept so far."""
-        return len(self._kept)
-
-    def feed(self, chunk: bytes) -> None:
-        room = self._limit - len(self._kept)
-        if room > 0:
-            self._kept += chunk[:room]
-        self.dropped += max(0, len(chunk) - max(room, 0))
+        return self._kept
 
     def kept_bytes(self, start: int, end: int) -> bytes:
-        """The kept bytes from ``start`` to ``end``."""
-        return bytes(self._kept[start:end])
+        """The kept bytes from ``start`` to ``end``, for the live output flusher (see
+        liveflush), which asks for what came since its last flush: the chunks are walked from
+        the newest, so a flush costs what is new, not all the run printed."""
+        parts = []
+        at = self._kept
+        for chunk in reversed(self._chunks):
+            if at <= start:
+                break
+            chunk_start = at - len(chunk)
+            parts.append(chunk[max(0, start - chunk_start) : max(0, end - chunk_start)])
+            at = chunk_start
+        return b"".join(reversed(parts))
 
     def note(self, text: str) -> None:
         """A line the worker adds after the output (why reading stopped, say)."""
         self._notes.append(text)
 
     def text(self) -> str:
-        data = bytes(self._kept)
+        data = b"".join(self._chunks)
         if not self.dropped:
             out = data.decode("utf-8", errors="replace")
         else:
@@ -46,7 +56,7 @@ class OutputCap:
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             out = decoder.decode(data, final=False)
             if self.more_unknown:
-                out += f"\n[output truncated at {len(self._kept)} bytes]"
+                out += f"\n[output truncated at {self._kept} bytes]"
             else:
                 out += f"\n[output truncated: {self.dropped} more bytes not kept]"
         for note in self._notes:

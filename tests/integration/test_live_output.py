@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -102,7 +103,7 @@ LINES_JOB = "for i in $(seq 1 8); do echo line $i; sleep 0.25; done"
 async def test_output_of_a_running_run_from_an_offset_and_its_stream_to_the_end(
     cluster: Cluster, stack: Stack
 ) -> None:
-    await cluster.start_together(
+    manager, _ = await cluster.start_together(
         cluster.start_manager(),
         cluster.start_worker("w1", liveOutputAfter=0, liveOutputInterval=100),
     )
@@ -180,3 +181,21 @@ async def test_output_of_a_running_run_from_an_offset_and_its_stream_to_the_end(
         cluster.api, "GET", "/job/output/stream", params={"name": "lines", "planTime": "1"}
     )
     assert status == 404 and body["field"] == "planTime"
+
+    # A stream open on a run going on does not hold the manager's shutdown (aiohttp would wait
+    # 60 s for it): it ends, and the manager exits at once.
+    plan = (await api_post(cluster.api, "/job/run", name="lines"))["planTime"]
+    await printed("line 1")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(
+            url,
+            params={"name": "lines", "planTime": str(plan)},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        ) as response:
+            assert (await response.content.readline()).startswith(b"data: ")
+            started = time.monotonic()
+            assert await manager.terminate(grace=10) == 0
+            assert time.monotonic() - started < 5
+            async with asyncio.timeout(5):
+                rest = await response.content.read()
+            assert b"event: end" not in rest  # cut short, not ended

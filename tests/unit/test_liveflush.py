@@ -6,6 +6,7 @@ from __future__ import annotations
 from gdts.livelog import contiguous_from
 from gdts.manager.output_api import whole_chars
 from gdts.worker.liveflush import due_chunks
+from gdts.worker.outputcap import OutputCap
 
 
 def test_only_runs_going_on_long_enough_with_new_bytes_are_due() -> None:
@@ -54,3 +55,13 @@ def test_a_read_ends_on_a_whole_utf8_character() -> None:
     assert whole_chars("é".encode()[:1]) == 0
     assert whole_chars(b"") == 0
     assert whole_chars("ab😀".encode()) == 6
+
+
+def test_the_flusher_reads_any_range_of_what_a_run_kept() -> None:
+    cap = OutputCap(12)
+    for chunk in (b"line 1\n", b"li", b"ne 2\n", b"dropped"):  # the cap keeps 12 bytes
+        cap.feed(chunk)
+    assert cap.kept == 12 and cap.dropped == 9
+    assert cap.kept_bytes(0, 12) == b"line 1\nline "
+    assert cap.kept_bytes(5, 9) == b"1\nli"
+    assert cap.kept_bytes(7, 7) == b""
