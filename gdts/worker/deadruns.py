@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 
@@ -30,11 +31,18 @@ _GIVE_UP_S = 60.0
 
 class DeadRunFinder:
     def __init__(
-        self, client: EtcdClient, keys: KeyLayout, on_lost: Callable[[LostRun], None]
+        self,
+        client: EtcdClient,
+        keys: KeyLayout,
+        on_lost: Callable[[LostRun], None],
+        partial_output: Callable[[LostRun], Awaitable[str | None]] | None = None,
     ) -> None:
+        """``partial_output(run)``: what the dead worker wrote of the run's output while it
+        went on (None: it could not be read; no more are asked for this death)."""
         self._client = client
         self._keys = keys
         self._on_lost = on_lost
+        self._partial_output = partial_output
         self._deaths: asyncio.Queue[tuple[str, int, int]] = asyncio.Queue()
         self.reads = 0  # deaths looked into, for tests and diagnosis
 
@@ -46,7 +54,12 @@ class DeadRunFinder:
     async def run(self) -> None:
         while True:
             worker_id, lease, revision = await self._deaths.get()
+            readable = self._partial_output is not None
             for run in await self._markers_left(worker_id, lease, revision):
+                if readable and self._partial_output is not None:
+                    output = await self._partial_output(run)
+                    readable = output is not None
+                    run = dataclasses.replace(run, output=output or "")
                 self._on_lost(run)
 
     async def _markers_left(self, worker_id: str, lease: int, revision: int) -> list[LostRun]:

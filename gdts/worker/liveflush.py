@@ -21,7 +21,9 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from gdts.errors import GdtsError
 from gdts.livelog import MAX_CHUNK_BYTES, LiveLog, RunId, chunk_document
+from gdts.worker.lostruns import LostRun
 from gdts.worker.outputcap import OutputCap
 from gdts.worker.runner import Runner
 
@@ -32,6 +34,7 @@ MAX_FLUSH_BYTES = 8 * 1024 * 1024
 # Ended runs' chunks waiting for a delete MongoDB did not take; past this the TTL index cleans.
 _MAX_DELETES_HELD = 10_000
 _WARN_EVERY_S = 60.0
+_PARTIAL_READ_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,22 @@ class LiveOutput:
             if run in self._awaiting_record:
                 self._awaiting_record.discard(run)
                 self._deletable.append(run)
+
+    async def partial_output(self, run: LostRun) -> str | None:
+        """What a dead worker wrote of ``run``'s output (for its lost record; its chunks go
+        once that record is stored); None: MongoDB did not answer in time."""
+        run_id = (run.job_name, run.plan_ms, run.attempt)
+        try:
+            async with asyncio.timeout(_PARTIAL_READ_S):
+                chunks = await self._store.read(run_id, 0)
+        except (GdtsError, TimeoutError) as exc:
+            log.warning("cannot read the output of lost run %s@%d (%s)", run.job_name,
+                        run.plan_ms, exc)  # fmt: skip
+            return None
+        if chunks is None:
+            return ""
+        self._awaiting_record.add(run_id)
+        return chunks[0].decode(errors="replace")
 
     async def run(self) -> None:
         while True:

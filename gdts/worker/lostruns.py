@@ -26,6 +26,7 @@ class LostRun:
     claimed_ms: int | None
     attempt: int = 1  # the attempt going on when the worker died (see running_marker)
     chain: ChainStep | None = None  # the chain run's step it was, if one
+    output: str = ""  # what its worker wrote of its output before it died (see liveflush)
 
 
 def lost_with(lease: int, markers: Iterable[tuple[RunningKey, int, bytes]]) -> list[LostRun]:

@@ -130,7 +130,7 @@ def lost_record(run: LostRun, job: Job | None, *, now_ms: int) -> RunRecord:
         schedule_time=run.claimed_ms or run.plan_ms,
         start_time=run.claimed_ms,
         end_time=now_ms,
-        output="",
+        output=run.output,
         err=f"worker {run.worker} lost its lease while running this job; "
         "what the command did is unknown",
         exit_code=None,

@@ -170,7 +170,9 @@ class Worker:
         )  # fmt: skip
         self._claimer = TickClaimer(etcd, keys, worker_id, config.start_window / 1000)
         self._watch = ClusterWatch(etcd, keys, self)
-        self._dead_runs = DeadRunFinder(etcd, keys, self._record_lost)
+        self._dead_runs = DeadRunFinder(
+            etcd, keys, self._record_lost, partial_output=self._live_output.partial_output
+        )
         self._slots = RunSlots(config.run_slots(), on_change=self._capacity_changed)
         self._capacity_said = asyncio.Event()  # the cap was reached or left: say so in etcd
         self.stats = WorkerStats(

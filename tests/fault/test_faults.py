@@ -17,8 +17,10 @@ import signal
 import time
 
 import pytest
+from pymongo import AsyncMongoClient
 
 from gdts.job import Job, jobs_digest
+from gdts.livelog import COLLECTION as LIVE_OUTPUT
 from gdts.localstack import EtcdProcess, MongoProcess, free_port
 from tests.support import (
     EVERY_SECOND,
@@ -103,10 +105,19 @@ async def _sigkill_mid_run(cluster, stack, workers, beat, slow) -> None:
 
     record = await wait_until(lost_record, 2 * ttl_ms / 1000, "the run to be marked lost")
     assert record["worker"] == victim_id and record["exitCode"] is None
-    # What it printed before its worker died stays readable.
+    # What it printed before its worker died is the lost record's output.
+    assert record["output"] == "partial\n"
     partial = await api_get(cluster.api, "/job/output", name="slow", planTime=lost_plan)
     assert partial["output"] == "partial\n" and partial["status"] == "lost"
     assert partial["running"] is False
+    # Its chunks went once that record was stored.
+    client: AsyncMongoClient = AsyncMongoClient(stack.mongo_uri)
+    try:
+        chunks = client[stack.database][LIVE_OUTPUT]
+        run = {"jobName": "slow", "planTime": lost_plan}
+        await wait_until(lambda: _none(chunks, run), 10, "the lost run's chunks to go")
+    finally:
+        await client.close()
     assert now_ms() - killed_at <= 2 * ttl_ms
     # The next tick of slow runs on a surviving worker.
     moved = await wait_until(lambda: _lines(slow, 2), 20, "slow to run again elsewhere")
@@ -114,6 +125,10 @@ async def _sigkill_mid_run(cluster, stack, workers, beat, slow) -> None:
     duplicates, _ = tick_report(beat, killed_at, now_ms())
     assert duplicates == {}
     assert len({p for p, _ in read_ticks(slow)}) == len(read_ticks(slow))  # slow never twice
+
+
+async def _none(collection, query: dict) -> bool:
+    return await collection.count_documents(query) == 0
 
 
 async def test_partitioned_worker_fences_itself_and_healing_adds_no_duplicate(
