@@ -95,11 +95,11 @@ class LiveOutput:
         self.flushes = 0  # bulk inserts made, for tests and diagnosis
         self.deletes = 0
 
-    def ended(self, runner: Runner, run: RunId) -> None:
-        """The run ended; its record is on its way to the log sink. O(1): a short run was
-        never written, and costs this lookup only."""
+    def ended(self, runner: Runner, name: str, plan_ms: int, attempt: int) -> None:
+        """The run ended; its record is on its way to the log sink. A short run was never
+        written: it costs this lookup only (no allocation)."""
         if self._written.pop(runner, None) is not None:
-            self._awaiting_record.add(run)
+            self._awaiting_record.add((name, plan_ms, attempt))
 
     def stored(self, documents: Sequence[dict[str, Any]]) -> None:
         """The log sink stored these records: the chunks of those runs may go."""

@@ -268,7 +268,7 @@ class Runs:
             if not self._running[job.name]:
                 del self._running[job.name]
             if self._live_output is not None:
-                self._live_output.ended(runner, (job.name, plan_ms, attempt))
+                self._live_output.ended(runner, job.name, plan_ms, attempt)
             killed_because = self._kill_reasons.pop(runner, None)
             over_limit = None
             if watched_uid is not None and self._limit_watch is not None:

@@ -84,7 +84,7 @@ async def test_long_runs_are_flushed_in_one_bulk_insert_and_removed_once_stored(
         # Runs end; the short one never flushed costs no delete. Once the sink stores the
         # records of a batch, one delete removes the chunks of those that had any.
         for run in going:
-            live.ended(run.runner, run.run)
+            live.ended(run.runner, *run.run)
         going.clear()
         live.stored([{"jobName": "long", "planTime": 1000, "attempt": 1},
                      {"jobName": "long", "planTime": 1001, "attempt": 1},
