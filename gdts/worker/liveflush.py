@@ -21,6 +21,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from gdts.cancellation import end_if_cancelling
 from gdts.errors import GdtsError
 from gdts.livelog import MAX_CHUNK_BYTES, LiveLog, RunId, chunk_document
 from gdts.worker.lostruns import LostRun
@@ -134,9 +135,11 @@ class LiveOutput:
                 await self._delete_stored()
                 await self.flush(asyncio.get_running_loop().time())
             except PyMongoError as exc:
+                end_if_cancelling(exc)
                 if time.monotonic() - self._warned_at > _WARN_EVERY_S:
                     self._warned_at = time.monotonic()
                     log.warning("cannot write live output to MongoDB (%s); retrying", exc)
+            end_if_cancelling()
 
     async def flush(self, now: float) -> None:
         """Write what is due at ``now`` in one bulk insert."""
