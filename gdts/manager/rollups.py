@@ -1,0 +1,86 @@
+"""The managers' rollup loop: every pass computes the minutes closed since the last one (from
+where the rollups stand in MongoDB, so several managers share the work and write the same
+thing), computes again the minutes late results were noted in, and counts the workers online.
+The minutes not yet closed are computed at request time (see dashboard_api)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from gdts.clock import now_ms
+from gdts.errors import GdtsError
+from gdts.manager.runminutes import KEEP_S, RunMinutes
+from gdts.runstats import MINUTE_MS, closed_before, minute_of
+
+log = logging.getLogger(__name__)
+
+PASS_S = 10.0
+# A first pass (or a manager back after a long stop) computes at most the day's window.
+CATCH_UP_MS = 86_400_000
+# Minutes computed in one aggregation: its result (one document) stays small whatever the rate.
+CHUNK_MINUTES = 60
+
+
+class RollupLoop:
+    """``count_workers``: how many workers are online now (read from etcd)."""
+
+    def __init__(
+        self,
+        minutes: RunMinutes,
+        count_workers: Callable[[], Awaitable[int]],
+        pass_s: float = PASS_S,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self._minutes = minutes
+        self._count_workers = count_workers
+        self._pass_s = pass_s
+        self._clock = clock
+        self._stop = asyncio.Event()
+        self.passes = 0  # completed, for tests and the log
+
+    async def run(self) -> None:
+        """Pass after pass until stop(); a failing pass (MongoDB or etcd away) is logged and
+        tried again at the next."""
+        while not self._stop.is_set():
+            try:
+                await self.run_pass()
+            except GdtsError as exc:
+                log.warning("dashboard rollup pass failed: %s", exc)
+            except Exception:
+                # A bug costs a pass, loudly, not the dashboard's figures until a restart.
+                log.exception("dashboard rollup pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._pass_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run_pass(self) -> None:
+        now = self._clock()
+        await self._minutes.ensure_indexes()
+        closed = closed_before(now)
+        up_to = await self._minutes.rolled_up_to()
+        start = max(up_to or 0, minute_of(now - CATCH_UP_MS))
+        while start < closed and not self._stop.is_set():
+            end = min(closed, start + CHUNK_MINUTES * MINUTE_MS)
+            await self._minutes.store(await self._minutes.compute(start, end))
+            await self._minutes.advance(end)
+            start = end
+        await self._recompute_dirty(now, max(start, up_to or 0))
+        try:
+            await self._minutes.note_workers(minute_of(now), await self._count_workers())
+        except GdtsError as exc:  # etcd away: the runs' figures are still worth having
+            log.warning("dashboard: cannot count the workers online: %s", exc)
+        self.passes += 1
+
+    async def _recompute_dirty(self, now: int, rolled_up_to: int) -> None:
+        oldest_kept = now - KEEP_S * 1000
+        for minute, marks in await self._minutes.dirty():
+            if oldest_kept <= minute < rolled_up_to:
+                await self._minutes.store(await self._minutes.compute(minute, minute + MINUTE_MS))
+            # A minute not rolled up yet is computed in its turn (or live); one past the
+            # rollups' keeping is gone from them anyway.
+            await self._minutes.clean(minute, marks)
