@@ -66,7 +66,7 @@ class RollupLoop:
         start = max(up_to or 0, minute_of(now - CATCH_UP_MS))
         while start < closed and not self._stop.is_set():
             end = min(closed, start + CHUNK_MINUTES * MINUTE_MS)
-            await self._minutes.store(await self._minutes.compute(start, end))
+            await self._minutes.store(start, end, await self._minutes.compute(start, end))
             await self._minutes.advance(end)
             start = end
         await self._recompute_dirty(now, max(start, up_to or 0))
@@ -80,7 +80,8 @@ class RollupLoop:
         oldest_kept = now - KEEP_S * 1000
         for minute, marks in await self._minutes.dirty():
             if oldest_kept <= minute < rolled_up_to:
-                await self._minutes.store(await self._minutes.compute(minute, minute + MINUTE_MS))
+                end = minute + MINUTE_MS
+                await self._minutes.store(minute, end, await self._minutes.compute(minute, end))
             # A minute not rolled up yet is computed in its turn (or live); one past the
             # rollups' keeping is gone from them anyway.
             await self._minutes.clean(minute, marks)

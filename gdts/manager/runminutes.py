@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
+from pymongo import ASCENDING, AsyncMongoClient, DeleteMany, UpdateOne
 
 from gdts.mongo import mongo_errors
 from gdts.runlog import COLLECTION, DIRTY_MINUTES, ENDED_AT
@@ -104,14 +104,17 @@ class RunMinutes:
         return assemble_minutes(groups["counts"], groups["lag"], groups["failing"], start_ms,
                                 end_ms)  # fmt: skip
 
-    async def store(self, minutes: Mapping[int, MinuteRollup]) -> None:
-        """Write each minute whole: managers computing the same minute write the same thing."""
-        if not minutes:
-            return
-        writes = [
+    async def store(self, start_ms: int, end_ms: int, minutes: Mapping[int, MinuteRollup]) -> None:
+        """Write the minutes of [start_ms, end_ms) whole (managers computing the same minute
+        write the same thing); minutes without runs are not kept (one computed again after
+        its runs expired is removed), so a first pass over an empty day writes nothing."""
+        kept = {m: r for m, r in minutes.items() if r.counts}
+        writes: list[Any] = [
             UpdateOne({"_id": _date(m)}, {"$set": {_AT: _date(m), **r.to_document()}}, upsert=True)
-            for m, r in minutes.items()
+            for m, r in kept.items()
         ]
+        span = {"$gte": _date(start_ms), "$lt": _date(end_ms)}
+        writes.append(DeleteMany({"_id": {**span, "$nin": [_date(m) for m in kept]}}))
         with mongo_errors():
             await self._minutes.bulk_write(writes, ordered=False)
 
