@@ -469,8 +469,8 @@ async def test_the_console_fits_a_phone_without_page_level_horizontal_scroll(
     await expect(job_row(page, long)).to_be_visible()
     await expect(page.locator('#workers-body tr[data-key="w1"]')).to_have_count(1)
     await page.screenshot(path=str(artifact("console-phone-jobs.png")))
-    tabs = ("#tab-jobs", "#tab-workers", "#tab-notifications", "#tab-account", "#tab-audit",
-            "#tab-users")  # fmt: skip
+    tabs = ("#tab-dashboard", "#tab-jobs", "#tab-workers", "#tab-notifications", "#tab-account",
+            "#tab-audit", "#tab-users")  # fmt: skip
     for tab in tabs:
         await page.click(tab)
         await expect(page.locator(f"{tab}.active")).to_be_visible()

@@ -3,7 +3,8 @@
  * audit trail and the accounts. Plain jQuery + Bootstrap 5, no build step: an ES module
  * (script-src 'self' allows them) that imports the API calls (api.js) and the views that have
  * their own file (notifications.js; the job dialog's notify rules, job-notify.js; where jobs
- * run, placement.js; the job dialog's chain, job-chain.js; chain runs in the log, chain-runs.js).
+ * run, placement.js; the job dialog's chain, job-chain.js; chain runs in the log, chain-runs.js;
+ * the dashboard, dashboard.js).
  *
  * Rules kept on purpose:
  *  - No inline scripts or handlers anywhere: all behaviour is bound here, so the manager's
@@ -20,6 +21,7 @@
  */
 import { api, setCsrfToken } from './api.js';
 import * as chainRuns from './chain-runs.js';
+import * as dashboard from './dashboard.js';
 import { chainText, fillJobChain, readJobChain } from './job-chain.js';
 import { fillJobNotify, readJobNotify } from './job-notify.js';
 import { parseRunLink } from './links.js';
@@ -1093,7 +1095,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
 
   // -------------------------------------------------------------- views --
 
-  var currentView = 'jobs';
+  var currentView = 'dashboard';
 
   function showView(view) {
     var $tab = $('#main-tabs [data-view]').filter(function () { return $(this).attr('data-view') === view; });
@@ -1104,6 +1106,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
   function onViewShown(view) {
     currentView = view;
     if (window.history && history.replaceState) { history.replaceState(null, '', '#' + view); }
+    if (view === 'dashboard') { dashboard.show(); }
     if (view === 'jobs') { loadJobs().catch(function () {}); }
     if (view === 'workers') { loadWorkers().catch(function () {}); }
     if (view === 'account') { loadTokens(); }
@@ -1128,6 +1131,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
     });
     if (isShown('log-modal') && logState.skip === 0) { loadLogs(); }
     if (currentView === 'notifications') { notifications.refresh(); }
+    if (currentView === 'dashboard') { dashboard.refresh(); }
   }
 
   /** An address "#log=<job>&planTime=..&attempt=.." (a notification's link): that job's runs,
@@ -1283,6 +1287,11 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
       toast: toast
     });
 
+    dashboard.init({
+      fmtClock: function (ms) { var d = new Date(ms); return pad(d.getHours()) + ':' + pad(d.getMinutes()); },
+      fmtDuration: fmtDuration
+    });
+
     // Notifications view: its own module, handed the helpers it shares
     notifications.init({
       isAdmin: isAdmin,
@@ -1317,7 +1326,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
       setInterval(refreshAll, REFRESH_MS);
       if (!openLinkedRun()) {
         var wanted = (window.location.hash || '').replace(/^#/, '');
-        if (wanted && wanted !== 'jobs') { showView(wanted); }
+        if (wanted && wanted !== 'dashboard') { showView(wanted); }
       }
     }, function (err) {
       $('#refresh-status').text('Could not ask who is logged in: ' + err.msg);
