@@ -120,6 +120,17 @@ def assemble_minutes(
     return minutes
 
 
+def merge_spans(minutes: Mapping[int, MinuteRollup], span_ms: int) -> dict[int, MinuteRollup]:
+    """The minutes merged into spans of ``span_ms`` (by each span's start), each span's failing
+    jobs cut to its TOP_FAILING_PER_MINUTE (a window's top ten is summed from these)."""
+    spans: dict[int, MinuteRollup] = {}
+    for minute, rollup in minutes.items():
+        spans.setdefault(minute - minute % span_ms, MinuteRollup()).add(rollup)
+    for span in spans.values():
+        span.failing = Counter(dict(span.failing.most_common(TOP_FAILING_PER_MINUTE)))
+    return spans
+
+
 @dataclass(frozen=True)
 class Window:
     name: str
@@ -128,6 +139,8 @@ class Window:
 
 
 WINDOWS = {"hour": Window("hour", 1, 60), "day": Window("day", 15, 96)}
+# The rollups also kept by the quarter hour: the day's buckets, read whole.
+QUARTER_MS = WINDOWS["day"].bucket_minutes * MINUTE_MS
 
 
 def window_start(window: Window, now_ms: int) -> int:

@@ -15,6 +15,7 @@ from gdts.manager.params import read_params
 from gdts.manager.runminutes import RunMinutes
 from gdts.runstats import (
     MINUTE_MS,
+    QUARTER_MS,
     WINDOWS,
     minute_of,
     running_per_worker,
@@ -40,13 +41,16 @@ async def dashboard_summary(request: web.Request) -> web.Response:
     # a pass that moves on meanwhile counts no minute twice.
     rolled_up_to = await store.rolled_up_to()
     split = min(end, max(start, rolled_up_to or start))
-    stored, live, online, workers = await asyncio.gather(
-        store.read(start, split),
+    # The day's whole quarters from their rollups, the minutes after them from theirs.
+    coarse = split - split % QUARTER_MS if window.bucket_minutes > 1 else start
+    quarters, stored, live, online, workers = await asyncio.gather(
+        store.read(start, coarse, quarters=True),
+        store.read(coarse, split),
         store.compute(split, end),
         store.workers_online(start, end),
         request.app[JOB_STORE].workers(),
     )
-    summary = summarize(window, now, {**stored, **live}, online)
+    summary = summarize(window, now, {**quarters, **stored, **live}, online)
     summary["runningPerWorker"] = running_per_worker(workers)
     summary["rolledUpTo"] = rolled_up_to
     return ok(summary)

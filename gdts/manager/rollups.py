@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from gdts.clock import now_ms
 from gdts.errors import GdtsError
 from gdts.manager.runminutes import KEEP_S, RunMinutes
-from gdts.runstats import MINUTE_MS, closed_before, minute_of
+from gdts.runstats import MINUTE_MS, QUARTER_MS, closed_before, merge_spans, minute_of
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,8 @@ class RollupLoop:
         while start < closed and not self._stop.is_set():
             end = min(closed, start + CHUNK_MINUTES * MINUTE_MS)
             await self._minutes.store(start, end, await self._minutes.compute(start, end))
+            # The quarters before the progress: a request reads quarters up to it.
+            await self._roll_quarters(start, end)
             await self._minutes.advance(end)
             start = end
         await self._recompute_dirty(now, max(start, up_to or 0))
@@ -82,6 +84,18 @@ class RollupLoop:
             if oldest_kept <= minute < rolled_up_to:
                 end = minute + MINUTE_MS
                 await self._minutes.store(minute, end, await self._minutes.compute(minute, end))
+                quarter = minute - minute % QUARTER_MS
+                if quarter + QUARTER_MS <= rolled_up_to:
+                    await self._roll_quarters(quarter, quarter + QUARTER_MS)
             # A minute not rolled up yet is computed in its turn (or live); one past the
             # rollups' keeping is gone from them anyway.
             await self._minutes.clean(minute, marks)
+
+    async def _roll_quarters(self, after: int, up_to: int) -> None:
+        """Merge the quarters that end in (after, up_to] from their minutes, stored."""
+        first = after - after % QUARTER_MS
+        last_end = up_to - up_to % QUARTER_MS
+        if last_end <= first:
+            return
+        minutes = await self._minutes.read(first, last_end)
+        await self._minutes.store(first, last_end, merge_spans(minutes, QUARTER_MS), quarters=True)

@@ -1,7 +1,9 @@
 """The dashboard's rollups in MongoDB: each minute's runs (``run_minutes``, computed from the
-run log's ``ended_at`` index), how far they are computed (``rollup_progress``), the minutes
-late results changed (``run_minutes_dirty``, noted by RunLog.insert) and the workers online
-each minute (``worker_minutes``). Both per-minute collections keep two days (a TTL index)."""
+run log's ``ended_at`` index) and each quarter hour's (``run_quarters``, merged from its
+minutes: the day's window reads 96 of them, not 1,440 minutes), how far they are computed
+(``rollup_progress``), the minutes late results changed (``run_minutes_dirty``, noted by
+RunLog.insert) and the workers online each minute (``worker_minutes``). The rollups keep two
+days (a TTL index)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from gdts.runstats import (
 )
 
 RUN_MINUTES = "run_minutes"
+RUN_QUARTERS = "run_quarters"
 WORKER_MINUTES = "worker_minutes"
 PROGRESS = "rollup_progress"
 KEEP_S = 2 * 86400  # the day's window, and a day of slack for a manager catching up
@@ -67,13 +70,14 @@ class RunMinutes:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
         self._runs = client[database][COLLECTION]
         self._minutes = client[database][RUN_MINUTES]
+        self._quarters = client[database][RUN_QUARTERS]
         self._workers = client[database][WORKER_MINUTES]
         self._progress = client[database][PROGRESS]
         self._dirty = client[database][DIRTY_MINUTES]
 
     async def ensure_indexes(self) -> None:
         with mongo_errors():
-            for collection in (self._minutes, self._workers):
+            for collection in (self._minutes, self._quarters, self._workers):
                 await collection.create_index([(_AT, ASCENDING)], name="at_ttl",
                                               expireAfterSeconds=KEEP_S)  # fmt: skip
 
@@ -104,10 +108,16 @@ class RunMinutes:
         return assemble_minutes(groups["counts"], groups["lag"], groups["failing"], start_ms,
                                 end_ms)  # fmt: skip
 
-    async def store(self, start_ms: int, end_ms: int, minutes: Mapping[int, MinuteRollup]) -> None:
-        """Write the minutes of [start_ms, end_ms) whole (managers computing the same minute
-        write the same thing); minutes without runs are not kept (one computed again after
-        its runs expired is removed), so a first pass over an empty day writes nothing."""
+    async def store(
+        self,
+        start_ms: int,
+        end_ms: int,
+        minutes: Mapping[int, MinuteRollup],
+        quarters: bool = False,
+    ) -> None:
+        """Write the minutes (or quarters) of [start_ms, end_ms) whole: managers computing the
+        same one write the same thing. Those without runs are not kept (one computed again
+        after its runs expired is removed), so a first pass over an empty day writes nothing."""
         kept = {m: r for m, r in minutes.items() if r.counts}
         writes: list[Any] = [
             UpdateOne({"_id": _date(m)}, {"$set": {_AT: _date(m), **r.to_document()}}, upsert=True)
@@ -116,13 +126,17 @@ class RunMinutes:
         span = {"$gte": _date(start_ms), "$lt": _date(end_ms)}
         writes.append(DeleteMany({"_id": {**span, "$nin": [_date(m) for m in kept]}}))
         with mongo_errors():
-            await self._minutes.bulk_write(writes, ordered=False)
+            await (self._quarters if quarters else self._minutes).bulk_write(writes, ordered=False)
 
-    async def read(self, start_ms: int, end_ms: int) -> dict[int, MinuteRollup]:
+    async def read(
+        self, start_ms: int, end_ms: int, quarters: bool = False
+    ) -> dict[int, MinuteRollup]:
         with mongo_errors():
-            found = await self._minutes.find(
-                {"_id": {"$gte": _date(start_ms), "$lt": _date(end_ms)}}
-            ).to_list()
+            found = (
+                await (self._quarters if quarters else self._minutes)
+                .find({"_id": {"$gte": _date(start_ms), "$lt": _date(end_ms)}})
+                .to_list()
+            )
         return {_ms(doc["_id"]): MinuteRollup.from_document(doc) for doc in found}
 
     async def rolled_up_to(self) -> int | None:

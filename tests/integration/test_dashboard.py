@@ -15,7 +15,7 @@ from gdts.manager.runminutes import RunMinutes
 from gdts.mongo import open_mongo
 from gdts.runlog import DIRTY_MINUTES, RunLog
 from gdts.runrecord import RunRecord, RunStatus
-from gdts.runstats import MINUTE_MS, bucket_upper_ms, lag_bucket, minute_of
+from gdts.runstats import MINUTE_MS, QUARTER_MS, bucket_upper_ms, lag_bucket
 from tests.support import Cluster, api_call, api_get
 
 pytestmark = pytest.mark.asyncio
@@ -46,9 +46,12 @@ async def test_the_dashboards_figures_are_the_runs_written(cluster: Cluster) -> 
             return 0
 
         loop = RollupLoop(minutes, no_workers)
-        # Five minutes ago: closed and settled, in the hour, and late when written (as a
-        # worker's results held through a MongoDB outage are).
-        old = minute_of(now_ms()) - 5 * MINUTE_MS
+        # A minute of a quarter hour that ended two minutes ago or more: closed and settled
+        # with its quarter (the day's window reads quarters), in the hour, and late when
+        # written (as a worker's results held through a MongoDB outage are).
+        ended = now_ms() - 2 * MINUTE_MS
+        old = ended - ended % QUARTER_MS - 5 * MINUTE_MS
+        quarter = old - old % QUARTER_MS
         runs = [
             _run("ok", RunStatus.SUCCEEDED, old + 1000, 5, 1),
             _run("ok", RunStatus.SUCCEEDED, old + 2000, 50, 2),
@@ -68,6 +71,7 @@ async def test_the_dashboards_figures_are_the_runs_written(cluster: Cluster) -> 
                                  "missed": 1, "lost": 1}  # fmt: skip
         assert stored.lag == {lag_bucket(5): 5, lag_bucket(50): 1, lag_bucket(500): 1}
         assert stored.failing == {"bad": 2, "slow": 1, "gone": 1}
+        assert (await minutes.read(quarter, old + 1, quarters=True))[quarter] == stored
 
         hour = await api_get(cluster.api, "/dashboard/summary", window="hour")
         assert hour["rolledUpTo"] > old
@@ -92,6 +96,7 @@ async def test_the_dashboards_figures_are_the_runs_written(cluster: Cluster) -> 
         assert await mongo[stack.database][DIRTY_MINUTES].count_documents({}) == 1
         await loop.run_pass()
         assert (await minutes.read(old, old + MINUTE_MS))[old].failing["bad"] == 3
+        assert (await minutes.read(quarter, old + 1, quarters=True))[quarter].failing["bad"] == 3
         # The minute going on now: computed at request time (written as a worker writes it,
         # at once, so not late).
         await runlog.insert([_run("now", RunStatus.SUCCEEDED, now_ms(), 7, 11)])

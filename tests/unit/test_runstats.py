@@ -18,6 +18,7 @@ from gdts.runstats import (
     lag_bucket,
     lag_quantile,
     late_minutes,
+    merge_spans,
     running_per_worker,
     summarize,
     window_start,
@@ -109,6 +110,22 @@ def test_a_summary_merges_its_minutes_into_buckets_and_figures() -> None:
     assert day["perMinute"]["failed"][-5] == round(9 / 15, 3)  # 14:30-14:45
     assert day["workersOnline"][-1] == 3
     assert day["topFailing"][0] == {"jobName": "c", "failures": 9}
+
+
+def test_minutes_merge_into_quarters_keeping_each_quarters_hundred_failing_jobs() -> None:
+    quarter = 1796571000000  # 15:30
+    minutes = {
+        quarter + i * 60_000: MinuteRollup(Counter({"failed": 2}), Counter({1: 2}),
+                                           Counter({f"j{i}": 1, "all": 1}))
+        for i in range(15)
+    }  # fmt: skip
+    minutes[quarter - 60_000] = MinuteRollup(Counter({"succeeded": 1}))
+    merged = merge_spans(minutes, 900_000)
+    assert sorted(merged) == [quarter - 900_000, quarter]
+    assert merged[quarter].counts == {"failed": 30} and merged[quarter].lag == {1: 30}
+    assert merged[quarter].failing["all"] == 15 and len(merged[quarter].failing) == 16
+    many = {quarter: MinuteRollup(failing=Counter({f"j{i}": 1 for i in range(150)}))}
+    assert len(merge_spans(many, 900_000)[quarter].failing) == 100
 
 
 @pytest.mark.parametrize("running", [None, [], ["a", "b"]])
