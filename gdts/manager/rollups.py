@@ -64,6 +64,11 @@ class RollupLoop:
         closed = closed_before(now)
         up_to = await self._minutes.rolled_up_to()
         start = max(up_to or 0, minute_of(now - CATCH_UP_MS))
+        if up_to is None:
+            # The first pass ever starts at the quarter of the day's first run (none: there
+            # is nothing to compute before now).
+            first = await self._minutes.first_end(start)
+            start = closed if first is None else max(start, first - first % QUARTER_MS)
         while start < closed and not self._stop.is_set():
             end = min(closed, start + CHUNK_MINUTES * MINUTE_MS)
             await self._minutes.store(start, end, await self._minutes.compute(start, end))

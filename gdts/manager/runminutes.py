@@ -108,6 +108,14 @@ class RunMinutes:
         return assemble_minutes(groups["counts"], groups["lag"], groups["failing"], start_ms,
                                 end_ms)  # fmt: skip
 
+    async def first_end(self, since_ms: int) -> int | None:
+        """When the first run that ended at or after ``since_ms`` ended (ended_at index)."""
+        with mongo_errors():
+            found = await self._runs.find_one(
+                {ENDED_AT: {"$gte": _date(since_ms)}}, {ENDED_AT: 1}, sort=[(ENDED_AT, 1)]
+            )
+        return None if found is None else _ms(found[ENDED_AT])
+
     async def store(
         self,
         start_ms: int,
