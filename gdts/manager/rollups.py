@@ -39,7 +39,7 @@ class RollupLoop:
         self._pass_s = pass_s
         self._clock = clock
         self._stop = asyncio.Event()
-        self.passes = 0  # completed, for tests and the log
+        self._indexed = False
 
     async def run(self) -> None:
         """Pass after pass until stop(); a failing pass (MongoDB or etcd away) is logged and
@@ -60,7 +60,9 @@ class RollupLoop:
 
     async def run_pass(self) -> None:
         now = self._clock()
-        await self._minutes.ensure_indexes()
+        if not self._indexed:
+            await self._minutes.ensure_indexes()
+            self._indexed = True
         closed = closed_before(now)
         up_to = await self._minutes.rolled_up_to()
         start = max(up_to or 0, minute_of(now - CATCH_UP_MS))
@@ -81,7 +83,6 @@ class RollupLoop:
             await self._minutes.note_workers(minute_of(now), await self._count_workers())
         except GdtsError as exc:  # etcd away: the runs' figures are still worth having
             log.warning("dashboard: cannot count the workers online: %s", exc)
-        self.passes += 1
 
     async def _recompute_dirty(self, now: int, rolled_up_to: int) -> None:
         oldest_kept = now - KEEP_S * 1000
