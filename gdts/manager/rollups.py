@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from gdts.cancellation import end_if_cancelling
 from gdts.clock import now_ms
 from gdts.errors import GdtsError
 from gdts.manager.runminutes import KEEP_S, RunMinutes
@@ -48,10 +49,13 @@ class RollupLoop:
             try:
                 await self.run_pass()
             except GdtsError as exc:
+                end_if_cancelling(exc)
                 log.warning("dashboard rollup pass failed: %s", exc)
-            except Exception:
+            except Exception as exc:
+                end_if_cancelling(exc)
                 # A bug costs a pass, loudly, not the dashboard's figures until a restart.
                 log.exception("dashboard rollup pass failed")
+            end_if_cancelling()  # an answer after a swallowed cancellation
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self._pass_s)
 
