@@ -37,16 +37,17 @@ export function init(ctx) {
   $('input[name="dash-window"]').on('change', function () {
     windowName = $(this).val();
     $('#dash-window-name').text(windowName);
-    refresh();
+    refresh(true);
   });
 }
 
 /** The view was shown: draw it now. */
 export function show() { refresh(); }
 
-/** Fetch the figures and put them into the charts (skipped while a request is out). */
-export function refresh() {
-  if (busy) { return Promise.resolve(); }
+/** Fetch the figures and put them into the charts. A timed refresh is skipped while a request
+ *  is out; a new window (force) is asked for at once, the older answer then ignored. */
+export function refresh(force) {
+  if (busy && !force) { return Promise.resolve(); }
   busy = true;
   const mine = ++seq;
   return dashboardApi.summary(windowName).then(function (data) {
