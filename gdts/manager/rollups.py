@@ -72,8 +72,10 @@ class RollupLoop:
         start = max(up_to or 0, minute_of(now - CATCH_UP_MS))
         if up_to is None:
             # The first pass ever starts at the quarter of the day's first run (none: there
-            # is nothing to compute before now).
+            # is nothing to compute before now, and the rollups start here).
             first = await self._minutes.first_end(start)
+            if first is None:
+                await self._minutes.advance(closed)
             start = closed if first is None else max(start, first - first % QUARTER_MS)
         while start < closed and not self._stop.is_set():
             end = min(closed, start + CHUNK_MINUTES * MINUTE_MS)

@@ -93,7 +93,10 @@ async def test_the_dashboards_figures_are_the_runs_written(cluster: Cluster) -> 
 
         # A late result for that minute: noted, and counted once the loop has passed again.
         await runlog.insert([_run("bad", RunStatus.FAILED, old + 10_000, 5, 10)])
-        assert await mongo[stack.database][DIRTY_MINUTES].count_documents({}) == 1
+        noted = await mongo[stack.database][DIRTY_MINUTES].count_documents({})
+        # (Or computed again already, by the manager's own loop passing in between.)
+        redone = (await minutes.read(old, old + MINUTE_MS))[old].failing["bad"] == 3
+        assert noted == 1 or redone
         await loop.run_pass()
         assert (await minutes.read(old, old + MINUTE_MS))[old].failing["bad"] == 3
         assert (await minutes.read(quarter, old + 1, quarters=True))[quarter].failing["bad"] == 3
