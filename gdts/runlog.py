@@ -11,8 +11,10 @@ from typing import Any, NamedTuple
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
+from gdts.clock import now_ms
 from gdts.errors import StoreUnavailableError
 from gdts.runrecord import NOTIFY_PENDING
+from gdts.runstats import late_minutes
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,9 @@ _PLACEHOLDERS = ("lost", "missed")
 # retention TTL index and the time ranges of the dashboard's figures both use this one index.
 ENDED_AT = "endedAt"
 _ENDED_INDEX = "ended_at"
+# The minutes late results were written into (see gdts.runstats.LATE_MS): the managers' rollup
+# loop computes them again (gdts.manager.runminutes).
+DIRTY_MINUTES = "run_minutes_dirty"
 # logRetentionDays 0 (keep runs for ever): the largest expiry MongoDB accepts, 68 years.
 _NEVER_S = 2**31 - 1
 
@@ -51,6 +56,7 @@ class RunLog:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
         self._runs = client[database][COLLECTION]
         self._last_runs = client[database][LAST_RUNS]
+        self._dirty_minutes = client[database][DIRTY_MINUTES]
 
     async def ensure_indexes(self, retention_days: int | None = None) -> None:
         """``retention_days``: how long runs are kept (0: for ever), from a manager's config;
@@ -109,9 +115,11 @@ class RunLog:
         A real result for a run already recorded as ``lost`` (its worker was cut off, not dead,
         and finished after all) replaces the lost record: the real outcome is what happened."""
         documents = [_dated(document) for document in documents]
+        late = late_minutes(documents, now_ms())
         try:
             await self._runs.insert_many(documents, ordered=False)
             await self._note_last_runs(documents)
+            await self._note_late(late)
             return 0
         except BulkWriteError as exc:
             if exc.details.get("writeConcernErrors"):
@@ -132,7 +140,17 @@ class RunLog:
             if document.get("status") in _PLACEHOLDERS or not await self._replace_lost(document):
                 duplicates += 1
         await self._note_last_runs(documents)
+        await self._note_late(late)
         return duplicates
+
+    async def _note_late(self, minutes: set[int]) -> None:
+        """Note the minutes of late results as dirty, in one write; nothing (no write at all)
+        in the normal flow, where results arrive within seconds of their end."""
+        if not minutes:
+            return
+        dates = sorted(datetime.fromtimestamp(m / 1000, UTC) for m in minutes)
+        notes = [UpdateOne({"_id": d}, {"$inc": {"marks": 1}}, upsert=True) for d in dates]
+        await self._dirty_minutes.bulk_write(notes, ordered=False)
 
     async def _note_last_runs(self, documents: Sequence[dict[str, Any]]) -> None:
         """Move each job's last-run summary forward to the newest of these runs (by start time,

@@ -33,6 +33,7 @@ from gdts.manager.auth import SECURITY, Security, authenticate
 from gdts.manager.auth_api import add_auth_routes
 from gdts.manager.bootstrap import prepare, prepare_until_done
 from gdts.manager.credentials import Credentials
+from gdts.manager.dashboard_api import RUN_MINUTES, add_dashboard_routes
 from gdts.manager.headers import add_security_headers
 from gdts.manager.health import STATS, add_health_routes, count_requests
 from gdts.manager.jobstore import JobStore
@@ -40,6 +41,9 @@ from gdts.manager.listing import JobListing
 from gdts.manager.notify_api import NOTIFIER, NOTIFY_STORE, add_notify_routes, check_channels
 from gdts.manager.openapi import add_openapi_route
 from gdts.manager.output_api import LIVE_LOG, add_output_routes
+from gdts.manager.registry import read_live_workers
+from gdts.manager.rollups import RollupLoop
+from gdts.manager.runminutes import RunMinutes
 from gdts.manager.throttle import LoginThrottle
 from gdts.mongo import open_mongo
 from gdts.notify.notifier import Notifier, NotifierStats
@@ -79,6 +83,7 @@ def create_app(config: ManagerConfig) -> web.Application:
     add_output_routes(app)
     add_auth_routes(app)
     add_notify_routes(app)
+    add_dashboard_routes(app)
     add_openapi_route(app)
     add_health_routes(app)
     _add_console(app, Path(config.webroot))
@@ -126,6 +131,13 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     app[LIVE_LOG] = LiveLog(mongo, config.mongodb_database)
     app[JOB_LISTING] = JobListing(etcd, KeyLayout(config.etcd_prefix), app[RUN_LOG])
     app[DEFAULT_ZONE] = config.default_timezone
+    run_minutes = app[RUN_MINUTES] = RunMinutes(mongo, config.mongodb_database)
+    keys = KeyLayout(config.etcd_prefix)
+
+    async def count_workers() -> int:
+        return len(await read_live_workers(etcd, keys))
+
+    rollup_loop = RollupLoop(run_minutes, count_workers)
     notify_store = app[NOTIFY_STORE] = NotifyStore(
         mongo, config.mongodb_database, config.notify_outbox_retention * 24 * 3600
     )
@@ -167,9 +179,17 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     if config.notify_enabled:
         notifying = asyncio.get_running_loop().create_task(notifier.run(stop_notifying))
         notifying.add_done_callback(_notifier_ended)
+    rolling_up = asyncio.get_running_loop().create_task(rollup_loop.run())
     try:
         yield
     finally:
+        # Let a pass under way end (see below for why not cancel); cancelled if it hangs.
+        rollup_loop.stop()
+        done, _ = await asyncio.wait([rolling_up], timeout=_WARM_UP_STOP_S)
+        if not done:
+            rolling_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rolling_up
         if notifying is not None:
             # A delivery under way gets its whole timeout: cut off, it could be sent again.
             stop_notifying.set()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from gdts.config import MAX_OUTPUT_LIMIT
 from gdts.cron import MAX_EXPR_LEN
 from gdts.jobfields import MAX_NAME_CHARS, MAX_RETRIES
+from gdts.runstats import WINDOWS
 
 # Roles in the order of what they may do; each may do everything the ones before it may.
 ROLES = ("guest", "user", "admin")
@@ -130,6 +131,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/job/running", "guest", "The job's runs going on now (planTime, attempt, "
              "worker, claimedAt), oldest planned first.", (_NAME,)),
     Endpoint("GET", "/worker/list", "guest", "The workers alive now."),
+    Endpoint("GET", "/dashboard/summary", "guest", "The console's dashboard: runs per minute "
+             "by status, failure rate, fire lag p50/p99, missed and lost runs, the jobs that "
+             "fail most, running runs per worker and workers online, over the last hour or day.",
+             (Field("window", "The span: the last hour (1-minute buckets) or day (15-minute "
+                    "buckets); default hour.", choices=tuple(WINDOWS)),)),
     Endpoint("GET", "/cron/preview", "guest",
              "The next runs of a cron expression, or the error that makes it invalid.",
              (Field("cronExpr", "The expression.", required=True, max_length=MAX_EXPR_LEN),

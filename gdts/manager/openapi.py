@@ -13,6 +13,7 @@ from gdts.jobfields import ALWAYS_STORED, JobField
 from gdts.manager.endpoints import CSRF_FIELD, ENDPOINTS, PUBLIC, Endpoint, Field
 from gdts.notify.channels import CHANNEL_TYPES
 from gdts.runrecord import RunStatus
+from gdts.runstats import WINDOWS
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _NULLABLE_INT = {"type": ["integer", "null"]}
@@ -230,6 +231,77 @@ OUTBOX_EVENT = {
     "required": ["event", "channel", "state"],
 }
 
+_PER_STATUS = {str(status): {"type": "array", "items": {"type": "number"}} for status in RunStatus}
+DASHBOARD = {
+    "type": "object",
+    "properties": {
+        "window": {"type": "string", "enum": list(WINDOWS)},
+        "now": {"type": "integer", "description": "When it was computed (epoch ms)."},
+        "bucketMinutes": {"type": "integer", "description": "Minutes in a bucket."},
+        "buckets": {
+            "type": "array",
+            "items": {"type": "integer"},
+            "description": "Each bucket's start (epoch ms); the last one holds now.",
+        },
+        "perMinute": {
+            "type": "object",
+            "properties": _PER_STATUS,
+            "required": list(_PER_STATUS),
+            "description": "Runs per minute by status, one value per bucket (a bucket's runs "
+            "over its minutes, the last bucket's over those begun), by the minute they ended.",
+        },
+        "runs": {
+            "type": "object",
+            "properties": {status: {"type": "integer"} for status in _PER_STATUS},
+            "required": list(_PER_STATUS),
+            "description": "The window's runs by status.",
+        },
+        "failureRate": {
+            **_NULLABLE_NUMBER,
+            "description": "Failed, timeout, limit and lost runs over the runs that started "
+            "(null: none did).",
+        },
+        "lagP50Ms": {
+            **_NULLABLE_NUMBER,
+            "description": "Fire lag (start minus planned time) median, in ms: the upper "
+            "bound of its histogram bucket, at most 19 % above the true value.",
+        },
+        "lagP99Ms": {**_NULLABLE_NUMBER, "description": "Fire lag 99th percentile, as lagP50Ms."},
+        "missed": {"type": "integer"},
+        "lost": {"type": "integer"},
+        "topFailing": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"jobName": {"type": "string"}, "failures": {"type": "integer"}},
+                "required": ["jobName", "failures"],
+            },
+            "description": "The ten jobs with the most failing runs, most first.",
+        },
+        "workersOnline": {
+            "type": "array",
+            "items": {"type": ["integer", "null"]},
+            "description": "Per bucket, the most workers seen online (null: no sample).",
+        },
+        "runningPerWorker": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"worker": {"type": "string"}, "running": {"type": "integer"}},
+                "required": ["worker", "running"],
+            },
+        },
+        "rolledUpTo": {
+            "type": ["integer", "null"],
+            "description": "Minutes before this come from the rollups, the rest from the run "
+            "log at request time.",
+        },
+    },
+    "required": ["window", "now", "bucketMinutes", "buckets", "perMinute", "runs",
+                 "failureRate", "lagP50Ms", "lagP99Ms", "missed", "lost", "topFailing",
+                 "workersOnline", "runningPerWorker", "rolledUpTo"],
+}  # fmt: skip
+
 
 def _data_schemas() -> dict[str, Any]:
     """What each endpoint answers in "data"."""
@@ -297,6 +369,7 @@ def _data_schemas() -> dict[str, Any]:
                 "required": ["id", "labels", "weight", "busy", "running"],
             },
         },
+        "/dashboard/summary": DASHBOARD,
         "/cron/preview": {
             "type": "object",
             "properties": {

@@ -78,10 +78,13 @@ async def open_console(
     password: str = ADMIN_PASSWORD,
     viewport: dict[str, int] = DESKTOP,
     path: str = "/",
+    view: str = "jobs",
     **context_options: Any,
 ) -> Console:
     """A fresh browser context that opens the console (at ``path``: "/#log=..." for a
-    notification's link), is sent to the login page, logs in and waits for the jobs table."""
+    notification's link), is sent to the login page, logs in and, unless the path names what
+    to show, goes to ``view`` (the console opens on the dashboard) and waits for it (the jobs
+    table, for jobs)."""
     # Reduced motion: Bootstrap's CSS then skips its fades, so dialogs settle at once.
     context = await browser.new_context(
         viewport=viewport, reduced_motion="reduce", **context_options
@@ -111,7 +114,12 @@ async def open_console(
     await page.fill("#login-password", password)
     await page.click("#login-submit")
     await expect(page.locator("#whoami")).to_contain_text(username)
-    await expect(page.locator("#jobs-body tr").first).to_be_visible()
+    if not fragment:
+        await expect(page.locator("#pane-dashboard")).to_be_visible()
+        if view != "dashboard":
+            await page.click(f"#tab-{view}")
+        if view == "jobs":
+            await expect(page.locator("#jobs-body tr").first).to_be_visible()
     return console
 
 

@@ -100,3 +100,10 @@ export const logApi = {
    *  most 500 steps; each retry of a step is one more). */
   chainSteps: (chainId) => api('GET', 'job/log', { chainId: chainId, limit: 1000 })
 };
+
+// ---------------------------------------------------------------- dashboard --
+
+/** The dashboard's figures (README, "Dashboard"): window "hour" or "day". */
+export const dashboardApi = {
+  summary: (window) => api('GET', 'dashboard/summary', { window: window })
+};

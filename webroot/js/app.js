@@ -4,7 +4,7 @@
  * (script-src 'self' allows them) that imports the API calls (api.js) and the views that have
  * their own file (notifications.js; the job dialog's notify rules, job-notify.js; where jobs
  * run, placement.js; the job dialog's chain, job-chain.js; chain runs in the log, chain-runs.js;
- * runs going on in the log, live-output.js).
+ * runs going on in the log, live-output.js; the dashboard, dashboard.js).
  *
  * Rules kept on purpose:
  *  - No inline scripts or handlers anywhere: all behaviour is bound here, so the manager's
@@ -21,6 +21,7 @@
  */
 import { api, setCsrfToken } from './api.js';
 import * as chainRuns from './chain-runs.js';
+import * as dashboard from './dashboard.js';
 import { chainText, fillJobChain, readJobChain } from './job-chain.js';
 import { fillJobNotify, readJobNotify } from './job-notify.js';
 import { parseRunLink } from './links.js';
@@ -1097,7 +1098,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
 
   // -------------------------------------------------------------- views --
 
-  var currentView = 'jobs';
+  var currentView = 'dashboard';
 
   function showView(view) {
     var $tab = $('#main-tabs [data-view]').filter(function () { return $(this).attr('data-view') === view; });
@@ -1108,6 +1109,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
   function onViewShown(view) {
     currentView = view;
     if (window.history && history.replaceState) { history.replaceState(null, '', '#' + view); }
+    if (view === 'dashboard') { dashboard.show(); }
     if (view === 'jobs') { loadJobs().catch(function () {}); }
     if (view === 'workers') { loadWorkers().catch(function () {}); }
     if (view === 'account') { loadTokens(); }
@@ -1132,6 +1134,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
     });
     if (isShown('log-modal') && logState.skip === 0) { loadLogs(); }
     if (currentView === 'notifications') { notifications.refresh(); }
+    if (currentView === 'dashboard') { dashboard.refresh(); }
   }
 
   /** An address "#log=<job>&planTime=..&attempt=.." (a notification's link): that job's runs,
@@ -1290,6 +1293,11 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
 
     liveOutput.init({ statusBadge: statusBadge, fmtTime: fmtTime, toast: toast, reloadLogs: loadLogs });
 
+    dashboard.init({
+      fmtClock: function (ms) { var d = new Date(ms); return pad(d.getHours()) + ':' + pad(d.getMinutes()); },
+      fmtDuration: fmtDuration
+    });
+
     // Notifications view: its own module, handed the helpers it shares
     notifications.init({
       isAdmin: isAdmin,
@@ -1324,7 +1332,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
       setInterval(refreshAll, REFRESH_MS);
       if (!openLinkedRun()) {
         var wanted = (window.location.hash || '').replace(/^#/, '');
-        if (wanted && wanted !== 'jobs') { showView(wanted); }
+        if (wanted && wanted !== 'dashboard') { showView(wanted); }
       }
     }, function (err) {
       $('#refresh-status').text('Could not ask who is logged in: ' + err.msg);
