@@ -185,6 +185,9 @@ async def test_output_of_a_running_run_from_an_offset_and_its_stream_to_the_end(
     # A stream open on a run going on does not hold the manager's shutdown (aiohttp would wait
     # 60 s for it): it ends, and the manager exits at once.
     plan = (await api_post(cluster.api, "/job/run", name="lines"))["planTime"]
+    await wait_until(  # asked is not yet going on: /job/output answers 404 until it is
+        lambda: api_get(cluster.api, "/job/running", name="lines"), 10, "the run to start"
+    )
     await printed("line 1")
     async with aiohttp.ClientSession() as session:
         async with session.get(
