@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gdts.errors import InvalidFieldError
-from gdts.names import MAX_NAME_CHARS, require_utf8, type_name
+from gdts.jobfields import validate_text
+from gdts.names import MAX_NAME_CHARS
 from gdts.runrecord import RunStatus
 from gdts.tags import MAX_TAG_CHARS, MAX_TAGS, validate_tag
 
@@ -95,13 +96,4 @@ def parse_filter(params: Mapping[str, Any]) -> JobFilter:
 
 def _text(params: Mapping[str, Any], field_name: str, max_chars: int) -> str:
     value = params.get(field_name)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise InvalidFieldError(field_name, f"must be a string, got {type_name(value)}")
-    if len(value) > max_chars:
-        raise InvalidFieldError(
-            field_name, f"must be at most {max_chars} characters (got {len(value)})"
-        )
-    require_utf8(field_name, value)
-    return value
+    return "" if value is None else validate_text(field_name, value, max_chars)
