@@ -42,9 +42,10 @@ class JobFilter:
         return bool(self.name or self.tags or self.owner or self.status or self.host)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JobFacts:
-    """What the filters look at in one job."""
+    """What the filters look at in one job (not frozen: a frozen dataclass is built field by
+    field through object.__setattr__, and a filtered listing builds one per job)."""
 
     name: str
     tags: tuple[str, ...]

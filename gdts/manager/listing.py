@@ -100,6 +100,8 @@ class _Entry:
 
 
 WARM_UP_AT_MOST = 200_000
+# Jobs read from etcd at a time when a filtered page is searched for (see JobListing.json).
+SEARCH_PAGE = 10_000
 NO_FILTER = JobFilter()
 
 
@@ -131,12 +133,15 @@ class JobListing:
         """The jobs in name order as a JSON array, those ``wanted`` only; ``after`` and
         ``limit`` page through them."""
         full = after is None and limit is None and not wanted
-        # A filtered page is cut from every job that matches: which ones do is known only
-        # once every job is read.
-        read_all = full or bool(wanted)
-        entries = await self._unchanged_full_listing() if read_all else None
+        # A filtered list is cut from the jobs that match: found in the last full listing when
+        # no job changed since, else read whole (no limit: as a full listing) or, for a page,
+        # searched for a page of jobs at a time, so that a fleet of a million is never read
+        # whole for a page.
+        entries = await self._unchanged_full_listing() if full or wanted else None
+        scan = bool(wanted) and limit is not None and entries is None
+        read_all = full or (bool(wanted) and not scan)
         with etcd_errors():
-            if entries is None:
+            if entries is None and not scan:
                 kvs, revision = await read_prefix(
                     self._client,
                     self._keys.jobs_prefix,
@@ -150,9 +155,6 @@ class JobListing:
                 if read_all:
                     self._full = (revision, len(kvs), entries)
             running_kvs, _ = await read_prefix(self._client, self._keys.running_prefix)
-        # The workers matter only to jobs of a host group: a fleet without any reads none.
-        grouped = any(entry.host_group for entry in entries)
-        live = await read_live_workers(self._client, self._keys) if grouped else []
         # (job, generation): a run kept going after its job was deleted is not the running of a
         # new job saved under the same name.
         running = set()
@@ -168,8 +170,13 @@ class JobListing:
             if wanted.host and (worker := marker_worker(kv.value)) is not None:
                 running_on.setdefault((marker.name, marker.generation), set()).add(worker)
         await self._refresh_last_runs()
-        if wanted:
+        if entries is None:  # scan: limit is set
+            entries = await self._search(wanted, running, running_on, after, limit or 0)
+        elif wanted:
             entries = self._matching(entries, wanted, running, running_on, after, limit)
+        # The workers matter only to jobs of a host group: a fleet without any reads none.
+        grouped = any(entry.host_group for entry in entries)
+        live = await read_live_workers(self._client, self._keys) if grouped else []
         # Nothing changed since the last full listing (jobs, running jobs, last runs, the live
         # workers' labels, and no next run has come due): the same answer, without building it
         # again.
@@ -235,6 +242,35 @@ class JobListing:
                 if len(page) == limit:
                     break
         return page
+
+    async def _search(
+        self,
+        wanted: JobFilter,
+        running: set[tuple[str, int]],
+        running_on: dict[tuple[str, int], set[str]],
+        after: str | None,
+        limit: int,
+    ) -> list[_Entry]:
+        """Up to ``limit`` jobs that match, named after ``after``, read a page at a time."""
+        found: list[_Entry] = []
+        start = None if after is None else self._keys.job(after)
+        while len(found) < limit:
+            with etcd_errors():
+                kvs, _ = await read_prefix(
+                    self._client,
+                    self._keys.jobs_prefix,
+                    start_after=start,
+                    limit=SEARCH_PAGE,
+                    hint=self._first_key if start is None else None,
+                )
+            if start is None and kvs:
+                self._first_key = kvs[0].key
+            entries = self._entries_of(kvs, full=False)
+            found += self._matching(entries, wanted, running, running_on, None, limit - len(found))
+            if len(kvs) < SEARCH_PAGE:
+                break
+            start = kvs[-1].key
+        return found
 
     async def warm_up(self) -> None:
         """A full listing nobody asked for, so that the first one asked for is fast; not for

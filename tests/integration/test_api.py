@@ -547,7 +547,7 @@ async def test_job_list_pages_by_name_keeping_the_response_shape(client) -> None
 
 
 async def test_the_list_filters_by_name_tag_owner_status_and_host_and_pages_the_matches(
-    client, etcd, stack
+    client, etcd, stack, monkeypatch
 ) -> None:
     for job in (
         _job(name="backup-db", tags=["prod", "db"], description="Dumps the database"),
@@ -604,6 +604,19 @@ async def test_the_list_filters_by_name_tag_owner_status_and_host_and_pages_the_
     # The unfiltered pages are as before, and the whole list after filtered ones too.
     assert await listed(limit=2, after="bob-2") == ["cleanup", "report"]
     assert await listed() == everyone
+    # A job written since the last full listing: a filtered page is searched for a page of
+    # jobs at a time (two here), not read whole, and finds the same.
+    monkeypatch.setattr(listing_module, "SEARCH_PAGE", 2)
+    listing = client.app[JOB_LISTING]
+    searches = []
+    search = listing._search
+    monkeypatch.setattr(listing, "_search", lambda *args: searches.append(args) or search(*args))
+    await etcd.put(keys.job("zz-bob"), bobs.with_changes(name="zz-bob").to_record())
+    assert await listed(tag="prod", limit=2) == ["Backup-Web", "backup-db"]
+    assert await listed(tag="prod", limit=2, after="backup-db") == ["bob-1", "bob-2"]
+    assert await listed(tag="prod", limit=2, after="bob-2") == ["zz-bob"]
+    assert await listed(owner="bob", host="w1", limit=5) == ["bob-1"]
+    assert len(searches) == 4
     _, body = await call(client, "GET", "/job/list", params={"name": "backup-db"})
     (shown,) = body["data"]
     assert shown["tags"] == ["prod", "db"] and shown["description"] == "Dumps the database"
