@@ -1285,7 +1285,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
     // Notifications view: its own module, handed the helpers it shares
     notifications.init({
       isAdmin: isAdmin,
-      jobs: function () { return Object.keys(jobsByName).map(function (k) { return jobsByName[k]; }); },
+      jobs: function () { return api('GET', 'job/list'); },
       toast: toast,
       confirmThen: confirmThen,
       modal: modal,
