@@ -141,7 +141,7 @@ JOB_FIELDS = (
 STATUS_FIELDS = (
     JobField("nextRunTime", "integer", None, "Its next planned run (epoch ms)."),
     JobField("running", "boolean", False, "Whether a run goes on now."),
-    JobField("lastRun", "object", None, "Its newest run's status and times."),
+    JobField("lastRun", "object", None, "Its newest run's status, times and worker."),
     JobField("liveWorkers", "integer", None, "For a job with a hostGroup: how many live "
              "workers are in it (0: none, its ticks are missed); null without a hostGroup."),
 )  # fmt: skip
