@@ -42,11 +42,11 @@ __all__ = [
 
 # 1: name, command, cronExpr only (and the Go GDTS's records); 2: the job-semantics fields;
 # 3: owner; 4: keepBackground; 5: limits; 6: notify, notifyMinInterval; 7: hostGroup, routing,
-# parents, children and their modes.
+# parents, children and their modes; 8: tags, description.
 # A process that knows an older version refuses a newer record with a message. A record says
 # the lowest version that holds every field it sets (at least 3), so a record that sets none of
 # the newer fields is still read by processes that predate them.
-JOB_RECORD_VERSION = 7
+JOB_RECORD_VERSION = 8
 _WRITTEN_AT_LEAST = 3
 _SINCE = {field.name: field.since for field in JOB_FIELDS}
 
@@ -81,6 +81,8 @@ class Job:
     host_group: Labels = ()  # the labels a worker must carry to run it (see gdts.routing)
     routing: str = DEFAULT_ROUTING
     links: Links = NO_LINKS  # its parents and children (see gdts.chains)
+    tags: tuple[str, ...] = ()  # what the console and /job/list find it by (see gdts.tags)
+    description: str = ""
     # Where etcd holds this version (not part of the job's definition, so not compared): the
     # revision that wrote it, which a claim compares so no claim made from an older version
     # succeeds, and the revision that created the key, the job's generation (see gdts.keys).
@@ -138,6 +140,8 @@ class Job:
             "parentsMode": self.links.parents_mode,
             "children": list(self.links.children) or None,
             "childrenMode": self.links.children_mode,
+            "tags": list(self.tags) or None,
+            "description": self.description,
         }
 
     def to_record(self) -> bytes:
@@ -157,6 +161,8 @@ class Job:
         # on many schedules, one team's jobs) share its string.
         fields["command"] = sys.intern(fields["command"])
         fields["owner"] = sys.intern(fields["owner"])
+        if fields["tags"]:  # a few tags name many jobs ("prod", "nightly")
+            fields["tags"] = tuple(sys.intern(tag) for tag in fields["tags"])
         return cls(**fields, revision=revision, generation=generation)
 
     def with_changes(self, **changes: Any) -> Job:

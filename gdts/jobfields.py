@@ -21,6 +21,14 @@ from gdts.names import MAX_NAME_CHARS, require_utf8, type_name, validate_name
 from gdts.notify.rules import parse_rules
 from gdts.routing import DEFAULT_ROUTING, ROUTINGS, parse_labels
 from gdts.runlimits import NO_LIMITS, parse_limits
+from gdts.tags import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    TAG_ALPHABET,
+    parse_tags,
+    validate_description,
+)
 
 MAX_COMMAND_BYTES = 64 * 1024
 MAX_TIMEOUT_S = 7 * 24 * 3600
@@ -121,6 +129,11 @@ JOB_FIELDS = (
              "once it succeeded.", values="string", since=7),
     JobField("childrenMode", "string", "serial", "Its children one after another, or all at "
              "once.", CHAIN_MODES, since=7),
+    JobField("tags", "array", None, f"Short labels to find it by: at most {MAX_TAGS}, each "
+             f"1-{MAX_TAG_CHARS} {TAG_ALPHABET}; one given twice is kept once.",
+             values="string", since=8),
+    JobField("description", "string", "", f"What it does, for whoever reads the list (at most "
+             f"{MAX_DESCRIPTION_CHARS} characters).", since=8),
     # Who saved the job first: set by the manager from the caller, whatever a request says.
     JobField("owner", "string", "", "Who saved the job first (set by the manager).", since=3),
 )  # fmt: skip
@@ -128,7 +141,7 @@ JOB_FIELDS = (
 STATUS_FIELDS = (
     JobField("nextRunTime", "integer", None, "Its next planned run (epoch ms)."),
     JobField("running", "boolean", False, "Whether a run goes on now."),
-    JobField("lastRun", "object", None, "Its newest run's status and times."),
+    JobField("lastRun", "object", None, "Its newest run's status, times and worker."),
     JobField("liveWorkers", "integer", None, "For a job with a hostGroup: how many live "
              "workers are in it (0: none, its ticks are missed); null without a hostGroup."),
 )  # fmt: skip
@@ -402,6 +415,8 @@ def check_fields(data: object, default_zone: str, now_ms: int | None) -> dict[st
         "output_contains": opt("outputContains", "", validate_text, MAX_MATCH_CHARS),
         "output_not_contains": opt("outputNotContains", "", validate_text, MAX_MATCH_CHARS),
         "owner": opt("owner", "", validate_text, MAX_NAME_CHARS),
+        "tags": () if "tags" not in given else parse_tags("tags", given["tags"]),
+        "description": opt("description", "", validate_description),
         "host_group": ()
         if "hostGroup" not in given
         else parse_labels("hostGroup", given["hostGroup"]),

@@ -22,7 +22,8 @@ COLLECTION = "job_log"
 # One document per job: its latest run's status and times, kept by the workers as they write
 # runs, so /job/list can show every job's last run without searching the log for each.
 LAST_RUNS = "job_last_run"
-LAST_RUN_FIELDS = ("status", "planTime", "startTime", "endTime", "attempt", "trigger")
+# The worker: the one /job/list's host filter finds a job by when no run of it goes on.
+LAST_RUN_FIELDS = ("status", "planTime", "startTime", "endTime", "attempt", "trigger", "worker")
 _DUPLICATE_KEY = 11000
 # Records written for a run nobody saw finish (its worker was lost) or start (missed): a real
 # result for the same run replaces them.

@@ -25,6 +25,7 @@ from gdts.manager.endpoints import (
     MAX_PREVIEW,
     is_api_path,
 )
+from gdts.manager.jobfilter import parse_filter
 from gdts.manager.jobstore import JobStore
 from gdts.manager.listing import JobListing
 from gdts.manager.params import (
@@ -170,7 +171,8 @@ async def kill_job(request: web.Request) -> web.Response:
 
 async def list_jobs(request: web.Request) -> web.Response:
     """All jobs, as the original answered; ``limit`` and ``after`` (the last name of the previous
-    page) page through them in name order, keeping the same response shape."""
+    page) page through them in name order, keeping the same response shape; ``name``, ``tag``,
+    ``owner``, ``status`` and ``host`` keep only the jobs that match (see jobfilter)."""
     params = await read_params(request)
     after = params.get("after")
     if after is not None and after != "":
@@ -178,7 +180,8 @@ async def list_jobs(request: web.Request) -> web.Response:
     else:
         after = None
     limit = int_param(params, "limit", 0, 0, MAX_LIST_LIMIT) or None
-    jobs = await request.app[JOB_LISTING].json(after, limit, now_ms())
+    wanted = parse_filter(params)
+    jobs = await request.app[JOB_LISTING].json(after, limit, now_ms(), wanted)
     return web.Response(
         body=b'{"errno":0,"msg":"success","data":' + jobs + b"}",
         content_type="application/json",

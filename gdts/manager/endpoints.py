@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from gdts.config import MAX_OUTPUT_LIMIT
 from gdts.cron import MAX_EXPR_LEN
 from gdts.jobfields import MAX_NAME_CHARS, MAX_RETRIES
+from gdts.manager.jobfilter import MAX_HOST_CHARS, MAX_TAG_FILTER_CHARS, STATUSES
 from gdts.runstats import WINDOWS
 
 # Roles in the order of what they may do; each may do everything the ones before it may.
@@ -110,10 +111,20 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/job/disable", "user", "Pause a job.", (_NAME,), owned_job=True),
     Endpoint("POST", "/job/clone", "user", "Copy a job under a new name; the caller owns the copy.",
              (_NAME, Field("newName", "The copy's name.", required=True, max_length=MAX_NAME))),
-    Endpoint("GET", "/job/list", "guest", "Every job with its status, in name order.",
+    Endpoint("GET", "/job/list", "guest", "Every job with its status, in name order; the "
+             "filters given (all must hold) narrow it before it is paged.",
              (Field("after", "Start after this job name (paging).", max_length=MAX_NAME),
               Field("limit", "At most this many jobs (default: all).", kind="integer",
-                    minimum=0, maximum=MAX_LIST_LIMIT))),
+                    minimum=0, maximum=MAX_LIST_LIMIT),
+              Field("name", "Only jobs whose name contains this, in any case.",
+                    max_length=MAX_NAME),
+              Field("tag", "Only jobs that have every one of these tags (comma-separated).",
+                    max_length=MAX_TAG_FILTER_CHARS),
+              Field("owner", "Only the jobs of this owner.", max_length=MAX_NAME),
+              Field("status", "Only jobs failing (last run failed, timeout, limit, lost or "
+                    "missed), running (a run goes on now) or paused.", choices=STATUSES),
+              Field("host", "Only jobs this worker runs now or ran last (its id).",
+                    max_length=MAX_HOST_CHARS))),
     Endpoint("GET", "/job/log", "guest", "A job's runs, newest first, or with chainId one "
              "chain run's steps, by step then attempt; outputs cut to share 1 MiB a page "
              "(outputBytes: a cut output's whole size).",

@@ -17,6 +17,7 @@ from gdts.manager.auth import JobGuard
 from gdts.manager.chainlinks import ChainLinks, delete_refusal
 from gdts.manager.registry import count_members, read_live_workers
 from gdts.routing import no_live_member, stored_labels
+from gdts.worker.lostruns import marker_worker
 
 log = logging.getLogger(__name__)
 
@@ -250,10 +251,11 @@ class JobStore:
         for kv in running_kvs:
             try:
                 name = self._keys.running_name(kv.key)
-                holder = json.loads(kv.value)["worker"]
-            except (ValueError, KeyError, TypeError):
+            except ValueError:
                 continue  # not a marker of ours
-            running.setdefault(str(holder), set()).add(name)
+            holder = marker_worker(kv.value)
+            if holder is not None:
+                running.setdefault(holder, set()).add(name)
         return [worker.listed(sorted(running.get(worker.id, ()))) for worker in live]
 
     async def running_runs(self, name: str) -> list[dict[str, Any]]:

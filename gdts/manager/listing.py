@@ -2,10 +2,14 @@
 MongoDB: the next planned run, whether a run is going on now, the last run, and for a job of a
 host group how many live workers are in it.
 
-Read from etcd on every request, so a list right after a save shows it. What costs time at
-100,000 jobs is remembered between requests, keyed so that it can never be stale: the JSON of
-each job's definition by etcd key and revision, its next planned run until that moment passes,
-and the last runs as of the last look (only summaries changed since are read again).
+Read from etcd on every request, so a list right after a save shows it. Filters (see
+gdts.manager.jobfilter) narrow the list before it is paged: a filtered page holds ``limit``
+jobs that match, after ``after``, taken from every job (remembered when none changed).
+
+What costs time at 100,000 jobs is remembered between requests, keyed so that it can never be
+stale: the JSON of each job's definition by etcd key and revision, its next planned run until
+that moment passes, and the last runs as of the last look (only summaries changed since are
+read again).
 """
 
 from __future__ import annotations
@@ -31,10 +35,12 @@ from gdts.job import api_views
 from gdts.jobfields import STATUS_FIELDS as STATUS_FIELD_TABLE
 from gdts.jobfields import parse_run_at
 from gdts.keys import KeyLayout
+from gdts.manager.jobfilter import JobFacts, JobFilter, matches
 from gdts.manager.registry import count_members, membership, read_live_workers
 from gdts.plans import next_run
 from gdts.routing import Labels, stored_labels
 from gdts.runlog import LAST_RUN_FIELDS, RunLog
+from gdts.worker.lostruns import marker_worker
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,8 @@ class _Entry:
     run_at_ms: int | None
     enabled: bool
     host_group: Labels = ()
+    tags: tuple[str, ...] = ()
+    owner: str = ""
     next_ms: int | None = None
     next_valid_until: float = -math.inf  # next_ms holds while now is before this
     # The job's whole list entry as last built, and the status it was built with: most jobs'
@@ -92,6 +100,9 @@ class _Entry:
 
 
 WARM_UP_AT_MOST = 200_000
+# Jobs read from etcd at a time when a filtered page is searched for (see JobListing.json).
+SEARCH_PAGE = 10_000
+NO_FILTER = JobFilter()
 
 
 class JobListing:
@@ -101,6 +112,8 @@ class JobListing:
         self._run_log = run_log
         self._entries: dict[bytes, _Entry] = {}
         self._last_runs: dict[str, bytes] = {}  # job -> JSON of its last run
+        # job -> its last run's (status, worker): what the filters look at
+        self._last_run_facts: dict[str, tuple[str | None, str | None]] = {}
         self._last_runs_at: datetime | None = None
         self._last_runs_version = 0  # bumped whenever a last run changes
         # The last full listing: (etcd revision of the read, keys read, entries), and its
@@ -114,38 +127,56 @@ class JobListing:
         # then asks etcd for the keys near it, not for a range it walks whole (RangeBounds).
         self._first_key: bytes | None = None
 
-    async def json(self, after: str | None, limit: int | None, now_ms: int) -> bytes:
-        """The jobs in name order as a JSON array; ``after`` and ``limit`` page through them."""
-        full = after is None and limit is None
-        entries = await self._unchanged_full_listing() if full else None
+    async def json(
+        self, after: str | None, limit: int | None, now_ms: int, wanted: JobFilter = NO_FILTER
+    ) -> bytes:
+        """The jobs in name order as a JSON array, those ``wanted`` only; ``after`` and
+        ``limit`` page through them."""
+        full = after is None and limit is None and not wanted
+        # A filtered list is cut from the jobs that match: found in the last full listing when
+        # no job changed since, else read whole (no limit: as a full listing) or, for a page,
+        # searched for a page of jobs at a time, so that a fleet of a million is never read
+        # whole for a page.
+        entries = await self._unchanged_full_listing() if full or wanted else None
+        scan = bool(wanted) and limit is not None and entries is None
+        read_all = full or (bool(wanted) and not scan)
         with etcd_errors():
-            if entries is None:
+            if entries is None and not scan:
                 kvs, revision = await read_prefix(
                     self._client,
                     self._keys.jobs_prefix,
-                    start_after=None if after is None else self._keys.job(after),
-                    limit=limit,
-                    hint=self._first_key if after is None else None,
+                    start_after=None if after is None or read_all else self._keys.job(after),
+                    limit=None if read_all else limit,
+                    hint=self._first_key if after is None or read_all else None,
                 )
-                if after is None and kvs:
+                if (after is None or read_all) and kvs:
                     self._first_key = kvs[0].key
-                entries = self._entries_of(kvs, full=full)
-                if full:
+                entries = self._entries_of(kvs, full=read_all)
+                if read_all:
                     self._full = (revision, len(kvs), entries)
             running_kvs, _ = await read_prefix(self._client, self._keys.running_prefix)
-        # The workers matter only to jobs of a host group: a fleet without any reads none.
-        grouped = any(entry.host_group for entry in entries)
-        live = await read_live_workers(self._client, self._keys) if grouped else []
         # (job, generation): a run kept going after its job was deleted is not the running of a
         # new job saved under the same name.
         running = set()
+        # Who runs each job now matters only to a host filter: the markers' values are read
+        # for it alone.
+        running_on: dict[tuple[str, int], set[str]] = {}
         for kv in running_kvs:
             try:
                 marker = self._keys.running_parts(kv.key)
             except ValueError:
                 continue
             running.add((marker.name, marker.generation))
+            if wanted.host and (worker := marker_worker(kv.value)) is not None:
+                running_on.setdefault((marker.name, marker.generation), set()).add(worker)
         await self._refresh_last_runs()
+        if entries is None:  # scan: limit is set
+            entries = await self._search(wanted, running, running_on, after, limit or 0)
+        elif wanted:
+            entries = self._matching(entries, wanted, running, running_on, after, limit)
+        # The workers matter only to jobs of a host group: a fleet without any reads none.
+        grouped = any(entry.host_group for entry in entries)
+        live = await read_live_workers(self._client, self._keys) if grouped else []
         # Nothing changed since the last full listing (jobs, running jobs, last runs, the live
         # workers' labels, and no next run has come due): the same answer, without building it
         # again.
@@ -185,6 +216,61 @@ class JobListing:
                 (entry.next_valid_until for entry in entries), default=math.inf
             )
         return answer
+
+    def _matching(
+        self,
+        entries: list[_Entry],
+        wanted: JobFilter,
+        running: set[tuple[str, int]],
+        running_on: dict[tuple[str, int], set[str]],
+        after: str | None,
+        limit: int | None,
+    ) -> list[_Entry]:
+        """The page of the entries that match: at most ``limit``, named after ``after``."""
+        last_run_facts = self._last_run_facts
+        no_run: tuple[str | None, str | None] = (None, None)
+        page = []
+        for entry in entries:
+            if after is not None and entry.name <= after:
+                continue
+            of = (entry.name, entry.generation)
+            last_status, last_worker = last_run_facts.get(entry.name, no_run)
+            facts = JobFacts(entry.name, entry.tags, entry.owner, entry.enabled, of in running,
+                             last_status, last_worker, running_on.get(of, ()))  # fmt: skip
+            if matches(wanted, facts):
+                page.append(entry)
+                if len(page) == limit:
+                    break
+        return page
+
+    async def _search(
+        self,
+        wanted: JobFilter,
+        running: set[tuple[str, int]],
+        running_on: dict[tuple[str, int], set[str]],
+        after: str | None,
+        limit: int,
+    ) -> list[_Entry]:
+        """Up to ``limit`` jobs that match, named after ``after``, read a page at a time."""
+        found: list[_Entry] = []
+        start = None if after is None else self._keys.job(after)
+        while len(found) < limit:
+            with etcd_errors():
+                kvs, _ = await read_prefix(
+                    self._client,
+                    self._keys.jobs_prefix,
+                    start_after=start,
+                    limit=SEARCH_PAGE,
+                    hint=self._first_key if start is None else None,
+                )
+            if start is None and kvs:
+                self._first_key = kvs[0].key
+            entries = self._entries_of(kvs, full=False)
+            found += self._matching(entries, wanted, running, running_on, None, limit - len(found))
+            if len(kvs) < SEARCH_PAGE:
+                break
+            start = kvs[-1].key
+        return found
 
     async def warm_up(self) -> None:
         """A full listing nobody asked for, so that the first one asked for is fast; not for
@@ -248,6 +334,8 @@ class JobListing:
             name = str(summary["_id"])
             if self._last_runs.get(name) != encoded:
                 self._last_runs[name] = encoded
+                self._last_run_facts[name] = (_text_or_none(last["status"]),
+                                              _text_or_none(last["worker"]))  # fmt: skip
                 self._last_runs_version += 1
             at = summary.get("at")
             if isinstance(at, datetime) and (self._last_runs_at is None or at > self._last_runs_at):
@@ -281,4 +369,17 @@ def _entry(
         run_at_ms,
         enabled,
         host_group=stored_labels(view["hostGroup"]),
+        tags=_stored_tags(view["tags"]),
+        owner=view["owner"] if isinstance(view["owner"], str) else "",
     )
+
+
+def _stored_tags(value: Any) -> tuple[str, ...]:
+    # Checked when saved; a record edited by hand is listed, its odd tags matching nothing.
+    if not isinstance(value, list):
+        return ()
+    return tuple(tag for tag in value if isinstance(tag, str))
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -81,3 +81,11 @@ def marker_plan(value: bytes) -> int | None:
         return int(json.loads(value)["planTime"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def marker_worker(value: bytes) -> str | None:
+    """The worker a running marker names, or None if it is not one of ours."""
+    try:
+        return str(json.loads(value)["worker"])
+    except (ValueError, KeyError, TypeError):
+        return None

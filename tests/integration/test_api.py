@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import itertools
 import json
@@ -19,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gdts.config import ManagerConfig
 from gdts.etcd import EtcdClient, read_prefix
-from gdts.job import API_DEFAULTS
+from gdts.job import API_DEFAULTS, Job
 from gdts.keys import KeyLayout
 from gdts.localstack import free_port
 from gdts.manager import listing as listing_module
@@ -29,6 +30,7 @@ from gdts.manager.listing import STATUS_FIELDS
 from gdts.mongo import open_mongo
 from gdts.runlog import RunLog
 from gdts.runrecord import RunRecord, RunStatus
+from gdts.worker.lostruns import running_marker
 from tests.support import ADMIN_PASSWORD, ADMIN_TOKEN, ADMIN_USER, REPO_ROOT, Stack, now_ms
 
 pytestmark = pytest.mark.asyncio
@@ -358,6 +360,7 @@ BAD_REQUESTS = [
     ("name control char", "POST", "/job/save", {"data": _job(name="a\nb")}, 400, "name"),
     ("name NUL", "POST", "/job/save", {"data": _job(name="a\x00b")}, 400, "name"),
     ("name padded", "POST", "/job/save", {"data": _job(name=" a")}, 400, "name"),
+    ("tag bad", "POST", "/job/save", {"data": _job(tags=["ok", "a b"])}, 400, "tags[1]"),
     ("name not string", "POST", "/job/save", {"data": _job(name=5)}, 400, "name"),
     ("command empty", "POST", "/job/save", {"data": _job(command="  ")}, 400, "command"),
     ("command too big", "POST", "/job/save", {"data": _job(command="x" * 65537)}, 400, "command"),
@@ -541,6 +544,93 @@ async def test_job_list_pages_by_name_keeping_the_response_shape(client) -> None
     assert status == 400 and body["field"] == "after"
 
 
+async def test_the_list_filters_by_name_tag_owner_status_and_host_and_pages_the_matches(
+    client, etcd, stack, monkeypatch
+) -> None:
+    for job in (
+        _job(name="backup-db", tags=["prod", "db"], description="Dumps the database"),
+        _job(name="Backup-Web", tags=["prod"], enabled=False),
+        _job(name="report", tags=["team/ops"]),
+        _job(name="cleanup"),
+    ):
+        assert (await call(client, "POST", "/job/save", data=job))[0] == 200
+    # Another owner's jobs: the manager sets the owner from the caller, so written directly.
+    keys = KeyLayout(stack.prefix)
+    for name in ("bob-1", "bob-2"):
+        bobs = Job.from_api({"name": name, "command": "true", "cronExpr": "@daily",
+                             "owner": "bob", "tags": ["prod"]})  # fmt: skip
+        await etcd.put(keys.job(name), bobs.to_record())
+    mongo = open_mongo(stack.mongo_uri, 3000)
+    try:
+        runlog = RunLog(mongo, stack.database)
+        await runlog.ensure_indexes()
+        await runlog.insert([dataclasses.replace(_run(name, 1), worker=worker,
+                                                 status=status).to_document()
+                             for name, worker, status in (
+            ("backup-db", "w2", RunStatus.SUCCEEDED),
+            ("Backup-Web", "w2", RunStatus.FAILED),
+            ("report", "w1", RunStatus.TIMEOUT),
+            ("bob-1", "w1", RunStatus.KILLED),
+        )])  # fmt: skip
+    finally:
+        await mongo.close()
+    cleanup = await etcd.get(keys.job("cleanup"))
+    await etcd.put(keys.running("cleanup", cleanup.create_revision), running_marker("w3", 1, 1))
+
+    async def listed(**params: Any) -> list[str]:
+        status, body = await call(client, "GET", "/job/list", params=params)
+        assert status == 200, body
+        return [job["name"] for job in body["data"]]
+
+    everyone = ["Backup-Web", "backup-db", "bob-1", "bob-2", "cleanup", "report"]
+    assert await listed() == everyone
+    assert await listed(name="", tag="", owner="", status="", host="") == everyone
+    assert await listed(name="BACKUP") == ["Backup-Web", "backup-db"]
+    assert await listed(tag="prod") == ["Backup-Web", "backup-db", "bob-1", "bob-2"]
+    assert await listed(tag="prod,db") == ["backup-db"]
+    assert await listed(owner="bob") == ["bob-1", "bob-2"]
+    assert await listed(owner=ADMIN_USER, tag="prod") == ["Backup-Web", "backup-db"]
+    assert await listed(status="paused") == ["Backup-Web"]
+    assert await listed(status="running") == ["cleanup"]
+    assert await listed(status="failing") == ["Backup-Web", "report"]  # a kill is no failure
+    assert await listed(host="w1") == ["bob-1", "report"]
+    assert await listed(host="w3") == ["cleanup"]  # running there now
+    # A filtered page holds matches only; the next starts after its last name.
+    assert await listed(tag="prod", limit=3) == ["Backup-Web", "backup-db", "bob-1"]
+    assert await listed(tag="prod", limit=3, after="bob-1") == ["bob-2"]
+    assert await listed(tag="prod", after="bob-2") == []
+    # The unfiltered pages are as before, and the whole list after filtered ones too.
+    assert await listed(limit=2, after="bob-2") == ["cleanup", "report"]
+    assert await listed() == everyone
+    # A job written since the last full listing: a filtered page is searched for a page of
+    # jobs at a time (two here), not read whole, and finds the same.
+    monkeypatch.setattr(listing_module, "SEARCH_PAGE", 2)
+    listing = client.app[JOB_LISTING]
+    searches = []
+    search = listing._search
+    monkeypatch.setattr(listing, "_search", lambda *args: searches.append(args) or search(*args))
+    await etcd.put(keys.job("zz-bob"), bobs.with_changes(name="zz-bob").to_record())
+    assert await listed(tag="prod", limit=2) == ["Backup-Web", "backup-db"]
+    assert await listed(tag="prod", limit=2, after="backup-db") == ["bob-1", "bob-2"]
+    assert await listed(tag="prod", limit=2, after="bob-2") == ["zz-bob"]
+    assert await listed(owner="bob", host="w1", limit=5) == ["bob-1"]
+    assert len(searches) == 4
+    _, body = await call(client, "GET", "/job/list", params={"name": "backup-db"})
+    (shown,) = body["data"]
+    assert shown["tags"] == ["prod", "db"] and shown["description"] == "Dumps the database"
+    assert shown["lastRun"]["worker"] == "w2"
+    for params, field, problem in (
+        ({"status": "broken"}, "status", "must be one of failing, running, paused"),
+        ({"tag": "a b"}, "tag", "'a b' is not a tag"),
+        ({"name": "n" * 129}, "name", "at most 128 characters"),
+        ({"host": "h" * 301}, "host", "at most 300 characters"),
+        ({"owner": "o" * 129}, "owner", "at most 128 characters"),
+        ({"tags": "prod"}, "tags", "unknown field for /job/list"),
+    ):
+        status, body = await call(client, "GET", "/job/list", params=params)
+        assert status == 400 and body["field"] == field and problem in body["msg"], body
+
+
 async def test_deleting_a_job_forgets_its_one_shot_done_markers(client, etcd, stack) -> None:
     await call(client, "POST", "/job/save", data=_job(name="once"))
     keys = KeyLayout(stack.prefix)
@@ -587,7 +677,7 @@ async def test_the_list_shows_each_jobs_next_run_last_run_and_whether_it_runs_no
     jobs = {job["name"]: job for job in body["data"]}
     assert jobs["daily"]["lastRun"] == {
         "status": "succeeded", "planTime": 7000, "startTime": 7005, "endTime": 7009,
-        "attempt": 1, "trigger": "schedule",
+        "attempt": 1, "trigger": "schedule", "worker": "w",
     }  # fmt: skip
     assert jobs["paused"]["running"] is True and jobs["daily"]["running"] is False
     # A listed job saves back as it is: the status fields are read-only and ignored.

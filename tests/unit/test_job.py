@@ -440,8 +440,14 @@ def test_a_record_says_the_lowest_version_that_holds_its_fields() -> None:
     assert json.loads(slower.to_record())["v"] == 6
     assert Job.from_record(slower.to_record()).notify_min_interval_s == 60
     placed = plain.with_changes(hostGroup={"group": "db"}, routing="roundRobin")
-    assert json.loads(placed.to_record())["v"] == 7 == JOB_RECORD_VERSION
+    assert json.loads(placed.to_record())["v"] == 7
     assert Job.from_record(placed.to_record()).host_group == (("group", "db"),)
+    tagged = plain.with_changes(tags=["prod"])
+    assert json.loads(tagged.to_record())["v"] == 8 == JOB_RECORD_VERSION
+    assert Job.from_record(tagged.to_record()).tags == ("prod",)
+    described = plain.with_changes(description="Nightly dump")
+    assert json.loads(described.to_record())["v"] == 8
+    assert Job.from_record(described.to_record()).description == "Nightly dump"
 
 
 def test_the_digest_of_a_job_set_ignores_order_and_sees_any_change() -> None:

@@ -341,3 +341,45 @@ def test_names_that_could_pass_for_another_are_refused(name: str, code: str) -> 
 def test_names_in_any_script_with_inner_spaces_are_taken() -> None:
     for name in ("nightly backup", "Sauvegarde été", "夜間バックアップ", "резервная-копия"):
         assert Job.from_api({"name": name, "command": "true", "cronExpr": "* * * * *"}).name == name
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named", "problem"),
+    [
+        ("tags", "prod", "tags", "must be a list of strings, got str"),
+        ("tags", {"prod": 1}, "tags", "got dict"),
+        ("tags", ["ok", 5], "tags[1]", "must be a string, got int"),
+        ("tags", ["ok", "db", ""], "tags[2]", "'' is not a tag: 1-32 letters, digits"),
+        ("tags", ["x" * 33], "tags[0]", "is not a tag: 1-32"),
+        ("tags", ["has space"], "tags[0]", "'has space' is not a tag"),
+        ("tags", ["a,b"], "tags[0]", "'a,b' is not a tag"),
+        ("tags", ["caf\u00e9"], "tags[0]", "is not a tag"),
+        ("tags", [f"t{i}" for i in range(21)], "tags", "at most 20 tags (got 21)"),
+        ("description", 5, "description", "must be a string, got int"),
+        ("description", "x" * 1001, "description", "at most 1000 characters (got 1001)"),
+        ("description", "a\x00b", "description", "must not contain a NUL"),
+        ("description", "\ud800", "description", "no lone surrogates"),
+    ],
+)
+def test_a_bad_tag_or_description_is_named(
+    field: str, value: object, named: str, problem: str
+) -> None:
+    with pytest.raises(InvalidFieldError, match=f"^{re.escape(named)}: .*{re.escape(problem)}"):
+        build(**{field: value})
+
+
+def test_tags_keep_their_order_once_each_and_a_description_its_lines() -> None:
+    tags = ["prod", "db:pg-1", "team/ops", "prod", "v1.2_x", "db:pg-1"]
+    # 20 distinct tags with repeats are 20 tags, not more.
+    job = build(tags=tags + [f"t{i}" for i in range(16)] * 2, description="line 1\nline 2")
+    assert job.tags[:4] == ("prod", "db:pg-1", "team/ops", "v1.2_x") and len(job.tags) == 20
+    assert job.description == "line 1\nline 2"
+    back = Job.from_record(job.to_record())
+    assert back == job and back.to_api()["tags"] == list(job.tags)
+    plain = build()
+    assert (plain.tags, plain.description) == ((), "")
+    assert build(tags=[]).to_api()["tags"] is None and build(tags=None).tags == ()
+    # A record from before version 8 has neither: no tags, no description.
+    old = Job.from_record(b'{"v":7,"name":"a","command":"true","cronExpr":"* * * * *"}')
+    assert (old.tags, old.description) == ((), "")
+    assert api_view(b'{"v":7,"name":"a","command":"true","cronExpr":"* * * * *"}')["tags"] is None

@@ -23,7 +23,9 @@ import { api, setCsrfToken } from './api.js';
 import * as chainRuns from './chain-runs.js';
 import * as dashboard from './dashboard.js';
 import { chainText, fillJobChain, readJobChain } from './job-chain.js';
+import * as jobFilters from './job-filters.js';
 import { fillJobNotify, readJobNotify } from './job-notify.js';
+import { fillJobTags, readJobTags, tagLines } from './job-tags.js';
 import { parseRunLink } from './links.js';
 import * as liveOutput from './live-output.js';
 import * as notifications from './notifications.js';
@@ -228,41 +230,39 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
 
   var jobsByName = {};
   var jobsLoading = false;
+  var jobsAgain = false;   // the filters changed while a listing was on its way
 
   function loadJobs() {
-    if (jobsLoading) { return Promise.resolve(); }
+    if (jobsLoading) { jobsAgain = true; return Promise.resolve(); }
     jobsLoading = true;
-    return api('GET', 'job/list').then(function (jobs) {
+    return api('GET', 'job/list', jobFilters.params()).then(function (jobs) {
       jobs = Array.isArray(jobs) ? jobs : [];
       jobsByName = {};
       jobs.forEach(function (j) { jobsByName[str(j.name)] = j; });
+      jobFilters.clearError();
+      jobFilters.noteOwners(jobs);
       renderJobs(jobs);
     }, function (err) {
-      if ($('#jobs-body tr[data-key]').length === 0) {
+      if (jobFilters.showError(err) || $('#jobs-body tr[data-key]').length === 0) {
         $('#jobs-body').empty().append(placeholderRow(8, 'Could not load jobs: ' + err.msg, 'text-danger'));
       }
       throw err;
-    }).finally(function () { jobsLoading = false; });
-  }
-
-  function jobMatches(job, filter) {
-    if (!filter) { return true; }
-    var hay = [job.name, job.owner, job.command, job.http && job.http.url, job.cronExpr, placementText(job), chainText(job)]
-      .map(str).join('\n').toLowerCase();
-    return hay.indexOf(filter) !== -1;
+    }).finally(function () {
+      jobsLoading = false;
+      if (jobsAgain) { jobsAgain = false; loadJobs().catch(function () {}); }
+    });
   }
 
   function renderJobs(jobs) {
-    var filter = str($('#jobs-filter').val()).trim().toLowerCase();
-    var shown = jobs.filter(function (j) { return jobMatches(j, filter); });
-    $('#jobs-count').text(filter ? shown.length + ' / ' + jobs.length : jobs.length);
+    var filtered = jobFilters.active();
+    $('#jobs-count').text(jobs.length + (filtered ? ' matching' : ''));
     var $body = $('#jobs-body');
-    if (shown.length === 0) {
-      $body.empty().append(placeholderRow(8, jobs.length ? 'No job matches the filter.'
+    if (jobs.length === 0) {
+      $body.empty().append(placeholderRow(8, filtered ? 'No job matches the filters.'
         : 'No jobs yet.' + (canWrite() ? ' Use “New job” to create one.' : '')));
       return;
     }
-    syncRows($body, shown,
+    syncRows($body, jobs,
       function (j) { return str(j.name); },
       function (j) { return JSON.stringify(j) + '|' + me.role + '|' + me.username; },
       jobRow);
@@ -275,7 +275,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
     var notMine = me.role === 'guest' ? 'guests change nothing'
       : 'owned by ' + (str(job.owner) || 'nobody') + ': only its owner or an admin may change it';
     var $tr = $('<tr class="job-row"></tr>').attr('data-job', name);
-    var $name = $('<td class="fw-semibold text-break cell-name"></td>').text(name);
+    var $name = $('<td class="fw-semibold text-break cell-name"></td>').text(name).append(tagLines(job));
     if (Array.isArray(job.notify) && job.notify.length) {
       $name.append($('<div class="small fw-normal text-muted notify-summary"></div>')
         .text('notifies ' + job.notify.map(function (r) { return str(r.channel); }).join(', '))
@@ -512,6 +512,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
     LIMITS.forEach(function (f) {
       $('#job-limits-' + f).val(job && job.limits ? numText(job.limits[f]) : '');
     });
+    fillJobTags(job);
     fillJobPlacement(job);
     fillJobChain(job);
     fillJobNotify(job);
@@ -585,7 +586,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
       var v = str($('#job-' + f).val());
       if (v) { job[f] = v; }
     });
-    return $.extend(job, readJobPlacement(), readJobChain(), readJobNotify());
+    return $.extend(job, readJobTags(), readJobPlacement(), readJobChain(), readJobNotify());
   }
 
   function submitJob(ev) {
@@ -1167,9 +1168,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
     // Jobs
     $('#btn-new-job').on('click', function () { openJobModal(null); });
     $('#btn-refresh').on('click', refreshAll);
-    $('#jobs-filter').on('input', function () {
-      renderJobs(Object.keys(jobsByName).sort().map(function (k) { return jobsByName[k]; }));
-    });
+    jobFilters.init(function () { loadJobs().catch(function () {}); });
     $('#jobs-body')
       .on('click', '.act-edit', function () { var j = jobOf(this); if (j) { openJobModal(j); } })
       .on('click', '.act-clone', function () { var j = jobOf(this); if (j) { openClone(j); } })
@@ -1301,7 +1300,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
     // Notifications view: its own module, handed the helpers it shares
     notifications.init({
       isAdmin: isAdmin,
-      jobs: function () { return Object.keys(jobsByName).map(function (k) { return jobsByName[k]; }); },
+      jobs: function () { return api('GET', 'job/list'); },
       toast: toast,
       confirmThen: confirmThen,
       modal: modal,

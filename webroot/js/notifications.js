@@ -228,18 +228,21 @@ function sendTest(c) {
 
 function askDelete(c) {
   const name = str(c.name);
-  const users = (ui.jobs() || []).filter(function (j) {
-    return Array.isArray(j.notify) && j.notify.some((r) => str(r.channel) === name);
-  }).map((j) => str(j.name));
-  if (clusterRules.some((r) => str(r.channel) === name)) { users.push('the cluster events'); }
-  const text = 'Delete the channel “' + name + '”? ' + (users.length
-    ? 'Rules name it (' + users.join(', ') + '): their messages fail until they name another channel.'
-    : 'No rule names it.');
-  ui.confirmThen('Delete channel', text, 'Delete', function () {
-    return notifyApi.deleteChannel(name).then(function () {
-      delete testResults[name];
-      ui.toast('Deleted channel ' + name, 'success');
-      show();
+  // Every job, asked for now: the jobs table may show only those its filters let through.
+  ui.jobs().then(function (jobs) { return jobs; }, function () { return null; }).then(function (jobs) {
+    const users = (Array.isArray(jobs) ? jobs : []).filter(function (j) {
+      return Array.isArray(j.notify) && j.notify.some((r) => str(r.channel) === name);
+    }).map((j) => str(j.name));
+    if (clusterRules.some((r) => str(r.channel) === name)) { users.push('the cluster events'); }
+    const text = 'Delete the channel “' + name + '”? ' + (users.length
+      ? 'Rules name it (' + users.join(', ') + '): their messages fail until they name another channel.'
+      : (jobs === null ? 'The jobs could not be read to tell whether a rule names it.' : 'No rule names it.'));
+    ui.confirmThen('Delete channel', text, 'Delete', function () {
+      return notifyApi.deleteChannel(name).then(function () {
+        delete testResults[name];
+        ui.toast('Deleted channel ' + name, 'success');
+        show();
+      });
     });
   });
 }
