@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from gdts.config import MAX_OUTPUT_LIMIT
 from gdts.cron import MAX_EXPR_LEN
 from gdts.jobfields import MAX_NAME_CHARS, MAX_RETRIES
-from gdts.manager.jobfilter import MAX_HOST_CHARS, MAX_TAG_FILTER_CHARS, STATUSES
+from gdts.manager.jobfilter import (
+    MAX_COMMAND_FILTER_CHARS,
+    MAX_HOST_CHARS,
+    MAX_TAG_FILTER_CHARS,
+    STATUSES,
+)
 from gdts.runstats import WINDOWS
 
 # Roles in the order of what they may do; each may do everything the ones before it may.
@@ -118,6 +123,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                     minimum=0, maximum=MAX_LIST_LIMIT),
               Field("name", "Only jobs whose name contains this, in any case.",
                     max_length=MAX_NAME),
+              Field("command", "Only jobs whose command (or HTTP request's URL) contains "
+                    "this, in any case.", max_length=MAX_COMMAND_FILTER_CHARS),
               Field("tag", "Only jobs that have every one of these tags (comma-separated).",
                     max_length=MAX_TAG_FILTER_CHARS),
               Field("owner", "Only the jobs of this owner.", max_length=MAX_NAME),

@@ -24,7 +24,9 @@ FAILING_RUN_STATUSES = frozenset(
 MAX_HOST_CHARS = 300
 # Every tag a job may have, each with a comma and a space after it.
 MAX_TAG_FILTER_CHARS = MAX_TAGS * (MAX_TAG_CHARS + 2)
-FILTER_FIELDS = ("name", "tag", "owner", "status", "host")
+FILTER_FIELDS = ("name", "command", "tag", "owner", "status", "host")
+# What the command filter looks for: a part of a command (which may be 64 KiB), not a copy.
+MAX_COMMAND_FILTER_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -33,13 +35,16 @@ class JobFilter:
     every job)."""
 
     name: str = ""  # casefolded: a part of the job's name, in any case
+    command: str = ""  # casefolded: a part of its command or its HTTP request's URL, any case
     tags: tuple[str, ...] = ()  # every one of them
     owner: str = ""  # exactly
     status: str = ""  # one of STATUSES
     host: str = ""  # the worker that runs it now or ran its last run, exactly
 
     def __bool__(self) -> bool:
-        return bool(self.name or self.tags or self.owner or self.status or self.host)
+        return bool(
+            self.name or self.command or self.tags or self.owner or self.status or self.host
+        )
 
 
 @dataclass(slots=True)
@@ -55,10 +60,13 @@ class JobFacts:
     last_status: str | None  # its last run's status; None: it never ran
     last_worker: str | None  # the worker that ran its last run
     running_on: Collection[str] = ()  # the workers running it now (read only to filter by host)
+    command: str = ""  # its command and HTTP URL, casefolded (see listing's _Entry)
 
 
 def matches(wanted: JobFilter, job: JobFacts) -> bool:
     if wanted.name and wanted.name not in job.name.casefold():
+        return False
+    if wanted.command and wanted.command not in job.command:
         return False
     if wanted.tags and not all(tag in job.tags for tag in wanted.tags):
         return False
@@ -88,6 +96,7 @@ def parse_filter(params: Mapping[str, Any]) -> JobFilter:
         raise InvalidFieldError("status", f"must be one of {', '.join(STATUSES)} (got {status!r})")
     return JobFilter(
         name=name.casefold(),
+        command=_text(params, "command", MAX_COMMAND_FILTER_CHARS).casefold(),
         tags=tags,
         owner=_text(params, "owner", MAX_NAME_CHARS),
         status=status,

@@ -64,6 +64,7 @@ class _Entry:
     host_group: Labels = ()
     tags: tuple[str, ...] = ()
     owner: str = ""
+    command: str = ""  # its command and HTTP URL, casefolded: what the command filter reads
     next_ms: int | None = None
     next_valid_until: float = -math.inf  # next_ms holds while now is before this
     # The job's whole list entry as last built, and the status it was built with: most jobs'
@@ -236,7 +237,8 @@ class JobListing:
             of = (entry.name, entry.generation)
             last_status, last_worker = last_run_facts.get(entry.name, no_run)
             facts = JobFacts(entry.name, entry.tags, entry.owner, entry.enabled, of in running,
-                             last_status, last_worker, running_on.get(of, ()))  # fmt: skip
+                             last_status, last_worker, running_on.get(of, ()),
+                             entry.command)  # fmt: skip
             if matches(wanted, facts):
                 page.append(entry)
                 if len(page) == limit:
@@ -371,7 +373,15 @@ def _entry(
         host_group=stored_labels(view["hostGroup"]),
         tags=_stored_tags(view["tags"]),
         owner=view["owner"] if isinstance(view["owner"], str) else "",
+        command=_searchable_command(view),
     )
+
+
+def _searchable_command(view: dict[str, Any]) -> str:
+    http = view.get("http")
+    url = http.get("url") if isinstance(http, dict) else None
+    parts = (view.get("command"), url)
+    return "\n".join(part for part in parts if isinstance(part, str)).casefold()
 
 
 def _stored_tags(value: Any) -> tuple[str, ...]:

@@ -548,7 +548,8 @@ async def test_the_list_filters_by_name_tag_owner_status_and_host_and_pages_the_
     client, etcd, stack, monkeypatch
 ) -> None:
     for job in (
-        _job(name="backup-db", tags=["prod", "db"], description="Dumps the database"),
+        _job(name="backup-db", tags=["prod", "db"], description="Dumps the database",
+             command="pg_dump app | gzip > /backups/app.gz"),
         _job(name="Backup-Web", tags=["prod"], enabled=False),
         _job(name="report", tags=["team/ops"]),
         _job(name="cleanup"),
@@ -586,6 +587,7 @@ async def test_the_list_filters_by_name_tag_owner_status_and_host_and_pages_the_
     assert await listed() == everyone
     assert await listed(name="", tag="", owner="", status="", host="") == everyone
     assert await listed(name="BACKUP") == ["Backup-Web", "backup-db"]
+    assert await listed(command="PG_DUMP APP") == ["backup-db"]
     assert await listed(tag="prod") == ["Backup-Web", "backup-db", "bob-1", "bob-2"]
     assert await listed(tag="prod,db") == ["backup-db"]
     assert await listed(owner="bob") == ["bob-1", "bob-2"]

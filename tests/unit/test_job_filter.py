@@ -11,9 +11,28 @@ from gdts.errors import InvalidFieldError
 from gdts.manager.jobfilter import JobFacts, JobFilter, matches, parse_filter
 
 JOBS = {
-    "backup-db": JobFacts("backup-db", ("prod", "db"), "alice", True, False, "succeeded", "w1"),
+    "backup-db": JobFacts(
+        "backup-db",
+        ("prod", "db"),
+        "alice",
+        True,
+        False,
+        "succeeded",
+        "w1",
+        command="pg_dump db | gzip > /backups/db.gz",
+    ),
     "Backup-Web": JobFacts("Backup-Web", ("prod",), "bob", False, False, "failed", "w2"),
-    "report": JobFacts("report", ("team/ops",), "alice", True, True, "timeout", "w1", {"w3"}),
+    "report": JobFacts(
+        "report",
+        ("team/ops",),
+        "alice",
+        True,
+        True,
+        "timeout",
+        "w1",
+        {"w3"},
+        "\nhttps://reports.example/run",
+    ),
     "never-ran": JobFacts("never-ran", (), "", True, False, None, None),
     "killed": JobFacts("killed", (), "bob", True, False, "killed", "w2"),
     "skipped": JobFacts("skipped", (), "bob", True, False, "skipped", "w2"),
@@ -32,10 +51,13 @@ def listed(**params: Any) -> list[str]:
     ("params", "expected"),
     [
         ({}, list(JOBS)),
-        ({"name": "", "tag": "", "owner": "", "status": "", "host": ""}, list(JOBS)),
+        ({"name": "", "command": "", "tag": "", "owner": "", "status": "", "host": ""}, list(JOBS)),
         ({"name": "backup"}, ["backup-db", "Backup-Web"]),
         ({"name": "BACKUP-w"}, ["Backup-Web"]),
         ({"name": "nothing"}, []),
+        ({"command": "PG_DUMP"}, ["backup-db"]),  # a part of the command, any case
+        ({"command": "reports.example"}, ["report"]),  # an HTTP job's URL
+        ({"command": "gzip", "owner": "bob"}, []),
         ({"tag": "prod"}, ["backup-db", "Backup-Web"]),
         ({"tag": "prod,db"}, ["backup-db"]),
         ({"tag": " prod , db ,"}, ["backup-db"]),
@@ -62,6 +84,7 @@ def test_each_filter_keeps_the_jobs_it_names_and_filters_combine(
 def test_no_filter_is_false_and_any_filter_true() -> None:
     assert not parse_filter({}) and not JobFilter()
     assert parse_filter({"host": "w1"}) and parse_filter({"tag": "a"})
+    assert parse_filter({"command": "x"})
     assert parse_filter({"tag": "a,b,a"}).tags == ("a", "b")
 
 
@@ -79,6 +102,7 @@ def test_no_filter_is_false_and_any_filter_true() -> None:
         ({"name": 5}, "name", "must be a string, got int"),
         ({"owner": "\ud800"}, "owner", "no lone surrogates"),
         ({"host": "h" * 301}, "host", "at most 300 characters"),
+        ({"command": "c" * 1001}, "command", "at most 1000 characters"),
     ],
 )
 def test_a_bad_filter_is_named(params: dict[str, Any], field: str, problem: str) -> None:

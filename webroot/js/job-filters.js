@@ -1,7 +1,7 @@
 /*
- * The jobs table's filter bar (README, "The web console"): name, tags, owner, status and host,
- * sent to job/list as its filters, so the table holds the matching jobs only (and a page of
- * them is a page of matches), and each refresh asks again for what the bar says: the bar is
+ * The jobs table's filter bar (README, "The web console"): name, command, tags, owner, status
+ * and host, sent to job/list as its filters, so the table holds the matching jobs only (and a
+ * page of them is a page of matches), and each refresh asks again for what the bar says: the bar is
  * never redrawn, so what is typed in it stays. app.js calls init with its reload and passes
  * params() to every listing. Text from users is inserted with .text()/.val() only.
  */
@@ -9,7 +9,7 @@ import { api } from './api.js';
 
 const $ = window.jQuery;
 
-export const FIELDS = ['name', 'tag', 'owner', 'status', 'host'];   // gdts/manager/jobfilter.py FILTER_FIELDS
+export const FIELDS = ['name', 'command', 'tag', 'owner', 'status', 'host'];   // gdts/manager/jobfilter.py FILTER_FIELDS
 const TYPING_MS = 300;   // a box's filter applies once typing pauses, not at every key
 
 let reload = function () {};
