@@ -25,6 +25,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
+from gdts.cancellation import end_if_cancelling
 from gdts.errors import GdtsError, InvalidFieldError
 from gdts.etcd import EtcdClient, etcd_errors, prefix_changed_since, read_prefix
 from gdts.job import api_view
@@ -139,7 +140,9 @@ class Retention:
         while not self._stop.is_set():
             try:
                 await self.pass_once()
+                end_if_cancelling()
             except (GdtsError, PyMongoError) as exc:
+                end_if_cancelling(exc)
                 log.warning("log clean-up pass failed (%s); trying again in %g s", exc,
                             self._interval_s)  # fmt: skip
             except _LeaseLost:
@@ -197,6 +200,7 @@ class Retention:
             ids = [document["_id"] for document in await cursor.to_list()]
             if ids:
                 await collection.delete_many({"_id": {"$in": ids}})
+            end_if_cancelling()  # a cancel the driver swallowed must still end the pass
             if len(ids) < self._batch:
                 return False
             await self._renew_lease()
@@ -218,6 +222,7 @@ class Retention:
                 return  # no TTL index yet (made at start, see bootstrap): next pass
             if ids:
                 await runs.update_many({"_id": {"$in": ids}}, [{"$set": {ENDED_AT: ended}}])
+            end_if_cancelling()
             if len(ids) < self._batch:
                 return
             await self._renew_lease()
