@@ -30,6 +30,7 @@ from gdts.errors import GdtsError, InvalidFieldError
 from gdts.etcd import EtcdClient, etcd_errors, prefix_changed_since, read_prefix
 from gdts.job import api_view
 from gdts.keys import KeyLayout
+from gdts.livelog import COLLECTION as LIVE_CHUNKS
 from gdts.mongo import mongo_errors
 from gdts.runlog import (
     COLLECTION,
@@ -67,8 +68,13 @@ def purge_targets(job: str, before_ms: int) -> list[Target]:
     """Everything a purge of ``job`` removes: its runs planned before ``before_ms`` (the
     deletion), and its last-run summary unless a job of the same name saved since has run.
     What else a job leaves in MongoDB goes here too."""
+    planned_before = {"jobName": job, "planTime": {"$lt": before_ms}}
     return [
-        Target(COLLECTION, {"jobName": job, "planTime": {"$lt": before_ms}}, TICK_INDEX),
+        Target(COLLECTION, planned_before, TICK_INDEX),
+        # A dead worker's chunks of a run's live output (the others go with their run's
+        # record). No hint: the workers make that collection's indexes, the managers do not,
+        # and a hint on an index not there yet would fail every pass.
+        Target(LIVE_CHUNKS, planned_before, None),
         Target(LAST_RUNS, {"_id": job, "planTime": {"$lt": before_ms}}, None),
     ]
 

@@ -18,6 +18,8 @@ from aiohttp.test_utils import TestClient
 from gdts.clock import now_ms
 from gdts.etcd import EtcdClient
 from gdts.keys import KeyLayout
+from gdts.livelog import COLLECTION as LIVE_CHUNKS
+from gdts.livelog import LiveLog, chunk_document
 from gdts.manager.app import SERVER_ARGS, create_app
 from gdts.manager.audit import AUDIT, AuditTrail
 from gdts.manager.retention import PURGES, Retention
@@ -110,21 +112,24 @@ async def test_the_ttl_removes_old_runs_and_old_audit_entries_and_keeps_new_ones
     now = now_ms()
     await run_log.insert([_run("ttl", now - 2 * DAY_MS).to_document(),
                           _run("ttl", now).to_document()])  # fmt: skip
-    # A run written before endedAt existed: the clean-up's backfill dates it, then the TTL sees
-    # it too.
-    undated = _run("ttl", now - 3 * DAY_MS).to_document()
-    await runs.insert_one(undated)
+    # Runs written before endedAt existed: the clean-up's backfill dates them from their
+    # endTime, then the TTL index sees them too (the old one goes, the recent one stays).
+    undated_old = _run("ttl", now - 3 * DAY_MS).to_document()
+    undated_new = _run("ttl", now - 3_600_000).to_document()
+    await runs.insert_many([undated_old, undated_new])
     await audit.insert_many([{"at": datetime.fromtimestamp((now - 2 * DAY_MS) / 1000, UTC),
                               "action": "old"},
                              {"at": datetime.now(UTC), "action": "new"}])  # fmt: skip
     await _retention(mongo, etcd, stack).pass_once()
-    assert (await runs.find_one({"_id": undated["_id"]}) or {}).get("endedAt") is not None
+    dated = await runs.find_one({"_id": undated_new["_id"]})
+    assert dated is not None
+    assert dated["endedAt"] == datetime.fromtimestamp((now - 3_600_000) / 1000, UTC)
 
     # The session's mongod runs its TTL monitor every second (see tests/conftest.py).
     async def only_new_left() -> bool:
         plans = {run["planTime"] async for run in runs.find({"jobName": "ttl"})}
         actions = {entry["action"] async for entry in audit.find()}
-        return plans == {now - 9} and actions == {"new"}
+        return plans == {now - 9, now - 3_600_009} and actions == {"new"}
 
     await wait_until(only_new_left, 10, "the TTL monitor to remove the old documents only")
 
@@ -211,6 +216,12 @@ async def test_purge_logs_removes_only_the_deleted_jobs_runs_and_resumes_elsewhe
     status, body = await call(client, "POST", "/job/save", data={"job": json.dumps(job)})
     assert status == 200, body
     await run_log.insert([_run("gone", deleted_at + 1000).to_document()])
+    # Live output a dead worker left: of the old job (goes) and of the new one (stays).
+    chunks = database[LIVE_CHUNKS]
+    await LiveLog(mongo, stack.database).insert([
+        chunk_document(("gone-too", start + 991, 1), 0, b"partial", "w", datetime.now(UTC)),
+        chunk_document(("gone", deleted_at + 5000, 1), 0, b"going on", "w", datetime.now(UTC)),
+    ])  # fmt: skip
 
     # One manager starts the purge and stops halfway (a restart); another carries it on.
     first = _retention(mongo, etcd, stack, batch=5, pause_s=0.2)
@@ -231,6 +242,7 @@ async def test_purge_logs_removes_only_the_deleted_jobs_runs_and_resumes_elsewhe
     assert await runs.count_documents({"jobName": "stays"}) == 10  # deleted without purgeLogs
     assert await runs.count_documents({"jobName": "bystander"}) == 10
     assert await purges.count_documents({}) == 0
+    assert [c["jobName"] async for c in chunks.find()] == ["gone"]
     summaries = {s["_id"]: s["planTime"] async for s in last_runs.find()}
     assert "gone-too" not in summaries and summaries["gone"] == deleted_at + 991
     assert {"stays", "bystander"} <= summaries.keys()

@@ -24,9 +24,10 @@ def test_listed_from_a_run_that_never_started_takes_only_those_after_it() -> Non
     assert listed_from("j", {"_id": 7}) == listed_from("j", {"_id": 7, "startTime": None})
 
 
-def test_a_purge_takes_the_runs_planned_before_the_deletion_and_an_old_summary() -> None:
-    runs, summary = purge_targets("j", 5000)
+def test_a_purge_takes_runs_and_live_chunks_planned_before_the_deletion_and_old_summary() -> None:
+    runs, chunks, summary = purge_targets("j", 5000)
     assert (runs.collection, runs.query) == ("job_log", {"jobName": "j", "planTime": {"$lt": 5000}})
+    assert (chunks.collection, chunks.query) == ("job_output_live", runs.query)
     assert (summary.collection, summary.query) == (
         "job_last_run", {"_id": "j", "planTime": {"$lt": 5000}},
     )  # fmt: skip
