@@ -96,7 +96,8 @@ class Stack:
             "logFormat": "json",
         }
 
-    async def start_manager(self) -> Child:
+    async def start_manager(self, **overrides: Any) -> Child:
+        """``overrides``: more manager config keys (JSON names)."""
         port = free_port()
         config = {
             **self._stores_config(),
@@ -106,6 +107,7 @@ class Stack:
             "adminToken": self.admin_token,
             # Set, so the manager does not print a generated one into the report's log lines.
             "adminPassword": secrets.token_urlsafe(16),
+            **overrides,
         }
         self.manager = await self.supervisor.spawn("manager", "manager", config)
         self.manager.url = f"http://127.0.0.1:{port}"

@@ -98,6 +98,9 @@ class ManagerConfig(StoreConfig):
     notify_ca_file: str = ""
     notify_outbox_retention: int = 30  # days a sent or failed event stays in the outbox
     log_retention_days: int = 30  # days a run stays in the run log; 0: for ever
+    audit_retention_days: int = 365  # days an audit entry stays; 0: for ever
+    # s between two passes of the clean-up (keepRuns, purges; see gdts.manager.retention)
+    retention_interval: int = 60
 
     def validate(self) -> None:
         super().validate()
@@ -110,10 +113,12 @@ class ManagerConfig(StoreConfig):
         _positive(self, "api_read_timeout", "api_write_timeout", "kill_marker_ttl", "session_ttl",
                   "notify_poll_interval", "notify_timeout", "notify_retry_backoff",
                   "notify_retry_max_backoff", "notify_max_tries",
-                  "notify_outbox_retention")  # fmt: skip
-        if not 0 <= self.log_retention_days <= MAX_RETENTION_DAYS:
-            raise ConfigError("logRetentionDays", f"must be 0 (keep for ever) to "
-                              f"{MAX_RETENTION_DAYS}, got {self.log_retention_days}")  # fmt: skip
+                  "notify_outbox_retention", "retention_interval")  # fmt: skip
+        for key, days in (("logRetentionDays", self.log_retention_days),
+                          ("auditRetentionDays", self.audit_retention_days)):  # fmt: skip
+            if not 0 <= days <= MAX_RETENTION_DAYS:
+                raise ConfigError(key, f"must be 0 (keep for ever) to {MAX_RETENTION_DAYS}, "
+                                  f"got {days}")  # fmt: skip
         if self.notify_ca_file and not os.path.isfile(self.notify_ca_file):
             raise ConfigError("notifyCaFile", f"{self.notify_ca_file!r} is not a readable file")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):

@@ -42,7 +42,7 @@ __all__ = [
 
 # 1: name, command, cronExpr only (and the Go GDTS's records); 2: the job-semantics fields;
 # 3: owner; 4: keepBackground; 5: limits; 6: notify, notifyMinInterval; 7: hostGroup, routing,
-# parents, children and their modes; 8: tags, description.
+# parents, children and their modes; 8: tags, description, keepRuns.
 # A process that knows an older version refuses a newer record with a message. A record says
 # the lowest version that holds every field it sets (at least 3), so a record that sets none of
 # the newer fields is still read by processes that predate them.
@@ -83,6 +83,7 @@ class Job:
     links: Links = NO_LINKS  # its parents and children (see gdts.chains)
     tags: tuple[str, ...] = ()  # what the console and /job/list find it by (see gdts.tags)
     description: str = ""
+    keep_runs: int | None = None  # the managers' clean-up keeps its last this many runs
     # Where etcd holds this version (not part of the job's definition, so not compared): the
     # revision that wrote it, which a claim compares so no claim made from an older version
     # succeeds, and the revision that created the key, the job's generation (see gdts.keys).
@@ -142,6 +143,7 @@ class Job:
             "childrenMode": self.links.children_mode,
             "tags": list(self.tags) or None,
             "description": self.description,
+            "keepRuns": self.keep_runs,
         }
 
     def to_record(self) -> bytes:

@@ -53,6 +53,7 @@ DEFAULT_RETRY_BACKOFF_S = 1.0
 DEFAULT_NOTIFY_MIN_INTERVAL_S = 300.0
 MIN_NOTIFY_MIN_INTERVAL_S = 1.0
 MAX_NOTIFY_MIN_INTERVAL_S = 24 * 3600
+MAX_KEEP_RUNS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,9 @@ JOB_FIELDS = (
              values="string", since=8),
     JobField("description", "string", "", f"What it does, for whoever reads the list (at most "
              f"{MAX_DESCRIPTION_CHARS} characters).", since=8),
+    JobField("keepRuns", "integer", None, f"Keep at most its last this many runs (1 to "
+             f"{MAX_KEEP_RUNS:,}, as /job/log lists them); unset: only the managers' "
+             "logRetentionDays applies.", since=8),
     # Who saved the job first: set by the manager from the caller, whatever a request says.
     JobField("owner", "string", "", "Who saved the job first (set by the manager).", since=3),
 )  # fmt: skip
@@ -412,6 +416,7 @@ def check_fields(data: object, default_zone: str, now_ms: int | None) -> dict[st
         "http": http,
         "limits": NO_LIMITS if "limits" not in given else parse_limits(given["limits"]),
         "expected_exit_code": opt("expectedExitCode", 0, validate_int, 0, 255),
+        "keep_runs": opt("keepRuns", None, validate_int, 1, MAX_KEEP_RUNS),
         "output_contains": opt("outputContains", "", validate_text, MAX_MATCH_CHARS),
         "output_not_contains": opt("outputNotContains", "", validate_text, MAX_MATCH_CHARS),
         "owner": opt("owner", "", validate_text, MAX_NAME_CHARS),

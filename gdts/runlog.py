@@ -13,6 +13,7 @@ from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
 from gdts.clock import now_ms
 from gdts.errors import StoreUnavailableError
+from gdts.mongo import keep_for_days
 from gdts.runrecord import NOTIFY_PENDING
 from gdts.runstats import late_minutes
 
@@ -33,15 +34,16 @@ _PLACEHOLDERS = ("lost", "missed")
 # Every run's end as a date (its endTime is epoch ms, which TTL indexes cannot read): the
 # retention TTL index and the time ranges of the dashboard's figures both use this one index.
 ENDED_AT = "endedAt"
-_ENDED_INDEX = "ended_at"
+ENDED_INDEX = "ended_at"
 # The minutes late results were written into (see gdts.runstats.LATE_MS): the managers' rollup
 # loop computes them again (gdts.manager.runminutes).
 DIRTY_MINUTES = "run_minutes_dirty"
-# logRetentionDays 0 (keep runs for ever): the largest expiry MongoDB accepts, 68 years.
-_NEVER_S = 2**31 - 1
 
-_PAGE_INDEX = "job_start_id"
-_PAGE_KEYS = [("jobName", ASCENDING), ("startTime", DESCENDING), ("_id", ASCENDING)]
+# /job/log's order, which keepRuns keeps the head of (see gdts.manager.retention).
+PAGE_INDEX = "job_start_id"
+PAGE_KEYS = [("jobName", ASCENDING), ("startTime", DESCENDING), ("_id", ASCENDING)]
+# One run per (job, planned time, attempt); a purge finds a job's runs planned before a time.
+TICK_INDEX = "job_tick_attempt"
 # /job/log?chainId=: one chain run's steps in plan order, each step's attempts in order.
 _CHAIN_INDEX = "chain_step_attempt"
 _CHAIN_KEYS = [("chainId", ASCENDING), ("chainStep", ASCENDING), ("attempt", ASCENDING),
@@ -64,14 +66,14 @@ class RunLog:
         None (a worker): leave the retention index to the managers, whose setting it is."""
         # /job/log: one job's runs, newest first, a page found in the index alone (with _id:
         # skipping runs must not read their outputs). It replaces job_start, its prefix.
-        await self._runs.create_index(_PAGE_KEYS, name=_PAGE_INDEX)
+        await self._runs.create_index(PAGE_KEYS, name=PAGE_INDEX)
         with contextlib.suppress(OperationFailure):  # gone already, or never made
             await self._runs.drop_index("job_start")
         # A tick run twice would be a second document for the same (job, tick, attempt): the
         # store refuses it, so a double run can never pass unseen.
         await self._runs.create_index(
             [("jobName", ASCENDING), ("planTime", ASCENDING), ("attempt", ASCENDING)],
-            name="job_tick_attempt",
+            name=TICK_INDEX,
             unique=True,
         )
         # The notifier's queue: only the runs marked for it are in this index, and a run
@@ -90,24 +92,8 @@ class RunLog:
         # The manager reads the last runs that changed since its previous look.
         await self._last_runs.create_index([("at", ASCENDING)], name="at")
         if retention_days is not None:
-            await self._keep_runs_for(retention_days)
-
-    async def _keep_runs_for(self, days: int) -> None:
-        """Runs older than ``days`` go, through a TTL index on endedAt, in MongoDB's own
-        background deletes (never a request's or a worker's write). A changed setting changes
-        the index in place (collMod), keeping it."""
-        expire_s = days * 86400 if days else _NEVER_S
-        info = await self._runs.index_information()
-        if _ENDED_INDEX not in info:
-            await self._runs.create_index(
-                [(ENDED_AT, ASCENDING)], name=_ENDED_INDEX, expireAfterSeconds=expire_s
-            )
-        elif info[_ENDED_INDEX].get("expireAfterSeconds") != expire_s:
-            await self._runs.database.command(
-                "collMod",
-                self._runs.name,
-                index={"name": _ENDED_INDEX, "expireAfterSeconds": expire_s},
-            )
+            # Runs older than that go, through a TTL index on their end (see keep_for_days).
+            await keep_for_days(self._runs, ENDED_AT, ENDED_INDEX, retention_days)
 
     async def insert(self, documents: Sequence[dict[str, Any]]) -> int:
         """Insert runs; returns how many the unique index refused as duplicates (already stored
@@ -217,7 +203,7 @@ class RunLog:
         page's size is bounded whatever the runs printed. The page's runs are found in the
         index alone, so the runs skipped are never read; of those on the page only the head of
         each output is sent (the whole one's size is in its BSON header)."""
-        return await self._page({"jobName": job_name}, _PAGE_KEYS[1:], _PAGE_INDEX, skip, limit,
+        return await self._page({"jobName": job_name}, PAGE_KEYS[1:], PAGE_INDEX, skip, limit,
                                 output_chars)  # fmt: skip
 
     async def find_chain(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
@@ -38,13 +39,16 @@ class MongoProcess(ServerProcess):
         repl_set: str | None = None,
         tls: ServerTls | None = None,
         auth: bool = False,
+        parameters: Mapping[str, str] | None = None,
     ) -> None:
         """With ``auth``, mongod refuses every command but a few (ping, hello) without a user
-        (see storeauth for making the first ones)."""
+        (see storeauth for making the first ones). ``parameters``: more of mongod's
+        ``--setParameter name=value``."""
         super().__init__(data_dir, host, client_port, log_path)
         self.repl_set = repl_set
         self.tls = tls
         self.auth = auth
+        self.parameters = dict(parameters or {})
 
     @property
     def uri(self) -> str:
@@ -134,6 +138,8 @@ class MongoProcess(ServerProcess):
             "--setParameter", "diagnosticDataCollectionEnabled=false",
             "--quiet",
         ]  # fmt: skip
+        for name, value in self.parameters.items():
+            argv += ["--setParameter", f"{name}={value}"]
         if self.auth:
             argv.append("--auth")
         if self.tls is not None:

@@ -35,6 +35,7 @@ from gdts.manager.params import (
     loads_strict,
     read_params,
 )
+from gdts.manager.retention import Retention
 from gdts.plans import upcoming_runs
 from gdts.runlog import RunLog
 
@@ -44,6 +45,7 @@ JOB_STORE = web.AppKey("job_store", JobStore)
 RUN_LOG = web.AppKey("run_log", RunLog)
 DEFAULT_ZONE = web.AppKey("default_zone", str)
 JOB_LISTING = web.AppKey("job_listing", JobListing)
+RETENTION = web.AppKey("retention", Retention)
 # Refuses a job whose notify rules name a channel that does not exist (see notify_api).
 CHANNEL_CHECK = web.AppKey("channel_check", Callable[[list[str]], Awaitable[None]])
 
@@ -154,12 +156,22 @@ async def clone_job(request: web.Request) -> web.Response:
 
 
 async def delete_job(request: web.Request) -> web.Response:
+    """Delete a job; its runs stay in the log unless ``purgeLogs``: then those planned before
+    now are removed in the background by the managers' clean-up (``purge`` in the answer)."""
     params = await read_params(request)
     name = required_name(params)
     keep_running = bool_param(params, "keepRunning")
-    before = await request.app[JOB_STORE].delete(name, guard_of(request), keep_running)
-    await audit(request, "job.delete", job=name, before=before)
-    return ok(before)
+    purge_logs = bool_param(params, "purgeLogs")
+    guard = guard_of(request)
+    before = await request.app[JOB_STORE].delete(name, guard, keep_running)
+    if not purge_logs:
+        await audit(request, "job.delete", job=name, before=before, detail={"purgeLogs": False})
+        return ok(before)
+    # Taken after the delete: a job saved again under the name from now on keeps its runs.
+    purge = await request.app[RETENTION].start_purge(name, now_ms(), guard.username)
+    await audit(request, "job.delete", job=name, before=before,
+                detail={"purgeLogs": True, "purgeBefore": purge["before"]})  # fmt: skip
+    return web.json_response({"errno": 0, "msg": "success", "data": before, "purge": purge})
 
 
 async def kill_job(request: web.Request) -> web.Response:

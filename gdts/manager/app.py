@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -23,6 +23,7 @@ from gdts.manager.api import (
     DEFAULT_ZONE,
     JOB_LISTING,
     JOB_STORE,
+    RETENTION,
     RUN_LOG,
     add_routes,
     error_middleware,
@@ -42,6 +43,7 @@ from gdts.manager.notify_api import NOTIFIER, NOTIFY_STORE, add_notify_routes, c
 from gdts.manager.openapi import add_openapi_route
 from gdts.manager.output_api import LIVE_LOG, add_output_routes
 from gdts.manager.registry import read_live_workers
+from gdts.manager.retention import Retention
 from gdts.manager.rollups import RollupLoop
 from gdts.manager.runminutes import RunMinutes
 from gdts.manager.throttle import LoginThrottle
@@ -122,6 +124,23 @@ def _notifier_ended(task: asyncio.Task[None]) -> None:
                   "restarted", task.exception(), exc_info=task.exception())  # fmt: skip
 
 
+async def _end_loop(task: asyncio.Task[None], stop: Callable[[], None]) -> None:
+    """Let a pass under way end (a MongoDB call cut off could leave its socket behind);
+    cancelled if it hangs."""
+    stop()
+    done, _ = await asyncio.wait([task], timeout=_WARM_UP_STOP_S)
+    if not done:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _cleanup_ended(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the log clean-up stopped: %r; keepRuns and purges wait for another manager "
+                  "or a restart", task.exception(), exc_info=task.exception())  # fmt: skip
+
+
 async def _stores(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     etcd = open_etcd(config)
@@ -138,6 +157,9 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
         return len(await read_live_workers(etcd, keys))
 
     rollup_loop = RollupLoop(run_minutes, count_workers)
+    retention = app[RETENTION] = Retention(
+        mongo, config.mongodb_database, etcd, keys, interval_s=config.retention_interval
+    )
     notify_store = app[NOTIFY_STORE] = NotifyStore(
         mongo, config.mongodb_database, config.notify_outbox_retention * 24 * 3600
     )
@@ -180,16 +202,13 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
         notifying = asyncio.get_running_loop().create_task(notifier.run(stop_notifying))
         notifying.add_done_callback(_notifier_ended)
     rolling_up = asyncio.get_running_loop().create_task(rollup_loop.run())
+    cleaning = asyncio.get_running_loop().create_task(retention.run())
+    cleaning.add_done_callback(_cleanup_ended)
     try:
         yield
     finally:
-        # Let a pass under way end (see below for why not cancel); cancelled if it hangs.
-        rollup_loop.stop()
-        done, _ = await asyncio.wait([rolling_up], timeout=_WARM_UP_STOP_S)
-        if not done:
-            rolling_up.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await rolling_up
+        await _end_loop(rolling_up, rollup_loop.stop)
+        await _end_loop(cleaning, retention.stop)
         if notifying is not None:
             # A delivery under way gets its whole timeout: cut off, it could be sent again.
             stop_notifying.set()

@@ -10,7 +10,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 
-from gdts.mongo import mongo_errors
+from gdts.mongo import keep_for_days, mongo_errors
 from gdts.plans import from_ms, to_ms
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,11 @@ class AuditTrail:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
         self._entries = client[database][AUDIT]
 
-    async def ensure_indexes(self) -> None:
+    async def ensure_indexes(self, retention_days: int) -> None:
+        """``retention_days``: how long entries are kept (0: for ever), the managers'
+        auditRetentionDays: the newest-first index on ``at`` (a date) is also its TTL index."""
         with mongo_errors():
-            await self._entries.create_index([("at", DESCENDING)], name="at")
+            await keep_for_days(self._entries, "at", "at", retention_days, DESCENDING)
             for field in ("user", "job", "action"):
                 await self._entries.create_index(
                     [(field, ASCENDING), ("at", DESCENDING)], name=f"{field}_at"

@@ -26,7 +26,7 @@ async def prepare(security: Security, config: ManagerConfig, run_log: RunLog) ->
         await run_log.ensure_indexes(config.log_retention_days)
     await security.credentials.ensure_indexes()
     await security.throttle.ensure_indexes()
-    await security.audit.ensure_indexes()
+    await security.audit.ensure_indexes(config.audit_retention_days)
     if await security.accounts.count() == 0:
         await _create_first_admin(security, config)
     if config.admin_token:

@@ -107,7 +107,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "the deleted job.",
              (_NAME, Field("keepRunning", "true: its runs going on finish by themselves "
                            "(default false: killed, logged as killed because deleted).",
-                           choices=("true", "false"))), owned_job=True),
+                           choices=("true", "false")),
+              Field("purgeLogs", "true: its runs planned before now leave the log too, in the "
+                    "background (the answer's purge says so); default false: they stay until "
+                    "logRetentionDays.", choices=("true", "false"))), owned_job=True),
     Endpoint("POST", "/job/kill", "user", "Kill the job's running process groups.", (_NAME,),
              owned_job=True),
     Endpoint("POST", "/job/run", "user", "Run the job once now on one worker.", (_NAME,),

@@ -473,7 +473,7 @@ def _operation(endpoint: Endpoint, data: Any) -> dict[str, Any]:
     responses: dict[str, Any] = {
         "200": {
             "description": "Done: errno 0 and the answer in data.",
-            "content": {"application/json": {"schema": _envelope(data)}},
+            "content": {"application/json": {"schema": _envelope(data, endpoint.path)}},
         }
     }
     for code in sorted(set(errors)):
@@ -519,13 +519,29 @@ def _operation(endpoint: Endpoint, data: Any) -> dict[str, Any]:
     return operation
 
 
-def _envelope(data: Any) -> dict[str, Any]:
+# Beside "data" (which stays as the original answered): what /job/delete?purgeLogs=true began.
+_PURGE = {
+    "type": "object",
+    "description": "Only with purgeLogs=true: the purge recorded, which the managers' clean-up "
+    "carries out in the background (see the README's Retention).",
+    "properties": {
+        "id": {"type": "string"},
+        "job": {"type": "string"},
+        "before": {"type": "integer", "description": "Runs planned before this go (epoch ms)."},
+    },
+    "required": ["id", "job", "before"],
+}
+_BESIDE_DATA = {"/job/delete": {"purge": _PURGE}}
+
+
+def _envelope(data: Any, path: str = "") -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
             "errno": {"type": "integer", "const": 0},
             "msg": {"type": "string"},
             "data": data,
+            **_BESIDE_DATA.get(path, {}),
         },
         "required": ["errno", "msg", "data"],
     }

@@ -102,6 +102,13 @@ async def test_job_dialog_shows_errors_next_to_the_field_and_keeps_what_was_type
     )
     await page.fill("#job-timeout", "30")
     await page.select_option("#job-concurrencyPolicy", "replace")
+    await page.fill("#job-keepRuns", "0")
+    await page.click("#job-save-btn")
+    await expect(page.locator('#job-form .invalid-feedback[data-for="keepRuns"]')).to_contain_text(
+        "keepRuns: must be between 1 and 1000000"
+    )
+    await page.screenshot(path=str(artifact("console-job-keep-runs.png")))
+    await page.fill("#job-keepRuns", "100")
     await page.click("#job-save-btn")
     await expect(page.locator("#job-modal")).to_be_hidden()
 
@@ -116,8 +123,8 @@ async def test_job_dialog_shows_errors_next_to_the_field_and_keeps_what_was_type
     await expect(status).not_to_have_text(before)
     await expect(row).to_have_attribute("data-seen", "before-refresh")
     [job] = [j for j in await api_get(cluster.api, "/job/list") if j["name"] == "nightly"]
-    assert (job["timezone"], job["timeout"], job["concurrencyPolicy"]) == (
-        "Europe/Berlin", 30, "replace",
+    assert (job["timezone"], job["timeout"], job["concurrencyPolicy"], job["keepRuns"]) == (
+        "Europe/Berlin", 30, "replace", 100,
     )  # fmt: skip
     assert job["command"] == "echo nightly" and job["nextRunTime"] is not None
     console.assert_quiet()

@@ -6,13 +6,14 @@ reads all 1,000 in one page (whole, that page was about 1 GB)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from pymongo import AsyncMongoClient
 
 from gdts.runlog import RunLog
-from tests.support import Cluster, api_get
+from tests.support import Cluster, api_get, now_ms
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
 
@@ -37,13 +38,16 @@ async def store_runs(cluster: Cluster) -> None:
         # makes them), so a page is read along (jobName, startTime), never sorted in memory.
         await RunLog(client, config["mongodbDatabase"]).ensure_indexes()
         runs = client[config["mongodbDatabase"]]["job_log"]
-        base = 1_796_000_000_000
+        # Ended lately, as a worker writes them (endedAt included): older than the managers'
+        # logRetentionDays, the TTL monitor (every second in tests) would remove them mid-test.
+        base = now_ms() - 2 * RUNS * 1000
         for first in range(0, RUNS, 40):
             await runs.insert_many([
                 {"jobName": "loud", "command": "yes", "err": "", "exitCode": 0,
                  "status": "succeeded", "worker": "w", "attempt": 1, "trigger": "schedule",
                  "planTime": base + i * 1000, "scheduleTime": base + i * 1000,
                  "startTime": base + i * 1000, "endTime": base + i * 1000 + 5,
+                 "endedAt": datetime.fromtimestamp((base + i * 1000 + 5) / 1000, UTC),
                  "output": f"{i:06d}" + "y" * (OUTPUT_CHARS - 6)}
                 for i in range(first, min(RUNS, first + 40))
             ])  # fmt: skip

@@ -47,6 +47,9 @@ def manager_config(stack: Stack, **overrides: Any) -> ManagerConfig:
         "webroot": str(REPO_ROOT / "webroot"),
         "admin_password": ADMIN_PASSWORD,
         "admin_token": ADMIN_TOKEN,
+        # Runs here carry made-up times from 1970 on, and the session's mongod runs its TTL
+        # monitor every second: a retention in days would remove them in the middle of a test.
+        "log_retention_days": 0,
         **overrides,
     }
     return ManagerConfig(**values)

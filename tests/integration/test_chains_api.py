@@ -36,6 +36,7 @@ async def client(stack: Stack) -> AsyncIterator[Client]:
         mongodb_uri=stack.mongo_uri, mongodb_database=stack.database,
         webroot=str(REPO_ROOT / "webroot"), admin_password=ADMIN_PASSWORD,
         admin_token=ADMIN_TOKEN,
+        log_retention_days=0,  # its runs are from 1970: kept for ever, not for 30 days
     )  # fmt: skip
     async with TestClient(TestServer(create_app(config))) as test_client:
         yield test_client

@@ -253,14 +253,20 @@ def test_api_port_limits_are_accepted(write: Any, port: int) -> None:
 
 
 @pytest.mark.parametrize("days", [-1, 24856])
-def test_log_retention_days_out_of_range(write: Any, days: int) -> None:
-    with pytest.raises(ConfigError, match=rf"^config logRetentionDays: must be 0 .* got {days}$"):
-        load_config(ManagerConfig, write({"logRetentionDays": days}), {})
+@pytest.mark.parametrize(
+    ("key", "attribute"),
+    [("logRetentionDays", "log_retention_days"), ("auditRetentionDays", "audit_retention_days")],
+)
+def test_retention_days_out_of_range(write: Any, days: int, key: str, attribute: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^config {key}: must be 0 .* got {days}$"):
+        load_config(ManagerConfig, write({key: days}), {})
     for days in (0, 24855):  # for ever; 2**31 - 1 s, the longest a TTL index takes
-        assert (
-            load_config(ManagerConfig, write({"logRetentionDays": days}), {}).log_retention_days
-            == days
-        )
+        assert getattr(load_config(ManagerConfig, write({key: days}), {}), attribute) == days
+
+
+def test_retention_interval_must_be_positive(write: Any) -> None:
+    with pytest.raises(ConfigError, match=r"^config retentionInterval: "):
+        load_config(ManagerConfig, write({"retentionInterval": 0}), {})
 
 
 def test_worker_lease_ttl_of_one_second_is_rejected(write: Any) -> None:

@@ -448,6 +448,20 @@ def test_a_record_says_the_lowest_version_that_holds_its_fields() -> None:
     described = plain.with_changes(description="Nightly dump")
     assert json.loads(described.to_record())["v"] == 8
     assert Job.from_record(described.to_record()).description == "Nightly dump"
+    trimmed = plain.with_changes(keepRuns=100)
+    assert json.loads(trimmed.to_record())["v"] == 8
+    assert Job.from_record(trimmed.to_record()).keep_runs == 100
+
+
+@pytest.mark.parametrize("value", [0, -1, 1_000_001, "x", "5", 2.5, True])
+def test_keep_runs_is_an_integer_from_1_to_a_million(value: object) -> None:
+    with pytest.raises(InvalidFieldError, match=r"^keepRuns: must be "):
+        Job.from_api({"name": "a", "command": "true", "cronExpr": EVERY_MINUTE, "keepRuns": value})
+    for kept in (1, 1_000_000, None):
+        job = Job.from_api(
+            {"name": "a", "command": "true", "cronExpr": EVERY_MINUTE, "keepRuns": kept}
+        )
+        assert job.keep_runs == kept
 
 
 def test_the_digest_of_a_job_set_ignores_order_and_sees_any_change() -> None:

@@ -504,6 +504,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
     $('#job-retryBackoff').val(job && job.retryBackoff !== 1 ? numText(job.retryBackoff) : '');
     $('#job-concurrencyPolicy').val(job ? str(job.concurrencyPolicy) || 'forbid' : 'forbid');
     $('#job-misfireGrace').val(job ? numText(job.misfireGrace) : '');
+    $('#job-keepRuns').val(job ? numText(job.keepRuns) : '');
     $('#job-catchUp').prop('checked', !!(job && job.catchUp));
     $('#job-expectedExitCode').val(job && job.expectedExitCode ? numText(job.expectedExitCode) : '');
     $('#job-outputContains').val(job ? str(job.outputContains) : '');
@@ -576,7 +577,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
     var zone = str($('#job-timezone').val()).trim();
     if (zone) { job.timezone = zone; }
     job.enabled = $('#job-enabled').prop('checked');
-    ['timeout', 'retries', 'retryBackoff', 'misfireGrace'].forEach(function (f) {
+    ['timeout', 'retries', 'retryBackoff', 'misfireGrace', 'keepRuns'].forEach(function (f) {
       var v = numberField('#job-' + f);
       if (v !== undefined) { job[f] = v; }
     });
