@@ -35,6 +35,7 @@ from gdts.manager.auth_api import add_auth_routes
 from gdts.manager.bootstrap import prepare, prepare_until_done
 from gdts.manager.credentials import Credentials
 from gdts.manager.dashboard_api import RUN_MINUTES, add_dashboard_routes
+from gdts.manager.endpoints import MAX_URL_BYTES
 from gdts.manager.headers import add_security_headers
 from gdts.manager.health import STATS, add_health_routes, count_requests
 from gdts.manager.jobstore import JobStore
@@ -58,7 +59,6 @@ _PREPARE_AT_START_S = 10.0
 _NOTIFY_STOP_MARGIN_S = 5.0
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024  # a command is at most 64 KiB; anything near 1 MiB is not a job
-MAX_URL_BYTES = 8192  # what aiohttp's parser takes by default, refused here in JSON
 # The HTTP parser takes request lines and headers up to the body's cap, so that what is too long
 # reaches refuse_long_urls (a JSON answer naming the field) instead of the parser's plain text.
 SERVER_ARGS = {"max_line_size": MAX_BODY_BYTES, "max_field_size": MAX_BODY_BYTES}

@@ -20,6 +20,8 @@ from gdts.manager.jobfilter import (
 )
 from gdts.runstats import WINDOWS
 
+MAX_URL_BYTES = 8192  # what aiohttp's parser takes by default, refused by the manager in JSON
+
 # Roles in the order of what they may do; each may do everything the ones before it may.
 ROLES = ("guest", "user", "admin")
 PUBLIC = "public"  # no login needed

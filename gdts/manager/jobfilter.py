@@ -25,8 +25,9 @@ MAX_HOST_CHARS = 300
 # Every tag a job may have, each with a comma and a space after it.
 MAX_TAG_FILTER_CHARS = MAX_TAGS * (MAX_TAG_CHARS + 2)
 FILTER_FIELDS = ("name", "command", "tag", "owner", "status", "host")
-# What the command filter looks for: a part of a command (which may be 64 KiB), not a copy.
-MAX_COMMAND_FILTER_CHARS = 1000
+# What the command filter looks for is a part of a command (which may be 64 KiB), not a copy;
+# short enough that a query holding every filter stays within the URL the manager takes.
+MAX_COMMAND_FILTER_CHARS = 200
 
 
 @dataclass(frozen=True)

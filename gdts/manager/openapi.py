@@ -10,7 +10,14 @@ from aiohttp import web
 
 from gdts import __version__, jobfields
 from gdts.jobfields import ALWAYS_STORED, JobField
-from gdts.manager.endpoints import CSRF_FIELD, ENDPOINTS, PUBLIC, Endpoint, Field
+from gdts.manager.endpoints import (
+    CSRF_FIELD,
+    ENDPOINTS,
+    MAX_URL_BYTES,
+    PUBLIC,
+    Endpoint,
+    Field,
+)
 from gdts.notify.channels import CHANNEL_TYPES
 from gdts.runrecord import RunStatus
 from gdts.runstats import WINDOWS
@@ -433,6 +440,7 @@ _ERROR_TEXT = {
     "404": "The named job, account or token does not exist.",
     "409": "The change conflicts with what is stored.",
     "413": "The request body is larger than 1 MiB.",
+    "414": f"The URL is longer than {MAX_URL_BYTES} bytes (its query's filters, say).",
     "429": "Too many failed logins; Retry-After says how long to wait.",
     "503": "etcd or MongoDB is unavailable.",
 }
@@ -468,6 +476,8 @@ def _operation(endpoint: Endpoint, data: Any) -> dict[str, Any]:
         errors += ["401", "403"]
     if endpoint.method == "POST":
         errors.append("413")
+    else:  # a GET's fields are in its URL
+        errors.append("414")
     if endpoint.path == "/auth/login":
         errors += ["401", "429"]
     responses: dict[str, Any] = {

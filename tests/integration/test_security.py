@@ -99,7 +99,8 @@ def job(name: str, command: str = "echo hi") -> str:
 GUEST_MAY = {
     "/job/list", "/job/log", "/job/output", "/worker/list", "/cron/preview", "/auth/login",
     "/auth/logout", "/auth/me", "/auth/password", "/token/list", "/token/create",
-    "/token/revoke", "/notify/channels", "/notify/types",
+    "/token/revoke", "/notify/channels", "/notify/types", "/job/output/stream", "/job/running",
+    "/dashboard/summary",
 }  # fmt: skip
 USER_MAY = GUEST_MAY | {
     "/job/save", "/job/delete", "/job/kill", "/job/run", "/job/enable", "/job/disable",
@@ -120,6 +121,8 @@ def params_for(path: str, who: str, revoke_id: str) -> dict[str, str]:
         "/job/clone": {"name": own, "newName": f"{who}-clone"},
         "/job/log": {"name": own},
         "/job/output": {"name": own, "planTime": "1"},  # no such run: allowed, then 404
+        "/job/output/stream": {"name": own, "planTime": "1"},  # the same
+        "/job/running": {"name": own},
         "/cron/preview": {"cronExpr": "0 3 * * *"},
         "/auth/login": {"username": who, "password": PASSWORD},
         "/auth/password": {"currentPassword": PASSWORD, "newPassword": PASSWORD},
@@ -157,7 +160,8 @@ async def test_each_role_may_call_exactly_its_endpoints(client) -> None:
             data = params_for(endpoint.path, who, spare["id"])
             status, body = await call(client, endpoint.method, endpoint.path, token, data)
             client.session.cookie_jar.clear()
-            allowed = 404 if endpoint.path == "/job/output" else 200
+            no_such_run = endpoint.path in ("/job/output", "/job/output/stream")
+            allowed = 404 if no_such_run else 200
             expected = allowed if endpoint.path in ALLOWED[role] else 403
             assert status == expected, (role, endpoint.path, status, body)
             if expected == 403:
