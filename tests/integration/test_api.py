@@ -551,8 +551,12 @@ async def test_the_list_filters_by_name_tag_owner_status_and_host_and_pages_the_
     client, etcd, stack, monkeypatch
 ) -> None:
     for job in (
-        _job(name="backup-db", tags=["prod", "db"], description="Dumps the database",
-             command="pg_dump app | gzip > /backups/app.gz"),
+        _job(
+            name="backup-db",
+            tags=["prod", "db"],
+            description="Dumps the database",
+            command="pg_dump app | gzip > /backups/app.gz",
+        ),
         _job(name="Backup-Web", tags=["prod"], enabled=False),
         _job(name="report", tags=["team/ops"]),
         _job(name="cleanup"),
