@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from typing import Any
 
@@ -16,8 +15,8 @@ from gdts.keys import KILLED_BY_DELETE, KeyLayout, bucket_of, kill_marker
 from gdts.manager.auth import JobGuard
 from gdts.manager.chainlinks import ChainLinks, delete_refusal
 from gdts.manager.registry import count_members, read_live_workers
+from gdts.markers import marker_worker, read_marker
 from gdts.routing import no_live_member, stored_labels
-from gdts.worker.lostruns import marker_worker
 
 log = logging.getLogger(__name__)
 
@@ -270,13 +269,12 @@ class JobStore:
             try:
                 if self._keys.running_name(kv.key) != name:
                     continue
-                marker = json.loads(kv.value)
-                runs.append({"planTime": int(marker["planTime"]),
-                             "attempt": int(marker.get("attempt", 1)),
-                             "worker": str(marker["worker"]),
-                             "claimedAt": marker.get("claimedAt")})  # fmt: skip
-            except (ValueError, KeyError, TypeError):
-                continue  # not a marker of ours
+            except ValueError:
+                continue  # not a key of ours
+            marker = read_marker(kv.value)
+            if marker is not None:
+                runs.append({"planTime": marker.plan_ms, "attempt": marker.attempt,
+                             "worker": marker.worker, "claimedAt": marker.claimed_ms})  # fmt: skip
         return sorted(runs, key=lambda run: (run["planTime"], run["attempt"]))
 
     async def ping(self) -> None:

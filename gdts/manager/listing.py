@@ -37,10 +37,10 @@ from gdts.jobfields import parse_run_at
 from gdts.keys import KeyLayout
 from gdts.manager.jobfilter import JobFacts, JobFilter, matches
 from gdts.manager.registry import count_members, membership, read_live_workers
+from gdts.markers import marker_worker
 from gdts.plans import next_run
 from gdts.routing import Labels, stored_labels
 from gdts.runlog import LAST_RUN_FIELDS, RunLog
-from gdts.worker.lostruns import marker_worker
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from collections import deque
 
 from gdts.job import Job
 from gdts.keys import RunningKey, bucket_of
+from gdts.markers import marker_plan
 from gdts.routing import Candidate, Labels, eligible, rank
-from gdts.worker.lostruns import marker_plan
 from gdts.worker.partition import Partition
 from gdts.worker.ticktable import next_plan
 

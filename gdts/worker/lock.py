@@ -33,9 +33,9 @@ from typing import Any
 
 from gdts.etcd import EtcdClient
 from gdts.keys import KeyLayout, kill_marker
+from gdts.markers import running_marker
 from gdts.runrecord import ChainStep
 from gdts.worker.coalescer import Coalescer
-from gdts.worker.lostruns import running_marker
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ apart.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gdts.keys import RunningKey
+from gdts.markers import read_marker
 from gdts.runrecord import ChainStep
 
 
@@ -41,51 +41,9 @@ def lost_with(lease: int, markers: Iterable[tuple[RunningKey, int, bytes]]) -> l
     return lost
 
 
-def running_marker(
-    worker: str,
-    plan_ms: int,
-    claimed_ms: int,
-    attempt: int = 1,
-    claim: str | None = None,
-    chain: ChainStep | None = None,
-) -> bytes:
-    """A running marker's value; a retry rewrites it with its attempt, so a run lost in the
-    middle of one is recorded as that attempt. ``claim``: an id no other claim has (see
-    TickClaimer); ``chain``: the chain run's step it is, so its loss moves that run on."""
-    marker: dict[str, object] = {"worker": worker, "planTime": plan_ms, "claimedAt": claimed_ms}
-    if attempt > 1:
-        marker["attempt"] = attempt
-    if claim is not None:
-        marker["claim"] = claim
-    if chain is not None:
-        marker["chain"] = [chain.chain_id, chain.step, chain.steps]
-    return json.dumps(marker).encode()
-
-
 def _decode(job_name: str, value: bytes) -> LostRun | None:
-    try:
-        data = json.loads(value)
-        chain = data.get("chain")
-        return LostRun(
-            job_name, int(data["planTime"]), str(data["worker"]), data.get("claimedAt"),
-            int(data.get("attempt", 1)),
-            None if chain is None else ChainStep(str(chain[0]), int(chain[1]), int(chain[2])),
-        )  # fmt: skip
-    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+    marker = read_marker(value)
+    if marker is None:
         return None
-
-
-def marker_plan(value: bytes) -> int | None:
-    """The planned tick a running marker names, or None if it is not one of ours."""
-    try:
-        return int(json.loads(value)["planTime"])
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def marker_worker(value: bytes) -> str | None:
-    """The worker a running marker names, or None if it is not one of ours."""
-    try:
-        return str(json.loads(value)["worker"])
-    except (ValueError, KeyError, TypeError):
-        return None
+    return LostRun(job_name, marker.plan_ms, marker.worker, marker.claimed_ms, marker.attempt,
+                   marker.chain)  # fmt: skip

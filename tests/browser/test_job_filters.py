@@ -11,10 +11,10 @@ import pytest
 from gdts.etcd import EtcdClient
 from gdts.job import Job
 from gdts.keys import KeyLayout
+from gdts.markers import running_marker
 from gdts.mongo import open_mongo
 from gdts.runlog import RunLog
 from gdts.runrecord import RunRecord, RunStatus
-from gdts.worker.lostruns import running_marker
 from tests.browser.conftest import (
     INVALID,
     NEVER,

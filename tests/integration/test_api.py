@@ -27,10 +27,10 @@ from gdts.manager import listing as listing_module
 from gdts.manager.api import JOB_LISTING
 from gdts.manager.app import SERVER_ARGS, create_app
 from gdts.manager.listing import STATUS_FIELDS
+from gdts.markers import running_marker
 from gdts.mongo import open_mongo
 from gdts.runlog import RunLog
 from gdts.runrecord import RunRecord, RunStatus
-from gdts.worker.lostruns import running_marker
 from tests.support import ADMIN_PASSWORD, ADMIN_TOKEN, ADMIN_USER, REPO_ROOT, Stack, now_ms
 
 pytestmark = pytest.mark.asyncio

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from gdts.keys import RunningKey
-from gdts.worker.lostruns import LostRun, lost_with, running_marker
+from gdts.markers import running_marker
+from gdts.worker.lostruns import LostRun, lost_with
 
 PLAN = 1715953200000  # 2024-05-17 13:40:00 UTC
 CLAIMED = 1715953200042

@@ -5,10 +5,10 @@ import dataclasses
 
 from gdts.job import Job
 from gdts.keys import RunningKey
+from gdts.markers import running_marker
 from gdts.routing import Candidate
 from gdts.worker import takeover
 from gdts.worker.clusterview import ClusterView
-from gdts.worker.lostruns import running_marker
 from gdts.worker.ticktable import DueTick
 
 DELAY = 2000  # takeoverDelay
