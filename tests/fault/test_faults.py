@@ -175,6 +175,7 @@ async def test_a_worker_whose_clock_runs_ahead_causes_no_duplicate_and_no_miss(
     assert 2.5 < offset < 3.5
 
 
+@pytest.mark.waits
 async def test_mongodb_down_for_30s_loses_no_result(stack: Stack) -> None:
     mongo = MongoProcess(stack.tmp / "mongo", log_path=stack.tmp / "mongod.log")
     await mongo.start()
