@@ -42,7 +42,8 @@ from tests.support import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.fault]
+# Each scenario waits out its fault: the whole module runs in the lane beside the rest.
+pytestmark = [pytest.mark.asyncio, pytest.mark.fault, pytest.mark.waits]
 
 
 async def manager_and_workers(cluster: Cluster, count: int, **overrides) -> list[Child]:
@@ -175,7 +176,6 @@ async def test_a_worker_whose_clock_runs_ahead_causes_no_duplicate_and_no_miss(
     assert 2.5 < offset < 3.5
 
 
-@pytest.mark.waits
 async def test_mongodb_down_for_30s_loses_no_result(stack: Stack) -> None:
     mongo = MongoProcess(stack.tmp / "mongo", log_path=stack.tmp / "mongod.log")
     await mongo.start()
