@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -77,6 +78,35 @@ async def cluster(stack: Stack, request: pytest.FixtureRequest) -> AsyncIterator
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
             print(cluster.logs())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """xdist's worker processes ignore SIGINT and SIGQUIT (Ctrl-C is the controller's), and a
+    process inherits what its parent ignores: give them back their defaults so that every
+    process and job a test starts sees the signals it would under ``-n 0``."""
+    if hasattr(config, "workerinput"):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Two lanes under ``-n 2 --dist each`` (pyproject's addopts): each worker process collects
+    every test and keeps its own lane's, so the tests marked ``waits`` run one after another
+    in gw1 while every other test runs, in its usual order, in gw0. Without xdist (``-n 0``)
+    one process keeps them all. Not ``--dist loadgroup``: it groups by a suffix it writes into
+    ``item._nodeid``, which pytest 9 no longer reads, so every test would be dealt to either
+    process, and tests that sweep a uid range or count processes would meet."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return
+    lane = int(str(workerinput["workerid"]).removeprefix("gw"))
+    kept = [item for item in items if _lane_of(item) == lane]
+    config.hook.pytest_deselected(items=[item for item in items if _lane_of(item) != lane])
+    items[:] = kept
+
+
+def _lane_of(item: pytest.Item) -> int:
+    return 1 if item.get_closest_marker("waits") else 0
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

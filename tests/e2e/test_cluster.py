@@ -96,6 +96,7 @@ async def test_kill_stops_the_process_group_and_logs_the_run_as_killed(
     assert "killed on request" in logged[0]["err"]
 
 
+@pytest.mark.waits
 async def test_three_workers_run_every_tick_exactly_once_and_round_robin_takes_turns(
     cluster: Cluster, stack: Stack
 ) -> None:

@@ -107,6 +107,7 @@ async def test_a_worker_killed_right_after_a_failed_run_still_tells_once(
 
 @pytest.mark.asyncio
 @pytest.mark.timeout(180)
+@pytest.mark.waits
 async def test_a_storm_is_counted_and_a_receiver_down_for_30_s_gets_its_message(
     cluster: Cluster, receiver: WebhookReceiver
 ) -> None:

@@ -22,7 +22,7 @@ from tests.support import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.e2e]
+pytestmark = [pytest.mark.asyncio, pytest.mark.e2e, pytest.mark.waits]
 
 DB = {"group": "db"}
 

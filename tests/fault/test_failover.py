@@ -23,7 +23,7 @@ from tests.support import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.fault]
+pytestmark = [pytest.mark.asyncio, pytest.mark.fault, pytest.mark.waits]
 
 
 async def test_etcd_leader_killed_no_duplicate_misses_only_in_the_election(stack: Stack) -> None:

@@ -44,7 +44,8 @@ from tests.support import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.fault]
+# Each scenario waits out its fault: the whole module runs in the lane beside the rest.
+pytestmark = [pytest.mark.asyncio, pytest.mark.fault, pytest.mark.waits]
 
 
 async def manager_and_workers(cluster: Cluster, count: int, **overrides) -> list[Child]:

@@ -474,6 +474,7 @@ async def test_etcd_unreachable_is_a_503_that_says_so(stack) -> None:
         await ready_is_503_naming_the_store_down(dead, down="etcd")
 
 
+@pytest.mark.waits  # ten seconds of MongoDB's server selection giving up
 async def test_mongodb_unreachable_is_a_503_that_says_so(stack) -> None:
     config = manager_config(stack, mongodb_uri=f"mongodb://127.0.0.1:{free_port()}")
     async with as_admin(create_app(config)) as dead:

@@ -105,6 +105,7 @@ async def admin_put(server: EtcdProcess, key: bytes, value: bytes) -> int:
 
 
 @pytest.mark.asyncio
+@pytest.mark.waits  # for the token's TTL
 async def test_calls_after_the_token_expired_authenticate_again_once(
     auth_etcd: EtcdProcess,
     client: EtcdClient,
@@ -141,6 +142,7 @@ async def test_calls_after_the_token_expired_authenticate_again_once(
 
 
 @pytest.mark.asyncio
+@pytest.mark.waits  # for the token's TTL
 async def test_a_watch_and_a_lease_from_before_expiry_keep_working(
     auth_etcd: EtcdProcess, client: EtcdClient, prefix: bytes
 ) -> None:
@@ -176,6 +178,7 @@ async def test_a_watch_and_a_lease_from_before_expiry_keep_working(
 
 
 @pytest.mark.asyncio
+@pytest.mark.waits  # for the token's TTL
 async def test_a_watch_opened_after_expiry_ends_for_the_caller_to_resume(
     auth_etcd: EtcdProcess, client: EtcdClient, prefix: bytes
 ) -> None:
