@@ -146,7 +146,7 @@ class LiveOutput:
         runs = {r.runner: r for r in self._going_on() if r.capture is not None}
         due = due_chunks(
             ((r.runner, r.started, r.capture.kept, self._written.get(r.runner, 0))
-             for r in runs.values() if r.capture is not None),
+             for r in runs.values()),
             now, self._after_s,
         )  # fmt: skip
         if not due:
