@@ -275,6 +275,12 @@ class Runs:
                 over_limit = self._limit_watch.unwatch(watched_uid)
             if self._uids is not None and user is not None and isinstance(runner, RunningCommand):
                 self._uids.ended(user.uid, job.keep_background)
+        if _died_at_the_fence(result, self._lease_alive):
+            # The guardian (a process of its own) sweeps the run's uids at the very instant
+            # the lease fence here kills the run, and may get there first; the fence's own kill
+            # then finds the shell gone (kill_now's reason is noted, its kill does nothing).
+            killed_because = killed_because or LEASE_MAY_BE_GONE
+            result = dataclasses.replace(result, killed=True)
         return self._record(
             job, result, plan_ms, schedule_ms, trigger, attempt, http_status, timed_out,
             over_limit, killed_because,
@@ -366,6 +372,12 @@ def _inherited_ceilings() -> RunLimits:
         cpu_seconds=hard(resource.RLIMIT_CPU),
         open_files=hard(resource.RLIMIT_NOFILE),
     )
+
+
+def _died_at_the_fence(result: ExecResult, lease_alive: Callable[[], bool]) -> bool:
+    """Whether a run that nothing here killed died of a signal once its lease was in doubt."""
+    died_of_signal = result.exit_code is None and result.err.startswith("terminated by signal")
+    return died_of_signal and not result.killed and not lease_alive()
 
 
 def _kills(order: KillOrder, plan_ms: int, generation: int) -> bool:
