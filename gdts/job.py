@@ -18,6 +18,7 @@ from gdts.jobfields import (
     API_DEFAULTS,
     DEFAULT_NOTIFY_MIN_INTERVAL_S,
     DEFAULT_RETRY_BACKOFF_S,
+    DEFAULT_TEAM,
     JOB_FIELDS,
     MAX_COMMAND_BYTES,
     MAX_NAME_CHARS,
@@ -42,11 +43,11 @@ __all__ = [
 
 # 1: name, command, cronExpr only (and the Go GDTS's records); 2: the job-semantics fields;
 # 3: owner; 4: keepBackground; 5: limits; 6: notify, notifyMinInterval; 7: hostGroup, routing,
-# parents, children and their modes; 8: tags, description, keepRuns.
+# parents, children and their modes; 8: tags, description, keepRuns; 9: team, ownerId.
 # A process that knows an older version refuses a newer record with a message. A record says
 # the lowest version that holds every field it sets (at least 3), so a record that sets none of
 # the newer fields is still read by processes that predate them.
-JOB_RECORD_VERSION = 8
+JOB_RECORD_VERSION = 9
 _WRITTEN_AT_LEAST = 3
 _SINCE = {field.name: field.since for field in JOB_FIELDS}
 
@@ -76,6 +77,8 @@ class Job:
     keep_background: bool = False
     limits: RunLimits = NO_LIMITS
     owner: str = ""
+    owner_id: str = ""  # the owner's account id: a name may be given again to a new account
+    team: str = DEFAULT_TEAM  # who sees it (see gdts.manager.teams)
     notify: tuple[Rule, ...] = ()
     notify_min_interval_s: float = DEFAULT_NOTIFY_MIN_INTERVAL_S
     host_group: Labels = ()  # the labels a worker must carry to run it (see gdts.routing)
@@ -133,6 +136,8 @@ class Job:
             "keepBackground": self.keep_background,
             "limits": self.limits.to_api() or None,
             "owner": self.owner,
+            "ownerId": self.owner_id,
+            "team": self.team,
             "notify": [rule.to_api() for rule in self.notify] or None,
             "notifyMinInterval": self.notify_min_interval_s,
             "hostGroup": dict(self.host_group) or None,
@@ -163,6 +168,8 @@ class Job:
         # on many schedules, one team's jobs) share its string.
         fields["command"] = sys.intern(fields["command"])
         fields["owner"] = sys.intern(fields["owner"])
+        fields["owner_id"] = sys.intern(fields["owner_id"])
+        fields["team"] = sys.intern(fields["team"])
         if fields["tags"]:  # a few tags name many jobs ("prod", "nightly")
             fields["tags"] = tuple(sys.intern(tag) for tag in fields["tags"])
         return cls(**fields, revision=revision, generation=generation)

@@ -54,6 +54,10 @@ DEFAULT_NOTIFY_MIN_INTERVAL_S = 300.0
 MIN_NOTIFY_MIN_INTERVAL_S = 1.0
 MAX_NOTIFY_MIN_INTERVAL_S = 24 * 3600
 MAX_KEEP_RUNS = 1_000_000
+# The team of jobs saved before teams existed, which every account then joined (see
+# gdts.manager.teams).
+DEFAULT_TEAM = "default"
+MAX_ACCOUNT_ID_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -138,8 +142,13 @@ JOB_FIELDS = (
     JobField("keepRuns", "integer", None, f"Keep at most its last this many runs (1 to "
              f"{MAX_KEEP_RUNS:,}, as /job/log lists them); unset: only the managers' "
              "logRetentionDays applies.", since=8),
+    JobField("team", "string", DEFAULT_TEAM, "The team it belongs to: only the team's members "
+             "(and admins) see it and its runs (default: the caller's only team; see the "
+             "README's Teams).", since=9),
     # Who saved the job first: set by the manager from the caller, whatever a request says.
     JobField("owner", "string", "", "Who saved the job first (set by the manager).", since=3),
+    JobField("ownerId", "string", "", "Its owner's account id, which no other account ever "
+             "has (set by the manager).", since=9),
 )  # fmt: skip
 # What /job/list adds to each job; read-only, so a listed job saves back as it is.
 STATUS_FIELDS = (
@@ -214,6 +223,10 @@ def validate_seconds(field_name: str, value: object, high: float, low: float = 0
     if value > high:
         raise InvalidFieldError(field_name, f"must be at most {high:g} seconds (got {value})")
     return float(value)
+
+
+def _validate_team(field_name: str, value: object) -> str:
+    return validate_name(value, field_name)
 
 
 def validate_text(field_name: str, value: object, max_chars: int) -> str:
@@ -420,6 +433,8 @@ def check_fields(data: object, default_zone: str, now_ms: int | None) -> dict[st
         "output_contains": opt("outputContains", "", validate_text, MAX_MATCH_CHARS),
         "output_not_contains": opt("outputNotContains", "", validate_text, MAX_MATCH_CHARS),
         "owner": opt("owner", "", validate_text, MAX_NAME_CHARS),
+        "owner_id": opt("ownerId", "", validate_text, MAX_ACCOUNT_ID_CHARS),
+        "team": opt("team", DEFAULT_TEAM, _validate_team),
         "tags": () if "tags" not in given else parse_tags("tags", given["tags"]),
         "description": opt("description", "", validate_description),
         "host_group": ()

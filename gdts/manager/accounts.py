@@ -1,4 +1,7 @@
-"""Accounts in MongoDB: a name, a role and an argon2id password hash.
+"""Accounts in MongoDB: a name, a role, an argon2id password hash and an account id.
+
+The id is made once and never reused: jobs and team memberships hold it, not the name, so a new
+account given a deleted one's name inherits nothing.
 
 Every request reads its caller's account afresh, so a changed role or a deleted account takes
 effect at once on every manager; there is no cache to go stale.
@@ -10,7 +13,9 @@ import asyncio
 import functools
 import logging
 import secrets
-from dataclasses import dataclass
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +57,10 @@ class Principal:
     via: str  # "token", "session", or "off" when authentication is switched off
     session_hash: str | None = None
     csrf_token: str | None = None
+    account_id: str = ""
+    # team -> the caller's role in it (see gdts.manager.teams); read for every request but an
+    # admin's, who sees every team.
+    teams: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_admin(self) -> bool:
@@ -95,6 +104,10 @@ async def password_matches(stored_hash: str | None, password: str) -> bool:
     return await asyncio.to_thread(verify)
 
 
+def new_account_id() -> str:
+    return uuid.uuid4().hex
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -104,6 +117,7 @@ def public_view(document: dict[str, Any]) -> dict[str, Any]:
     return {
         "username": document["_id"],
         "role": document["role"],
+        "accountId": document.get("accountId", ""),
         "createdAt": _ms(document.get("createdAt")),
         "updatedAt": _ms(document.get("updatedAt")),
     }
@@ -133,6 +147,7 @@ class Accounts:
         now = _now()
         document = {
             "_id": username,
+            "accountId": new_account_id(),
             "role": role,
             "passwordHash": await hash_password(password),
             "createdAt": now,
@@ -160,6 +175,24 @@ class Accounts:
         with mongo_errors():
             await self._users.update_one({"_id": username}, {"$set": changes})
         return before
+
+    async def by_ids(self, account_ids: list[str]) -> dict[str, str]:
+        """Account id -> username, for those that exist."""
+        with mongo_errors():
+            found = self._users.find({"accountId": {"$in": account_ids}}, {"accountId": 1})
+            return {d["accountId"]: d["_id"] async for d in found}
+
+    async def ensure_account_ids(self) -> None:
+        """Accounts made before ids existed get one (idempotent: only where none is set, so
+        two managers starting together give each account one id)."""
+        with mongo_errors():
+            await self._users.create_index("accountId", unique=True, sparse=True,
+                                           name="account_id")  # fmt: skip
+            async for document in self._users.find({"accountId": {"$exists": False}}, {"_id": 1}):
+                await self._users.update_one(
+                    {"_id": document["_id"], "accountId": {"$exists": False}},
+                    {"$set": {"accountId": new_account_id()}},
+                )
 
     async def set_password(self, username: str, password: str) -> None:
         changes = {"passwordHash": await hash_password(password), "updatedAt": _now()}

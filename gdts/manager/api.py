@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -26,6 +27,7 @@ from gdts.manager.endpoints import (
     is_api_path,
 )
 from gdts.manager.jobfilter import parse_filter
+from gdts.manager.jobguard import no_such_job, team_of
 from gdts.manager.jobstore import JobStore
 from gdts.manager.listing import JobListing
 from gdts.manager.params import (
@@ -112,7 +114,8 @@ async def save_job(request: web.Request) -> web.Response:
     job = Job.from_api(raw, default_zone=request.app[DEFAULT_ZONE], now_ms=now_ms())
     if job.notify:
         await request.app[CHANNEL_CHECK]([rule.channel for rule in job.notify])
-    before, after = await request.app[JOB_STORE].save(job, guard_of(request))
+    team = job.team if isinstance(raw, dict) and raw.get("team") is not None else None
+    before, after = await request.app[JOB_STORE].save(job, guard_of(request), team)
     await audit(request, "job.save", job=job.name, before=before, after=after)
     return ok(before)
 
@@ -192,7 +195,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     else:
         after = None
     limit = int_param(params, "limit", 0, 0, MAX_LIST_LIMIT) or None
-    wanted = parse_filter(params)
+    wanted = dataclasses.replace(parse_filter(params), visible=guard_of(request).visible_teams())
     jobs = await request.app[JOB_LISTING].json(after, limit, now_ms(), wanted)
     return web.Response(
         body=b'{"errno":0,"msg":"success","data":' + jobs + b"}",
@@ -217,8 +220,26 @@ async def job_log(request: web.Request) -> web.Response:
     # A page's outputs share one budget: 20 runs show 52 KiB each, 1,000 runs 1 KiB each.
     output_chars = max(MIN_OUTPUT_CHARS, PAGE_OUTPUT_CHARS // limit)
     if chain_id is not None:
+        await see_job(request, chain_head(chain_id), "chainId")
         return ok(await request.app[RUN_LOG].find_chain(chain_id, skip, limit, output_chars))
+    await see_job(request, name)
     return ok(await request.app[RUN_LOG].find(name, skip, limit, output_chars))
+
+
+async def see_job(request: web.Request, name: str, field_name: str = "name") -> None:
+    """404 unless the caller may see the job (see JobGuard.check_visible): the same read and
+    the same answer whether the job is another team's or does not exist."""
+    guard = guard_of(request)
+    if guard.visible_teams() is None:
+        return  # an admin: also the runs a deleted job left
+    view = await request.app[JOB_STORE].view(name)
+    if view is None or not guard.sees(team_of(view)):
+        raise no_such_job(name, field_name)
+
+
+def chain_head(chain_id: str) -> str:
+    """The head job of a chain run's id, "<head job>@<generation>/<planned ms>"."""
+    return chain_id.rsplit("@", 1)[0]
 
 
 async def preview_cron(request: web.Request) -> web.Response:
@@ -239,7 +260,13 @@ async def preview_cron(request: web.Request) -> web.Response:
 
 async def list_workers(request: web.Request) -> web.Response:
     await read_params(request)  # refuses fields it does not take, like every endpoint
-    return ok(await request.app[JOB_STORE].workers())
+    workers = await request.app[JOB_STORE].workers()
+    visible = guard_of(request).visible_teams()
+    if visible is not None:  # the jobs of other teams are not named
+        teams = await request.app[JOB_LISTING].teams_of()
+        for worker in workers:
+            worker["running"] = [n for n in worker["running"] if teams.get(n) in visible]
+    return ok(workers)
 
 
 def add_routes(app: web.Application) -> None:

@@ -95,10 +95,39 @@ ACCOUNT = {
     "properties": {
         "username": {"type": "string"},
         "role": {"type": "string", "enum": ["guest", "user", "admin"]},
+        "accountId": {"type": "string", "description": "Never given to another account."},
         "createdAt": _NULLABLE_INT,
         "updatedAt": _NULLABLE_INT,
     },
     "required": ["username", "role"],
+}
+_TEAM_ROLE = {"type": "string", "enum": ["guest", "user", "maintainer"]}
+TEAM = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "members": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"username": {"type": "string"}, "role": _TEAM_ROLE},
+                "required": ["username", "role"],
+            },
+        },
+        "createdAt": _NULLABLE_INT,
+        "role": {**_TEAM_ROLE, "description": "The caller's role in it (not for an admin)."},
+    },
+    "required": ["name", "members"],
+}
+MEMBERSHIP = {
+    "type": "object",
+    "properties": {
+        "team": {"type": "string"},
+        "username": {"type": "string"},
+        "role": _TEAM_ROLE,
+        "before": {"anyOf": [_TEAM_ROLE, {"type": "null"}]},
+    },
+    "required": ["team", "username", "role"],
 }
 TOKEN = {
     "type": "object",
@@ -133,6 +162,11 @@ SESSION = {
         "username": {"type": "string"},
         "role": {"type": "string"},
         "csrfToken": _NULLABLE_STRING,
+        "teams": {
+            "type": "object",
+            "additionalProperties": _TEAM_ROLE,
+            "description": "The caller's teams and role in each ({} for an admin, who sees all).",
+        },
     },
     "required": ["username", "role"],
 }
@@ -380,10 +414,25 @@ def data_schemas() -> dict[str, Any]:
         "/auth/login": SESSION,
         "/auth/logout": {"type": "null"},
         "/auth/me": SESSION,
-        "/auth/password": {"type": "null"},
+        "/auth/password": {
+            "type": "object",
+            "properties": {"otherSessionsEnded": {"type": "integer"}},
+            "required": ["otherSessionsEnded"],
+        },
         "/user/list": {"type": "array", "items": ACCOUNT},
         "/user/save": _NULLABLE_ACCOUNT,
-        "/user/delete": ACCOUNT,
+        "/user/delete": {
+            **ACCOUNT,
+            "properties": {
+                **ACCOUNT["properties"],
+                "jobsHandedOver": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "/team/list": {"type": "array", "items": TEAM},
+        "/team/save": TEAM,
+        "/team/delete": {"type": "null"},
+        "/team/member/save": MEMBERSHIP,
+        "/team/member/delete": {"type": "null"},
         "/token/list": {"type": "array", "items": TOKEN},
         "/token/create": TOKEN,
         "/token/revoke": TOKEN,

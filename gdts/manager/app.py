@@ -32,7 +32,7 @@ from gdts.manager.api import (
 from gdts.manager.audit import AuditTrail
 from gdts.manager.auth import SECURITY, Security, authenticate
 from gdts.manager.auth_api import add_auth_routes
-from gdts.manager.bootstrap import prepare, prepare_until_done
+from gdts.manager.bootstrap import adopt_owner_ids_until_done, prepare, prepare_until_done
 from gdts.manager.credentials import Credentials
 from gdts.manager.dashboard_api import RUN_MINUTES, add_dashboard_routes
 from gdts.manager.endpoints import MAX_URL_BYTES
@@ -47,6 +47,8 @@ from gdts.manager.registry import read_live_workers
 from gdts.manager.retention import Retention
 from gdts.manager.rollups import RollupLoop
 from gdts.manager.runminutes import RunMinutes
+from gdts.manager.team_api import add_team_routes
+from gdts.manager.teams import Teams
 from gdts.manager.throttle import LoginThrottle
 from gdts.mongo import open_mongo
 from gdts.notify.notifier import Notifier, NotifierStats
@@ -84,6 +86,7 @@ def create_app(config: ManagerConfig) -> web.Application:
     add_routes(app)
     add_output_routes(app)
     add_auth_routes(app)
+    add_team_routes(app)
     add_notify_routes(app)
     add_dashboard_routes(app)
     add_openapi_route(app)
@@ -171,6 +174,7 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     security = app[SECURITY] = Security(
         enabled=config.auth_enabled,
         accounts=Accounts(mongo, config.mongodb_database),
+        teams=Teams(mongo, config.mongodb_database),
         credentials=Credentials(mongo, config.mongodb_database),
         throttle=LoginThrottle(mongo, config.mongodb_database),
         audit=AuditTrail(mongo, config.mongodb_database),
@@ -193,6 +197,9 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
         preparing = asyncio.get_running_loop().create_task(
             prepare_until_done(security, config, app[RUN_LOG])
         )
+    adopting = asyncio.get_running_loop().create_task(
+        adopt_owner_ids_until_done(security, app[JOB_STORE])
+    )
     # The first full listing decodes every job (3 s at 100,000): do it now, not for the first
     # operator who opens the console.
     warm_up = asyncio.get_running_loop().create_task(app[JOB_LISTING].warm_up())
@@ -222,6 +229,8 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
         if preparing is not None:
             preparing.cancel()
             await asyncio.wait([preparing], timeout=_WARM_UP_STOP_S)
+        adopting.cancel()
+        await asyncio.wait([adopting], timeout=_WARM_UP_STOP_S)
         done, _ = await asyncio.wait([warm_up], timeout=_WARM_UP_STOP_S)
         if not done:
             warm_up.cancel()

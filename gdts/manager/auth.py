@@ -2,12 +2,14 @@
 
 A request proves who it is with ``Authorization: Bearer <token>`` (scripts, the .http files) or
 the console's session cookie; a cookie-authenticated change must also carry the session's CSRF
-token. The role each route needs comes from ``gdts.manager.endpoints``; whether a ``user`` owns
-the job is checked where the job is read (``JobGuard``).
+token. The role each route needs comes from ``gdts.manager.endpoints``; the caller's teams are
+read here too, and whether the caller may see or change a job is checked where the job is read
+(``gdts.manager.jobguard``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 from dataclasses import dataclass
@@ -16,11 +18,13 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gdts.errors import ForbiddenError, NotFoundError, UnauthorizedError
+from gdts.errors import ForbiddenError, UnauthorizedError
 from gdts.manager.accounts import Accounts, Principal
 from gdts.manager.audit import AuditTrail
 from gdts.manager.credentials import Credentials
 from gdts.manager.endpoints import CSRF_FIELD, CSRF_HEADER, PUBLIC, endpoint_of, role_allows
+from gdts.manager.jobguard import JobGuard
+from gdts.manager.teams import Teams
 from gdts.manager.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,7 @@ class Security:
 
     enabled: bool
     accounts: Accounts
+    teams: Teams
     credentials: Credentials
     throttle: LoginThrottle
     audit: AuditTrail
@@ -117,6 +122,9 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         )
     if principal.via == "session" and request.method not in _SAFE_METHODS:
         await _check_csrf(request, principal)
+    if not principal.is_admin:  # an admin sees every team
+        teams = await security.teams.memberships(principal.account_id)
+        principal = dataclasses.replace(principal, teams=teams)
     request[PRINCIPAL] = principal
     return await handler(request)
 
@@ -136,7 +144,7 @@ async def _bearer_principal(request: web.Request) -> Principal | None:
     account = await security.accounts.get(username)
     if account is None:
         raise UnauthorizedError(f"the token's account {username!r} no longer exists")
-    return Principal(username, account["role"], "token")
+    return Principal(username, account["role"], "token", account_id=account.get("accountId", ""))
 
 
 async def _session_principal(request: web.Request) -> Principal | None:
@@ -150,7 +158,10 @@ async def _session_principal(request: web.Request) -> Principal | None:
     account = await security.accounts.get(session["username"])
     if account is None:
         return None
-    return Principal(account["_id"], account["role"], "session", session["_id"], session["csrf"])
+    return Principal(
+        account["_id"], account["role"], "session", session["_id"], session["csrf"],
+        account_id=account.get("accountId", ""),
+    )  # fmt: skip
 
 
 async def _check_csrf(request: web.Request, principal: Principal) -> None:
@@ -168,28 +179,3 @@ async def _check_csrf(request: web.Request, principal: Principal) -> None:
             f"{CSRF_HEADER} header (or {CSRF_FIELD} field) missing or wrong: a change made "
             "with the session cookie must carry the session's CSRF token from /auth/me"
         )
-
-
-class JobGuard:
-    """Whether the caller may change a job with a given owner: admins any, users their own."""
-
-    def __init__(self, principal: Principal) -> None:
-        self.principal = principal
-
-    @property
-    def username(self) -> str:
-        return self.principal.username
-
-    def check(self, name: str, owner: str) -> None:
-        if self.principal.is_admin or (owner and owner == self.principal.username):
-            return
-        whose = f"belongs to {owner!r}" if owner else "has no owner (only admins change it)"
-        raise ForbiddenError(
-            f"job {name!r} {whose}; role {self.principal.role!r} may change only its own jobs"
-        )
-
-    def check_missing(self, name: str) -> None:
-        """A job that does not exist: only an admin may act on its name (e.g. kill a run that
-        outlived its job)."""
-        if not self.principal.is_admin:
-            raise NotFoundError("name", f"no job named {name!r}")

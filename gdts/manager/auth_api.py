@@ -7,19 +7,26 @@ from typing import Any
 
 from aiohttp import web
 
-from gdts.errors import ConflictError, InvalidFieldError, TooManyAttemptsError, UnauthorizedError
-from gdts.jobfields import validate_name
+from gdts.errors import (
+    ConflictError,
+    InvalidFieldError,
+    NotFoundError,
+    TooManyAttemptsError,
+    UnauthorizedError,
+)
+from gdts.jobfields import DEFAULT_TEAM, validate_name
 from gdts.manager.accounts import (
     public_view,
     validate_password,
     validate_role,
     validate_username,
 )
-from gdts.manager.api import ok
+from gdts.manager.api import JOB_STORE, ok
 from gdts.manager.audit import AuditQuery
 from gdts.manager.auth import SECURITY, SESSION_COOKIE, audit, principal_of, source_of
 from gdts.manager.endpoints import AUDIT_ACTIONS, MAX_EPOCH_MS, MAX_LOG_LIMIT, MAX_NAME, MAX_SKIP
-from gdts.manager.params import int_param, read_params
+from gdts.manager.params import bool_param, int_param, read_params
+from gdts.manager.teams import default_team_role
 
 
 def _text(params: dict[str, Any], field: str, *, required: bool = True) -> str | None:
@@ -41,7 +48,9 @@ def _choice(params: dict[str, Any], field: str, choices: tuple[str, ...]) -> str
 
 
 def _session_view(principal: Any, csrf: str | None) -> dict[str, Any]:
-    return {"username": principal.username, "role": principal.role, "csrfToken": csrf}
+    # An admin's teams are not listed: an admin sees every team.
+    return {"username": principal.username, "role": principal.role, "csrfToken": csrf,
+            "teams": dict(principal.teams)}  # fmt: skip
 
 
 async def login(request: web.Request) -> web.Response:
@@ -102,8 +111,15 @@ async def change_password(request: web.Request) -> web.Response:
     if await security.accounts.check_password(principal.username, current) is None:
         raise InvalidFieldError("currentPassword", "is wrong")
     await security.accounts.set_password(principal.username, new)
-    await audit(request, "user.password", detail={"username": principal.username})
-    return ok(None)
+    # Whoever else was logged in as this user (a stolen session, a forgotten browser) is out;
+    # API tokens stay: they are revoked one by one (/token/revoke).
+    ended = await security.credentials.end_sessions(principal.username, principal.session_hash)
+    await audit(
+        request,
+        "user.password",
+        detail={"username": principal.username, "otherSessionsEnded": ended},
+    )
+    return ok({"otherSessionsEnded": ended})
 
 
 async def list_users(request: web.Request) -> web.Response:
@@ -120,7 +136,14 @@ async def save_user(request: web.Request) -> web.Response:
         validate_password(password)
     if username == principal_of(request).username and role != "admin":
         raise ConflictError("role", "an admin cannot take away their own admin role")
-    before = await request.app[SECURITY].accounts.save(username, role, password)
+    security = request.app[SECURITY]
+    before = await security.accounts.save(username, role, password)
+    if before is None:  # a new account joins the default team (see gdts.manager.teams)
+        created = await security.accounts.get(username)
+        if created is not None:
+            await security.teams.set_member(
+                DEFAULT_TEAM, created["accountId"], default_team_role(role)
+            )
     after = {"username": username, "role": role}
     detail = {"username": username, "passwordChanged": password is not None}
     await audit(
@@ -139,10 +162,44 @@ async def delete_user(request: web.Request) -> web.Response:
     if username == principal_of(request).username:
         raise ConflictError("username", "you cannot delete your own account")
     security = request.app[SECURITY]
+    account = await security.accounts.get(username)
+    if account is None:
+        raise NotFoundError("username", f"no account named {username!r}")
+    handed = await _hand_over_jobs(request, params, account)
     before = await security.accounts.delete(username)
     await security.credentials.forget_user(username)
-    await audit(request, "user.delete", before=public_view(before), detail={"username": username})
-    return ok(public_view(before))
+    await security.teams.forget_account(account.get("accountId", ""))
+    detail = {"username": username, "jobsHandedOver": handed}
+    await audit(request, "user.delete", before=public_view(before), detail=detail)
+    return ok({**public_view(before), "jobsHandedOver": handed})
+
+
+async def _hand_over_jobs(
+    request: web.Request, params: dict[str, Any], account: dict[str, Any]
+) -> list[str]:
+    """The jobs of an account about to go, to ``newOwner`` or (``toTeam``) to nobody: a new
+    account given the name later must not find them its own."""
+    store = request.app[JOB_STORE]
+    account_id = account.get("accountId", "")
+    new_owner = _text(params, "newOwner", required=False)
+    to_team = bool_param(params, "toTeam")
+    if new_owner is not None and to_team:
+        raise InvalidFieldError("toTeam", "give newOwner or toTeam, not both")
+    if new_owner is None and not to_team:
+        owned = await store.owned_by(account_id)
+        if owned:
+            shown = ", ".join(repr(name) for name in owned[:10])
+            raise ConflictError("newOwner", f"{account['_id']!r} owns {len(owned)} job(s) "
+                                f"({shown}{', ...' if len(owned) > 10 else ''}): give newOwner "
+                                "(an account) or toTeam=true (ownerless, kept by their teams' "
+                                "maintainers)")  # fmt: skip
+        return []
+    if new_owner is None:
+        return await store.hand_over(account_id, "", "")
+    heir = await request.app[SECURITY].accounts.get(validate_username(new_owner, "newOwner"))
+    if heir is None or new_owner == account["_id"]:
+        raise InvalidFieldError("newOwner", f"no other account named {new_owner!r}")
+    return await store.hand_over(account_id, new_owner, heir["accountId"])
 
 
 async def list_tokens(request: web.Request) -> web.Response:

@@ -31,12 +31,12 @@ from gdts.chains import (
     expand,
     parse_links,
 )
-from gdts.errors import ConflictError, ForbiddenError, InvalidFieldError
+from gdts.errors import ConflictError, ForbiddenError, InvalidFieldError, NotFoundError
 from gdts.etcd import EtcdClient, etcd_errors, read_prefix
 from gdts.job import api_views
-from gdts.jobfields import validate_name
+from gdts.jobfields import DEFAULT_TEAM, validate_name
 from gdts.keys import KeyLayout
-from gdts.manager.auth import JobGuard
+from gdts.manager.jobguard import JobGuard, team_of
 
 # What a link's value says: which list of the job that holds it names the other job.
 PARENTS = "parents"
@@ -57,6 +57,12 @@ class StoredJob:
 
     owner: str
     links: Links
+    owner_id: str = ""
+    team: str = DEFAULT_TEAM
+
+    def guarded(self) -> dict[str, str]:
+        """What the job guard reads of it (see jobguard)."""
+        return {"owner": self.owner, "ownerId": self.owner_id, "team": self.team}
 
 
 def links_of_view(view: Mapping[str, Any]) -> Links:
@@ -111,8 +117,8 @@ def foreign_step(
             continue
         owner = jobs[step].owner
         try:
-            guard.check(step, owner)
-        except ForbiddenError:
+            guard.check(step, jobs[step].guarded())
+        except (ForbiddenError, NotFoundError):
             side = PARENTS if index < plan.head else CHILDREN
             whose = f"belongs to {owner!r}" if owner else "has no owner"
             return ForbiddenError(
@@ -148,7 +154,9 @@ def stored_jobs(names: Sequence[str], views: Sequence[Any]) -> dict[str, StoredJ
             links = links_of_view(view)
         except InvalidFieldError:
             continue
-        found[name] = StoredJob(str(view.get("owner") or ""), links)
+        found[name] = StoredJob(
+            str(view.get("owner") or ""), links, str(view.get("ownerId") or ""), team_of(view)
+        )
     return found
 
 

@@ -145,6 +145,15 @@ class Credentials:
         with mongo_errors():
             await self._sessions.delete_one({"_id": session_hash})
 
+    async def end_sessions(self, username: str, keep: str | None) -> int:
+        """End the user's console sessions but ``keep`` (a session's hash); returns how many."""
+        query: dict[str, Any] = {"username": username}
+        if keep is not None:
+            query["_id"] = {"$ne": keep}
+        with mongo_errors():
+            result = await self._sessions.delete_many(query)
+        return result.deleted_count
+
     async def forget_user(self, username: str) -> None:
         """A deleted account's tokens and sessions go with it."""
         with mongo_errors():

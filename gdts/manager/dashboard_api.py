@@ -5,18 +5,21 @@ runs per worker from etcd as /worker/list reads them."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 
 from gdts.clock import now_ms
 from gdts.errors import InvalidFieldError
-from gdts.manager.api import JOB_STORE, ok
+from gdts.manager.api import JOB_LISTING, JOB_STORE, ok
+from gdts.manager.auth import guard_of
 from gdts.manager.params import read_params
 from gdts.manager.runminutes import RunMinutes
 from gdts.runstats import (
     MINUTE_MS,
     QUARTER_MS,
     WINDOWS,
+    Window,
     minute_of,
     running_per_worker,
     summarize,
@@ -37,6 +40,9 @@ async def dashboard_summary(request: web.Request) -> web.Response:
     start = window_start(window, now)
     end = minute_of(now) + MINUTE_MS
     store = request.app[RUN_MINUTES]
+    visible = guard_of(request).visible_teams()
+    if visible is not None:
+        return ok(await _teams_summary(request, window, now, visible))
     # Read where the rollups stand first: the minutes before it from them, the rest live, so
     # a pass that moves on meanwhile counts no minute twice.
     rolled_up_to = await store.rolled_up_to()
@@ -54,6 +60,29 @@ async def dashboard_summary(request: web.Request) -> web.Response:
     summary["runningPerWorker"] = running_per_worker(workers)
     summary["rolledUpTo"] = rolled_up_to
     return ok(summary)
+
+
+async def _teams_summary(
+    request: web.Request, window: Window, now: int, visible: frozenset[str]
+) -> dict[str, Any]:
+    """The summary of the jobs of the caller's teams only, from the run log at request time
+    (the rollups count every team's runs together)."""
+    store = request.app[RUN_MINUTES]
+    teams = await request.app[JOB_LISTING].teams_of()
+    jobs = sorted(name for name, team in teams.items() if team in visible)
+    start, end = window_start(window, now), minute_of(now) + MINUTE_MS
+    minutes, online, workers = await asyncio.gather(
+        store.compute(start, end, jobs),
+        store.workers_online(start, end),
+        request.app[JOB_STORE].workers(),
+    )
+    summary = summarize(window, now, minutes, online)
+    shown = set(jobs)
+    for worker in workers:
+        worker["running"] = [name for name in worker["running"] if name in shown]
+    summary["runningPerWorker"] = running_per_worker(workers)
+    summary["rolledUpTo"] = None
+    return summary
 
 
 def add_dashboard_routes(app: web.Application) -> None:

@@ -24,6 +24,8 @@ MAX_URL_BYTES = 8192  # what aiohttp's parser takes by default, refused by the m
 
 # Roles in the order of what they may do; each may do everything the ones before it may.
 ROLES = ("guest", "user", "admin")
+# An account's role in a team (see gdts.manager.jobguard), which narrows what its own allows.
+TEAM_ROLES = ("guest", "user", "maintainer")
 PUBLIC = "public"  # no login needed
 
 
@@ -61,6 +63,7 @@ AUDIT_ACTIONS = (
     "user.save", "user.delete", "user.password", "token.create", "token.revoke",
     "auth.login", "auth.login_failed", "auth.logout",
     "notify.channel.save", "notify.channel.delete", "notify.channel.test", "notify.rules.save",
+    "team.save", "team.delete", "team.member.save", "team.member.delete",
 )  # fmt: skip
 CSRF_FIELD = "csrfToken"
 CSRF_HEADER = "X-CSRF-Token"
@@ -136,7 +139,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
               Field("status", "Only jobs failing (last run failed, timeout, limit, lost or "
                     "missed), running (a run goes on now) or paused.", choices=STATUSES),
               Field("host", "Only jobs this worker runs now or ran last (its id).",
-                    max_length=MAX_HOST_CHARS))),
+                    max_length=MAX_HOST_CHARS),
+              Field("team", "Only the jobs of this team.", max_length=MAX_NAME))),
     Endpoint("GET", "/job/log", "guest", "A job's runs, newest first, or with chainId one "
              "chain run's steps, by step then attempt; outputs cut to share 1 MiB a page "
              "(outputBytes: a cut output's whole size).",
@@ -171,7 +175,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
               Field("password", "Their password.", required=True, max_length=1024))),
     Endpoint("POST", "/auth/logout", "guest", "End this session."),
     Endpoint("GET", "/auth/me", "guest", "Who the caller is, and the session's CSRF token."),
-    Endpoint("POST", "/auth/password", "guest", "Change the caller's own password.",
+    Endpoint("POST", "/auth/password", "guest", "Change the caller's own password; the caller's "
+             "other console sessions end (otherSessionsEnded in the answer).",
              (Field("currentPassword", "The password now.", required=True, max_length=1024),
               Field("newPassword", "The new password (at least 10 characters).", required=True,
                     max_length=1024))),
@@ -183,8 +188,26 @@ ENDPOINTS: tuple[Endpoint, ...] = (
               Field("password", "Its password (required for a new account; at least 10 "
                     "characters).", max_length=1024))),
     Endpoint("POST", "/user/delete", "admin",
-             "Delete an account with its tokens and sessions (not your own).",
-             (Field("username", "The account's name.", required=True, max_length=MAX_NAME),)),
+             "Delete an account with its tokens, sessions and team memberships (not your own); "
+             "an account that owns jobs needs newOwner or toTeam.",
+             (Field("username", "The account's name.", required=True, max_length=MAX_NAME),
+              Field("newOwner", "Who its jobs go to (an account's name).", max_length=MAX_NAME),
+              Field("toTeam", "true: its jobs stay ownerless with their teams (their "
+                    "maintainers change them).", choices=("true", "false")))),
+    Endpoint("GET", "/team/list", "guest", "The teams with their members (admins: every team; "
+             "others: their own teams, with their role)."),
+    Endpoint("POST", "/team/save", "admin", "Create a team.",
+             (Field("name", "The team's name.", required=True, max_length=MAX_NAME),)),
+    Endpoint("POST", "/team/delete", "admin", "Delete a team that has no jobs.",
+             (Field("name", "The team's name.", required=True, max_length=MAX_NAME),)),
+    Endpoint("POST", "/team/member/save", "admin",
+             "Put an account into a team with a role, or change its role there.",
+             (Field("team", "The team's name.", required=True, max_length=MAX_NAME),
+              Field("username", "The account's name.", required=True, max_length=MAX_NAME),
+              Field("role", "Its role in the team.", required=True, choices=TEAM_ROLES))),
+    Endpoint("POST", "/team/member/delete", "admin", "Take an account out of a team.",
+             (Field("team", "The team's name.", required=True, max_length=MAX_NAME),
+              Field("username", "The account's name.", required=True, max_length=MAX_NAME))),
     Endpoint("GET", "/token/list", "guest", "The caller's API tokens (an admin's: everyone's)."),
     Endpoint("POST", "/token/create", "guest",
              "Create an API token for the caller; the token is shown in this answer only.",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gdts.errors import InvalidFieldError
-from gdts.jobfields import validate_text
+from gdts.jobfields import DEFAULT_TEAM, validate_text
 from gdts.names import MAX_NAME_CHARS
 from gdts.runrecord import RunStatus
 from gdts.tags import MAX_TAG_CHARS, MAX_TAGS, validate_tag
@@ -24,7 +24,7 @@ FAILING_RUN_STATUSES = frozenset(
 MAX_HOST_CHARS = 300
 # Every tag a job may have, each with a comma and a space after it.
 MAX_TAG_FILTER_CHARS = MAX_TAGS * (MAX_TAG_CHARS + 2)
-FILTER_FIELDS = ("name", "command", "tag", "owner", "status", "host")
+FILTER_FIELDS = ("name", "command", "tag", "owner", "status", "host", "team")
 # What the command filter looks for is a part of a command (which may be 64 KiB), not a copy;
 # short enough that a query holding every filter stays within the URL the manager takes.
 MAX_COMMAND_FILTER_CHARS = 200
@@ -41,11 +41,15 @@ class JobFilter:
     owner: str = ""  # exactly
     status: str = ""  # one of STATUSES
     host: str = ""  # the worker that runs it now or ran its last run, exactly
+    team: str = ""  # exactly
+    # The teams the caller sees (see jobguard); None: every team (an admin).
+    visible: frozenset[str] | None = None
 
     def __bool__(self) -> bool:
         return bool(
             self.name or self.command or self.tags or self.owner or self.status or self.host
-        )
+            or self.team or self.visible is not None
+        )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -62,9 +66,14 @@ class JobFacts:
     last_worker: str | None  # the worker that ran its last run
     running_on: Collection[str] = ()  # the workers running it now (read only to filter by host)
     command: str = ""  # its command and HTTP URL, casefolded (see listing's _Entry)
+    team: str = DEFAULT_TEAM
 
 
 def matches(wanted: JobFilter, job: JobFacts) -> bool:
+    if wanted.visible is not None and job.team not in wanted.visible:
+        return False
+    if wanted.team and job.team != wanted.team:
+        return False
     if wanted.name and wanted.name not in job.name.casefold():
         return False
     if wanted.command and wanted.command not in job.command:
@@ -102,6 +111,7 @@ def parse_filter(params: Mapping[str, Any]) -> JobFilter:
         owner=_text(params, "owner", MAX_NAME_CHARS),
         status=status,
         host=_text(params, "host", MAX_HOST_CHARS),
+        team=_text(params, "team", MAX_NAME_CHARS),
     )
 
 

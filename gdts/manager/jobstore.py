@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aetcd import utils
 
-from gdts.errors import ConflictError, InvalidFieldError, NoLiveWorkerError, NotFoundError
+from gdts.errors import ConflictError, InvalidFieldError, NoLiveWorkerError
 from gdts.etcd import EtcdClient, etcd_errors, read_prefix
 from gdts.job import Job, api_view
 from gdts.keys import KILLED_BY_DELETE, KeyLayout, bucket_of, kill_marker
-from gdts.manager.auth import JobGuard
 from gdts.manager.chainlinks import ChainLinks, delete_refusal
+from gdts.manager.jobguard import JobGuard, no_such_job, team_of
 from gdts.manager.registry import count_members, read_live_workers
 from gdts.markers import marker_worker, read_marker
 from gdts.routing import no_live_member, stored_labels
@@ -32,11 +33,15 @@ class JobStore:
         self._kill_marker_ttl = kill_marker_ttl
         self._links = ChainLinks(client, keys)
 
-    async def save(self, job: Job, guard: JobGuard) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    async def save(
+        self, job: Job, guard: JobGuard, team: str | None = None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """Create or replace; returns the previous job (API form) or None, and the job as
-        saved. A replaced job keeps its owner; a new one belongs to the caller. The owner check
-        and the write are one transaction: the job cannot change hands in between, nor the
-        chains it is in (see gdts.manager.chainlinks)."""
+        saved. ``team``: the team the request gave (None: a replaced job keeps its team, a new
+        one goes to the caller's only team, see JobGuard.team_for_new). A replaced job keeps its
+        owner; a new one belongs to the caller. The checks and the write are one transaction:
+        the job cannot change hands or teams in between, nor the chains it is in (see
+        gdts.manager.chainlinks)."""
         key = self._keys.job(job.name)
         txn = self._client.transactions
         for _ in range(_UPDATE_ATTEMPTS):
@@ -44,12 +49,28 @@ class JobStore:
                 stored = await self._client.get(key)
             previous = _previous(None if stored is None else stored.value)
             if previous is None:
-                owned = dataclasses.replace(job, owner=guard.username)
+                in_team = guard.team_for_new(team)
+                guard.check_create(in_team)
+                owned = dataclasses.replace(
+                    job, owner=guard.username, owner_id=guard.account_id, team=in_team
+                )
                 compare = [txn.create(key) == 0]
             else:
-                owner = previous.get("owner", "")
-                guard.check(job.name, owner)
-                owned = dataclasses.replace(job, owner=owner)
+                if not guard.sees(team_of(previous)):
+                    # Job names are one namespace for every team: say the name is taken, and
+                    # nothing more about the job.
+                    raise ConflictError("name", f"the name {job.name!r} is taken (job names "
+                                        "are shared by every team)")  # fmt: skip
+                guard.check(job.name, previous)
+                in_team = team_of(previous) if team is None else team
+                if in_team != team_of(previous):
+                    guard.check_create(in_team)
+                owned = dataclasses.replace(
+                    job,
+                    owner=previous.get("owner", ""),
+                    owner_id=previous.get("ownerId", ""),
+                    team=in_team,
+                )
                 compare = [txn.mod(key) == stored.mod_revision]
             links = await self._links.for_save(job.name, job.links, previous, guard)
             with etcd_errors():
@@ -70,7 +91,7 @@ class JobStore:
         for _ in range(_UPDATE_ATTEMPTS):
             stored = await self._stored(name)
             current = Job.from_record(stored.value)
-            guard.check(name, current.owner)
+            guard.check(name, current.to_api())
             job = current.with_changes(**changes)
             with etcd_errors():
                 written, _ = await self._client.transaction(
@@ -86,7 +107,10 @@ class JobStore:
         """A copy of a job under a new name, owned by the caller; never overwrites a job. A
         copy of a chain job is a new job in the same chains, checked as a save is."""
         stored = await self._stored(name)
-        job = Job.from_record(stored.value).with_changes(name=new_name, owner=guard.username)
+        source = Job.from_record(stored.value)
+        guard.check_visible(name, source.to_api())
+        guard.check_create(source.team)
+        job = source.with_changes(name=new_name, owner=guard.username, ownerId=guard.account_id)
         new_key = self._keys.job(new_name)
         txn = self._client.transactions
         exists = ConflictError("newName", f"a job named {new_name!r} already exists")
@@ -114,7 +138,7 @@ class JobStore:
         with etcd_errors():
             stored = await self._client.get(self._keys.job(name))
         if stored is None:
-            raise NotFoundError("name", f"no job named {name!r}")
+            raise no_such_job(name)
         return stored
 
     async def delete(
@@ -143,7 +167,7 @@ class JobStore:
                 guard.check_missing(name)
                 compare = [txn.create(key) == 0]
             else:
-                guard.check(name, previous.get("owner", ""))
+                guard.check(name, previous)
                 compare = [txn.mod(key) == stored.mod_revision]
             kill = []
             if lease is not None and stored is not None:  # a job not there has no runs to kill
@@ -172,7 +196,7 @@ class JobStore:
         requested_ms = now_ms + 1 if now_ms % 1000 == 0 else now_ms
         stored = await self._stored(name)
         view = _previous(stored.value) or {}
-        guard.check(name, view.get("owner", ""))
+        guard.check(name, view)
         # A job of a host group with no live member: no worker would take the run, and the
         # request would go unrun with its lease. Checked before the write, not in it (etcd
         # cannot compare "some key of a prefix with these labels"): a member that leaves
@@ -207,7 +231,7 @@ class JobStore:
                     f"{name!r} is running now and its concurrencyPolicy is forbid, so a run "
                     "asked for now would be skipped: wait for the run to end, or kill it first",
                 )
-            raise NotFoundError("name", f"no job named {name!r}")
+            raise no_such_job(name)
         return {"name": name, "planTime": requested_ms}
 
     async def kill(self, name: str, guard: JobGuard) -> None:
@@ -221,7 +245,7 @@ class JobStore:
             guard.check_missing(name)
             value = b""  # no generation: every run of the name
         else:
-            guard.check(name, _owner_of(stored.value))
+            guard.check(name, _previous(stored.value) or {})
             value = kill_marker(stored.create_revision)
         txn = self._client.transactions
         # The job as read: had it been deleted and saved again in between, the marker would
@@ -277,14 +301,69 @@ class JobStore:
                              "worker": marker.worker, "claimedAt": marker.claimed_ms})  # fmt: skip
         return sorted(runs, key=lambda run: (run["planTime"], run["attempt"]))
 
+    async def view(self, name: str) -> dict[str, Any] | None:
+        """The stored job's API fields, or None: what a visibility check reads (see
+        JobGuard.check_visible)."""
+        with etcd_errors():
+            stored = await self._client.get(self._keys.job(name))
+        return None if stored is None else _previous(stored.value)
+
+    async def owned_by(self, account_id: str) -> list[str]:
+        """The names of the jobs the account owns."""
+        with etcd_errors():
+            kvs, _ = await read_prefix(self._client, self._keys.jobs_prefix)
+        return [
+            view["name"]
+            for kv in kvs
+            if (view := _previous(kv.value)) is not None and view.get("ownerId") == account_id
+        ]
+
+    async def hand_over(self, account_id: str, owner: str, owner_id: str) -> list[str]:
+        """Every job of the account to ``owner`` (""/"": none: its team's maintainers keep
+        it); returns their names."""
+        return await self._rewrite_owners(
+            lambda view: (owner, owner_id) if view.get("ownerId") == account_id else None
+        )
+
+    async def adopt_owner_ids(self, ids_by_name: dict[str, str]) -> list[str]:
+        """Jobs saved before owners were held by account id: each gets its owner's id, or no
+        owner when no account has that name any more (a new account of the name must not
+        inherit it). Idempotent; returns the names of the jobs changed."""
+
+        def adopted(view: dict[str, Any]) -> tuple[str, str] | None:
+            if view.get("ownerId") or not view.get("owner"):
+                return None
+            owner = view["owner"]
+            return (owner, ids_by_name[owner]) if owner in ids_by_name else ("", "")
+
+        return await self._rewrite_owners(adopted)
+
+    async def _rewrite_owners(
+        self, new_owner: Callable[[dict[str, Any]], tuple[str, str] | None]
+    ) -> list[str]:
+        with etcd_errors():
+            kvs, _ = await read_prefix(self._client, self._keys.jobs_prefix)
+        txn = self._client.transactions
+        changed = []
+        for kv in kvs:
+            view = _previous(kv.value)
+            if view is None or "raw" in view or (owner := new_owner(view)) is None:
+                continue
+            job = Job.from_record(kv.value).with_changes(owner=owner[0], ownerId=owner[1])
+            with etcd_errors():
+                # A job changed meanwhile is left: its next save keeps what it had.
+                written, _ = await self._client.transaction(
+                    compare=[txn.mod(kv.key) == kv.mod_revision],
+                    success=[txn.put(kv.key, job.to_record())],
+                    failure=[],
+                )
+            if written:
+                changed.append(job.name)
+        return changed
+
     async def ping(self) -> None:
         with etcd_errors():
             await self._client.get(self._keys.jobs_prefix)
-
-
-def _owner_of(raw: bytes) -> str:
-    # A record nobody can read has no owner: only an admin may replace or delete it.
-    return (_previous(raw) or {}).get("owner", "")
 
 
 def _previous(raw: bytes | None) -> dict[str, Any] | None:

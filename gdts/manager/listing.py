@@ -32,10 +32,11 @@ from gdts.etcd import (
     read_prefix,
 )
 from gdts.job import api_views
+from gdts.jobfields import DEFAULT_TEAM, parse_run_at
 from gdts.jobfields import STATUS_FIELDS as STATUS_FIELD_TABLE
-from gdts.jobfields import parse_run_at
 from gdts.keys import KeyLayout
 from gdts.manager.jobfilter import JobFacts, JobFilter, matches
+from gdts.manager.jobguard import team_of
 from gdts.manager.registry import count_members, membership, read_live_workers
 from gdts.markers import marker_worker
 from gdts.plans import next_run
@@ -64,6 +65,7 @@ class _Entry:
     host_group: Labels = ()
     tags: tuple[str, ...] = ()
     owner: str = ""
+    team: str = DEFAULT_TEAM
     command: str = ""  # its command and HTTP URL, casefolded: what the command filter reads
     next_ms: int | None = None
     next_valid_until: float = -math.inf  # next_ms holds while now is before this
@@ -238,7 +240,7 @@ class JobListing:
             last_status, last_worker = last_run_facts.get(entry.name, no_run)
             facts = JobFacts(entry.name, entry.tags, entry.owner, entry.enabled, of in running,
                              last_status, last_worker, running_on.get(of, ()),
-                             entry.command)  # fmt: skip
+                             entry.command, entry.team)  # fmt: skip
             if matches(wanted, facts):
                 page.append(entry)
                 if len(page) == limit:
@@ -288,6 +290,16 @@ class JobListing:
             await self.json(None, None, now_ms())
         except GdtsError as exc:  # the stores are not there yet: the first request will do it
             log.info("job list not warmed up: %s", exc)
+
+    async def teams_of(self) -> dict[str, str]:
+        """Every job's team (job -> team), from the last full listing if no job changed since."""
+        entries = await self._unchanged_full_listing()
+        if entries is None:
+            with etcd_errors():
+                kvs, revision = await read_prefix(self._client, self._keys.jobs_prefix)
+            entries = self._entries_of(kvs, full=True)
+            self._full = (revision, len(kvs), entries)
+        return {entry.name: entry.team for entry in entries}
 
     async def _unchanged_full_listing(self) -> list[_Entry] | None:
         """The entries of the previous full listing if no job was written or deleted since."""
@@ -373,6 +385,7 @@ def _entry(
         host_group=stored_labels(view["hostGroup"]),
         tags=_stored_tags(view["tags"]),
         owner=view["owner"] if isinstance(view["owner"], str) else "",
+        team=team_of(view),
         command=_searchable_command(view),
     )
 

@@ -21,7 +21,7 @@ from aiohttp import web
 from gdts.errors import InvalidFieldError, NotFoundError
 from gdts.jobfields import MAX_RETRIES
 from gdts.livelog import LiveLog, RunId
-from gdts.manager.api import JOB_STORE, RUN_LOG, ok, required_name
+from gdts.manager.api import JOB_STORE, RUN_LOG, ok, required_name, see_job
 from gdts.manager.endpoints import MAX_EPOCH_MS, MAX_OUTPUT_OFFSET
 from gdts.manager.params import int_param, read_params
 from gdts.runrecord import RunStatus
@@ -117,6 +117,7 @@ async def _run_asked(request: web.Request) -> tuple[RunId, int]:
     plan_time = int_param(params, "planTime", 0, 0, MAX_EPOCH_MS)
     attempt = int_param(params, "attempt", 1, 1, MAX_RETRIES + 1)
     offset = int_param(params, "offset", 0, 0, MAX_OUTPUT_OFFSET)
+    await see_job(request, name)
     return (name, plan_time, attempt), offset
 
 
@@ -191,6 +192,7 @@ async def _send(response: web.StreamResponse, data: dict[str, Any], kind: str = 
 async def job_running(request: web.Request) -> web.Response:
     """The job's runs going on now (from the running markers), oldest planned first."""
     name = required_name(await read_params(request))
+    await see_job(request, name)
     return ok(await request.app[JOB_STORE].running_runs(name))
 
 

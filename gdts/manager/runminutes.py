@@ -81,11 +81,17 @@ class RunMinutes:
                 await collection.create_index([(_AT, ASCENDING)], name="at_ttl",
                                               expireAfterSeconds=KEEP_S)  # fmt: skip
 
-    async def compute(self, start_ms: int, end_ms: int) -> dict[int, MinuteRollup]:
+    async def compute(
+        self, start_ms: int, end_ms: int, jobs: list[str] | None = None
+    ) -> dict[int, MinuteRollup]:
         """Every minute in [start_ms, end_ms) from the runs that ended in it (found through
-        the ended_at index; each run read once)."""
+        the ended_at index; each run read once); ``jobs``: only the runs of these jobs (a
+        caller who sees some teams only: the rollups are the whole cluster's)."""
+        match: dict[str, Any] = {ENDED_AT: {"$gte": _date(start_ms), "$lt": _date(end_ms)}}
+        if jobs is not None:
+            match["jobName"] = {"$in": jobs}
         pipeline = [
-            {"$match": {ENDED_AT: {"$gte": _date(start_ms), "$lt": _date(end_ms)}}},
+            {"$match": match},
             {"$project": {
                 "_id": 0, "status": 1, "jobName": 1,
                 "minute": {"$subtract": [_MS, {"$mod": [_MS, MINUTE_MS]}]},

@@ -76,7 +76,20 @@ async def call(client: TestClient, method: str, path: str, **kwargs: Any) -> tup
 
 def view(**fields: Any) -> dict[str, Any]:
     """A job as the API shows it: the given fields, every other one at its default."""
-    return {**API_DEFAULTS, "owner": ADMIN_USER, **fields}
+    return {**API_DEFAULTS, "owner": ADMIN_USER, "ownerId": AN_ACCOUNT_ID, **fields}
+
+
+class _AnAccountId:
+    """Equal to any account id (the manager makes them: random, 32 hex digits)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and len(other) == 32
+
+    def __repr__(self) -> str:
+        return "<an account id>"
+
+
+AN_ACCOUNT_ID = _AnAccountId()
 
 
 def definitions(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -105,11 +118,12 @@ async def test_save_returns_previous_version_and_list_shows_job(client, etcd, st
     stored = dict(await snapshot(etcd, stack))
     record = json.loads(stored[f"{stack.prefix}jobs/backup".encode()])
     assert record == {
-        "v": 3,
+        "v": 9,
         "name": "backup",
         "command": "echo two",
         "cronExpr": "*/5 * * * * *",
         "owner": ADMIN_USER,
+        "ownerId": AN_ACCOUNT_ID,
     }
 
 
@@ -143,7 +157,7 @@ async def test_every_listing_shows_etcd_as_it_is_now(client, etcd, stack) -> Non
     await etcd.put(f"{stack.prefix}jobs/broken".encode(), b"{not json")
     _, body = await call(client, "GET", "/job/list")
     assert definitions(body) == [
-        view(name="a", command="echo from etcd", cronExpr="@daily", owner=""),
+        view(name="a", command="echo from etcd", cronExpr="@daily", owner="", ownerId=""),
         view(name="b", command="echo B", cronExpr="*/5 * * * * *"),
     ]  # the unreadable record is skipped, not fatal
     _, body = await call(client, "GET", "/job/list", params={"limit": 1, "after": "a"})

@@ -100,7 +100,7 @@ GUEST_MAY = {
     "/job/list", "/job/log", "/job/output", "/worker/list", "/cron/preview", "/auth/login",
     "/auth/logout", "/auth/me", "/auth/password", "/token/list", "/token/create",
     "/token/revoke", "/notify/channels", "/notify/types", "/job/output/stream", "/job/running",
-    "/dashboard/summary",
+    "/dashboard/summary", "/team/list",
 }  # fmt: skip
 USER_MAY = GUEST_MAY | {
     "/job/save", "/job/delete", "/job/kill", "/job/run", "/job/enable", "/job/disable",
@@ -134,6 +134,10 @@ def params_for(path: str, who: str, revoke_id: str) -> dict[str, str]:
         "/notify/channel/delete": {"name": f"{who}-ch"},
         "/notify/channel/test": {"name": "probe"},  # a closed port: answered, not delivered
         "/notify/rules/save": {"rules": "[]"},
+        "/team/save": {"name": f"{who}-team"},
+        "/team/delete": {"name": f"{who}-team"},
+        "/team/member/save": {"team": f"{who}-team", "username": who, "role": "user"},
+        "/team/member/delete": {"team": f"{who}-team", "username": who},
     }.get(path, {})
 
 
@@ -154,8 +158,9 @@ async def test_each_role_may_call_exactly_its_endpoints(client) -> None:
         await ok(client, "POST", "/user/save", username=f"victim-of-{who}", role="guest",
                  password=PASSWORD)  # fmt: skip
         spare = await ok(client, "POST", "/token/create", token, name="to revoke")
-        # Deleting comes last: the other calls need the job.
-        ordered = sorted(ENDPOINTS, key=lambda e: e.path == "/job/delete")
+        # Deleting comes last: the other calls need the job (and the team its member).
+        last = ("/team/member/delete", "/team/delete", "/job/delete")
+        ordered = sorted(ENDPOINTS, key=lambda e: last.index(e.path) if e.path in last else -1)
         for endpoint in ordered:
             data = params_for(endpoint.path, who, spare["id"])
             status, body = await call(client, endpoint.method, endpoint.path, token, data)
@@ -207,9 +212,9 @@ async def test_a_user_changes_only_their_own_jobs_and_the_list_shows_owners(clie
     ):
         status, body = await call(client, "POST", path, bob, data)
         assert status == 403, (path, body)
-        assert (
-            body["msg"]
-            == "job 'alices' belongs to 'alice'; role 'user' may change only its own jobs"
+        assert body["msg"] == (
+            "job 'alices' belongs to 'alice'; as a user of team 'default' you change only your "
+            "own jobs (its maintainers change any)"
         )
     # Nothing changed, and a job saved back by its owner or an admin keeps its owner.
     (alices,) = [j for j in await ok(client, "GET", "/job/list", alice) if j["name"] == "alices"]
@@ -240,7 +245,7 @@ async def test_a_user_changes_only_their_own_jobs_and_the_list_shows_owners(clie
 async def test_a_revoked_token_stops_working_at_once(client) -> None:
     token = await account_with_token(client, "carol", "user")
     assert await ok(client, "GET", "/auth/me", token) == {
-        "username": "carol", "role": "user", "csrfToken": None,
+        "username": "carol", "role": "user", "csrfToken": None, "teams": {"default": "user"},
     }  # fmt: skip
     (listed,) = await ok(client, "GET", "/token/list", token)
     assert set(listed) == {"id", "name", "username", "createdAt"}  # never the secret

@@ -18,7 +18,7 @@ from gdts.manager.chainlinks import (
     stored_jobs,
 )
 
-ALICE = JobGuard(Principal("alice", "user", "token"))
+ALICE = JobGuard(Principal("alice", "user", "token", account_id="a1", teams={"default": "user"}))
 ADMIN = JobGuard(Principal("root", "admin", "token"))
 
 
@@ -60,9 +60,9 @@ def test_a_stored_jobs_links_read_back_from_its_view() -> None:
 
 def test_a_user_chains_only_their_own_jobs_however_far_the_chain_reaches() -> None:
     jobs = {
-        "mine": StoredJob("alice", Links()),
-        "also-mine": StoredJob("alice", Links(children=("bobs",))),
-        "bobs": StoredJob("bob", Links()),
+        "mine": StoredJob("alice", Links(), "a1"),
+        "also-mine": StoredJob("alice", Links(children=("bobs",)), "a1"),
+        "bobs": StoredJob("bob", Links(), "b1"),
         "nobodys": StoredJob("", Links()),
     }
     assert foreign_step("new", Links(parents=("mine",)), NO_LINKS, jobs, ALICE) is None

@@ -443,7 +443,7 @@ def test_a_record_says_the_lowest_version_that_holds_its_fields() -> None:
     assert json.loads(placed.to_record())["v"] == 7
     assert Job.from_record(placed.to_record()).host_group == (("group", "db"),)
     tagged = plain.with_changes(tags=["prod"])
-    assert json.loads(tagged.to_record())["v"] == 8 == JOB_RECORD_VERSION
+    assert json.loads(tagged.to_record())["v"] == 8
     assert Job.from_record(tagged.to_record()).tags == ("prod",)
     described = plain.with_changes(description="Nightly dump")
     assert json.loads(described.to_record())["v"] == 8
@@ -451,6 +451,12 @@ def test_a_record_says_the_lowest_version_that_holds_its_fields() -> None:
     trimmed = plain.with_changes(keepRuns=100)
     assert json.loads(trimmed.to_record())["v"] == 8
     assert Job.from_record(trimmed.to_record()).keep_runs == 100
+    teamed = plain.with_changes(team="data")
+    assert json.loads(teamed.to_record())["v"] == 9 == JOB_RECORD_VERSION
+    assert Job.from_record(teamed.to_record()).team == "data"
+    owned = plain.with_changes(ownerId="a1b2")
+    assert json.loads(owned.to_record())["v"] == 9
+    assert Job.from_record(owned.to_record()).owner_id == "a1b2"
 
 
 @pytest.mark.parametrize("value", [0, -1, 1_000_001, "x", "5", 2.5, True])
