@@ -117,6 +117,14 @@ def test_metric_names_are_found_loosely() -> None:
     assert metric_names(expr) == {"a_bucket", "b:c:rate5m", "up", "d"}
 
 
+def test_make_test_installs_promtool_first() -> None:
+    # Why a missing promtool fails rather than skips: `make test` runs test-tools first.
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert re.search(r"^test: .*\btest-tools\b", makefile, re.MULTILINE)
+    tools = makefile.split("\ntest-tools:", 1)[1].split("\n\n", 1)[0]
+    assert 'command -v promtool >/dev/null || missing="$$missing prometheus"' in tools
+
+
 def test_the_rules_pass_promtool_check() -> None:
     result = promtool("check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
