@@ -47,17 +47,23 @@ run: setup
 	$(PY) -m gdts dev --port $(PORT) --workers $(WORKERS) --data-dir ./var $(ARGS)
 
 # What only the tests use: Chromium for the console's browser tests, httpyac for the .http
-# files, nginx and systemd-analyze to check the deployment files.
+# files, nginx and systemd-analyze to check the deployment files, promtool (Debian's
+# prometheus) to check and unit-test the alerting rules.
 test-tools: setup
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v nginx >/dev/null || missing="$$missing nginx"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt-get install:$$missing"; \
 	  apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
-	fi
+	fi; \
+	case "$$missing" in *prometheus*) \
+	  echo "stopping the Prometheus server the package started (the tests need promtool only)"; \
+	  { systemctl disable --now prometheus || service prometheus stop; } >/dev/null 2>&1 || true;; \
+	esac
 	@test -x $(HTTPYAC) || npm install --silent --no-fund --no-audit \
 	  --prefix $(VENV)/node httpyac@$(HTTPYAC_VERSION)
 

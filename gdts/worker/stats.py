@@ -18,6 +18,7 @@ class WorkerStats:
         jobs: Callable[[], float],
         running: Callable[[], float],
         buffered: Callable[[], float],
+        buffer_limit: Callable[[], float],
         spilled_segments: Callable[[], float],
         result_write_errors: Callable[[], float],
         results_dropped: Callable[[], float],
@@ -71,6 +72,11 @@ class WorkerStats:
             ),
             ("gdts_mongodb_write_errors", "Failed MongoDB writes of results.", result_write_errors),
             ("gdts_result_buffer_depth", "Results waiting in memory.", buffered),
+            (
+                "gdts_result_buffer_limit",
+                "Results held in memory before the oldest are spilled to disk (jobLogBufferLimit).",
+                buffer_limit,
+            ),
             ("gdts_result_spill_segments", "Result segments waiting on disk.", spilled_segments),
             (
                 "gdts_results_dropped",

@@ -179,6 +179,7 @@ class Worker:
             jobs=lambda: len(self._table),
             running=lambda: len(self._runs),
             buffered=lambda: len(self._sink),
+            buffer_limit=lambda: config.job_log_buffer_limit,
             spilled_segments=lambda: self._sink.spilled_segments,
             result_write_errors=lambda: self._sink.write_errors,
             results_dropped=lambda: self._sink.dropped,

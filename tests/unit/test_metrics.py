@@ -22,6 +22,7 @@ WORKER_FAMILIES = {
     "gdts_etcd_watch_restarts": ("gauge", ()),
     "gdts_mongodb_write_errors": ("gauge", ()),
     "gdts_result_buffer_depth": ("gauge", ()),
+    "gdts_result_buffer_limit": ("gauge", ()),
     "gdts_result_spill_segments": ("gauge", ()),
     "gdts_results_dropped": ("gauge", ()),
     "gdts_running_jobs": ("gauge", ()),
@@ -39,8 +40,8 @@ MANAGER_FAMILIES = {
 
 
 def worker_stats(**reads: float) -> WorkerStats:
-    names = ("jobs", "running", "buffered", "spilled_segments", "result_write_errors",
-             "results_dropped", "watch_restarts", "lease_alive", "run_slots",
+    names = ("jobs", "running", "buffered", "buffer_limit", "spilled_segments",
+             "result_write_errors", "results_dropped", "watch_restarts", "lease_alive", "run_slots",
              "at_capacity")  # fmt: skip
     values = {name: reads.get(name, 0.0) for name in names}
     return WorkerStats(**{name: (lambda v=v: v) for name, v in values.items()})
@@ -100,6 +101,7 @@ def test_gauges_read_their_value_at_each_scrape() -> None:
     current = {"jobs": 2.0}
     stats = WorkerStats(
         jobs=lambda: current["jobs"], running=lambda: 1, buffered=lambda: 0,
+        buffer_limit=lambda: 100,
         spilled_segments=lambda: 0, result_write_errors=lambda: 0, results_dropped=lambda: 0,
         watch_restarts=lambda: 0,
         lease_alive=lambda: 1, run_slots=lambda: 4, at_capacity=lambda: 0,
