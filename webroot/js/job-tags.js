@@ -1,10 +1,11 @@
 /*
- * A job's tags and description (README, "Job fields"): the job dialog's Tags (comma-separated)
- * and Description fields, and how the jobs table shows them: the tags as small badges under
+ * A job's tags, description and team (README, "Job fields", "Teams"): the job dialog's Tags
+ * (comma-separated), Description and Team fields (Team offers the caller's teams), and how the jobs table shows them: the tags as small badges under
  * the name (a click filters the table by one, see job-filters.js), the description as a muted
  * line, whole in its tooltip. app.js calls fillJobTags when the dialog opens and readJobTags
  * when it saves. Text from users is inserted with .text()/.val()/.attr() only.
  */
+import { api } from './api.js';
 import { parseNames } from './job-chain.js';
 
 const $ = window.jQuery;
@@ -13,10 +14,17 @@ function str(v) { return (v === null || v === undefined) ? '' : String(v); }
 
 function tagsOf(job) { return job && Array.isArray(job.tags) ? job.tags.map(str) : []; }
 
-/** Show the job's tags and description (a new job: none). */
+/** Show the job's tags, description and team (a new job: none, and the team left to the
+ *  server: the caller's only team). */
 export function fillJobTags(job) {
   $('#job-tags').val(tagsOf(job).join(', '));
   $('#job-description').val(str(job && job.description));
+  $('#job-team').val(str(job && job.team));
+  api('GET', 'team/list').then(function (teams) {
+    $('#job-team-options').empty().append((teams || []).map(function (team) {
+      return $('<option></option>').attr('value', str(team.name));
+    }));
+  }, function () { /* the field still takes a typed name */ });
 }
 
 /** {tags?, description?} from the dialog; left out when empty (none, which clears them). Which
@@ -27,6 +35,8 @@ export function readJobTags() {
   if (tags.length) { out.tags = tags; }
   const description = str($('#job-description').val());
   if (description.trim()) { out.description = description; }
+  const team = str($('#job-team').val()).trim();
+  if (team) { out.team = team; }
   return out;
 }
 
