@@ -48,6 +48,17 @@ def _group(commands: Any, name: str, help_text: str) -> Any:
     return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
 
 
+def _runs_count(text: str) -> int:
+    """``job log -n``: what /job/log's limit takes, refused as a usage error otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 1000, got {value}")
+    return value
+
+
 def add_client_commands(commands: Any, worker_parser: argparse.ArgumentParser) -> None:
     """Add the client's commands to ``gdts``'s subcommands (and ``ls`` to ``gdts worker``'s);
     each sets ``client`` to the name of its handler, which ``run_client`` runs."""
@@ -117,7 +128,7 @@ def add_client_commands(commands: Any, worker_parser: argparse.ArgumentParser) -
                 "--follow, then every new run, live while it goes on (Ctrl-C ends it)",
                 "  gdts job log backup\n  gdts job log backup -n 5 --follow", common)  # fmt: skip
     log.add_argument("name")
-    log.add_argument("-n", type=int, default=20, metavar="N",
+    log.add_argument("-n", type=_runs_count, default=20, metavar="N",
                      help="how many runs (default 20, at most 1000)")  # fmt: skip
     log.add_argument("--follow", "-F", action="store_true", help="then follow new runs")
     log.add_argument("--json", action="store_true", help="the runs as /job/log answers")
@@ -125,8 +136,9 @@ def add_client_commands(commands: Any, worker_parser: argparse.ArgumentParser) -
 
     # "gdts worker" alone runs a worker; "gdts worker ls" asks a manager about them.
     worker = worker_parser.add_subparsers(
-        dest="worker_command", metavar="ls", help="list the live workers (gdts worker ls -h)"
-    )
+        dest="worker_command", metavar="[ls]", title="command",
+        help="without one: run a worker; ls: list a manager's live workers (gdts worker ls -h)",
+    )  # fmt: skip
     wls = _leaf(worker, "ls", "the live workers", "  gdts worker ls\n  gdts worker ls --json",
                 common)  # fmt: skip
     wls.add_argument("--json", action="store_true", help="every field, as /worker/list answers")

@@ -12,6 +12,7 @@ from gdts.cli.apply import normalized_jobs, read_file, save_one
 from gdts.cli.client import Client
 from gdts.cli.config import CliError
 from gdts.cli.manifest import dump_jobs, parse_jobs
+from gdts.cli.plan import save_order
 from gdts.cli.runs import follow_log, print_run, require_job, wait_for_run
 from gdts.cli.show import job_rows, run_exit_code, run_outcome, table, worker_rows
 
@@ -44,7 +45,10 @@ async def job_save(client: Client, args: argparse.Namespace) -> int:
     file_jobs = parse_jobs(text, source)
     if not file_jobs:
         raise CliError(f"{source}: holds no job")
-    for file_job in file_jobs:
+    by_name = {file_job.name: file_job for file_job in file_jobs}
+    # A job naming another of the file in parents or children goes after it.
+    for name in save_order({name: fj.job for name, fj in by_name.items()}):
+        file_job = by_name[name]
         before = await save_one(client, file_job, source)
         print(f"{'changed' if before else 'created'} {file_job.name}")
     return 0

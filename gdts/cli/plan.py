@@ -80,7 +80,14 @@ def make_plan(wanted: Jobs, current: Jobs, *, prune: bool, team: str | None = No
 
 
 def _links(job: dict[str, Any]) -> list[str]:
-    return [*(job.get("parents") or []), *(job.get("children") or [])]
+    """The jobs it names; a file's job may not be checked yet, so anything but a list of
+    names is no link (the server names the field)."""
+    linked = []
+    for key in ("parents", "children"):
+        value = job.get(key)
+        if isinstance(value, list):
+            linked += [name for name in value if isinstance(name, str)]
+    return linked
 
 
 def save_order(jobs: Jobs) -> list[str]:

@@ -19,28 +19,40 @@ START_WAIT_S = 60.0
 POLL_S = 0.5
 FOLLOW_POLL_S = 1.0
 RECORD_PAGE = 50
+STREAM_BREAKS = 3  # a stream broken off more often than this: the manager is going away
 
 
 async def stream_output(client: Client, name: str, plan_time: int, attempt: int,
                         out: TextIO) -> str | None:  # fmt: skip
     """Print one run's output as it comes (``/job/output/stream``), from when the run exists
-    until its record is stored; its status (None: it vanished without one)."""
+    until its record is stored; its status (None: it vanished without one). A stream the
+    manager breaks off (a restart, another manager behind the balancer) goes on from where
+    it was, a few times."""
     deadline = time.monotonic() + START_WAIT_S
+    offset, breaks = 0, 0
     while True:
         try:
             async for event, data in client.events(
-                "/job/output/stream", name=name, planTime=plan_time, attempt=attempt
-            ):
+                "/job/output/stream", name=name, planTime=plan_time, attempt=attempt,
+                offset=offset,
+            ):  # fmt: skip
                 if event == "end":
                     return data.get("status")
                 out.write(data.get("output", ""))
                 out.flush()
-            return None  # the manager shut down mid-stream
+                offset = data.get("offset", offset)
+            breaks += 1
         except ApiError as exc:
             # 404 naming planTime: no worker has taken the run yet.
             if exc.status != 404 or exc.field != "planTime" or time.monotonic() > deadline:
                 raise
-        await asyncio.sleep(POLL_S)
+        except CliError:
+            breaks += 1
+            if breaks > STREAM_BREAKS:
+                raise
+        if breaks > STREAM_BREAKS:
+            return None
+        await asyncio.sleep(POLL_S if not breaks else FOLLOW_POLL_S)
 
 
 async def find_record(client: Client, name: str, plan_time: int,

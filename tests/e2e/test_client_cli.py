@@ -95,6 +95,8 @@ async def test_job_commands_and_their_errors(cluster: Cluster, tmp_path: Path) -
     assert code == 1 and "cannot reach the manager at http://127.0.0.1:1" in err
     assert (await gdts(env, "job", "frobnicate"))[0] == 2
     assert (await gdts(env, "job", "log"))[0] == 2  # the name is missing
+    code, _, err = await gdts(env, "job", "log", "hello", "-n", "0")
+    assert code == 2 and "argument -n: must be between 1 and 1000, got 0" in err
 
     assert (await gdts(env, "job", "rm", "hello"))[:2] == (0, "deleted hello\n")
     assert await api_get(cluster.api, "/job/list") == []
