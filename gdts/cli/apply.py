@@ -80,6 +80,10 @@ async def export_jobs(client: Client, args: argparse.Namespace) -> int:
 async def apply_jobs(client: Client, args: argparse.Namespace) -> int:
     text, source = read_file(args.file)
     file_jobs = parse_jobs(text, source)
+    if not file_jobs and args.prune:
+        # Most likely a wrong or truncated file, not a wish to delete every job.
+        raise CliError(f"{source}: holds no job, and with --prune that would delete every "
+                       "job; delete them with gdts job rm")  # fmt: skip
     zone = await default_zone(client)
     wanted = {fj.name: job for fj, job in zip(file_jobs, check_jobs(file_jobs, source, zone),
                                               strict=True)}  # fmt: skip

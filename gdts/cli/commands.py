@@ -191,7 +191,8 @@ def run_client(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `gdts job log x | head`: the reader has what it wanted
-        sys.stderr.close()
+        # Python flushes stdout once more at exit: let that write go nowhere, quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
 

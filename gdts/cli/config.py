@@ -69,4 +69,6 @@ def resolve_target(url: str | None, token: str | None, environ: Mapping[str, str
     chosen_token = token or environ.get("GDTS_TOKEN")
     if chosen_token is None and stored.get("url", "").rstrip("/") == chosen_url.rstrip("/"):
         chosen_token = stored.get("token")
+    if not chosen_url.startswith(("http://", "https://")):
+        raise CliError(f"manager URL {chosen_url!r}: must start with http:// or https://", 2)
     return Target(chosen_url.rstrip("/"), chosen_token)

@@ -111,6 +111,12 @@ def test_flags_win_over_the_environment_over_the_credentials_file(tmp_path: Path
     assert credentials_path({"XDG_CONFIG_HOME": "/x", "HOME": "/h"}) == Path("/x/gdts/credentials")
 
 
+def test_a_url_without_its_scheme_is_a_usage_error() -> None:
+    with pytest.raises(CliError, match="'m:8070': must start with http:// or https://") as info:
+        resolve_target("m:8070", None, {"HOME": "/nonexistent"})
+    assert info.value.code == 2
+
+
 def test_a_broken_credentials_file_says_so(tmp_path: Path) -> None:
     path = tmp_path / ".config" / "gdts" / "credentials"
     path.parent.mkdir(parents=True)
