@@ -107,15 +107,12 @@ async def follow_log(client: Client, name: str, newest: int, out: TextIO) -> Non
     """Print the newest runs, oldest first; then, until interrupted, each new run: live while
     it goes on, its outcome once stored."""
     runs = await client.get("/job/log", name=name, limit=newest)
-    seen: set[tuple[int, int]] = set()
     for run in reversed(runs):
         print_run(run, out)
-        seen.add((run["planTime"], run.get("attempt", 1)))
     out.flush()
-    # Every run stored from now on is new: look a page deep, whatever -n was.
-    seen |= {(r["planTime"], r.get("attempt", 1)) for r in runs}
-    for run in await client.get("/job/log", name=name, limit=RECORD_PAGE):
-        seen.add((run["planTime"], run.get("attempt", 1)))
+    # Only a run stored from now on is new: look a page deep, whatever -n was.
+    stored = await client.get("/job/log", name=name, limit=RECORD_PAGE)
+    seen = {(r["planTime"], r.get("attempt", 1)) for r in [*runs, *stored]}
     while True:
         for going in await client.get("/job/running", name=name):
             key = (going["planTime"], going["attempt"])

@@ -150,7 +150,7 @@ async def test_run_wait_log_follow_and_worker_ls(cluster: Cluster, tmp_path: Pat
         sys.executable, "-m", "gdts", "job", "log", "fails", "-n", "1", "--follow",
         cwd=REPO_ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    follow = await gdts_follow(process)
+    follow = _Follower(process)
     try:
         await follow.until("about to fail\n")
         await api_post(cluster.api, "/job/save", job=json.dumps(
@@ -171,6 +171,8 @@ async def test_run_wait_log_follow_and_worker_ls(cluster: Cluster, tmp_path: Pat
 
 
 class _Follower:
+    """What a running ``gdts job log --follow`` printed so far."""
+
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.text = ""
@@ -186,10 +188,6 @@ class _Follower:
             return wanted in self.text
 
         await wait_until(seen, 20, f"{wanted!r} from gdts job log --follow")
-
-
-async def gdts_follow(process: asyncio.subprocess.Process) -> _Follower:
-    return _Follower(process)
 
 
 async def test_login_stores_a_private_token_that_later_commands_use(
