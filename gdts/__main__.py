@@ -1,4 +1,5 @@
-"""``python -m gdts manager|worker|dev``."""
+"""``python -m gdts manager|worker|dev``, and the client of a manager's API (``gdts job ...``,
+``worker ls``, ``login``, ``export``, ``apply``: see gdts.cli)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from gdts.cli.commands import add_client_commands, run_client
 from gdts.config import ManagerConfig, WorkerConfig, load_config
 from gdts.errors import ConfigError, GdtsError
 from gdts.logs import quiet_malformed_requests, setup_logging
@@ -75,8 +77,9 @@ def _event_loop_runner() -> Callable[..., object]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gdts", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    servers = {}
     for name, help_text in (("manager", "run the API and console"), ("worker", "run jobs")):
-        sub = commands.add_parser(name, help=help_text)
+        sub = servers[name] = commands.add_parser(name, help=help_text)
         sub.add_argument("-c", "--config", type=Path, help=f"path to {name}.json")
     dev = commands.add_parser(
         "dev",
@@ -87,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--port", type=int, default=8070)
     dev.add_argument("--workers", type=int, default=2)
     dev.add_argument("--data-dir", type=Path, default=Path("./var"))
+    add_client_commands(commands, servers["worker"])
     args = parser.parse_args(argv)
+    if getattr(args, "client", None):
+        return run_client(args)
 
     run = _event_loop_runner()
     try:
