@@ -19,7 +19,7 @@ from gdts.jobfields import API_DEFAULTS, JOB_FIELDS, STATUS_FIELDS
 
 # What the server keeps for itself: /job/save ignores these, so neither a file nor the
 # comparison carries them.
-SERVER_OWNED = frozenset(("owner", *(f.name for f in STATUS_FIELDS)))
+SERVER_OWNED = frozenset(("owner", "ownerId", *(f.name for f in STATUS_FIELDS)))
 # Every field a file may set, in the order a job is written out; a field this client does not
 # know (a newer server's) is kept, after these, in name order.
 FIELD_ORDER = tuple(f.name for f in JOB_FIELDS if f.name not in SERVER_OWNED)
