@@ -48,6 +48,8 @@ JOB_LISTING = web.AppKey("job_listing", JobListing)
 RETENTION = web.AppKey("retention", Retention)
 # Refuses a job whose notify rules name a channel that does not exist (see notify_api).
 CHANNEL_CHECK = web.AppKey("channel_check", Callable[[list[str]], Awaitable[None]])
+# Refuses a job naming a secret its team lacks: (team, [(field, secret)]) (see secrets_api).
+SECRET_CHECK = web.AppKey("secret_check", Callable[[str, list[tuple[str, str]]], Awaitable[None]])
 
 DEFAULT_LOG_LIMIT = 20
 # Characters of output one page of /job/log carries in all, and at least per run: what bounds a
@@ -112,6 +114,9 @@ async def save_job(request: web.Request) -> web.Response:
     job = Job.from_api(raw, default_zone=request.app[DEFAULT_ZONE], now_ms=now_ms())
     if job.notify:
         await request.app[CHANNEL_CHECK]([rule.channel for rule in job.notify])
+    refs = job.secret_refs()
+    if refs:  # checked before the write: a secret deleted right after fails its runs, clearly
+        await request.app[SECRET_CHECK](job.team, list(refs))
     before, after = await request.app[JOB_STORE].save(job, guard_of(request))
     await audit(request, "job.save", job=job.name, before=before, after=after)
     return ok(before)
