@@ -18,6 +18,7 @@ from gdts.config import ManagerConfig
 from gdts.manager.app import create_app
 from gdts.manager.endpoints import ENDPOINTS
 from gdts.manager.headers import SECURITY_HEADERS
+from gdts.secretbox import new_key_entry
 from tests.support import ADMIN_PASSWORD, ADMIN_TOKEN, ADMIN_USER, REPO_ROOT, Stack
 
 pytestmark = pytest.mark.asyncio
@@ -34,6 +35,7 @@ def config_for(stack: Stack, **overrides: Any) -> ManagerConfig:
         "webroot": str(REPO_ROOT / "webroot"),
         "admin_password": ADMIN_PASSWORD,
         "admin_token": ADMIN_TOKEN,
+        "secret_keys": (new_key_entry("k1"),),
         **overrides,
     }
     return ManagerConfig(**values)
@@ -134,6 +136,9 @@ def params_for(path: str, who: str, revoke_id: str) -> dict[str, str]:
         "/notify/channel/delete": {"name": f"{who}-ch"},
         "/notify/channel/test": {"name": "probe"},  # a closed port: answered, not delivered
         "/notify/rules/save": {"rules": "[]"},
+        "/secret/list": {"team": who},
+        "/secret/save": {"team": who, "name": "s", "value": "v"},
+        "/secret/delete": {"team": who, "name": "s"},  # after /secret/save in the table
     }.get(path, {})
 
 
