@@ -14,6 +14,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from bson import json_util
@@ -23,6 +24,7 @@ from gdts.etcd import EtcdClient, read_prefix
 from gdts.localstack import free_port
 from gdts.secretbox import new_key_entry
 from tests.support import (
+    ADMIN_TOKEN,
     Cluster,
     Stack,
     api_call,
@@ -96,6 +98,27 @@ async def etcd_values(stack: Stack) -> list[bytes]:
         await client.close()
 
 
+async def output_stream(api: str, name: str, plan: int) -> str:
+    """What /job/output/stream sends of a run, to its end event."""
+    text = ""
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    params = {"name": name, "planTime": str(plan)}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{api}/job/output/stream", params=params,
+                               headers=headers) as response:  # fmt: skip
+            assert response.status == 200
+            event = ""
+            async for raw in response.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    if event == "end":
+                        return text
+                    text += json.loads(line[6:])["output"]
+    return text
+
+
 class EchoServer:
     """A loopback HTTP server that answers with the Authorization header it got."""
 
@@ -147,6 +170,7 @@ async def test_a_secret_reaches_its_run_and_nowhere_else(cluster: Cluster, stack
                           env={"PLAIN": "shown"},
                           secretEnv={"PGPASSWORD": "db-password"})  # fmt: skip
     plan = (await api_post(cluster.api, "/job/run", name="dump"))["planTime"]
+    streamed = asyncio.create_task(output_stream(cluster.api, "dump", plan))
 
     # While it runs: no command line holds the value, the run's environment does, and the
     # live output never shows it, not even its first part.
@@ -169,6 +193,8 @@ async def test_a_secret_reaches_its_run_and_nowhere_else(cluster: Cluster, stack
                                    planTime=plan))["output"])  # fmt: skip
         await asyncio.sleep(0.05)
     assert not any(value[:6] in text for text in live), live
+    stream_text = await asyncio.wait_for(streamed, 20)
+    assert "pw=***" in stream_text and value[:6] not in stream_text, stream_text
 
     run = await finished_run(cluster, "dump")
     assert run["status"] == "succeeded", run
