@@ -98,10 +98,15 @@ class SecretStore:
             if first:
                 users.clear()
             for kv in page:
-                if any(marker in kv.value for marker in _NAMES_SECRETS):
+                if not any(marker in kv.value for marker in _NAMES_SECRETS):
+                    continue
+                try:
                     job = json.loads(kv.value)
-                    if job.get("team", DEFAULT_TEAM) == team and name in _named_secrets(job):
-                        users.append(job.get("name", "?"))
+                    uses = job.get("team", DEFAULT_TEAM) == team and name in _named_secrets(job)
+                except (ValueError, AttributeError, TypeError):
+                    continue  # a record no process can read runs nothing
+                if uses:
+                    users.append(str(job.get("name", "?")))
 
         with etcd_errors():
             await scan_prefix(self._client, self._keys.jobs_prefix, take)
