@@ -47,6 +47,9 @@ async def save_secret(request: web.Request) -> web.Response:
     params = await read_params(request)
     team = _team(request, params)
     name = validate_secret_name(params.get("name"))
+    if "value" in request.query:
+        # A URL is written to proxies' access logs and browser histories; a body is not.
+        raise InvalidFieldError("value", "must be sent in the request body, not in the URL")
     if "value" not in params:
         raise InvalidFieldError("value", "is required")
     value = validate_secret_value(params["value"])

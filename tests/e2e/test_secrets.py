@@ -233,6 +233,11 @@ async def test_a_secret_reaches_its_run_and_nowhere_else(cluster: Cluster, stack
                                   data={"job": json.dumps(http_job)})  # fmt: skip
     assert (status, body["field"]) == (400, "http.secretHeaders.X-Key"), body
 
+    # A value in the URL (which proxies log) is refused, and not echoed.
+    in_url = {"team": "a", "name": "x", "value": "in-the-url"}
+    status, body = await api_call(cluster.api, "POST", "/secret/save", params=in_url)
+    assert (status, body["field"]) == (400, "value") and "in-the-url" not in body["msg"]
+
     # A secret a job names is not deleted; one no job names is.
     status, body = await api_call(cluster.api, "POST", "/secret/delete",
                                   data={"team": "a", "name": "db-password"})  # fmt: skip
