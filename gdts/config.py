@@ -18,6 +18,7 @@ from gdts.cron import CronError, check_zone
 from gdts.errors import ConfigError, InvalidFieldError
 from gdts.routing import MAX_WEIGHT, parse_labels
 from gdts.runlimits import RunLimits, parse_limits
+from gdts.secretbox import KeyRing, parse_key_ring
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,15 @@ class StoreConfig:
     mongodb_database: str = "gdts"
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one JSON object per line
+    # The keys that seal and open the teams' secrets (see gdts.secretbox): [{"id", "key"}], the
+    # first seals. GDTS_SECRET_KEYS (the same JSON) replaces the file's list. None: no secrets.
+    secret_keys: tuple[dict[str, str], ...] = dataclasses.field(default=(), repr=False)
+
+    def secret_key_ring(self) -> KeyRing:
+        return parse_key_ring(self.secret_keys)
 
     def validate(self) -> None:
+        self.secret_key_ring()
         if self.log_format not in ("text", "json"):
             raise ConfigError("logFormat", f"must be text or json, got {self.log_format!r}")
         if not self.etcd_endpoints:
@@ -382,6 +390,10 @@ def _coerce_json(key: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(key, f"must be an object of key: value, got {json.dumps(value)}")
         return dict(value)  # its keys and values are checked by validate()
+    if _is_dict_tuple(hint):
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise ConfigError(key, "must be a list of objects")  # not repeated: may be a key
+        return tuple(value)  # each object is checked by validate()
     raise AssertionError(f"unhandled config type {hint!r}")
 
 
@@ -402,11 +414,21 @@ def _coerce_env(var: str, text: str, hint: Any) -> Any:
         if not all(sep for _, sep, _ in pairs):
             raise ConfigError(var, f"must be key=value,key=value, got {text!r}")
         return {key.strip(): value.strip() for key, _, value in pairs}
+    if _is_dict_tuple(hint):  # the JSON the file would hold
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise ConfigError(var, "must be a JSON list of objects") from None
+        return _coerce_json(var, value, hint)
     return text
 
 
 def _is_str_tuple(hint: Any) -> bool:
     return typing.get_origin(hint) is tuple and typing.get_args(hint)[0] is str
+
+
+def _is_dict_tuple(hint: Any) -> bool:
+    return typing.get_origin(hint) is tuple and typing.get_origin(typing.get_args(hint)[0]) is dict
 
 
 def _is_str_dict(hint: Any) -> bool:

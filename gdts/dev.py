@@ -19,8 +19,10 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from gdts.errors import GdtsError
 from gdts.localstack import EtcdProcess, LocalStackError, MongoProcess, free_port
 from gdts.localstack.storeauth import secure_etcd, secure_mongo
+from gdts.secretbox import new_key_entry, parse_key_ring
 from gdts.supervisor import REPO_ROOT, Supervisor, write_private
 
 log = logging.getLogger("gdts.dev")
@@ -88,6 +90,22 @@ def dev_credentials(data_dir: Path, admin_token: str | None) -> DevCredentials:
     if values != kept:
         write_private(path, json.dumps(dataclasses.asdict(credentials)))
     return credentials
+
+
+def dev_secret_keys(data_dir: Path) -> list[dict[str, str]]:
+    """The key ring that seals the teams' secrets (see gdts.secretbox): made once and kept in
+    the data directory (0600), so secrets saved by one ``make run`` open in the next."""
+    path = data_dir / "secret-keys.json"
+    try:
+        kept = json.loads(path.read_text())
+        parse_key_ring(kept)
+        if isinstance(kept, list) and kept:
+            return kept
+    except (OSError, ValueError, GdtsError):
+        pass
+    made = [new_key_entry("dev1")]
+    write_private(path, json.dumps(made))
+    return made
 
 
 def job_identity(index: int, data_dir: Path) -> dict[str, object]:
@@ -177,6 +195,8 @@ async def _start_gdts(
     data_dir: Path,
     credentials: DevCredentials,
 ) -> None:
+    # Both the manager (which seals) and the workers (which open) need the keys.
+    stores = {**stores, "secretKeys": dev_secret_keys(data_dir)}
     await supervisor.spawn(
         "manager",
         "manager",

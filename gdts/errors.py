@@ -92,3 +92,16 @@ class TooManyAttemptsError(GdtsError):
     def __init__(self, retry_after_s: int) -> None:
         self.retry_after_s = retry_after_s
         super().__init__(f"too many failed logins; try again in {retry_after_s} s")
+
+
+class NoSecretKeyError(InvalidFieldError):
+    """This process has no secret key (secretKeys): it can neither store nor open a secret.
+    The operator's to fix, not the caller's: 503, naming the config key."""
+
+    http_status = 503
+
+    def __init__(self, doing: str) -> None:
+        super().__init__(
+            "secretKeys", f"no secret key configured on this manager: cannot {doing} (see "
+            "the README's Secrets)",
+        )  # fmt: skip

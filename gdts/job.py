@@ -43,11 +43,13 @@ __all__ = [
 
 # 1: name, command, cronExpr only (and the Go GDTS's records); 2: the job-semantics fields;
 # 3: owner; 4: keepBackground; 5: limits; 6: notify, notifyMinInterval; 7: hostGroup, routing,
-# parents, children and their modes; 8: tags, description, keepRuns; 9: team, ownerId.
+# parents, children and their modes; 8: tags, description, keepRuns; 9: team, ownerId, env,
+# secretEnv, http.secretHeaders.
 # A process that knows an older version refuses a newer record with a message. A record says
 # the lowest version that holds every field it sets (at least 3), so a record that sets none of
 # the newer fields is still read by processes that predate them.
 JOB_RECORD_VERSION = 9
+_SECRET_HEADERS_SINCE = 9
 _WRITTEN_AT_LEAST = 3
 _SINCE = {field.name: field.since for field in JOB_FIELDS}
 
@@ -87,6 +89,8 @@ class Job:
     tags: tuple[str, ...] = ()  # what the console and /job/list find it by (see gdts.tags)
     description: str = ""
     keep_runs: int | None = None  # the managers' clean-up keeps its last this many runs
+    env: tuple[tuple[str, str], ...] = ()  # variables of its runs, as given
+    secret_env: tuple[tuple[str, str], ...] = ()  # variable -> a secret of its team
     # Where etcd holds this version (not part of the job's definition, so not compared): the
     # revision that wrote it, which a claim compares so no claim made from an older version
     # succeeds, and the revision that created the key, the job's generation (see gdts.keys).
@@ -113,6 +117,17 @@ class Job:
     @property
     def one_shot(self) -> bool:
         return self.run_at_ms is not None
+
+    def secret_refs(self) -> tuple[tuple[str, str], ...]:
+        """Every secret a run needs: (the field that names it, e.g. ``secretEnv.PGPASSWORD``,
+        the secret's name), in the job's team."""
+        refs = tuple((f"secretEnv.{var}", secret) for var, secret in self.secret_env)
+        if self.http is not None and self.http.secret_headers:
+            refs += tuple(
+                (f"http.secretHeaders.{header}", secret)
+                for header, secret in self.http.secret_headers
+            )
+        return refs
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -149,6 +164,8 @@ class Job:
             "tags": list(self.tags) or None,
             "description": self.description,
             "keepRuns": self.keep_runs,
+            "env": dict(self.env) or None,
+            "secretEnv": dict(self.secret_env) or None,
         }
 
     def to_record(self) -> bytes:
@@ -158,6 +175,8 @@ class Job:
         view = self.to_api()
         kept = {k: v for k, v in view.items() if k in ALWAYS_STORED or v != API_DEFAULTS[k]}
         version = max(_WRITTEN_AT_LEAST, *(_SINCE[k] for k in kept))
+        if self.http is not None and self.http.secret_headers:
+            version = max(version, _SECRET_HEADERS_SINCE)
         return json.dumps({"v": version, **kept}, separators=(",", ":")).encode()
 
     @classmethod

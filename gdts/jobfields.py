@@ -21,6 +21,7 @@ from gdts.names import MAX_NAME_CHARS, require_utf8, type_name, validate_name
 from gdts.notify.rules import parse_rules
 from gdts.routing import DEFAULT_ROUTING, ROUTINGS, parse_labels
 from gdts.runlimits import NO_LIMITS, parse_limits
+from gdts.secretbox import validate_secret_name
 from gdts.tags import (
     MAX_DESCRIPTION_CHARS,
     MAX_TAG_CHARS,
@@ -58,6 +59,12 @@ MAX_KEEP_RUNS = 1_000_000
 # gdts.manager.teams).
 DEFAULT_TEAM = "default"
 MAX_ACCOUNT_ID_CHARS = 64
+MAX_ENV_VARS = 100
+MAX_ENV_BYTES = 64 * 1024  # names and values of a job's env together
+MAX_SECRET_REFS = 50  # secretEnv entries, and http.secretHeaders entries
+# The variables the worker sets itself (GDTS_JOB_NAME, ...): a job's env does not replace them.
+RESERVED_ENV_PREFIX = "GDTS_"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -144,7 +151,15 @@ JOB_FIELDS = (
              "logRetentionDays applies.", since=8),
     JobField("team", "string", DEFAULT_TEAM, "The team it belongs to: only the team's members "
              "(and admins) see it and its runs (default: the caller's only team; see the "
-             "README's Teams).", since=9),
+             "README's Teams); its secretEnv and http.secretHeaders name that team's secrets.",
+             since=9),
+    JobField("env", "object", None, f"Environment variables of its runs (name: value, shown "
+             f"as they are; at most {MAX_ENV_VARS}, names not starting with "
+             f"{RESERVED_ENV_PREFIX}).", values="string", since=9),
+    JobField("secretEnv", "object", None, "Environment variables filled from its team's "
+             "secrets at run time (name: secret name), e.g. {\"PGPASSWORD\": \"db-password\"}; "
+             "their values never leave the worker, and are replaced by *** in the output.",
+             values="string", since=9),
     # Who saved the job first: set by the manager from the caller, whatever a request says.
     JobField("owner", "string", "", "Who saved the job first (set by the manager).", since=3),
     JobField("ownerId", "string", "", "Its owner's account id, which no other account ever "
@@ -291,18 +306,23 @@ class HttpTarget:
     headers: tuple[tuple[str, str], ...] = ()
     body: str = ""
     expected_status: int | None = None
+    # Header name -> the name of a secret of the job's team, filled in at send time.
+    secret_headers: tuple[tuple[str, str], ...] = ()
 
     def to_api(self) -> dict[str, object]:
-        return {
+        view: dict[str, object] = {
             "method": self.method,
             "url": self.url,
             "headers": dict(self.headers),
             "body": self.body,
             "expectedStatus": self.expected_status,
         }
+        if self.secret_headers:  # only then: a record without it is read by older processes
+            view["secretHeaders"] = dict(self.secret_headers)
+        return view
 
 
-_HTTP_KEYS = ("method", "url", "headers", "body", "expectedStatus")
+_HTTP_KEYS = ("method", "url", "headers", "body", "expectedStatus", "secretHeaders")
 
 
 def parse_http(value: object) -> HttpTarget:
@@ -332,7 +352,83 @@ def parse_http(value: object) -> HttpTarget:
     expected = value.get("expectedStatus")
     if expected is not None:
         expected = validate_int("http.expectedStatus", expected, 100, 599)
-    return HttpTarget(method, url, headers, body, expected)
+    secret_headers = _secret_headers(value.get("secretHeaders", {}), headers)
+    return HttpTarget(method, url, headers, body, expected, secret_headers)
+
+
+def _secret_headers(
+    value: object, headers: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, str], ...]:
+    field_name = "http.secretHeaders"
+    if value is None:
+        return ()
+    refs = _secret_refs(field_name, value)
+    plain = {name.lower() for name, _ in headers}
+    for name, _ in refs:
+        if not _TOKEN.fullmatch(name):
+            raise InvalidFieldError(field_name, f"{name!r} is not a valid header name")
+        if name.lower() in plain:
+            raise InvalidFieldError(f"{field_name}.{name}", "is also in http.headers")
+    return refs
+
+
+def _secret_refs(field_name: str, value: object) -> tuple[tuple[str, str], ...]:
+    """An object of name: secret name (secretEnv, http.secretHeaders)."""
+    if not isinstance(value, dict):
+        raise InvalidFieldError(
+            field_name, f"must be an object of name: secret name, got {type_name(value)}"
+        )
+    if len(value) > MAX_SECRET_REFS:
+        raise InvalidFieldError(field_name, f"must have at most {MAX_SECRET_REFS} entries")
+    return tuple(
+        (name, validate_secret_name(secret, f"{field_name}.{name}"))
+        for name, secret in value.items()
+    )
+
+
+def parse_env(value: object) -> tuple[tuple[str, str], ...]:
+    """A job's env: POSIX names (none of the worker's own GDTS_*), string values."""
+    field_name = "env"
+    if not isinstance(value, dict):
+        raise InvalidFieldError(field_name, f"must be an object of name: value, got "
+                                f"{type_name(value)}")  # fmt: skip
+    if len(value) > MAX_ENV_VARS:
+        raise InvalidFieldError(field_name, f"must have at most {MAX_ENV_VARS} entries")
+    size = 0
+    for name, text in value.items():
+        check_env_name(field_name, name)
+        where = f"{field_name}.{name}"
+        if not isinstance(text, str):
+            raise InvalidFieldError(where, f"must be a string, got {type_name(text)}")
+        if "\x00" in text:
+            raise InvalidFieldError(where, "must not contain a NUL character")
+        size += len(name) + len(require_utf8(where, text))
+    if size > MAX_ENV_BYTES:
+        raise InvalidFieldError(field_name, f"must be at most {MAX_ENV_BYTES} bytes in all "
+                                f"(got {size})")  # fmt: skip
+    return tuple(value.items())
+
+
+def check_env_name(field_name: str, name: str) -> None:
+    if not _ENV_NAME.fullmatch(name):
+        raise InvalidFieldError(field_name, f"{name!r} is not a valid variable name (letters, "
+                                "digits and _, not starting with a digit)")  # fmt: skip
+    if name.startswith(RESERVED_ENV_PREFIX):
+        raise InvalidFieldError(f"{field_name}.{name}", f"names starting with "
+                                f"{RESERVED_ENV_PREFIX} are the worker's own")  # fmt: skip
+
+
+def parse_secret_env(
+    value: object, env: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, str], ...]:
+    field_name = "secretEnv"
+    refs = _secret_refs(field_name, value)
+    plain = {name for name, _ in env}
+    for name, _ in refs:
+        check_env_name(field_name, name)
+        if name in plain:
+            raise InvalidFieldError(f"{field_name}.{name}", "is also in env")
+    return refs
 
 
 def _validate_url(value: object) -> str:
@@ -451,6 +547,12 @@ def check_fields(data: object, default_zone: str, now_ms: int | None) -> dict[st
             MIN_NOTIFY_MIN_INTERVAL_S,
         ),
     }
+    if "env" in given or "secretEnv" in given:
+        env = () if "env" not in given else parse_env(given["env"])
+        checked["env"] = env
+        checked["secret_env"] = (
+            () if "secretEnv" not in given else parse_secret_env(given["secretEnv"], env)
+        )
     # Last: the schedule is the one check that needs the cron module.
     zone, cron_expr, run_at_ms, schedule = _check_timing(given, default_zone, now_ms)
     return {

@@ -11,6 +11,7 @@ Layout under the prefix (default ``/gdts/``)::
     run/<name>/<ms>               "run <name> now" (POST /job/run), on a lease; the claim deletes it
     workers/<worker-id>           registration, on the worker's lease
     linked/<name>/<by>            "job <by> names <name> in its parents or children" (no lease)
+    secrets/<team>/<name>         a team's secret, sealed (see gdts.secretbox; no lease)
 
 ``<gen>`` is the job's generation: the etcd revision that created ``jobs/<name>``. A job deleted
 and saved again under the same name is a new generation, so its claims and running markers
@@ -226,6 +227,32 @@ class KeyLayout:
 
     def job_name(self, key: bytes) -> str:
         return _strip(key, self.jobs_prefix)
+
+    @functools.cached_property
+    def secrets_prefix(self) -> bytes:
+        return self._key("secrets", "")
+
+    def secret(self, team: str, name: str) -> bytes:
+        """A team's secret. Team names never contain '/' (they are checked as job names are),
+        secret names neither (see gdts.secretbox)."""
+        return self._key("secrets", team, name)
+
+    def team_secrets(self, team: str) -> bytes:
+        return self._key("secrets", team, "")
+
+    def secret_parts(self, key: bytes) -> tuple[str, str]:
+        """(team, secret name) of a secret's key."""
+        rest = key[len(self.secrets_prefix) :].decode(errors="replace")
+        team, slash, name = rest.partition("/")
+        if (
+            not key.startswith(self.secrets_prefix)
+            or not slash
+            or not team
+            or not name
+            or ("/" in name)
+        ):
+            raise ValueError(f"key {key!r} is not a secret under {self.secrets_prefix!r}")
+        return team, name
 
     def killer_name(self, key: bytes) -> str:
         return _strip(key, self.killer_prefix)

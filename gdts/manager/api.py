@@ -50,6 +50,8 @@ JOB_LISTING = web.AppKey("job_listing", JobListing)
 RETENTION = web.AppKey("retention", Retention)
 # Refuses a job whose notify rules name a channel that does not exist (see notify_api).
 CHANNEL_CHECK = web.AppKey("channel_check", Callable[[list[str]], Awaitable[None]])
+# Refuses a job naming a secret its team lacks: (team, [(field, secret)]) (see secrets_api).
+SECRET_CHECK = web.AppKey("secret_check", Callable[[str, list[tuple[str, str]]], Awaitable[None]])
 
 DEFAULT_LOG_LIMIT = 20
 # Characters of output one page of /job/log carries in all, and at least per run: what bounds a
@@ -115,7 +117,16 @@ async def save_job(request: web.Request) -> web.Response:
     if job.notify:
         await request.app[CHANNEL_CHECK]([rule.channel for rule in job.notify])
     team = job.team if isinstance(raw, dict) and raw.get("team") is not None else None
-    before, after = await request.app[JOB_STORE].save(job, guard_of(request), team)
+    refs = list(job.secret_refs())
+
+    async def check_secrets(in_team: str) -> None:
+        # Checked before the write, in the team the job goes to: a secret deleted right after
+        # fails its runs, clearly.
+        await request.app[SECRET_CHECK](in_team, refs)
+
+    before, after = await request.app[JOB_STORE].save(
+        job, guard_of(request), team, check_secrets if refs else None
+    )
     await audit(request, "job.save", job=job.name, before=before, after=after)
     return ok(before)
 

@@ -184,6 +184,49 @@ RUN_OUTPUT = {
     "required": ["jobName", "planTime", "attempt", "output", "offset", "running"],
 }
 _NULLABLE_ACCOUNT = {"anyOf": [ACCOUNT, {"type": "null"}]}
+# A secret as the API names it: never its value.
+SECRET_CHANGE = {
+    "type": "object",
+    "properties": {
+        "team": {"type": "string"},
+        "name": {"type": "string"},
+        "replaced": {"type": "boolean", "description": "Whether a secret of that name was."},
+    },
+    "required": ["team", "name"],
+}
+SECRET_LIST = {
+    "type": "object",
+    "properties": {
+        "team": {"type": "string"},
+        "secrets": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "keyId": {"type": "string", "description": "The key that sealed it."},
+                    "updatedAt": {"type": "integer"},
+                    "updatedBy": {"type": "string"},
+                },
+                "required": ["name", "keyId", "updatedAt", "updatedBy"],
+            },
+        },
+    },
+    "required": ["team", "secrets"],
+}
+_TEAM_AND_NAME = {
+    "type": "object",
+    "properties": {"team": {"type": "string"}, "name": {"type": "string"}},
+}
+SECRET_REKEY = {
+    "type": "object",
+    "properties": {
+        "resealed": {"type": "array", "items": _TEAM_AND_NAME},
+        "alreadyCurrent": {"type": "integer"},
+        "failed": {"type": "array", "items": _TEAM_AND_NAME},
+    },
+    "required": ["resealed", "alreadyCurrent", "failed"],
+}
 
 
 CHANNEL = {
@@ -452,6 +495,10 @@ def data_schemas() -> dict[str, Any]:
         },
         "/notify/rules": RULES,
         "/notify/rules/save": RULES,
+        "/secret/list": SECRET_LIST,
+        "/secret/save": SECRET_CHANGE,
+        "/secret/delete": SECRET_CHANGE,
+        "/secret/rekey": SECRET_REKEY,
         "/notify/outbox": {
             "type": "object",
             "properties": {

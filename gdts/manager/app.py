@@ -25,6 +25,7 @@ from gdts.manager.api import (
     JOB_STORE,
     RETENTION,
     RUN_LOG,
+    SECRET_CHECK,
     add_routes,
     error_middleware,
     failure,
@@ -47,6 +48,8 @@ from gdts.manager.registry import read_live_workers
 from gdts.manager.retention import Retention
 from gdts.manager.rollups import RollupLoop
 from gdts.manager.runminutes import RunMinutes
+from gdts.manager.secrets_api import SECRET_STORE, add_secret_routes, check_secret_refs
+from gdts.manager.secretstore import SecretStore
 from gdts.manager.team_api import add_team_routes
 from gdts.manager.teams import Teams
 from gdts.manager.throttle import LoginThrottle
@@ -88,6 +91,7 @@ def create_app(config: ManagerConfig) -> web.Application:
     add_auth_routes(app)
     add_team_routes(app)
     add_notify_routes(app)
+    add_secret_routes(app)
     add_dashboard_routes(app)
     add_openapi_route(app)
     add_health_routes(app)
@@ -167,6 +171,8 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
         mongo, config.mongodb_database, config.notify_outbox_retention * 24 * 3600
     )
     app[CHANNEL_CHECK] = functools.partial(check_channels, notify_store, "notify")
+    secret_store = app[SECRET_STORE] = SecretStore(etcd, keys, config.secret_key_ring())
+    app[SECRET_CHECK] = functools.partial(check_secret_refs, secret_store)
     notifier = app[NOTIFIER] = Notifier(
         notify_store, etcd, KeyLayout(config.etcd_prefix), config,
         NotifierStats(app[STATS].registry),

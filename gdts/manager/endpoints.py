@@ -19,6 +19,7 @@ from gdts.manager.jobfilter import (
     STATUSES,
 )
 from gdts.runstats import WINDOWS
+from gdts.secretbox import MAX_SECRET_BYTES, MAX_SECRET_NAME_CHARS, SECRET_NAME_PATTERN
 
 MAX_URL_BYTES = 8192  # what aiohttp's parser takes by default, refused by the manager in JSON
 
@@ -64,6 +65,7 @@ AUDIT_ACTIONS = (
     "auth.login", "auth.login_failed", "auth.logout",
     "notify.channel.save", "notify.channel.delete", "notify.channel.test", "notify.rules.save",
     "team.save", "team.delete", "team.member.save", "team.member.delete",
+    "secret.save", "secret.delete", "secret.rekey",
 )  # fmt: skip
 CSRF_FIELD = "csrfToken"
 CSRF_HEADER = "X-CSRF-Token"
@@ -78,6 +80,14 @@ MAX_CHAIN_ID = MAX_NAME + 1 + 19 + 1 + 15
 CHAIN_ID_PATTERN = "^[^/]+@[0-9]{1,19}/[0-9]{1,15}$"
 
 _NAME = Field("name", "The job's name.", required=True, max_length=MAX_NAME)
+_TEAM = Field("team", "The team (default: default).", max_length=MAX_NAME)
+_SECRET_NAME = Field(
+    "name",
+    "The secret's name (letters, digits, -_.).",
+    required=True,
+    max_length=MAX_SECRET_NAME_CHARS,
+    pattern=SECRET_NAME_PATTERN,
+)
 _SKIP = Field("skip", "How many entries to skip, newest first.", kind="integer", minimum=0,
               maximum=MAX_SKIP)  # fmt: skip
 
@@ -242,6 +252,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "The newest notification events and what became of them, with counts by state.",
              (Field("state", "Only events in this state.", choices=("queued", "sent", "failed")),
               _limit(50, MAX_LOG_LIMIT))),
+    Endpoint("GET", "/secret/list", "user", "A team's secrets: name, keyId, updatedAt, "
+             "updatedBy; never a value.", (_TEAM,)),
+    Endpoint("POST", "/secret/save", "user", "Create or replace a team's secret, stored "
+             "encrypted; the value is never shown again (not in this answer either).",
+             (_TEAM, _SECRET_NAME,
+              Field("value", f"The value (at most {MAX_SECRET_BYTES} bytes, no NUL).",
+                    required=True, max_length=MAX_SECRET_BYTES))),
+    Endpoint("POST", "/secret/delete", "user", "Delete a team's secret; refused (409, naming "
+             "them) while a job of the team names it.", (_TEAM, _SECRET_NAME)),
+    Endpoint("POST", "/secret/rekey", "admin", "Encrypt every team's secrets again with the "
+             "manager's current key (the first of its secretKeys): the step between adding a "
+             "key and removing the old one."),
     Endpoint("GET", "/audit", "admin", "Recorded changes and logins, newest first.",
              (Field("user", "Only this user's entries.", max_length=MAX_NAME),
               Field("job", "Only entries about this job.", max_length=MAX_NAME),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aetcd import utils
@@ -34,11 +34,16 @@ class JobStore:
         self._links = ChainLinks(client, keys)
 
     async def save(
-        self, job: Job, guard: JobGuard, team: str | None = None
+        self,
+        job: Job,
+        guard: JobGuard,
+        team: str | None = None,
+        check_team: Callable[[str], Awaitable[None]] | None = None,
     ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """Create or replace; returns the previous job (API form) or None, and the job as
         saved. ``team``: the team the request gave (None: a replaced job keeps its team, a new
-        one goes to the caller's only team, see JobGuard.team_for_new). A replaced job keeps its
+        one goes to the caller's only team, see JobGuard.team_for_new); ``check_team(team)``:
+        what the job needs of the team it goes to (its secrets). A replaced job keeps its
         owner; a new one belongs to the caller. The checks and the write are one transaction:
         the job cannot change hands or teams in between, nor the chains it is in (see
         gdts.manager.chainlinks)."""
@@ -72,6 +77,8 @@ class JobStore:
                     team=in_team,
                 )
                 compare = [txn.mod(key) == stored.mod_revision]
+            if check_team is not None:
+                await check_team(in_team)
             links = await self._links.for_save(job.name, job.links, previous, guard)
             with etcd_errors():
                 written, _ = await self._client.transaction(

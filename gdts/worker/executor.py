@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from gdts.clock import now_ms
 from gdts.worker.outputcap import OutputCap
+from gdts.worker.redact import Redactor, capture_for
 from gdts.worker.runas import JobUser
 from gdts.worker.spawn import Process, Spawner
 
@@ -94,10 +95,12 @@ class RunningCommand:
         output_limit: int,
         *,
         user: JobUser | None = None,
+        redactor: Redactor | None = None,
     ) -> ExecResult:
-        """``user``: who the whole group runs as (see gdts.worker.runas); None: the worker."""
+        """``user``: who the whole group runs as (see gdts.worker.runas); None: the worker.
+        ``redactor``: masks the secrets the run was given in its output."""
         start_ms = now_ms()
-        capture = self.capture = OutputCap(output_limit)
+        capture = self.capture = capture_for(output_limit, redactor)
         try:
             child = _Child.start(self._spawner, bash_path, command, env, user, capture)
         except (OSError, subprocess.SubprocessError) as exc:  # SubprocessError: the Popen fallback

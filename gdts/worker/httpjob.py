@@ -31,6 +31,7 @@ from gdts.clock import now_ms
 from gdts.jobfields import HttpTarget
 from gdts.worker.egress import EgressRefused
 from gdts.worker.outputcap import OutputCap
+from gdts.worker.redact import Redactor, capture_for
 
 # How much of the body is asked for per read: bounds what a single read may add on top of the cap.
 _CHUNK = 64 * 1024
@@ -100,9 +101,11 @@ class RunningRequest:
         timeout_s: float | None,
         output_limit: int,
         env_headers: Mapping[str, str] = {},  # noqa: B006 - never mutated
+        redactor: Redactor | None = None,
     ) -> HttpResult:
+        """``redactor``: masks the secrets the request carries in what the response says."""
         start_ms = now_ms()
-        capture = self.capture = OutputCap(output_limit)
+        capture = self.capture = capture_for(output_limit, redactor)
         if self.kill_requested:  # killed before it started: send nothing
             self._finished = True
             return self._result(start_ms, spec, "killed", killed=True, timed_out=False)

@@ -22,15 +22,18 @@ from gdts.keys import KillOrder
 from gdts.logs import event
 from gdts.runlimits import RunLimits, effective, per_process_only, shell_line, tighter
 from gdts.runrecord import RunRecord, RunStatus
+from gdts.secretbox import SecretError
 from gdts.worker.executor import ExecResult, RunningCommand
 from gdts.worker.httpjob import RunningRequest
 from gdts.worker.limitwatch import LimitWatch
 from gdts.worker.liveflush import GoingOn, LiveOutput
 from gdts.worker.logsink import LogSink
 from gdts.worker.records import finished_record
+from gdts.worker.redact import Redactor
 from gdts.worker.runas import JobUser
 from gdts.worker.runner import Runner
 from gdts.worker.runuids import RunUids
+from gdts.worker.secretwatch import SecretWatch
 from gdts.worker.spawn import Spawner
 from gdts.worker.stats import WorkerStats
 from gdts.worker.ticktable import DueTick, next_plan
@@ -59,6 +62,7 @@ class Runs:
         run_uids: RunUids | None = None,
         limit_watch: LimitWatch | None = None,
         live_output: LiveOutput | None = None,
+        secrets: SecretWatch | None = None,
     ) -> None:
         """``job_user``: who command jobs run as (None: this process); ``base_env``: the
         environment they start from; ``still_scheduled(name)``: whether the job still exists
@@ -66,7 +70,9 @@ class Runs:
         alive (no attempt starts otherwise: another worker may be running the job by then, see
         leasefence); ``run_uids``: a uid of its own for each command run;
         ``limit_watch``: holds those runs to their limits (without it, only the kernel's
-        per-process limits apply); ``live_output``: hears of each run's end (see liveflush)."""
+        per-process limits apply); ``live_output``: hears of each run's end (see liveflush);
+        ``secrets``: the teams' secrets, for the runs of jobs that name some (none: such a
+        run fails, not started)."""
         self._config = config
         self._worker_id = worker_id
         self._now_ms = clock
@@ -81,6 +87,7 @@ class Runs:
         self._uids = run_uids
         self._limit_watch = limit_watch
         self._live_output = live_output
+        self._secrets = secrets
         self._spawner = Spawner()
         self._limit_defaults = config.run_limit_defaults()
         # Never above what this process may hand on (its own hard limits), or the run's shell
@@ -210,6 +217,16 @@ class Runs:
     async def _attempt(
         self, job: Job, plan_ms: int, schedule_ms: int, trigger: str, attempt: int
     ) -> RunRecord:
+        secrets: dict[str, str] | None = None
+        redactor: Redactor | None = None
+        if job.secret_env or (job.http is not None and job.http.secret_headers):
+            try:
+                secrets = await self._open_secrets(job)
+            except SecretError as exc:  # names the secret, never a value
+                at = now_ms()
+                result = ExecResult(at, at, "", None, f"not started: {exc}", False)
+                return self._record(job, result, plan_ms, schedule_ms, trigger, attempt)
+            redactor = Redactor(secrets.values())
         user = self._job_user
         if job.kind != "http" and self._uids is not None:
             user = await self._uids.acquire_within(job.name, self._config.start_window / 1000)
@@ -251,11 +268,11 @@ class Runs:
         http_status: int | None = None
         try:
             if isinstance(runner, RunningRequest):
-                result, http_status = await self._request(runner, job, plan_ms)
+                result, http_status = await self._request(runner, job, plan_ms, secrets, redactor)
             else:
                 result = await runner.run(
-                    self._config.bash_path, command, self._job_env(job, plan_ms, user),
-                    self._config.output_limit, user=user,
+                    self._config.bash_path, command, self._job_env(job, plan_ms, user, secrets),
+                    self._config.output_limit, user=user, redactor=redactor,
                 )  # fmt: skip
         except Exception as exc:  # a bug of ours: record the run as failed, keep the worker
             log.exception("cannot run the job", extra=event(job=job.name, tick=plan_ms))
@@ -281,6 +298,8 @@ class Runs:
             # then finds the shell gone (kill_now's reason is noted, its kill does nothing).
             killed_because = killed_because or LEASE_MAY_BE_GONE
             result = dataclasses.replace(result, killed=True)
+        if redactor is not None and result.err:
+            result = dataclasses.replace(result, err=redactor.text(result.err))
         return self._record(
             job, result, plan_ms, schedule_ms, trigger, attempt, http_status, timed_out,
             over_limit, killed_because,
@@ -330,28 +349,52 @@ class Runs:
             kill_reason=kill_reason,
         )  # fmt: skip
 
+    async def _open_secrets(self, job: Job) -> dict[str, str]:
+        """The values of the secrets the job names (see secretwatch); SecretError if not."""
+        if self._secrets is None:
+            raise SecretError("this worker holds no secrets")
+        return await self._secrets.open_for(job, self._config.start_window / 1000)
+
     async def _request(
-        self, runner: RunningRequest, job: Job, plan_ms: int
+        self,
+        runner: RunningRequest,
+        job: Job,
+        plan_ms: int,
+        secrets: dict[str, str] | None,
+        redactor: Redactor | None,
     ) -> tuple[ExecResult, int | None]:
         """An HTTP job's run, told as a command's would be, and the status it got."""
         assert job.http is not None
+        headers = {
+            "X-GDTS-Job": job.name,
+            "X-GDTS-Plan-Time": str(plan_ms),
+            "X-GDTS-Worker": self._worker_id,
+        }
+        if secrets:  # filled at send time; the worker's own headers above still win
+            headers = {
+                **{header: secrets[name] for header, name in job.http.secret_headers},
+                **headers,
+            }
         result = await runner.run(
             self._http,
             job.http,
             timeout_s=None,  # the timer in _attempt, as for commands
             output_limit=self._config.output_limit,
-            env_headers={
-                "X-GDTS-Job": job.name,
-                "X-GDTS-Plan-Time": str(plan_ms),
-                "X-GDTS-Worker": self._worker_id,
-            },
+            env_headers=headers,
+            redactor=redactor,
         )
         told = ExecResult(result.start_ms, result.end_ms, result.output, None, result.err,
                           result.killed)  # fmt: skip
         return told, result.status
 
-    def _job_env(self, job: Job, plan_ms: int, user: JobUser | None) -> dict[str, str]:
+    def _job_env(
+        self, job: Job, plan_ms: int, user: JobUser | None, secrets: dict[str, str] | None
+    ) -> dict[str, str]:
         env = dict(self._base_env)
+        if job.env:
+            env.update(job.env)
+        if secrets:  # in the environment only: never on a command line
+            env.update((var, secrets[name]) for var, name in job.secret_env)
         env.update(
             GDTS_JOB_NAME=job.name, GDTS_PLAN_TIME=str(plan_ms), GDTS_WORKER_ID=self._worker_id
         )

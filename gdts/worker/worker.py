@@ -57,6 +57,7 @@ from gdts.worker.runas import JobUser, check_run_uids, job_user, no_new_privileg
 from gdts.worker.runs import Runs
 from gdts.worker.runuids import RunUids
 from gdts.worker.scheduler import Scheduler
+from gdts.worker.secretwatch import SecretWatch
 from gdts.worker.spill import SpillDir
 from gdts.worker.stats import WorkerStats
 from gdts.worker.ticktable import DueTick, TickTable, start_window_ms
@@ -194,6 +195,7 @@ class Worker:
         self._uids = run_uids
         self._guardian = None if run_uids is None else Guardian(run_uids.first, run_uids.last)
         self._limit_watch = None if run_uids is None else LimitWatch(run_uids.signal_run)
+        self._secrets = SecretWatch(etcd, keys, config.secret_key_ring())
         self._runs = Runs(
             config,
             worker_id,
@@ -209,6 +211,7 @@ class Worker:
             run_uids=run_uids,
             limit_watch=self._limit_watch,
             live_output=self._live_output,
+            secrets=self._secrets,
         )
         self._lease_fence = LeaseFence(self._registration, self._runs, self._guardian)
         self._claims = ClaimFlow(
@@ -440,6 +443,7 @@ class Worker:
                     group.create_task(self._registration.keep_alive(), name="keepalive"),
                     group.create_task(self._lease_fence.run(), name="lease-fence"),
                     group.create_task(self._watch.run(), name="watch"),
+                    group.create_task(self._secrets.run(), name="secrets"),
                     group.create_task(self._dead_runs.run(), name="dead-runs"),
                     group.create_task(self._sink.run(), name="results"),
                     group.create_task(self._live_output.run(), name="live-output"),

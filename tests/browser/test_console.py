@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from gdts.secretbox import new_key_entry
 from tests.browser.conftest import (
     NEVER,
     PHONE,
@@ -266,10 +267,11 @@ async def test_a_running_job_is_killed_from_the_page_and_shown_on_its_worker(
 async def test_clone_edit_and_delete_and_only_owners_may_change_a_job(
     cluster: Cluster, browser: Any
 ) -> None:
-    await cluster.start_manager()
+    await cluster.start_manager(secretKeys=[new_key_entry("k1")])
+    await api_post(cluster.api, "/secret/save", team="ops", name="pw", value="s3cr3t-value")
     await save_job_fields(
         cluster.api, name="base", command="echo base", cronExpr=NEVER, keepBackground=True,
-        limits={"memoryMB": 256},
+        limits={"memoryMB": 256}, team="ops", env={"A": "1"}, secretEnv={"PW": "pw"},
     )  # fmt: skip
     await api_post(cluster.api, "/user/save", username="alice", role="user",
                    password="alice-password-1")  # fmt: skip
@@ -310,6 +312,10 @@ async def test_clone_edit_and_delete_and_only_owners_may_change_a_job(
     # What the dialog shows is what it saves back: nothing of the job is lost by an edit.
     assert await _job_field(cluster, "base-2", "limits", {"memoryMB": 256, "cpuSeconds": 60})
     assert await _job_field(cluster, "base-2", "keepBackground", True)
+    # Nor what it does not show: the job's team, env and secrets.
+    assert await _job_field(cluster, "base-2", "team", "ops")
+    assert await _job_field(cluster, "base-2", "env", {"A": "1"})
+    assert await _job_field(cluster, "base-2", "secretEnv", {"PW": "pw"})
 
     # Delete asks first; cancelling keeps the job.
     await job_row(page, "base-2").locator(".act-delete").click()

@@ -19,8 +19,10 @@ from tests.support import (
     Cluster,
     Stack,
     api_get,
+    api_post,
     passable_dir,
     process_alive,
+    save_job_fields,
     wait_until,
 )
 
@@ -135,6 +137,15 @@ async def _dev_runs_everything(tmp_path: Path, data: Path) -> None:
         kept = json.loads((data / "credentials.json").read_text())
         assert f"log in as admin with password {kept['password']}" in startup
         assert (data / "credentials.json").stat().st_mode & 0o077 == 0
+        # The secrets work out of the box: a key made at the first start, the workers have it.
+        assert (data / "secret-keys.json").stat().st_mode & 0o077 == 0
+        await api_post(base, "/secret/save", name="dev-pw", value="dev-s3cr3t-value")
+        await save_job_fields(base, name="uses-secret", command='test "$PW" = dev-s3cr3t-value',
+                              cronExpr="0 0 0 1 1 *", secretEnv={"PW": "dev-pw"})  # fmt: skip
+        await api_post(base, "/job/run", name="uses-secret")
+        ran = await wait_until(lambda: api_get(base, "/job/log", name="uses-secret"), 30,
+                               "the run that uses a secret")  # fmt: skip
+        assert ran[0]["status"] == "succeeded", ran
         # unsafe: the jar must keep a cookie from an IP address (127.0.0.1)
         jar = aiohttp.CookieJar(unsafe=True)
         async with aiohttp.ClientSession(cookie_jar=jar) as session:

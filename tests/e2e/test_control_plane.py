@@ -92,7 +92,7 @@ async def _attack_the_control_plane(tmp_path: Path, data: Path) -> None:
         await wait_until(up, 90, "dev to come up")
         # What holds a secret is its owner's (root's) alone.
         assert stat.S_IMODE(os.stat(data).st_mode) == 0o711  # others pass through, never list
-        for name in ("manager.json", "worker-1.json", "credentials.json"):
+        for name in ("manager.json", "worker-1.json", "credentials.json", "secret-keys.json"):
             assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
         secrets = json.loads((data / "credentials.json").read_text())
         manager = json.loads((data / "manager.json").read_text())
@@ -109,7 +109,10 @@ async def _attack_the_control_plane(tmp_path: Path, data: Path) -> None:
         ).encode()
         at = cron_at(time.time() + 3)
         attacks: dict[str, dict[str, Any]] = {
-            "read-configs": {"command": f"cat {data}/manager.json {data}/credentials.json"},
+            "read-configs": {
+                "command": f"cat {data}/manager.json {data}/credentials.json "
+                f"{data}/secret-keys.json"
+            },
             "list-data-dir": {"command": f"ls {data}"},
             "etcd-gateway": {"command": over_tcp(etcd_port, etcd_put)},
             "mongo-wire": {"command": over_tcp(mongo_port, mongo_update_message())},
@@ -138,7 +141,8 @@ async def _attack_the_control_plane(tmp_path: Path, data: Path) -> None:
         assert "requires authentication" in runs["mongo-wire"]["output"], runs["mongo-wire"]
         assert runs["etcd-over-http"]["err"].startswith("refused: 127.0.0.1 is loopback")
         every_output = json.dumps(runs)
-        for secret in (ADMIN_TOKEN, *secrets.values()):
+        keys = [entry["key"] for entry in json.loads((data / "secret-keys.json").read_text())]
+        for secret in (ADMIN_TOKEN, *secrets.values(), *keys):
             if len(secret) >= 12:  # the passwords and the token, not the user name
                 assert secret not in every_output
         # What the attacks aimed at is as it was.

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from gdts.secretbox import new_key_entry
 from tests.support import (
     ADMIN_PASSWORD,
     ADMIN_TOKEN,
@@ -214,7 +215,10 @@ def runs_of_files(order: list[str]) -> list[list[str]]:
 async def test_every_http_example_passes_against_a_live_manager_and_worker(
     cluster: Cluster,
 ) -> None:
-    manager, _ = await cluster.start_together(cluster.start_manager(), cluster.start_worker("w1"))
+    keys = {"secretKeys": [new_key_entry("k1")]}  # secrets.http saves one
+    manager, _ = await cluster.start_together(
+        cluster.start_manager(**keys), cluster.start_worker("w1", **keys)
+    )
     in_directory = sorted(path.name for path in EXAMPLES.glob("*.http"))
     assert set(WALK_THROUGH) <= set(in_directory)
     order = [*WALK_THROUGH, *(name for name in in_directory if name not in WALK_THROUGH)]

@@ -18,6 +18,7 @@ from gdts.config import ManagerConfig
 from gdts.manager.app import create_app
 from gdts.manager.endpoints import ENDPOINTS
 from gdts.manager.headers import SECURITY_HEADERS
+from gdts.secretbox import new_key_entry
 from tests.support import ADMIN_PASSWORD, ADMIN_TOKEN, ADMIN_USER, REPO_ROOT, Stack
 
 pytestmark = pytest.mark.asyncio
@@ -34,6 +35,7 @@ def config_for(stack: Stack, **overrides: Any) -> ManagerConfig:
         "webroot": str(REPO_ROOT / "webroot"),
         "admin_password": ADMIN_PASSWORD,
         "admin_token": ADMIN_TOKEN,
+        "secret_keys": (new_key_entry("k1"),),
         **overrides,
     }
     return ManagerConfig(**values)
@@ -104,7 +106,7 @@ GUEST_MAY = {
 }  # fmt: skip
 USER_MAY = GUEST_MAY | {
     "/job/save", "/job/delete", "/job/kill", "/job/run", "/job/enable", "/job/disable",
-    "/job/clone",
+    "/job/clone", "/secret/list", "/secret/save", "/secret/delete",
 }  # fmt: skip
 ALLOWED = {"guest": GUEST_MAY, "user": USER_MAY, "admin": {e.path for e in ENDPOINTS}}
 
@@ -138,6 +140,10 @@ def params_for(path: str, who: str, revoke_id: str) -> dict[str, str]:
         "/team/delete": {"name": f"{who}-team"},
         "/team/member/save": {"team": f"{who}-team", "username": who, "role": "user"},
         "/team/member/delete": {"team": f"{who}-team", "username": who},
+        # The default team's: every account joins it, and "user" is made its maintainer.
+        "/secret/list": {"team": "default"},
+        "/secret/save": {"team": "default", "name": f"{who}-s", "value": "v"},
+        "/secret/delete": {"team": "default", "name": f"{who}-s"},  # after /secret/save
     }.get(path, {})
 
 
@@ -150,6 +156,9 @@ async def test_each_role_may_call_exactly_its_endpoints(client) -> None:
     tokens = {role: await account_with_token(client, role, role) for role in ("guest", "user")}
     tokens["admin"] = await account_with_token(client, "admin2", "admin")
     who_of = {"guest": "guest", "user": "user", "admin": "admin2"}
+    # A team maintainer may write the team's secrets (see test_teams for the team dimension).
+    await ok(client, "POST", "/team/member/save", team="default", username="user",
+             role="maintainer")  # fmt: skip
     await ok(client, "POST", "/notify/channel/save", channel=json.dumps(_channel("probe")))
     for role, token in tokens.items():
         who = who_of[role]

@@ -205,3 +205,33 @@ async def test_changing_a_password_ends_the_other_sessions(client) -> None:  # n
     client.session.cookie_jar.update_cookies(other_cookies)
     status, _ = await call(client, "GET", "/auth/me", None)
     assert status == 401 and other["csrfToken"]
+
+
+async def test_a_teams_secrets_are_written_by_its_maintainers_and_named_by_its_members(
+    client,  # noqa: F811
+) -> None:
+    tokens = await teams_with_members(client)
+
+    async def status_of(who: str, method: str, path: str, **fields: str) -> int:
+        status, _ = await call(client, method, path, tokens[who], fields)
+        return status
+
+    secret = {"team": "alpha", "name": "db-password", "value": "s3cret-value"}
+    assert await status_of("member", "POST", "/secret/save", **secret) == 403
+    assert await status_of("outsider", "POST", "/secret/save", **secret) == 403
+    assert await status_of("maintainer", "POST", "/secret/save", **secret) == 200
+    assert await status_of("member", "GET", "/secret/list", team="alpha") == 200
+    assert await status_of("outsider", "GET", "/secret/list", team="alpha") == 403
+    # A member names it in a job of the team; a job of another team cannot.
+    job = {"name": "uses-it", "command": "true", "cronExpr": "0 3 * * *", "team": "alpha",
+           "secretEnv": {"PGPASSWORD": "db-password"}}  # fmt: skip
+    await ok(client, "POST", "/job/save", tokens["owner"], job=json.dumps(job))
+    elsewhere = {**job, "name": "wants-it", "team": "beta"}
+    status, body = await call(client, "POST", "/job/save", tokens["outsider"],
+                              {"job": json.dumps(elsewhere)})  # fmt: skip
+    assert (status, body["field"]) == (400, "secretEnv.PGPASSWORD"), body
+    # Saved again without its team, the job is checked against the team it stays in.
+    del job["team"]
+    await ok(client, "POST", "/job/save", tokens["owner"], job=json.dumps(job))
+    assert await status_of("member", "POST", "/secret/delete", team="alpha",
+                           name="db-password") == 403  # fmt: skip

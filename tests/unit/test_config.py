@@ -1,5 +1,6 @@
 """gdts.config: JSON keys, GDTS_* environment overrides, validation, secrets kept out of repr."""
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,7 @@ def test_repo_manager_json_loads() -> None:
         "mongodbDatabase": config.mongodb_database,
         "webroot": config.webroot,
         "killMarkerTtl": config.kill_marker_ttl,
+        "secretKeys": list(config.secret_keys),  # none: a real key never goes in the repository
     }
     for key, value in json.loads(path.read_text()).items():
         assert by_key[key] == value, key
@@ -98,6 +100,7 @@ def test_repo_worker_json_loads() -> None:
         "mongodbConnectTimeout": config.mongodb_connect_timeout,
         "mongodbDatabase": config.mongodb_database,
         "jobLogBatchSize": config.job_log_batch_size,
+        "secretKeys": list(config.secret_keys),
         "jobLogCommitTimeout": config.job_log_commit_timeout,
         "bashPath": config.bash_path,
         "workerLeaseTtl": config.worker_lease_ttl,
@@ -412,3 +415,35 @@ def test_run_limits_are_checked_as_a_job_s_would_be() -> None:
         WorkerConfig(run_open_files=4).validate()
     with pytest.raises(ConfigError, match="maxRunCpuSeconds: must be 0"):
         WorkerConfig(max_run_cpu_seconds=-5).validate()
+
+
+# --- secretKeys ---------------------------------------------------------------------------------
+
+_KEY = base64.b64encode(bytes(range(32))).decode()
+
+
+def test_secret_keys_come_from_the_file_or_the_environment_which_replaces_them(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "worker.json"
+    path.write_text(json.dumps({"secretKeys": [{"id": "k1", "key": _KEY}]}))
+    assert load_config(WorkerConfig, path, {}).secret_key_ring().key_ids() == ("k1",)
+    both = json.dumps([{"id": "k2", "key": _KEY}, {"id": "k1", "key": _KEY}])
+    config = load_config(ManagerConfig, None, {"GDTS_SECRET_KEYS": both})
+    assert config.secret_key_ring().key_ids() == ("k2", "k1")
+    assert load_config(WorkerConfig, path, {"GDTS_SECRET_KEYS": "[]"}).secret_key_ring().keys == ()
+    assert _KEY not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"GDTS_SECRET_KEYS": "k1:abc"}, r"GDTS_SECRET_KEYS: must be a JSON list of objects"),
+        ({"GDTS_SECRET_KEYS": '{"id": "k1"}'}, r"GDTS_SECRET_KEYS: must be a list of objects"),
+        ({"GDTS_SECRET_KEYS": '[{"id": "k1", "key": "c2hvcnQ="}]'},
+         r"secretKeys\[0\]: key of 'k1' must be the base64 of 32 random bytes"),
+    ],
+)  # fmt: skip
+def test_bad_secret_keys_stop_the_start_naming_the_key(environ: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(WorkerConfig, None, environ)

@@ -457,6 +457,21 @@ def test_a_record_says_the_lowest_version_that_holds_its_fields() -> None:
     owned = plain.with_changes(ownerId="a1b2")
     assert json.loads(owned.to_record())["v"] == 9
     assert Job.from_record(owned.to_record()).owner_id == "a1b2"
+    teamed = plain.with_changes(team="ops", env={"A": "1"}, secretEnv={"PW": "db-pw"})
+    assert json.loads(teamed.to_record())["v"] == 9 == JOB_RECORD_VERSION
+    assert Job.from_record(teamed.to_record()).secret_env == (("PW", "db-pw"),)
+    in_default = json.loads(plain.with_changes(team="default").to_record())
+    assert in_default["v"] == 3 and "team" not in in_default  # jobs stored without it: default
+    assert Job.from_record(plain.to_record()).team == "default"
+    http = Job.from_api({"name": "h", "type": "http", "cronExpr": EVERY_MINUTE,
+                         "http": {"url": "https://example.com/"}})  # fmt: skip
+    assert json.loads(http.to_record())["v"] == 3
+    signed = http.with_changes(http={"url": "https://example.com/",
+                                     "secretHeaders": {"Authorization": "api-token"}})  # fmt: skip
+    assert json.loads(signed.to_record())["v"] == 9
+    assert Job.from_record(signed.to_record()).secret_refs() == (
+        ("http.secretHeaders.Authorization", "api-token"),
+    )
 
 
 @pytest.mark.parametrize("value", [0, -1, 1_000_001, "x", "5", 2.5, True])

@@ -383,3 +383,61 @@ def test_tags_keep_their_order_once_each_and_a_description_its_lines() -> None:
     old = Job.from_record(b'{"v":7,"name":"a","command":"true","cronExpr":"* * * * *"}')
     assert (old.tags, old.description) == ((), "")
     assert api_view(b'{"v":7,"name":"a","command":"true","cronExpr":"* * * * *"}')["tags"] is None
+
+
+# --- team, env, secretEnv, http.secretHeaders ------------------------------------------------
+
+
+def _shell(**fields: object) -> dict[str, object]:
+    return {"name": "a", "command": "true", "cronExpr": "* * * * *", **fields}
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"team": ""}, r"^team: must not be empty"),
+        ({"team": "a/b"}, r"^team: must not contain '/'"),
+        ({"env": ["A"]}, r"^env: must be an object"),
+        ({"env": {"1A": "x"}}, r"^env: '1A' is not a valid variable name"),
+        ({"env": {"A-B": "x"}}, r"^env: 'A-B' is not a valid variable name"),
+        ({"env": {"GDTS_JOB_NAME": "x"}}, r"^env\.GDTS_JOB_NAME: names starting with GDTS_"),
+        ({"env": {"A": 1}}, r"^env\.A: must be a string"),
+        ({"env": {"A": "a\x00"}}, r"^env\.A: must not contain a NUL"),
+        ({"env": {f"V{i}": "" for i in range(101)}}, r"^env: must have at most 100"),
+        ({"env": {"A": "x" * 65536}}, r"^env: must be at most 65536 bytes in all"),
+        ({"secretEnv": {"PW": "a/b"}}, r"^secretEnv\.PW: must be 1-128 letters"),
+        ({"secretEnv": {"PW": 5}}, r"^secretEnv\.PW: must be a string"),
+        ({"secretEnv": {"GDTS_X": "pw"}}, r"^secretEnv\.GDTS_X: names starting with GDTS_"),
+        ({"secretEnv": {"P W": "pw"}}, r"^secretEnv: 'P W' is not a valid variable name"),
+        ({"env": {"PW": "x"}, "secretEnv": {"PW": "pw"}}, r"^secretEnv\.PW: is also in env"),
+        ({"secretEnv": "pw"}, r"^secretEnv: must be an object of name: secret name"),
+    ],
+)
+def test_team_and_environment_fields_name_what_is_wrong(fields: dict, message: str) -> None:
+    with pytest.raises(InvalidFieldError, match=message):
+        Job.from_api(_shell(**fields))
+
+
+def test_env_and_secret_env_are_kept_in_order() -> None:
+    job = Job.from_api(_shell(team="ops", env={"B": "2", "A": "1"}, secretEnv={"PW": "db"}))
+    assert job.team == "ops" and job.env == (("B", "2"), ("A", "1"))
+    assert job.to_api()["secretEnv"] == {"PW": "db"}
+    assert job.secret_refs() == (("secretEnv.PW", "db"),)
+    assert Job.from_api(_shell()).team == "default"
+
+
+@pytest.mark.parametrize(
+    ("http", "message"),
+    [
+        ({"secretHeaders": {"Bad Name": "tok"}}, r"^http\.secretHeaders: 'Bad Name' is not"),
+        ({"secretHeaders": {"Authorization": "a b"}},
+         r"^http\.secretHeaders\.Authorization: must be 1-128"),
+        ({"headers": {"authorization": "x"}, "secretHeaders": {"Authorization": "tok"}},
+         r"^http\.secretHeaders\.Authorization: is also in http\.headers"),
+        ({"secretHeaders": ["tok"]}, r"^http\.secretHeaders: must be an object"),
+    ],
+)  # fmt: skip
+def test_secret_headers_name_what_is_wrong(http: dict, message: str) -> None:
+    with pytest.raises(InvalidFieldError, match=message):
+        Job.from_api({"name": "h", "type": "http", "cronExpr": "* * * * *",
+                      "http": {"url": "https://example.com/", **http}})  # fmt: skip

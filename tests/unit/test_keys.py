@@ -253,3 +253,15 @@ def test_a_link_key_names_the_job_named_then_the_job_that_names_it() -> None:
     assert keys.link_by("db", keys.link("db", "report")) == "report"
     with pytest.raises(ValueError, match="is not under"):
         keys.link_by("db", keys.link("db2", "report"))
+
+
+def test_secret_keys_and_their_parts() -> None:
+    keys = KeyLayout("/x/")
+    assert keys.secrets_prefix == b"/x/secrets/"
+    assert keys.secret("ops", "db-password") == b"/x/secrets/ops/db-password"
+    assert keys.team_secrets("ops") == b"/x/secrets/ops/"
+    assert keys.secret_parts(b"/x/secrets/ops/db-password") == ("ops", "db-password")
+    for bad in (b"/x/secrets/ops", b"/x/secrets/ops/", b"/x/secrets//a", b"/y/secrets/a/b",
+                b"/x/secrets/a/b/c"):  # fmt: skip
+        with pytest.raises(ValueError, match="is not a secret"):
+            keys.secret_parts(bad)

@@ -587,7 +587,20 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
       var v = str($('#job-' + f).val());
       if (v) { job[f] = v; }
     });
+    keepUnshownFields(job);
     return $.extend(job, readJobTags(), readJobPlacement(), readJobChain(), readJobNotify());
+  }
+
+  /** The fields the dialog does not show (team, env, secretEnv, http.secretHeaders) stay as
+   *  the edited job had them: a save from the dialog must not drop a job's secrets. */
+  function keepUnshownFields(job) {
+    if (!editing) { return; }
+    ['team', 'env', 'secretEnv'].forEach(function (f) {
+      if (editing[f] !== undefined && editing[f] !== null) { job[f] = editing[f]; }
+    });
+    if (job.http && editing.http && editing.http.secretHeaders) {
+      job.http.secretHeaders = editing.http.secretHeaders;
+    }
   }
 
   function submitJob(ev) {
