@@ -36,7 +36,7 @@ def stats() -> WorkerStats:
     return WorkerStats(
         jobs=lambda: 0, running=lambda: 0, buffered=lambda: 0, spilled_segments=lambda: 0,
         result_write_errors=lambda: 0, results_dropped=lambda: 0, watch_restarts=lambda: 0,
-        lease_alive=lambda: 1, run_slots=lambda: 1, at_capacity=lambda: 0,
+        lease_alive=lambda: 1, run_slots=lambda: 1, at_capacity=lambda: 0, buffer_limit=lambda: 0,
     )  # fmt: skip
 
 
