@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from gdts.chains import NO_LINKS, Links
 from gdts.cron import CronSchedule
 from gdts.errors import InvalidFieldError, UnsupportedVersionError
+from gdts.httptarget import HttpTarget
 from gdts.jobfields import (
     ALWAYS_STORED,
     API_DEFAULTS,
@@ -22,7 +23,6 @@ from gdts.jobfields import (
     JOB_FIELDS,
     MAX_COMMAND_BYTES,
     MAX_NAME_CHARS,
-    HttpTarget,
     check_fields,
     validate_name,
 )

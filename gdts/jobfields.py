@@ -1,27 +1,27 @@
 """A job's fields as the API receives them: the table of every field (its JSON type, default and
 choices: what the OpenAPI spec and the stored record derive from), and the checks of each.
 Pure: values in, checked values or an InvalidFieldError naming the field out. "Now" is an
-argument where a check needs it."""
+argument where a check needs it. The checks of whole groups live beside it: the HTTP target's
+in gdts.httptarget, env and secret references in gdts.jobenv, single values in
+gdts.validators."""
 
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from gdts.chains import CHAIN_MODES, NO_LINKS, parse_links
 from gdts.cron import CronError, CronSchedule, check_zone, parse_cron
 from gdts.errors import InvalidFieldError
+from gdts.httptarget import HttpTarget, parse_http
+from gdts.jobenv import MAX_ENV_VARS, RESERVED_ENV_PREFIX, parse_env, parse_secret_env
 from gdts.names import MAX_NAME_CHARS, require_utf8, type_name, validate_name
 from gdts.notify.rules import parse_rules
 from gdts.routing import DEFAULT_ROUTING, ROUTINGS, parse_labels
 from gdts.runlimits import NO_LIMITS, parse_limits
-from gdts.secretbox import validate_secret_name
 from gdts.tags import (
     MAX_DESCRIPTION_CHARS,
     MAX_TAG_CHARS,
@@ -29,6 +29,13 @@ from gdts.tags import (
     TAG_ALPHABET,
     parse_tags,
     validate_description,
+)
+from gdts.validators import (
+    validate_bool,
+    validate_choice,
+    validate_int,
+    validate_seconds,
+    validate_text,
 )
 
 MAX_COMMAND_BYTES = 64 * 1024
@@ -44,10 +51,6 @@ MAX_RETRIES = 10
 MAX_RETRY_BACKOFF_S = 3600
 MAX_MISFIRE_GRACE_S = 24 * 3600
 MAX_MATCH_CHARS = 4096
-MAX_URL_CHARS = 2048
-MAX_HTTP_HEADERS = 50
-MAX_HTTP_BODY_BYTES = 64 * 1024
-HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 JOB_TYPES = ("shell", "http")
 CONCURRENCY_POLICIES = ("forbid", "allow", "replace")
 DEFAULT_RETRY_BACKOFF_S = 1.0
@@ -59,12 +62,6 @@ MAX_KEEP_RUNS = 1_000_000
 # gdts.manager.teams).
 DEFAULT_TEAM = "default"
 MAX_ACCOUNT_ID_CHARS = 64
-MAX_ENV_VARS = 100
-MAX_ENV_BYTES = 64 * 1024  # names and values of a job's env together
-MAX_SECRET_REFS = 50  # secretEnv entries, and http.secretHeaders entries
-# The variables the worker sets itself (GDTS_JOB_NAME, ...): a job's env does not replace them.
-RESERVED_ENV_PREFIX = "GDTS_"
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -181,8 +178,6 @@ _NULLABLE = frozenset(f.name for f in JOB_FIELDS if f.default is None)
 _KNOWN_NAMES = frozenset(API_DEFAULTS)
 _CHAIN_FIELDS = frozenset(("parents", "parentsMode", "children", "childrenMode"))
 
-# RFC 9110 token characters: what a header name may be made of.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # 2000-01-01 and 2100-01-01 in epoch seconds: what a one-shot instant may plausibly be.
 _MIN_EPOCH_S = 946_684_800
 _MAX_EPOCH_S = 4_102_444_800
@@ -203,56 +198,8 @@ def validate_command(value: object) -> str:
     return value
 
 
-def validate_choice(field_name: str, value: object, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise InvalidFieldError(field_name, f"must be one of {', '.join(choices)} (got {value!r})")
-    return value
-
-
-def validate_bool(field_name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidFieldError(field_name, f"must be true or false, got {value!r}")
-    return value
-
-
-def validate_int(field_name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidFieldError(field_name, f"must be an integer, got {value!r}")
-    if not low <= value <= high:
-        raise InvalidFieldError(field_name, f"must be between {low} and {high} (got {value})")
-    return value
-
-
-def validate_seconds(field_name: str, value: object, high: float, low: float = 0.0) -> float:
-    """A number of seconds (fractions allowed) from ``low`` (or above 0) to ``high``."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidFieldError(field_name, f"must be a number of seconds, got {value!r}")
-    try:
-        finite = math.isfinite(value)
-    except OverflowError:  # an integer past any float (a JSON literal of 400 digits)
-        finite = False
-    if not finite or value <= 0:
-        raise InvalidFieldError(field_name, f"must be greater than 0 (got {value})")
-    if value < low:
-        raise InvalidFieldError(field_name, f"must be at least {low:g} seconds (got {value})")
-    if value > high:
-        raise InvalidFieldError(field_name, f"must be at most {high:g} seconds (got {value})")
-    return float(value)
-
-
 def _validate_team(field_name: str, value: object) -> str:
     return validate_name(value, field_name)
-
-
-def validate_text(field_name: str, value: object, max_chars: int) -> str:
-    if not isinstance(value, str):
-        raise InvalidFieldError(field_name, f"must be a string, got {type_name(value)}")
-    if len(value) > max_chars:
-        raise InvalidFieldError(
-            field_name, f"must be at most {max_chars} characters (got {len(value)})"
-        )
-    require_utf8(field_name, value)
-    return value
 
 
 def parse_run_at(value: object, now_ms: int | None) -> int:
@@ -295,187 +242,6 @@ def _looks_numeric(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-@dataclass(frozen=True)
-class HttpTarget:
-    """What an HTTP job requests; the worker's httpjob module sends it."""
-
-    method: str
-    url: str
-    headers: tuple[tuple[str, str], ...] = ()
-    body: str = ""
-    expected_status: int | None = None
-    # Header name -> the name of a secret of the job's team, filled in at send time.
-    secret_headers: tuple[tuple[str, str], ...] = ()
-
-    def to_api(self) -> dict[str, object]:
-        view: dict[str, object] = {
-            "method": self.method,
-            "url": self.url,
-            "headers": dict(self.headers),
-            "body": self.body,
-            "expectedStatus": self.expected_status,
-        }
-        if self.secret_headers:  # only then: a record without it is read by older processes
-            view["secretHeaders"] = dict(self.secret_headers)
-        return view
-
-
-_HTTP_KEYS = ("method", "url", "headers", "body", "expectedStatus", "secretHeaders")
-
-
-def parse_http(value: object) -> HttpTarget:
-    if not isinstance(value, dict):
-        raise InvalidFieldError("http", f"must be an object, got {type_name(value)}")
-    unknown = sorted(set(value) - set(_HTTP_KEYS))
-    if unknown:
-        raise InvalidFieldError(
-            f"http.{unknown[0]}", f"unknown field (known: {', '.join(_HTTP_KEYS)})"
-        )
-    method = value.get("method", "GET")
-    if isinstance(method, str):
-        method = method.upper()
-    method = validate_choice("http.method", method, HTTP_METHODS)
-    if "url" not in value:
-        raise InvalidFieldError("http.url", "is required")
-    url = _validate_url(value["url"])
-    headers = _validate_headers(value.get("headers", {}))
-    body = value.get("body", "")
-    if not isinstance(body, str):
-        raise InvalidFieldError("http.body", f"must be a string, got {type_name(body)}")
-    size = len(require_utf8("http.body", body))
-    if size > MAX_HTTP_BODY_BYTES:
-        raise InvalidFieldError(
-            "http.body", f"must be at most {MAX_HTTP_BODY_BYTES} bytes (got {size})"
-        )
-    expected = value.get("expectedStatus")
-    if expected is not None:
-        expected = validate_int("http.expectedStatus", expected, 100, 599)
-    secret_headers = _secret_headers(value.get("secretHeaders", {}), headers)
-    return HttpTarget(method, url, headers, body, expected, secret_headers)
-
-
-def _secret_headers(
-    value: object, headers: tuple[tuple[str, str], ...]
-) -> tuple[tuple[str, str], ...]:
-    field_name = "http.secretHeaders"
-    if value is None:
-        return ()
-    refs = _secret_refs(field_name, value)
-    plain = {name.lower() for name, _ in headers}
-    for name, _ in refs:
-        if not _TOKEN.fullmatch(name):
-            raise InvalidFieldError(field_name, f"{name!r} is not a valid header name")
-        if name.lower() in plain:
-            raise InvalidFieldError(f"{field_name}.{name}", "is also in http.headers")
-    return refs
-
-
-def _secret_refs(field_name: str, value: object) -> tuple[tuple[str, str], ...]:
-    """An object of name: secret name (secretEnv, http.secretHeaders)."""
-    if not isinstance(value, dict):
-        raise InvalidFieldError(
-            field_name, f"must be an object of name: secret name, got {type_name(value)}"
-        )
-    if len(value) > MAX_SECRET_REFS:
-        raise InvalidFieldError(field_name, f"must have at most {MAX_SECRET_REFS} entries")
-    return tuple(
-        (name, validate_secret_name(secret, f"{field_name}.{name}"))
-        for name, secret in value.items()
-    )
-
-
-def parse_env(value: object) -> tuple[tuple[str, str], ...]:
-    """A job's env: POSIX names (none of the worker's own GDTS_*), string values."""
-    field_name = "env"
-    if not isinstance(value, dict):
-        raise InvalidFieldError(field_name, f"must be an object of name: value, got "
-                                f"{type_name(value)}")  # fmt: skip
-    if len(value) > MAX_ENV_VARS:
-        raise InvalidFieldError(field_name, f"must have at most {MAX_ENV_VARS} entries")
-    size = 0
-    for name, text in value.items():
-        check_env_name(field_name, name)
-        where = f"{field_name}.{name}"
-        if not isinstance(text, str):
-            raise InvalidFieldError(where, f"must be a string, got {type_name(text)}")
-        if "\x00" in text:
-            raise InvalidFieldError(where, "must not contain a NUL character")
-        size += len(name) + len(require_utf8(where, text))
-    if size > MAX_ENV_BYTES:
-        raise InvalidFieldError(field_name, f"must be at most {MAX_ENV_BYTES} bytes in all "
-                                f"(got {size})")  # fmt: skip
-    return tuple(value.items())
-
-
-def check_env_name(field_name: str, name: str) -> None:
-    if not _ENV_NAME.fullmatch(name):
-        raise InvalidFieldError(field_name, f"{name!r} is not a valid variable name (letters, "
-                                "digits and _, not starting with a digit)")  # fmt: skip
-    if name.startswith(RESERVED_ENV_PREFIX):
-        raise InvalidFieldError(f"{field_name}.{name}", f"names starting with "
-                                f"{RESERVED_ENV_PREFIX} are the worker's own")  # fmt: skip
-
-
-def parse_secret_env(
-    value: object, env: tuple[tuple[str, str], ...]
-) -> tuple[tuple[str, str], ...]:
-    field_name = "secretEnv"
-    refs = _secret_refs(field_name, value)
-    plain = {name for name, _ in env}
-    for name, _ in refs:
-        check_env_name(field_name, name)
-        if name in plain:
-            raise InvalidFieldError(f"{field_name}.{name}", "is also in env")
-    return refs
-
-
-def _validate_url(value: object) -> str:
-    field_name = "http.url"
-    if not isinstance(value, str):
-        raise InvalidFieldError(field_name, f"must be a string, got {type_name(value)}")
-    if len(value) > MAX_URL_CHARS:
-        raise InvalidFieldError(field_name, f"must be at most {MAX_URL_CHARS} characters")
-    if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value):
-        raise InvalidFieldError(field_name, "must not contain spaces or control characters")
-    try:
-        parts = urlsplit(value)
-        port = parts.port  # raises on a port out of range or not a number
-    except ValueError as exc:
-        raise InvalidFieldError(field_name, f"{value!r} is not a valid URL ({exc})") from None
-    if parts.scheme not in ("http", "https"):
-        raise InvalidFieldError(field_name, f"{value!r} must start with http:// or https://")
-    if not parts.hostname:
-        raise InvalidFieldError(field_name, f"{value!r} has no host")
-    if port == 0:
-        raise InvalidFieldError(field_name, f"{value!r} has port 0")
-    require_utf8(field_name, value)
-    return value
-
-
-def _validate_headers(value: object) -> tuple[tuple[str, str], ...]:
-    if not isinstance(value, dict):
-        raise InvalidFieldError(
-            "http.headers", f"must be an object of name: value, got {type_name(value)}"
-        )
-    if len(value) > MAX_HTTP_HEADERS:
-        raise InvalidFieldError("http.headers", f"must have at most {MAX_HTTP_HEADERS} entries")
-    headers = []
-    for name, text in value.items():
-        if not _TOKEN.fullmatch(name):
-            raise InvalidFieldError("http.headers", f"{name!r} is not a valid header name")
-        if not isinstance(text, str):
-            raise InvalidFieldError(
-                "http.headers", f"value of {name!r} must be a string, got {type_name(text)}"
-            )
-        if any(ch in text for ch in "\r\n\x00"):
-            raise InvalidFieldError(
-                "http.headers", f"value of {name!r} must not contain CR, LF or NUL"
-            )
-        require_utf8("http.headers", text)
-        headers.append((name, text))
-    return tuple(headers)
 
 
 def check_fields(data: object, default_zone: str, now_ms: int | None) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """What the API answers in ``data``, endpoint by endpoint, as JSON Schema: the job from its
-field table, runs, accounts, channels, the dashboard. gdts.manager.openapi puts them into the
-document."""
+field table, runs, channels, the dashboard; accounts, teams, tokens and secrets from
+gdts.manager.securityschemas. gdts.manager.openapi puts them into the document."""
 
 from __future__ import annotations
 
@@ -9,13 +9,22 @@ from typing import Any
 
 from gdts import jobfields
 from gdts.jobfields import ALWAYS_STORED, JobField
+from gdts.manager.schemaparts import NULLABLE_INT, NULLABLE_NUMBER, NULLABLE_STRING
+from gdts.manager.securityschemas import (
+    ACCOUNT,
+    AUDIT_ENTRY,
+    MEMBERSHIP,
+    NULLABLE_ACCOUNT,
+    SECRET_CHANGE,
+    SECRET_LIST,
+    SECRET_REKEY,
+    SESSION,
+    TEAM,
+    TOKEN,
+)
 from gdts.notify.channels import CHANNEL_TYPES
 from gdts.runrecord import RunStatus
 from gdts.runstats import WINDOWS
-
-_NULLABLE_STRING = {"type": ["string", "null"]}
-_NULLABLE_INT = {"type": ["integer", "null"]}
-_NULLABLE_NUMBER = {"type": ["number", "null"]}
 
 
 def _field_schema(field: JobField) -> dict[str, Any]:
@@ -60,7 +69,7 @@ RUN = {
             "description": "Null for a run that never started (missed, skipped).",
         },
         "endTime": {"type": "integer"},
-        "exitCode": _NULLABLE_INT,
+        "exitCode": NULLABLE_INT,
         "status": {
             "type": "string",
             "enum": [str(status) for status in RunStatus],
@@ -90,86 +99,6 @@ RUN = {
         },
     },
 }
-ACCOUNT = {
-    "type": "object",
-    "properties": {
-        "username": {"type": "string"},
-        "role": {"type": "string", "enum": ["guest", "user", "admin"]},
-        "accountId": {"type": "string", "description": "Never given to another account."},
-        "createdAt": _NULLABLE_INT,
-        "updatedAt": _NULLABLE_INT,
-    },
-    "required": ["username", "role"],
-}
-_TEAM_ROLE = {"type": "string", "enum": ["guest", "user", "maintainer"]}
-TEAM = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string"},
-        "members": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"username": {"type": "string"}, "role": _TEAM_ROLE},
-                "required": ["username", "role"],
-            },
-        },
-        "createdAt": _NULLABLE_INT,
-        "role": {**_TEAM_ROLE, "description": "The caller's role in it (not for an admin)."},
-    },
-    "required": ["name", "members"],
-}
-MEMBERSHIP = {
-    "type": "object",
-    "properties": {
-        "team": {"type": "string"},
-        "username": {"type": "string"},
-        "role": _TEAM_ROLE,
-        "before": {"anyOf": [_TEAM_ROLE, {"type": "null"}]},
-    },
-    "required": ["team", "username", "role"],
-}
-TOKEN = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string"},
-        "name": {"type": "string"},
-        "username": {"type": "string"},
-        "createdAt": _NULLABLE_INT,
-        "token": {"type": "string", "description": "The secret; in /token/create's answer only."},
-    },
-    "required": ["id", "name", "username"],
-}
-AUDIT_ENTRY = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string"},
-        "at": {"type": "integer"},
-        "action": {"type": "string"},
-        "user": {"type": "string"},
-        "role": {"type": "string"},
-        "source": {"type": "string"},
-        "job": {"type": "string"},
-        "before": {"type": ["object", "null"]},
-        "after": {"type": ["object", "null"]},
-        "detail": {"type": "object"},
-    },
-    "required": ["id", "at", "action", "user", "source"],
-}
-SESSION = {
-    "type": "object",
-    "properties": {
-        "username": {"type": "string"},
-        "role": {"type": "string"},
-        "csrfToken": _NULLABLE_STRING,
-        "teams": {
-            "type": "object",
-            "additionalProperties": _TEAM_ROLE,
-            "description": "The caller's teams and role in each ({} for an admin, who sees all).",
-        },
-    },
-    "required": ["username", "role"],
-}
 RUN_OUTPUT = {
     "type": "object",
     "properties": {
@@ -182,50 +111,6 @@ RUN_OUTPUT = {
         "status": {"type": "string", "description": "The finished run's status."},
     },
     "required": ["jobName", "planTime", "attempt", "output", "offset", "running"],
-}
-_NULLABLE_ACCOUNT = {"anyOf": [ACCOUNT, {"type": "null"}]}
-# A secret as the API names it: never its value.
-SECRET_CHANGE = {
-    "type": "object",
-    "properties": {
-        "team": {"type": "string"},
-        "name": {"type": "string"},
-        "replaced": {"type": "boolean", "description": "Whether a secret of that name was."},
-    },
-    "required": ["team", "name"],
-}
-SECRET_LIST = {
-    "type": "object",
-    "properties": {
-        "team": {"type": "string"},
-        "secrets": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "name": {"type": "string"},
-                    "keyId": {"type": "string", "description": "The key that sealed it."},
-                    "updatedAt": {"type": "integer"},
-                    "updatedBy": {"type": "string"},
-                },
-                "required": ["name", "keyId", "updatedAt", "updatedBy"],
-            },
-        },
-    },
-    "required": ["team", "secrets"],
-}
-_TEAM_AND_NAME = {
-    "type": "object",
-    "properties": {"team": {"type": "string"}, "name": {"type": "string"}},
-}
-SECRET_REKEY = {
-    "type": "object",
-    "properties": {
-        "resealed": {"type": "array", "items": _TEAM_AND_NAME},
-        "alreadyCurrent": {"type": "integer"},
-        "failed": {"type": "array", "items": _TEAM_AND_NAME},
-    },
-    "required": ["resealed", "alreadyCurrent", "failed"],
 }
 
 
@@ -291,17 +176,17 @@ OUTBOX_EVENT = {
         "state": {"type": "string", "enum": ["queued", "sent", "failed"]},
         "title": {"type": "string"},
         "kind": {"type": "string", "description": "failed, recovered, worker_offline, ..."},
-        "job": _NULLABLE_STRING,
-        "worker": _NULLABLE_STRING,
-        "planTime": _NULLABLE_INT,
-        "attempt": _NULLABLE_INT,
+        "job": NULLABLE_STRING,
+        "worker": NULLABLE_STRING,
+        "planTime": NULLABLE_INT,
+        "attempt": NULLABLE_INT,
         "at": {"type": "integer"},
         "queuedAt": {"type": "integer"},
         "settledAt": {"type": "integer"},
         "error": {"type": "string"},
         "standsFor": {"type": "integer"},
         "tries": {"type": "integer", "description": "Failed tries so far (queued) or in all."},
-        "nextTryAt": _NULLABLE_INT,
+        "nextTryAt": NULLABLE_INT,
     },
     "required": ["event", "channel", "state"],
 }
@@ -332,16 +217,16 @@ DASHBOARD = {
             "description": "The window's runs by status.",
         },
         "failureRate": {
-            **_NULLABLE_NUMBER,
+            **NULLABLE_NUMBER,
             "description": "Failed, timeout, limit and lost runs over the runs that started "
             "(null: none did).",
         },
         "lagP50Ms": {
-            **_NULLABLE_NUMBER,
+            **NULLABLE_NUMBER,
             "description": "Fire lag (start minus planned time) median, in ms: the upper "
             "bound of its histogram bucket, at most 19 % above the true value.",
         },
-        "lagP99Ms": {**_NULLABLE_NUMBER, "description": "Fire lag 99th percentile, as lagP50Ms."},
+        "lagP99Ms": {**NULLABLE_NUMBER, "description": "Fire lag 99th percentile, as lagP50Ms."},
         "missed": {"type": "integer"},
         "lost": {"type": "integer"},
         "topFailing": {
@@ -409,7 +294,7 @@ def data_schemas() -> dict[str, Any]:
                     "planTime": {"type": "integer"},
                     "attempt": {"type": "integer"},
                     "worker": {"type": "string"},
-                    "claimedAt": _NULLABLE_INT,
+                    "claimedAt": NULLABLE_INT,
                 },
                 "required": ["planTime", "attempt", "worker"],
             },
@@ -463,7 +348,7 @@ def data_schemas() -> dict[str, Any]:
             "required": ["otherSessionsEnded"],
         },
         "/user/list": {"type": "array", "items": ACCOUNT},
-        "/user/save": _NULLABLE_ACCOUNT,
+        "/user/save": NULLABLE_ACCOUNT,
         "/user/delete": {
             **ACCOUNT,
             "properties": {

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gdts.errors import InvalidFieldError
-from gdts.jobfields import DEFAULT_TEAM, validate_text
+from gdts.jobfields import DEFAULT_TEAM
 from gdts.names import MAX_NAME_CHARS
 from gdts.runrecord import RunStatus
 from gdts.tags import MAX_TAG_CHARS, MAX_TAGS, validate_tag
+from gdts.validators import validate_text
 
 STATUSES = ("failing", "running", "paused")
 # A job is failing when its last run did not do its work. Not when it was killed (an operator,

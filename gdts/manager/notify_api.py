@@ -10,7 +10,6 @@ from typing import Any
 from aiohttp import web
 
 from gdts.errors import InvalidFieldError, NotFoundError
-from gdts.jobfields import validate_seconds
 from gdts.manager.api import ok, required_name
 from gdts.manager.auth import audit, principal_of
 from gdts.manager.endpoints import MAX_LOG_LIMIT, role_allows
@@ -20,6 +19,7 @@ from gdts.notify.notice import CLUSTER_EVENTS
 from gdts.notify.notifier import Notifier
 from gdts.notify.rules import MAX_MIN_INTERVAL_S, parse_rules
 from gdts.notify.store import NotifyStore
+from gdts.validators import validate_seconds
 
 NOTIFY_STORE = web.AppKey("notify_store", NotifyStore)
 NOTIFIER = web.AppKey("notifier", Notifier)

@@ -15,14 +15,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gdts.errors import InvalidFieldError
-from gdts.jobfields import (
-    MAX_URL_CHARS,
-    type_name,
-    validate_choice,
-    validate_int,
-    validate_name,
-    validate_text,
-)
+from gdts.httptarget import MAX_URL_CHARS
+from gdts.names import type_name, validate_name
+from gdts.validators import validate_choice, validate_int, validate_text
 
 CHANNEL_TYPES = ("email", "webhook", "slack", "telegram", "dingtalk", "wecom")
 EMAIL_SECURITY = ("starttls", "tls", "none")

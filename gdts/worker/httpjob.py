@@ -28,7 +28,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from gdts.clock import now_ms
-from gdts.jobfields import HttpTarget
+from gdts.httptarget import HttpTarget
 from gdts.worker.egress import EgressRefused
 from gdts.worker.outputcap import OutputCap
 from gdts.worker.redact import Redactor, capture_for
