@@ -19,7 +19,7 @@ from gdts.errors import (
     UnauthorizedError,
 )
 from gdts.job import Job, validate_name
-from gdts.manager.auth import audit, guard_of
+from gdts.manager.auth import SECURITY, audit, guard_of
 from gdts.manager.endpoints import (
     MAX_LIST_LIMIT,
     MAX_LOG_LIMIT,
@@ -117,6 +117,8 @@ async def save_job(request: web.Request) -> web.Response:
     if job.notify:
         await request.app[CHANNEL_CHECK]([rule.channel for rule in job.notify])
     team = job.team if isinstance(raw, dict) and raw.get("team") is not None else None
+    if team is not None:
+        await request.app[SECURITY].teams.require(team)
     refs = list(job.secret_refs())
 
     async def check_secrets(in_team: str) -> None:

@@ -17,7 +17,7 @@ from gdts.errors import ForbiddenError, InvalidFieldError
 from gdts.jobfields import DEFAULT_TEAM
 from gdts.manager.accounts import Principal
 from gdts.manager.api import ok
-from gdts.manager.auth import audit, principal_of
+from gdts.manager.auth import SECURITY, audit, principal_of
 from gdts.manager.params import read_params
 from gdts.manager.secretstore import SecretStore
 from gdts.names import validate_name
@@ -37,25 +37,26 @@ def may_list_secrets(principal: Principal, team: str) -> bool:
     return principal.is_admin or team in principal.teams
 
 
-def _team(request: web.Request, params: Mapping[str, Any], writing: bool = True) -> str:
+async def _team(request: web.Request, params: Mapping[str, Any], writing: bool = True) -> str:
     team = validate_name(params.get("team") or DEFAULT_TEAM, "team")
     allowed = may_write_secrets if writing else may_list_secrets
     if not allowed(principal_of(request), team):
         need = "a maintainer of" if writing else "a member of"
         raise ForbiddenError(f"only {need} team {team!r} (or an admin) may do that to its "
                              "secrets")  # fmt: skip
+    await request.app[SECURITY].teams.require(team)
     return team
 
 
 async def list_secrets(request: web.Request) -> web.Response:
     params = await read_params(request)
-    team = _team(request, params, writing=False)
+    team = await _team(request, params, writing=False)
     return ok({"team": team, "secrets": await request.app[SECRET_STORE].list(team)})
 
 
 async def save_secret(request: web.Request) -> web.Response:
     params = await read_params(request)
-    team = _team(request, params)
+    team = await _team(request, params)
     name = validate_secret_name(params.get("name"))
     if "value" in request.query:
         # A URL is written to proxies' access logs and browser histories; a body is not.
@@ -72,7 +73,7 @@ async def save_secret(request: web.Request) -> web.Response:
 
 async def delete_secret(request: web.Request) -> web.Response:
     params = await read_params(request)
-    team = _team(request, params)
+    team = await _team(request, params)
     name = validate_secret_name(params.get("name"))
     await request.app[SECRET_STORE].delete(team, name)
     detail = {"team": team, "name": name}

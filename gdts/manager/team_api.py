@@ -13,6 +13,7 @@ from gdts.manager.accounts import validate_username
 from gdts.manager.api import JOB_LISTING, ok
 from gdts.manager.auth import SECURITY, audit, principal_of
 from gdts.manager.params import read_params
+from gdts.manager.secrets_api import SECRET_STORE
 from gdts.manager.teams import team_view, validate_team_role
 
 
@@ -54,7 +55,8 @@ async def save_team(request: web.Request) -> web.Response:
 
 
 async def delete_team(request: web.Request) -> web.Response:
-    """A team that still has jobs stays (409 naming some): its jobs would belong to nobody."""
+    """A team that still has jobs or secrets stays (409 naming some): they would belong to
+    nobody."""
     params = dict(await read_params(request))
     name = _team_name(params)
     if name == DEFAULT_TEAM:
@@ -69,6 +71,11 @@ async def delete_team(request: web.Request) -> web.Response:
             f"team {name!r} still has {len(jobs)} job(s) ({shown}"
             f"{', ...' if len(jobs) > 10 else ''}): move or delete them first",
         )
+    secrets = await request.app[SECRET_STORE].list(name)
+    if secrets:
+        shown = ", ".join(repr(secret["name"]) for secret in secrets[:10])
+        raise ConflictError("name", f"team {name!r} still has {len(secrets)} secret(s) "
+                            f"({shown}): delete them first")  # fmt: skip
     await request.app[SECURITY].teams.delete(name)
     await audit(request, "team.delete", detail={"team": name})
     return ok(None)

@@ -70,6 +70,12 @@ class Teams:
         with mongo_errors():
             return await self._teams.count_documents({"_id": name}, limit=1) > 0
 
+    async def require(self, name: str, field_name: str = "team") -> None:
+        """400 naming the field unless the team exists (a job or secret put into a team that
+        does not exist would be seen by nobody but admins)."""
+        if not await self.exists(name):
+            raise InvalidFieldError(field_name, f"no team named {name!r} (see /team/list)")
+
     async def all(self, names: list[str] | None = None) -> list[dict[str, Any]]:
         """Every team (or those named), by name, with its members' ids and roles."""
         query = {} if names is None else {"_id": {"$in": names}}

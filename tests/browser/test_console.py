@@ -268,6 +268,7 @@ async def test_clone_edit_and_delete_and_only_owners_may_change_a_job(
     cluster: Cluster, browser: Any
 ) -> None:
     await cluster.start_manager(secretKeys=[new_key_entry("k1")])
+    await api_post(cluster.api, "/team/save", name="ops")
     await api_post(cluster.api, "/secret/save", team="ops", name="pw", value="s3cr3t-value")
     await save_job_fields(
         cluster.api, name="base", command="echo base", cronExpr=NEVER, keepBackground=True,
@@ -275,6 +276,8 @@ async def test_clone_edit_and_delete_and_only_owners_may_change_a_job(
     )  # fmt: skip
     await api_post(cluster.api, "/user/save", username="alice", role="user",
                    password="alice-password-1")  # fmt: skip
+    # alice sees the ops team's jobs: she is in it (see tests/integration/test_teams.py).
+    await api_post(cluster.api, "/team/member/save", team="ops", username="alice", role="user")
     console = await open_console(browser, cluster.api)
     page = console.page
 

@@ -152,6 +152,8 @@ async def test_a_secret_reaches_its_run_and_nowhere_else(cluster: Cluster, stack
     )
     value = "pw-" + secrets.token_hex(16)
     token = "tok-" + secrets.token_hex(16)
+    for team in ("a", "b"):
+        await api_post(cluster.api, "/team/save", name=team)
     saved = await save_secret(cluster.api, "a", "db-password", value)
     assert saved == {"team": "a", "name": "db-password", "replaced": False}
     await save_secret(cluster.api, "a", "api-token", token)

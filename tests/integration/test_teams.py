@@ -235,3 +235,7 @@ async def test_a_teams_secrets_are_written_by_its_maintainers_and_named_by_its_m
     await ok(client, "POST", "/job/save", tokens["owner"], job=json.dumps(job))
     assert await status_of("member", "POST", "/secret/delete", team="alpha",
                            name="db-password") == 403  # fmt: skip
+    # A team with secrets is not deleted (its jobs gone first).
+    await ok(client, "POST", "/job/delete", ADMIN_TOKEN, name="uses-it")
+    status, body = await call(client, "POST", "/team/delete", ADMIN_TOKEN, {"name": "alpha"})
+    assert status == 409 and "'db-password'" in body["msg"], body
