@@ -295,3 +295,19 @@ async def test_export_and_apply(cluster: Cluster, tmp_path: Path) -> None:
     code, _, err = await gdts(env, "apply", "-f", str(jobs))
     assert code == 1 and err == f"gdts: {jobs}:5: cronExpr: given twice (first on line 4)\n"
     assert [j["name"] for j in await api_get(cluster.api, "/job/list")] == ["extract", "load"]
+
+    # Teams: export --team writes one team's jobs; apply --prune --team prunes only in it.
+    await api_post(cluster.api, "/team/save", name="data")
+    teamed = tmp_path / "data.yaml"
+    teamed.write_text("jobs:\n  - name: nightly\n    command: ./nightly.sh\n"
+                      "    cronExpr: '0 3 * * *'\n    team: data\n")  # fmt: skip
+    code, out, _ = await gdts(env, "apply", "-f", str(teamed), "--team", "data", "--prune")
+    assert code == 0 and "1 to create, 0 to change, 0 to delete" in out, out
+    code, exported, _ = await gdts(env, "export", "--team", "data")
+    assert code == 0 and "name: nightly" in exported and "team: data" in exported
+    assert "name: extract" not in exported
+    code, out, _ = await gdts(env, "apply", "-f", str(teamed), "--team", "data", "--prune")
+    assert (code, out) == (0, "nothing to change (1 jobs as in the file)\n")
+    assert [j["name"] for j in await api_get(cluster.api, "/job/list")] == [
+        "extract", "load", "nightly",
+    ]  # fmt: skip
