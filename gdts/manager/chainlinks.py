@@ -183,6 +183,10 @@ class ChainLinks:
         names = [self._keys.job_name(kv.key) for kv in kvs]
         jobs = stored_jobs(names, api_views([kv.value for kv in kvs]))
         jobs.pop(name, None)  # its stored version is replaced
+        if guard.visible_teams() is not None:
+            # Another team's jobs are, to the caller, jobs that do not exist: naming one is the
+            # same 400 ("no job is named 'x'") as naming a job nobody has.
+            jobs = {job: stored for job, stored in jobs.items() if guard.sees(stored.team)}
         check_graph(name, links, {job: stored.links for job, stored in jobs.items()})
         if links != old:
             refusal = foreign_step(name, links, old, jobs, guard)

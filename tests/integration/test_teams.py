@@ -239,3 +239,18 @@ async def test_a_teams_secrets_are_written_by_its_maintainers_and_named_by_its_m
     await ok(client, "POST", "/job/delete", ADMIN_TOKEN, name="uses-it")
     status, body = await call(client, "POST", "/team/delete", ADMIN_TOKEN, {"name": "alpha"})
     assert status == 409 and "'db-password'" in body["msg"], body
+
+
+async def test_chaining_another_teams_job_is_chaining_a_job_that_does_not_exist(
+    client,  # noqa: F811
+) -> None:
+    tokens = await teams_with_members(client)
+    await ok(client, "POST", "/job/save", tokens["outsider"], job=team_job("beta-only", None))
+    answers = []
+    for parent in ("beta-only", "nothing"):
+        job = {"name": f"after-{parent}", "command": "true", "cronExpr": "0 3 * * *",
+               "team": "alpha", "parents": [parent]}  # fmt: skip
+        status, body = await call(client, "POST", "/job/save", tokens["owner"],
+                                  {"job": json.dumps(job)})  # fmt: skip
+        answers.append((status, body["field"], body["msg"].replace(parent, "X")))
+    assert answers[0] == answers[1] and answers[0][:2] == (400, "parents"), answers
