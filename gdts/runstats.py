@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,19 +76,43 @@ class MinuteRollup:
     counts: Counter[str] = field(default_factory=Counter)  # status -> runs
     lag: Counter[int] = field(default_factory=Counter)  # lag bucket -> runs
     failing: Counter[str] = field(default_factory=Counter)  # job -> failing runs
+    # team -> the part of these runs that are its jobs' (what a non-admin's dashboard sums)
+    teams: dict[str, MinuteRollup] = field(default_factory=dict)
 
     def add(self, other: MinuteRollup) -> None:
         self.counts.update(other.counts)
         self.lag.update(other.lag)
         self.failing.update(other.failing)
+        for team, part in other.teams.items():
+            self.teams.setdefault(team, MinuteRollup()).add(part)
+
+    def of_teams(self, teams: Iterable[str]) -> MinuteRollup:
+        """The part of these runs that are the jobs of ``teams``."""
+        part = MinuteRollup()
+        for team in teams:
+            if team in self.teams:
+                part.add(self.teams[team])
+        return part
+
+    def cut_failing(self) -> None:
+        """Keep the TOP_FAILING_PER_MINUTE jobs that failed most (its teams' parts too)."""
+        self.failing = Counter(dict(self.failing.most_common(TOP_FAILING_PER_MINUTE)))
+        for part in self.teams.values():
+            part.cut_failing()
 
     def to_document(self) -> dict[str, Any]:
-        # Jobs and buckets as pairs, not keys: a job's name may hold "." or start with "$".
-        return {
+        # Jobs, buckets and teams as pairs or entries, not keys: a name may hold "." or
+        # start with "$".
+        document: dict[str, Any] = {
             "counts": dict(self.counts),
             "lag": sorted([b, n] for b, n in self.lag.items()),
             "failing": [[job, n] for job, n in self.failing.most_common(TOP_FAILING_PER_MINUTE)],
         }
+        if self.teams:
+            document["teams"] = [
+                {"team": team, **part.to_document()} for team, part in sorted(self.teams.items())
+            ]
+        return document
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> MinuteRollup:
@@ -96,6 +120,7 @@ class MinuteRollup:
             Counter({str(s): int(n) for s, n in (document.get("counts") or {}).items()}),
             Counter({int(b): int(n) for b, n in document.get("lag") or ()}),
             Counter({str(job): int(n) for job, n in document.get("failing") or ()}),
+            {str(t["team"]): cls.from_document(t) for t in document.get("teams") or ()},
         )
 
 
@@ -116,8 +141,30 @@ def assemble_minutes(
             if minute is not None:
                 getattr(minute, counter)[row["key"]] += int(row["n"])
     for minute in minutes.values():
-        minute.failing = Counter(dict(minute.failing.most_common(TOP_FAILING_PER_MINUTE)))
+        minute.cut_failing()
     return minutes
+
+
+def split_by_team(
+    counts: Iterable[Mapping[str, Any]],
+    lags: Iterable[Mapping[str, Any]],
+    failing: Iterable[Mapping[str, Any]],
+    team_of: Callable[[str], str | None],
+    start_ms: int,
+    end_ms: int,
+) -> dict[str, dict[int, MinuteRollup]]:
+    """Each team's minutes from groups by job (``counts`` and ``lags``: rows keyed ``[job,
+    status | bucket]``; ``failing``: keyed by job), a job's runs going to ``team_of(job)`` (None:
+    a job that no longer exists, in no team's part)."""
+    rows: dict[str, tuple[list[dict[str, Any]], ...]] = {}
+    for index, grouped in enumerate((counts, lags, failing)):
+        for row in grouped:
+            job, key = (row["key"], row["key"]) if index == 2 else row["key"]
+            team = team_of(job)
+            if team is not None:
+                kept = {"minute": row["minute"], "key": key, "n": row["n"]}
+                rows.setdefault(team, ([], [], []))[index].append(kept)
+    return {team: assemble_minutes(*its, start_ms, end_ms) for team, its in rows.items()}
 
 
 def merge_spans(minutes: Mapping[int, MinuteRollup], span_ms: int) -> dict[int, MinuteRollup]:
@@ -127,7 +174,7 @@ def merge_spans(minutes: Mapping[int, MinuteRollup], span_ms: int) -> dict[int, 
     for minute, rollup in minutes.items():
         spans.setdefault(minute - minute % span_ms, MinuteRollup()).add(rollup)
     for span in spans.values():
-        span.failing = Counter(dict(span.failing.most_common(TOP_FAILING_PER_MINUTE)))
+        span.cut_failing()
     return spans
 
 

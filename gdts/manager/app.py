@@ -163,7 +163,7 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     async def count_workers() -> int:
         return len(await read_live_workers(etcd, keys))
 
-    rollup_loop = RollupLoop(run_minutes, count_workers)
+    rollup_loop = RollupLoop(run_minutes, count_workers, app[JOB_LISTING].teams_of)
     retention = app[RETENTION] = Retention(
         mongo, config.mongodb_database, etcd, keys, interval_s=config.retention_interval
     )

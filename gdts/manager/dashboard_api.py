@@ -5,7 +5,6 @@ runs per worker from etcd as /worker/list reads them."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from aiohttp import web
 
@@ -19,7 +18,6 @@ from gdts.runstats import (
     MINUTE_MS,
     QUARTER_MS,
     WINDOWS,
-    Window,
     minute_of,
     running_per_worker,
     summarize,
@@ -40,9 +38,13 @@ async def dashboard_summary(request: web.Request) -> web.Response:
     start = window_start(window, now)
     end = minute_of(now) + MINUTE_MS
     store = request.app[RUN_MINUTES]
+    # A non-admin sees its teams' jobs only: the rollups' parts of those teams, and the live
+    # minutes' runs of their jobs.
     visible = guard_of(request).visible_teams()
+    jobs = None
     if visible is not None:
-        return ok(await _teams_summary(request, window, now, visible))
+        teams = await request.app[JOB_LISTING].teams_of()
+        jobs = sorted(job for job, team in teams.items() if team in visible)
     # Read where the rollups stand first: the minutes before it from them, the rest live, so
     # a pass that moves on meanwhile counts no minute twice.
     rolled_up_to = await store.rolled_up_to()
@@ -52,37 +54,20 @@ async def dashboard_summary(request: web.Request) -> web.Response:
     quarters, stored, live, online, workers = await asyncio.gather(
         store.read(start, coarse, quarters=True),
         store.read(coarse, split),
-        store.compute(split, end),
+        store.compute(split, end, jobs),
         store.workers_online(start, end),
         request.app[JOB_STORE].workers(),
     )
-    summary = summarize(window, now, {**quarters, **stored, **live}, online)
+    rolled = {**quarters, **stored}
+    if visible is not None:
+        rolled = {minute: rollup.of_teams(visible) for minute, rollup in rolled.items()}
+        shown = set(jobs or ())
+        for worker in workers:
+            worker["running"] = [job for job in worker["running"] if job in shown]
+    summary = summarize(window, now, {**rolled, **live}, online)
     summary["runningPerWorker"] = running_per_worker(workers)
     summary["rolledUpTo"] = rolled_up_to
     return ok(summary)
-
-
-async def _teams_summary(
-    request: web.Request, window: Window, now: int, visible: frozenset[str]
-) -> dict[str, Any]:
-    """The summary of the jobs of the caller's teams only, from the run log at request time
-    (the rollups count every team's runs together)."""
-    store = request.app[RUN_MINUTES]
-    teams = await request.app[JOB_LISTING].teams_of()
-    jobs = sorted(name for name, team in teams.items() if team in visible)
-    start, end = window_start(window, now), minute_of(now) + MINUTE_MS
-    minutes, online, workers = await asyncio.gather(
-        store.compute(start, end, jobs),
-        store.workers_online(start, end),
-        request.app[JOB_STORE].workers(),
-    )
-    summary = summarize(window, now, minutes, online)
-    shown = set(jobs)
-    for worker in workers:
-        worker["running"] = [name for name in worker["running"] if name in shown]
-    summary["runningPerWorker"] = running_per_worker(workers)
-    summary["rolledUpTo"] = None
-    return summary
 
 
 def add_dashboard_routes(app: web.Application) -> None:

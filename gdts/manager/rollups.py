@@ -14,7 +14,14 @@ from gdts.cancellation import end_if_cancelling
 from gdts.clock import now_ms
 from gdts.errors import GdtsError
 from gdts.manager.runminutes import KEEP_S, RunMinutes
-from gdts.runstats import MINUTE_MS, QUARTER_MS, closed_before, merge_spans, minute_of
+from gdts.runstats import (
+    MINUTE_MS,
+    QUARTER_MS,
+    MinuteRollup,
+    closed_before,
+    merge_spans,
+    minute_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,21 +33,26 @@ CHUNK_MINUTES = 60
 
 
 class RollupLoop:
-    """``count_workers``: how many workers are online now (read from etcd)."""
+    """``count_workers``: how many workers are online now (read from etcd); ``teams_of_jobs``:
+    every job's team (job -> team, from etcd), by which each minute is also split."""
 
     def __init__(
         self,
         minutes: RunMinutes,
         count_workers: Callable[[], Awaitable[int]],
+        teams_of_jobs: Callable[[], Awaitable[dict[str, str]]] | None = None,
         pass_s: float = PASS_S,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self._minutes = minutes
         self._count_workers = count_workers
+        self._teams_of_jobs = teams_of_jobs
         self._pass_s = pass_s
         self._clock = clock
         self._stop = asyncio.Event()
         self._indexed = False
+        # The jobs' teams as last read: etcd away, a pass splits its minutes by these.
+        self._teams: dict[str, str] = {}
 
     async def run(self) -> None:
         """Pass after pass until stop(); a failing pass (MongoDB or etcd away) is logged and
@@ -68,6 +80,7 @@ class RollupLoop:
             await self._minutes.ensure_indexes()
             self._indexed = True
         closed = closed_before(now)
+        await self._read_teams()
         up_to = await self._minutes.rolled_up_to()
         start = max(up_to or 0, minute_of(now - CATCH_UP_MS))
         if up_to is None:
@@ -79,7 +92,7 @@ class RollupLoop:
             start = closed if first is None else max(start, first - first % QUARTER_MS)
         while start < closed and not self._stop.is_set():
             end = min(closed, start + CHUNK_MINUTES * MINUTE_MS)
-            await self._minutes.store(start, end, await self._minutes.compute(start, end))
+            await self._minutes.store(start, end, await self._compute(start, end))
             # The quarters before the progress: a request reads quarters up to it.
             await self._roll_quarters(start, end)
             await self._minutes.advance(end)
@@ -90,12 +103,25 @@ class RollupLoop:
         except GdtsError as exc:  # etcd away: the runs' figures are still worth having
             log.warning("dashboard: cannot count the workers online: %s", exc)
 
+    async def _read_teams(self) -> None:
+        if self._teams_of_jobs is None:
+            return
+        try:
+            self._teams = await self._teams_of_jobs()
+        except GdtsError as exc:  # the runs' figures are still worth having
+            log.warning("dashboard: cannot read the jobs' teams (%s); using the last read", exc)
+
+    async def _compute(self, start: int, end: int) -> dict[int, MinuteRollup]:
+        # A job moved to another team later leaves its past runs in the team it was in.
+        team_of = self._teams.get if self._teams_of_jobs is not None else None
+        return await self._minutes.compute(start, end, team_of=team_of)
+
     async def _recompute_dirty(self, now: int, rolled_up_to: int) -> None:
         oldest_kept = now - KEEP_S * 1000
         for minute, marks in await self._minutes.dirty():
             if oldest_kept <= minute < rolled_up_to:
                 end = minute + MINUTE_MS
-                await self._minutes.store(minute, end, await self._minutes.compute(minute, end))
+                await self._minutes.store(minute, end, await self._compute(minute, end))
                 quarter = minute - minute % QUARTER_MS
                 if quarter + QUARTER_MS <= rolled_up_to:
                     await self._roll_quarters(quarter, quarter + QUARTER_MS)

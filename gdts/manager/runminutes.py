@@ -7,7 +7,7 @@ days (a TTL index)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from gdts.runstats import (
     NO_LAG,
     MinuteRollup,
     assemble_minutes,
+    split_by_team,
 )
 
 RUN_MINUTES = "run_minutes"
@@ -82,14 +83,28 @@ class RunMinutes:
                                               expireAfterSeconds=KEEP_S)  # fmt: skip
 
     async def compute(
-        self, start_ms: int, end_ms: int, jobs: list[str] | None = None
+        self,
+        start_ms: int,
+        end_ms: int,
+        jobs: list[str] | None = None,
+        team_of: Callable[[str], str | None] | None = None,
     ) -> dict[int, MinuteRollup]:
         """Every minute in [start_ms, end_ms) from the runs that ended in it (found through
-        the ended_at index; each run read once); ``jobs``: only the runs of these jobs (a
-        caller who sees some teams only: the rollups are the whole cluster's)."""
+        the ended_at index; each run read once); ``jobs``: only the runs of these jobs;
+        ``team_of``: each minute also split by its jobs' teams (what the rollups keep, so a
+        non-admin's dashboard reads its teams' parts instead of the run log)."""
         match: dict[str, Any] = {ENDED_AT: {"$gte": _date(start_ms), "$lt": _date(end_ms)}}
         if jobs is not None:
             match["jobName"] = {"$in": jobs}
+        facets: dict[str, Any] = {
+            "counts": _group("$status"),
+            "lag": [{"$match": {"lag": {"$ne": None}}}, *_group(_LAG_BUCKET)],
+            "failing": [{"$match": {"status": {"$in": sorted(FAILING)}}}, *_group("$jobName")],
+        }
+        if team_of is not None:
+            facets["jobCounts"] = _group(["$jobName", "$status"])
+            facets["jobLag"] = [{"$match": {"lag": {"$ne": None}}},
+                                *_group(["$jobName", _LAG_BUCKET])]  # fmt: skip
         pipeline = [
             {"$match": match},
             {"$project": {
@@ -97,12 +112,7 @@ class RunMinutes:
                 "minute": {"$subtract": [_MS, {"$mod": [_MS, MINUTE_MS]}]},
                 "lag": {"$cond": [_STARTED, _LAG, None]},
             }},
-            {"$facet": {
-                "counts": _group("$status"),
-                "lag": [{"$match": {"lag": {"$ne": None}}}, *_group(_LAG_BUCKET)],
-                "failing": [{"$match": {"status": {"$in": sorted(FAILING)}}},
-                            *_group("$jobName")],
-            }},
+            {"$facet": facets},
         ]  # fmt: skip
         with mongo_errors():
             # No hint: the planner takes ended_at for the range, and a hint would fail every
@@ -111,8 +121,18 @@ class RunMinutes:
             (groups,) = await cursor.to_list()
         for row in groups["lag"]:
             row["key"] = int(row["key"])
-        return assemble_minutes(groups["counts"], groups["lag"], groups["failing"], start_ms,
-                                end_ms)  # fmt: skip
+        minutes = assemble_minutes(groups["counts"], groups["lag"], groups["failing"], start_ms,
+                                   end_ms)  # fmt: skip
+        if team_of is not None:
+            for row in groups["jobLag"]:
+                row["key"] = [row["key"][0], int(row["key"][1])]
+            by_team = split_by_team(groups["jobCounts"], groups["jobLag"], groups["failing"],
+                                    team_of, start_ms, end_ms)  # fmt: skip
+            for team, its_minutes in by_team.items():
+                for minute, part in its_minutes.items():
+                    if part.counts:
+                        minutes[minute].teams[team] = part
+        return minutes
 
     async def first_end(self, since_ms: int) -> int | None:
         """When the first run that ended at or after ``since_ms`` ended (ended_at index)."""

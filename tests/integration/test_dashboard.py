@@ -113,3 +113,43 @@ async def test_the_dashboards_figures_are_the_runs_written(cluster: Cluster) -> 
         assert status == 400 and body["field"] == "window", body
     finally:
         await mongo.close()
+
+
+async def test_a_rolled_up_minute_keeps_each_teams_part(cluster: Cluster) -> None:
+    # No manager here: its own loop would roll the same minute up with etcd's (empty) teams.
+    stack = cluster.stack
+    mongo = open_mongo(stack.mongo_uri, 3000)
+    try:
+        runlog = RunLog(mongo, stack.database)
+        minutes = RunMinutes(mongo, stack.database)
+
+        async def no_workers() -> int:
+            return 0
+
+        async def teams() -> dict[str, str]:
+            return {"ok": "alpha", "bad": "beta"}  # "gone" was deleted: in no team
+
+        loop = RollupLoop(minutes, no_workers, teams)
+        ended = now_ms() - 2 * MINUTE_MS
+        old = ended - ended % QUARTER_MS - 5 * MINUTE_MS
+        quarter = old - old % QUARTER_MS
+        await runlog.insert([
+            _run("ok", RunStatus.SUCCEEDED, old + 1000, 5, 1),
+            _run("ok", RunStatus.SUCCEEDED, old + 2000, 50, 2),
+            _run("bad", RunStatus.FAILED, old + 3000, 5, 3),
+            _run("gone", RunStatus.MISSED, old + 4000, None, 4),
+        ])  # fmt: skip
+        await loop.run_pass()
+        stored = (await minutes.read(old, old + MINUTE_MS))[old]
+        assert set(stored.teams) == {"alpha", "beta"}
+        assert stored.teams["alpha"].counts == {"succeeded": 2}
+        assert stored.teams["alpha"].lag == {lag_bucket(5): 1, lag_bucket(50): 1}
+        assert (stored.teams["beta"].counts, stored.teams["beta"].failing) == (
+            {"failed": 1},
+            {"bad": 1},
+        )
+        assert stored.counts == {"succeeded": 2, "failed": 1, "missed": 1}
+        rolled = (await minutes.read(quarter, old + 1, quarters=True))[quarter]
+        assert rolled.of_teams({"alpha", "beta"}).counts == {"succeeded": 2, "failed": 1}
+    finally:
+        await mongo.close()

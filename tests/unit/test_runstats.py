@@ -20,6 +20,7 @@ from gdts.runstats import (
     late_minutes,
     merge_spans,
     running_per_worker,
+    split_by_team,
     summarize,
     window_start,
 )
@@ -133,3 +134,43 @@ def test_running_per_worker_counts_each_workers_jobs(running: list[str] | None) 
     assert running_per_worker([{"id": "w2", "running": running}, {"id": "w1"}]) == [
         {"worker": "w1", "running": 0}, {"worker": "w2", "running": len(running or ())},
     ]  # fmt: skip
+
+
+def test_minutes_split_by_their_jobs_teams_and_a_team_reads_its_own_part() -> None:
+    rows = {
+        "counts": [
+            {"minute": MINUTE, "key": ["etl", "succeeded"], "n": 5},
+            {"minute": MINUTE, "key": ["etl", "failed"], "n": 2},
+            {"minute": MINUTE, "key": ["web", "succeeded"], "n": 7},
+            {"minute": MINUTE, "key": ["gone", "failed"], "n": 9},  # a deleted job: no team
+        ],
+        "lags": [
+            {"minute": MINUTE, "key": ["etl", 3], "n": 7},
+            {"minute": MINUTE, "key": ["web", 1], "n": 7},
+        ],  # fmt: skip
+        "failing": [
+            {"minute": MINUTE, "key": "etl", "n": 2},
+            {"minute": MINUTE, "key": "gone", "n": 9},
+        ],  # fmt: skip
+    }
+    teams = {"etl": "data", "web": "front"}
+    split = split_by_team(rows["counts"], rows["lags"], rows["failing"], teams.get, MINUTE,
+                          MINUTE + 60_000)  # fmt: skip
+    assert set(split) == {"data", "front"}
+    data = split["data"][MINUTE]
+    assert (data.counts, data.lag, data.failing) == (
+        Counter(succeeded=5, failed=2),
+        Counter({3: 7}),
+        Counter(etl=2),
+    )
+    whole = MinuteRollup(Counter(succeeded=12, failed=11), Counter({3: 7, 1: 7}),
+                         Counter(etl=2, gone=9),
+                         {team: minutes[MINUTE] for team, minutes in split.items()})  # fmt: skip
+    # Stored and read back with its parts; merged into a quarter with them; summed per caller.
+    again = MinuteRollup.from_document(whole.to_document())
+    assert again == whole
+    quarter = merge_spans({MINUTE: again, MINUTE + 60_000: again}, 15 * 60_000)
+    (merged,) = quarter.values()
+    assert merged.teams["front"].counts == Counter(succeeded=14)
+    assert merged.of_teams({"data", "front"}).counts == Counter(succeeded=24, failed=4)
+    assert merged.of_teams({"ops"}) == MinuteRollup()
