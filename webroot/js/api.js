@@ -107,3 +107,23 @@ export const logApi = {
 export const dashboardApi = {
   summary: (window) => api('GET', 'dashboard/summary', { window: window })
 };
+
+// -------------------------------------------------------------------- teams --
+
+/** Teams and their secrets (README, "Security" and "Secrets"). */
+export const teamApi = {
+  /** Admins: every team {name, members: [{username, role}], createdAt}; others: their own,
+   *  each with their `role` in it. */
+  list: () => api('GET', 'team/list'),
+  save: (name) => api('POST', 'team/save', { name: name }),
+  /** 409 while the team has jobs or secrets (the message names them). */
+  remove: (name) => api('POST', 'team/delete', { name: name }),
+  saveMember: (team, username, role) => api('POST', 'team/member/save', { team: team, username: username, role: role }),
+  removeMember: (team, username) => api('POST', 'team/member/delete', { team: team, username: username }),
+  /** {team, secrets: [{name, keyId, updatedAt, updatedBy}]}: never a value. */
+  secrets: (team) => api('GET', 'secret/list', { team: team }),
+  /** The value goes in the POST body (a value in the URL is refused). */
+  saveSecret: (team, name, value) => api('POST', 'secret/save', { team: team, name: name, value: value }),
+  /** 409 naming the jobs while a job of the team names it. */
+  removeSecret: (team, name) => api('POST', 'secret/delete', { team: team, name: name })
+};

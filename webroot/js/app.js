@@ -4,7 +4,8 @@
  * (script-src 'self' allows them) that imports the API calls (api.js) and the views that have
  * their own file (notifications.js; the job dialog's notify rules, job-notify.js; where jobs
  * run, placement.js; the job dialog's chain, job-chain.js; chain runs in the log, chain-runs.js;
- * runs going on in the log, live-output.js; the dashboard, dashboard.js).
+ * runs going on in the log, live-output.js; the dashboard, dashboard.js; teams and their
+ * secrets, teams.js).
  *
  * Rules kept on purpose:
  *  - No inline scripts or handlers anywhere: all behaviour is bound here, so the manager's
@@ -30,6 +31,7 @@ import { parseRunLink } from './links.js';
 import * as liveOutput from './live-output.js';
 import * as notifications from './notifications.js';
 import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacement } from './placement.js';
+import * as teams from './teams.js';
 
 (function ($) {
   'use strict';
@@ -43,7 +45,9 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
     'job.save', 'job.delete', 'job.kill', 'job.run', 'job.enable', 'job.disable', 'job.clone',
     'user.save', 'user.delete', 'user.password', 'token.create', 'token.revoke',
     'auth.login', 'auth.login_failed', 'auth.logout',
-    'notify.channel.save', 'notify.channel.delete', 'notify.channel.test', 'notify.rules.save'
+    'notify.channel.save', 'notify.channel.delete', 'notify.channel.test', 'notify.rules.save',
+    'team.save', 'team.delete', 'team.member.save', 'team.member.delete',
+    'secret.save', 'secret.delete', 'secret.rekey'
   ];
   var STATUS_BADGE = {
     succeeded: 'text-bg-success',
@@ -1131,6 +1135,7 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
     if (view === 'audit') { loadAudit(); }
     if (view === 'users') { loadUsers(); }
     if (view === 'notifications') { notifications.show(); }
+    if (view === 'teams') { teams.show(); }
   }
 
   // ------------------------------------------------------ auto refresh --
@@ -1323,6 +1328,18 @@ import { fillJobPlacement, labelBadges, labelsText, placementText, readJobPlacem
       timeSpan: timeSpan,
       placeholderRow: placeholderRow,
       syncRows: syncRows
+    });
+
+    // Teams view: its own module too
+    teams.init({
+      isAdmin: isAdmin,
+      me: function () { return me; },
+      toast: toast,
+      confirmThen: confirmThen,
+      clearErrors: clearErrors,
+      showError: showError,
+      timeSpan: timeSpan,
+      placeholderRow: placeholderRow
     });
 
     // Views, session, refresh
