@@ -118,6 +118,11 @@ class Job:
     def one_shot(self) -> bool:
         return self.run_at_ms is not None
 
+    @property
+    def needs_secrets(self) -> bool:
+        """Whether a run of it needs its team's secrets (checked for every run: no tuple)."""
+        return bool(self.secret_env) or (self.http is not None and bool(self.http.secret_headers))
+
     def secret_refs(self) -> tuple[tuple[str, str], ...]:
         """Every secret a run needs: (the field that names it, e.g. ``secretEnv.PGPASSWORD``,
         the secret's name), in the job's team."""
@@ -175,7 +180,7 @@ class Job:
         view = self.to_api()
         kept = {k: v for k, v in view.items() if k in ALWAYS_STORED or v != API_DEFAULTS[k]}
         version = max(_WRITTEN_AT_LEAST, *(_SINCE[k] for k in kept))
-        if self.http is not None and self.http.secret_headers:
+        if self.http is not None and self.http.secret_headers:  # a field inside http
             version = max(version, _SECRET_HEADERS_SINCE)
         return json.dumps({"v": version, **kept}, separators=(",", ":")).encode()
 

@@ -8,7 +8,7 @@ gdts.validators."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -387,3 +387,9 @@ def _check_timing(
             "cronExpr", f"{schedule.expr!r} never fires again: every time it names is past"
         )
     return zone, schedule.expr, None, schedule
+
+
+def team_of(view: Mapping[str, Any]) -> str:
+    """The team of a job's API view (a record saved before teams has none: the default)."""
+    team = view.get("team")
+    return team if isinstance(team, str) and team else DEFAULT_TEAM

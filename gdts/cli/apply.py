@@ -20,10 +20,10 @@ from gdts.cli.manifest import (
     dump_jobs,
     normalize,
     parse_jobs,
-    team_of,
 )
 from gdts.cli.plan import make_plan
 from gdts.errors import InvalidFieldError
+from gdts.jobfields import team_of
 
 
 def read_file(path: str) -> tuple[str, str]:
@@ -58,8 +58,11 @@ async def default_zone(client: Client) -> str:
     return str(preview["timezone"])
 
 
-async def normalized_jobs(client: Client, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    zone = await default_zone(client)
+async def normalized_jobs(
+    client: Client, jobs: list[dict[str, Any]], zone: str | None = None
+) -> list[dict[str, Any]]:
+    """``zone``: the manager's defaultTimezone, if already read."""
+    zone = zone or await default_zone(client)
     out = []
     for job in jobs:
         try:
@@ -70,7 +73,7 @@ async def normalized_jobs(client: Client, jobs: list[dict[str, Any]]) -> list[di
 
 
 async def export_jobs(client: Client, args: argparse.Namespace) -> int:
-    jobs = await client.get("/job/list")
+    jobs = await _all(client)
     if args.team is not None:
         jobs = [job for job in jobs if team_of(job) == args.team]
     sys.stdout.write(dump_jobs(await normalized_jobs(client, jobs)))
@@ -87,7 +90,7 @@ async def apply_jobs(client: Client, args: argparse.Namespace) -> int:
     zone = await default_zone(client)
     wanted = {fj.name: job for fj, job in zip(file_jobs, check_jobs(file_jobs, source, zone),
                                               strict=True)}  # fmt: skip
-    current = {job["name"]: job for job in await normalized_jobs(client, await _all(client))}
+    current = {job["name"]: job for job in await normalized_jobs(client, await _all(client), zone)}
     plan = make_plan(wanted, current, prune=args.prune, team=args.team)
     for line in plan.lines():
         print(line)

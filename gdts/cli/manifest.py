@@ -26,8 +26,6 @@ FIELD_ORDER = tuple(f.name for f in JOB_FIELDS if f.name not in SERVER_OWNED)
 # Written out even at its default: a job's zone defaults to the manager's defaultTimezone, so a
 # file that leaves it out means different things on different clusters.
 ALWAYS_WRITTEN = frozenset(("name", "timezone"))
-TEAM_FIELD = "team"
-DEFAULT_TEAM = "default"
 
 
 class ManifestError(CliError):
@@ -165,10 +163,6 @@ def normalize(job: dict[str, Any], default_zone: str) -> dict[str, Any]:
     kept = {k: view[k] for k in FIELD_ORDER if k in ALWAYS_WRITTEN or view[k] != API_DEFAULTS[k]}
     extra = {k: v for k, v in given.items() if k not in API_DEFAULTS and v is not None}
     return kept | dict(sorted(extra.items()))
-
-
-def team_of(job: dict[str, Any]) -> str:
-    return str(job.get(TEAM_FIELD) or DEFAULT_TEAM)
 
 
 class _Dumper(yaml.SafeDumper):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gdts.cli.manifest import team_of
+from gdts.jobfields import team_of
 
 Jobs = dict[str, dict[str, Any]]  # normalized jobs by name
 

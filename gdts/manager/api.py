@@ -19,6 +19,7 @@ from gdts.errors import (
     UnauthorizedError,
 )
 from gdts.job import Job, validate_name
+from gdts.jobfields import team_of
 from gdts.manager.auth import SECURITY, audit, guard_of
 from gdts.manager.endpoints import (
     MAX_LIST_LIMIT,
@@ -27,7 +28,7 @@ from gdts.manager.endpoints import (
     is_api_path,
 )
 from gdts.manager.jobfilter import parse_filter
-from gdts.manager.jobguard import no_such_job, team_of
+from gdts.manager.jobguard import no_such_job
 from gdts.manager.jobstore import JobStore
 from gdts.manager.listing import JobListing
 from gdts.manager.params import (

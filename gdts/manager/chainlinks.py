@@ -34,9 +34,9 @@ from gdts.chains import (
 from gdts.errors import ConflictError, ForbiddenError, InvalidFieldError, NotFoundError
 from gdts.etcd import EtcdClient, etcd_errors, read_prefix
 from gdts.job import api_views
-from gdts.jobfields import DEFAULT_TEAM, validate_name
+from gdts.jobfields import DEFAULT_TEAM, team_of, validate_name
 from gdts.keys import KeyLayout
-from gdts.manager.jobguard import JobGuard, team_of
+from gdts.manager.jobguard import JobGuard
 
 # What a link's value says: which list of the job that holds it names the other job.
 PARENTS = "parents"

@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from gdts.errors import ForbiddenError, InvalidFieldError, NotFoundError
-from gdts.jobfields import DEFAULT_TEAM
+from gdts.jobfields import DEFAULT_TEAM, team_of
 from gdts.manager.accounts import Principal
 from gdts.manager.endpoints import TEAM_ROLES
 
-__all__ = ["TEAM_ROLES", "JobGuard", "no_such_job", "team_of"]
+__all__ = ["TEAM_ROLES", "JobGuard", "no_such_job"]
 _CHANGES = frozenset(("user", "maintainer"))
 
 
@@ -112,8 +112,3 @@ class JobGuard:
             raise InvalidFieldError("team", f"you are not a member of team {team!r}")
         if role not in _CHANGES:
             raise ForbiddenError(f"you are a guest of team {team!r}: you may read its jobs only")
-
-
-def team_of(view: Mapping[str, Any]) -> str:
-    team = view.get("team")
-    return team if isinstance(team, str) and team else DEFAULT_TEAM

@@ -12,9 +12,10 @@ from aetcd import utils
 from gdts.errors import ConflictError, InvalidFieldError, NoLiveWorkerError
 from gdts.etcd import EtcdClient, etcd_errors, read_prefix
 from gdts.job import Job, api_view
+from gdts.jobfields import team_of
 from gdts.keys import KILLED_BY_DELETE, KeyLayout, bucket_of, kill_marker
 from gdts.manager.chainlinks import ChainLinks, delete_refusal
-from gdts.manager.jobguard import JobGuard, no_such_job, team_of
+from gdts.manager.jobguard import JobGuard, no_such_job
 from gdts.manager.registry import count_members, read_live_workers
 from gdts.markers import marker_worker, read_marker
 from gdts.routing import no_live_member, stored_labels

@@ -32,11 +32,10 @@ from gdts.etcd import (
     read_prefix,
 )
 from gdts.job import api_views
-from gdts.jobfields import DEFAULT_TEAM, parse_run_at
+from gdts.jobfields import DEFAULT_TEAM, parse_run_at, team_of
 from gdts.jobfields import STATUS_FIELDS as STATUS_FIELD_TABLE
 from gdts.keys import KeyLayout
 from gdts.manager.jobfilter import JobFacts, JobFilter, matches
-from gdts.manager.jobguard import team_of
 from gdts.manager.registry import count_members, membership, read_live_workers
 from gdts.markers import marker_worker
 from gdts.plans import next_run

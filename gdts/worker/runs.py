@@ -219,31 +219,25 @@ class Runs:
     ) -> RunRecord:
         secrets: dict[str, str] | None = None
         redactor: Redactor | None = None
-        if job.secret_env or (job.http is not None and job.http.secret_headers):
+        if job.needs_secrets:
             try:
                 secrets = await self._open_secrets(job)
             except SecretError as exc:  # names the secret, never a value
-                at = now_ms()
-                result = ExecResult(at, at, "", None, f"not started: {exc}", False)
-                return self._record(job, result, plan_ms, schedule_ms, trigger, attempt)
+                return self._not_started(f"{exc}", job, plan_ms, schedule_ms, trigger, attempt)
             redactor = Redactor(secrets.values())
         user = self._job_user
         if job.kind != "http" and self._uids is not None:
             user = await self._uids.acquire_within(job.name, self._config.start_window / 1000)
             if user is None:
-                at = now_ms()
                 size = self._uids.last - self._uids.first + 1
-                err = f"not started: all {size} uids of this worker's runUidRange are in use"
-                result = ExecResult(at, at, "", None, err, False)
-                return self._record(job, result, plan_ms, schedule_ms, trigger, attempt)
+                why = f"all {size} uids of this worker's runUidRange are in use"
+                return self._not_started(why, job, plan_ms, schedule_ms, trigger, attempt)
         if not self._lease_alive():
             # A frozen or cut-off worker coming back to a retry or a uid it waited for.
             if self._uids is not None and user is not None and job.kind != "http":
                 self._uids.ended(user.uid, False)
-            at = now_ms()
-            err = f"not started: {LEASE_MAY_BE_GONE}"
-            result = ExecResult(at, at, "", None, err, False)
-            return self._record(job, result, plan_ms, schedule_ms, trigger, attempt)
+            return self._not_started(LEASE_MAY_BE_GONE, job, plan_ms, schedule_ms, trigger,
+                                     attempt)  # fmt: skip
         runner = self._runner(job, user)
         command = job.command
         watched_uid = None
@@ -304,6 +298,13 @@ class Runs:
             job, result, plan_ms, schedule_ms, trigger, attempt, http_status, timed_out,
             over_limit, killed_because,
         )  # fmt: skip
+
+    def _not_started(
+        self, why: str, job: Job, plan_ms: int, schedule_ms: int, trigger: str, attempt: int
+    ) -> RunRecord:
+        at = now_ms()
+        result = ExecResult(at, at, "", None, f"not started: {why}", False)
+        return self._record(job, result, plan_ms, schedule_ms, trigger, attempt)
 
     def _limits_of(self, asked: RunLimits) -> tuple[RunLimits, str]:
         """What applies to a run of a job asking ``asked``, and the shell line that sets it;

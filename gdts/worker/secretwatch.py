@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from gdts.cancellation import end_if_cancelling
 from gdts.errors import GdtsError
 from gdts.etcd import (
     ETCD_ERRORS,
@@ -36,6 +37,11 @@ class SecretWatch:
         self._sealed: dict[tuple[str, str], bytes] = {}  # (team, name) -> its record
         self.synced = asyncio.Event()  # set once the first read is applied
 
+    @property
+    def can_open(self) -> bool:
+        """Whether this worker has a key to open secrets with."""
+        return bool(self._ring)
+
     async def run(self) -> None:
         backoff = _RETRY_MIN_S
         while True:
@@ -46,8 +52,10 @@ class SecretWatch:
                     next_revision = await self._follow(next_revision)
                     await asyncio.sleep(_RETRY_MIN_S)  # ended cleanly: resume, never spin
             except (WatchCompactedError, WatchCanceledError) as exc:
+                end_if_cancelling(exc)
                 log.warning("secrets watch must start over: %s", exc)
             except (*ETCD_ERRORS, GdtsError) as exc:
+                end_if_cancelling(exc)
                 log.warning("cannot follow the secrets (%s); again in %.1fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _RETRY_MAX_S)
@@ -83,7 +91,7 @@ class SecretWatch:
         """The values of the secrets ``job`` names, by secret name; SecretError (naming the
         secret and the field, never a value) when one cannot be had. Waits up to ``wait_s``
         for the first read (a worker just started)."""
-        if not self._ring:
+        if not self.can_open:
             raise SecretError(f"no secret key configured on this worker ({CONFIG_KEY})")
         if not self.synced.is_set():
             try:

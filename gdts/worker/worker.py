@@ -443,7 +443,6 @@ class Worker:
                     group.create_task(self._registration.keep_alive(), name="keepalive"),
                     group.create_task(self._lease_fence.run(), name="lease-fence"),
                     group.create_task(self._watch.run(), name="watch"),
-                    group.create_task(self._secrets.run(), name="secrets"),
                     group.create_task(self._dead_runs.run(), name="dead-runs"),
                     group.create_task(self._sink.run(), name="results"),
                     group.create_task(self._live_output.run(), name="live-output"),
@@ -456,6 +455,8 @@ class Worker:
                     side_tasks.append(group.create_task(self._uids.run(), name="run-sweeper"))
                 if self._limit_watch is not None:
                     side_tasks.append(group.create_task(self._limit_watch.run(), name="limits"))
+                if self._secrets.can_open:  # without a key no run could use a secret
+                    side_tasks.append(group.create_task(self._secrets.run(), name="secrets"))
                 scheduler = group.create_task(self._schedule(), name="scheduler")
                 log.info("worker %s started", self.worker_id)
                 await stop.wait()

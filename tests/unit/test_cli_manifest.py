@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gdts.cli.manifest import ManifestError, check_jobs, dump_jobs, normalize, parse_jobs, team_of
+from gdts.cli.manifest import ManifestError, check_jobs, dump_jobs, normalize, parse_jobs
+from gdts.jobfields import team_of
 
 FILE = """\
 jobs:

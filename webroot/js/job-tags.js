@@ -5,7 +5,7 @@
  * line, whole in its tooltip. app.js calls fillJobTags when the dialog opens and readJobTags
  * when it saves. Text from users is inserted with .text()/.val()/.attr() only.
  */
-import { api } from './api.js';
+import { teamApi } from './api.js';
 import { parseNames } from './job-chain.js';
 
 const $ = window.jQuery;
@@ -20,7 +20,7 @@ export function fillJobTags(job) {
   $('#job-tags').val(tagsOf(job).join(', '));
   $('#job-description').val(str(job && job.description));
   $('#job-team').val(str(job && job.team));
-  api('GET', 'team/list').then(function (teams) {
+  teamApi.list().then(function (teams) {
     $('#job-team-options').empty().append((teams || []).map(function (team) {
       return $('<option></option>').attr('value', str(team.name));
     }));
