@@ -19,7 +19,6 @@ from gdts.errors import (
     UnauthorizedError,
 )
 from gdts.job import Job, validate_name
-from gdts.jobfields import team_of
 from gdts.manager.auth import SECURITY, audit, guard_of
 from gdts.manager.endpoints import (
     MAX_LIST_LIMIT,
@@ -28,7 +27,6 @@ from gdts.manager.endpoints import (
     is_api_path,
 )
 from gdts.manager.jobfilter import parse_filter
-from gdts.manager.jobguard import no_such_job
 from gdts.manager.jobstore import JobStore
 from gdts.manager.listing import JobListing
 from gdts.manager.params import (
@@ -245,10 +243,8 @@ async def see_job(request: web.Request, name: str, field_name: str = "name") -> 
     the same answer whether the job is another team's or does not exist."""
     guard = guard_of(request)
     if guard.visible_teams() is None:
-        return  # an admin: also the runs a deleted job left
-    view = await request.app[JOB_STORE].view(name)
-    if view is None or not guard.sees(team_of(view)):
-        raise no_such_job(name, field_name)
+        return  # an admin: no read needed (it also reads the runs a deleted job left)
+    guard.check_visible(name, await request.app[JOB_STORE].view(name), field_name)
 
 
 def chain_head(chain_id: str) -> str:
@@ -275,11 +271,9 @@ async def preview_cron(request: web.Request) -> web.Response:
 async def list_workers(request: web.Request) -> web.Response:
     await read_params(request)  # refuses fields it does not take, like every endpoint
     workers = await request.app[JOB_STORE].workers()
-    visible = guard_of(request).visible_teams()
-    if visible is not None:  # the jobs of other teams are not named
-        teams = await request.app[JOB_LISTING].teams_of()
-        for worker in workers:
-            worker["running"] = [n for n in worker["running"] if teams.get(n) in visible]
+    guard = guard_of(request)
+    if guard.visible_teams() is not None:  # the jobs of other teams are not named
+        guard.shown_running(workers, await request.app[JOB_LISTING].teams_of())
     return ok(workers)
 
 

@@ -40,7 +40,9 @@ async def dashboard_summary(request: web.Request) -> web.Response:
     store = request.app[RUN_MINUTES]
     # A non-admin sees its teams' jobs only: the rollups' parts of those teams, and the live
     # minutes' runs of their jobs.
-    visible = guard_of(request).visible_teams()
+    guard = guard_of(request)
+    visible = guard.visible_teams()
+    teams: dict[str, str] = {}
     jobs = None
     if visible is not None:
         teams = await request.app[JOB_LISTING].teams_of()
@@ -61,9 +63,7 @@ async def dashboard_summary(request: web.Request) -> web.Response:
     rolled = {**quarters, **stored}
     if visible is not None:
         rolled = {minute: rollup.of_teams(visible) for minute, rollup in rolled.items()}
-        shown = set(jobs or ())
-        for worker in workers:
-            worker["running"] = [job for job in worker["running"] if job in shown]
+        guard.shown_running(workers, teams)
     summary = summarize(window, now, {**rolled, **live}, online)
     summary["runningPerWorker"] = running_per_worker(workers)
     summary["rolledUpTo"] = rolled_up_to

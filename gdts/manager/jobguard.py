@@ -51,13 +51,23 @@ class JobGuard:
     def sees(self, team: str) -> bool:
         return self.principal.is_admin or team in self.principal.teams
 
-    def check_visible(self, name: str, view: Mapping[str, Any] | None) -> None:
+    def check_visible(
+        self, name: str, view: Mapping[str, Any] | None, field_name: str = "name"
+    ) -> None:
         """404 unless the job exists and the caller sees it (an admin also reads the runs a
         deleted job left: ``view`` None)."""
         if self.principal.is_admin:
             return
         if view is None or not self.sees(team_of(view)):
-            raise no_such_job(name)
+            raise no_such_job(name, field_name)
+
+    def shown_running(self, workers: list[dict[str, Any]], team_of_job: Mapping[str, str]) -> None:
+        """Leave out of each worker's ``running`` the jobs of teams the caller does not see."""
+        visible = self.visible_teams()
+        if visible is None:
+            return
+        for worker in workers:
+            worker["running"] = [n for n in worker["running"] if team_of_job.get(n) in visible]
 
     def check(self, name: str, view: Mapping[str, Any]) -> None:
         """That the caller may change the stored job ``view``."""

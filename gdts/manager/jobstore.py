@@ -320,17 +320,22 @@ class JobStore:
         """The names of the jobs the account owns."""
         with etcd_errors():
             kvs, _ = await read_prefix(self._client, self._keys.jobs_prefix)
+        # A record holds its owner's id as written: only those that hold it are decoded.
+        mentioned = account_id.encode()
         return [
             view["name"]
             for kv in kvs
-            if (view := _previous(kv.value)) is not None and view.get("ownerId") == account_id
+            if mentioned in kv.value
+            and (view := _previous(kv.value)) is not None
+            and view.get("ownerId") == account_id
         ]
 
     async def hand_over(self, account_id: str, owner: str, owner_id: str) -> list[str]:
         """Every job of the account to ``owner`` (""/"": none: its team's maintainers keep
         it); returns their names."""
         return await self._rewrite_owners(
-            lambda view: (owner, owner_id) if view.get("ownerId") == account_id else None
+            lambda view: (owner, owner_id) if view.get("ownerId") == account_id else None,
+            account_id.encode(),
         )
 
     async def adopt_owner_ids(self, ids_by_name: dict[str, str]) -> list[str]:
@@ -344,16 +349,25 @@ class JobStore:
             owner = view["owner"]
             return (owner, ids_by_name[owner]) if owner in ids_by_name else ("", "")
 
-        return await self._rewrite_owners(adopted)
+        # A record leaves out the fields it does not set: one with an ownerId, or without an
+        # owner, is not decoded (every manager start looks at every job).
+        return await self._rewrite_owners(adopted, b'"owner"', b'"ownerId"')
 
     async def _rewrite_owners(
-        self, new_owner: Callable[[dict[str, Any]], tuple[str, str] | None]
+        self,
+        new_owner: Callable[[dict[str, Any]], tuple[str, str] | None],
+        holding: bytes = b"",
+        lacking: bytes | None = None,
     ) -> list[str]:
+        """``holding``/``lacking``: bytes a record must hold / must not hold to be decoded at
+        all (a cheap first look)."""
         with etcd_errors():
             kvs, _ = await read_prefix(self._client, self._keys.jobs_prefix)
         txn = self._client.transactions
         changed = []
         for kv in kvs:
+            if holding not in kv.value or (lacking is not None and lacking in kv.value):
+                continue
             view = _previous(kv.value)
             if view is None or "raw" in view or (owner := new_owner(view)) is None:
                 continue

@@ -53,6 +53,7 @@ class RollupLoop:
         self._indexed = False
         # The jobs' teams as last read: etcd away, a pass splits its minutes by these.
         self._teams: dict[str, str] = {}
+        self._teams_read = False  # in this pass
 
     async def run(self) -> None:
         """Pass after pass until stop(); a failing pass (MongoDB or etcd away) is logged and
@@ -80,7 +81,7 @@ class RollupLoop:
             await self._minutes.ensure_indexes()
             self._indexed = True
         closed = closed_before(now)
-        await self._read_teams()
+        self._teams_read = False
         up_to = await self._minutes.rolled_up_to()
         start = max(up_to or 0, minute_of(now - CATCH_UP_MS))
         if up_to is None:
@@ -112,21 +113,30 @@ class RollupLoop:
             log.warning("dashboard: cannot read the jobs' teams (%s); using the last read", exc)
 
     async def _compute(self, start: int, end: int) -> dict[int, MinuteRollup]:
+        if not self._teams_read:  # read once a pass, and only by a pass that computes
+            await self._read_teams()
+            self._teams_read = True
         # A job moved to another team later leaves its past runs in the team it was in.
         team_of = self._teams.get if self._teams_of_jobs is not None else None
         return await self._minutes.compute(start, end, team_of=team_of)
 
     async def _recompute_dirty(self, now: int, rolled_up_to: int) -> None:
         oldest_kept = now - KEEP_S * 1000
-        for minute, marks in await self._minutes.dirty():
+        dirty = await self._minutes.dirty()
+        quarters = set()
+        for minute, _ in dirty:
             if oldest_kept <= minute < rolled_up_to:
                 end = minute + MINUTE_MS
                 await self._minutes.store(minute, end, await self._compute(minute, end))
                 quarter = minute - minute % QUARTER_MS
                 if quarter + QUARTER_MS <= rolled_up_to:
-                    await self._roll_quarters(quarter, quarter + QUARTER_MS)
-            # A minute not rolled up yet is computed in its turn (or live); one past the
-            # rollups' keeping is gone from them anyway.
+                    quarters.add(quarter)
+        # Each quarter merged again once, however many of its minutes were late.
+        for quarter in sorted(quarters):
+            await self._roll_quarters(quarter, quarter + QUARTER_MS)
+        # Forgotten last: a pass that fails before here does it all again. A minute not rolled
+        # up yet is computed in its turn (or live); one past the rollups' keeping is gone.
+        for minute, marks in dirty:
             await self._minutes.clean(minute, marks)
 
     async def _roll_quarters(self, after: int, up_to: int) -> None:

@@ -4,6 +4,7 @@ gdts.manager.apischemas maps them to their endpoints."""
 
 from __future__ import annotations
 
+from gdts.manager.endpoints import TEAM_ROLES
 from gdts.manager.schemaparts import NULLABLE_INT, NULLABLE_STRING
 
 ACCOUNT = {
@@ -17,7 +18,7 @@ ACCOUNT = {
     },
     "required": ["username", "role"],
 }
-_TEAM_ROLE = {"type": "string", "enum": ["guest", "user", "maintainer"]}
+_TEAM_ROLE = {"type": "string", "enum": list(TEAM_ROLES)}
 TEAM = {
     "type": "object",
     "properties": {

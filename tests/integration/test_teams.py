@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
+from gdts.keys import KeyLayout
+from gdts.manager.jobstore import JobStore
 from tests.integration.test_security import (
     PASSWORD,
     account_with_token,
@@ -252,3 +254,24 @@ async def test_chaining_another_teams_job_is_chaining_a_job_that_does_not_exist(
                                   {"job": json.dumps(job)})  # fmt: skip
         answers.append((status, body["field"], body["msg"].replace(parent, "X")))
     assert answers[0] == answers[1] and answers[0][:2] == (400, "parents"), answers
+
+
+async def test_jobs_saved_before_account_ids_get_their_owners_id(stack, etcd) -> None:
+    """What every manager start does (bootstrap.adopt_owner_ids_until_done)."""
+    store = JobStore(etcd, KeyLayout(stack.prefix), 10)
+    records = {
+        "alices": b'{"v":3,"name":"alices","command":"true","cronExpr":"@daily","owner":"alice"}',
+        # Its owner's account is gone: a new account of the name must not inherit it.
+        "ghosts": b'{"v":3,"name":"ghosts","command":"true","cronExpr":"@daily","owner":"ghost"}',
+        "nobodys": b'{"v":1,"name":"nobodys","command":"true","cronExpr":"@daily"}',
+        "adopted": b'{"v":9,"name":"adopted","command":"true","cronExpr":"@daily",'
+        b'"owner":"alice","ownerId":"old-id"}',
+    }
+    for name, record in records.items():
+        await etcd.put(f"{stack.prefix}jobs/{name}".encode(), record)
+    assert sorted(await store.adopt_owner_ids({"alice": "alice-id"})) == ["alices", "ghosts"]
+    views = {name: await store.view(name) for name in records}
+    owners = {name: (view["owner"], view["ownerId"]) for name, view in views.items() if view}
+    assert owners == {"alices": ("alice", "alice-id"), "ghosts": ("", ""),
+                      "nobodys": ("", ""), "adopted": ("alice", "old-id")}  # fmt: skip
+    assert await store.adopt_owner_ids({"alice": "alice-id"}) == []  # idempotent
