@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
@@ -14,6 +14,7 @@ from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from gdts.clock import now_ms
 from gdts.errors import StoreUnavailableError
 from gdts.mongo import keep_for_days
+from gdts.plans import from_ms
 from gdts.runrecord import NOTIFY_PENDING
 from gdts.runstats import late_minutes
 
@@ -135,7 +136,7 @@ class RunLog:
         in the normal flow, where results arrive within seconds of their end."""
         if not minutes:
             return
-        dates = sorted(datetime.fromtimestamp(m / 1000, UTC) for m in minutes)
+        dates = sorted(from_ms(m) for m in minutes)
         notes = [UpdateOne({"_id": d}, {"$inc": {"marks": 1}}, upsert=True) for d in dates]
         await self._dirty_minutes.bulk_write(notes, ordered=False)
 
@@ -269,7 +270,7 @@ class RunLog:
 
 def _dated(document: dict[str, Any]) -> dict[str, Any]:
     # Added here, not in the record: results wait in JSON on disk, which has no dates.
-    ended = datetime.fromtimestamp(int(document["endTime"]) / 1000, UTC)
+    ended = from_ms(int(document["endTime"]))
     return {**document, ENDED_AT: ended}
 
 

@@ -8,12 +8,12 @@ days (a TTL index)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient, DeleteMany, UpdateOne
 
 from gdts.mongo import mongo_errors
+from gdts.plans import from_ms, to_ms
 from gdts.runlog import COLLECTION, DIRTY_MINUTES, ENDED_AT
 from gdts.runstats import (
     FAILING,
@@ -59,14 +59,6 @@ def _group(key: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _date(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def _ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
-
-
 class RunMinutes:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
         self._runs = client[database][COLLECTION]
@@ -93,7 +85,7 @@ class RunMinutes:
         the ended_at index; each run read once); ``jobs``: only the runs of these jobs;
         ``team_of``: each minute also split by its jobs' teams (what the rollups keep, so a
         non-admin's dashboard reads its teams' parts instead of the run log)."""
-        match: dict[str, Any] = {ENDED_AT: {"$gte": _date(start_ms), "$lt": _date(end_ms)}}
+        match: dict[str, Any] = {ENDED_AT: {"$gte": from_ms(start_ms), "$lt": from_ms(end_ms)}}
         if jobs is not None:
             match["jobName"] = {"$in": jobs}
         facets: dict[str, Any] = {
@@ -138,9 +130,9 @@ class RunMinutes:
         """When the first run that ended at or after ``since_ms`` ended (ended_at index)."""
         with mongo_errors():
             found = await self._runs.find_one(
-                {ENDED_AT: {"$gte": _date(since_ms)}}, {ENDED_AT: 1}, sort=[(ENDED_AT, 1)]
+                {ENDED_AT: {"$gte": from_ms(since_ms)}}, {ENDED_AT: 1}, sort=[(ENDED_AT, 1)]
             )
-        return None if found is None else _ms(found[ENDED_AT])
+        return None if found is None else to_ms(found[ENDED_AT])
 
     async def store(
         self,
@@ -154,11 +146,13 @@ class RunMinutes:
         after its runs expired is removed), so a first pass over an empty day writes nothing."""
         kept = {m: r for m, r in minutes.items() if r.counts}
         writes: list[Any] = [
-            UpdateOne({"_id": _date(m)}, {"$set": {_AT: _date(m), **r.to_document()}}, upsert=True)
+            UpdateOne(
+                {"_id": from_ms(m)}, {"$set": {_AT: from_ms(m), **r.to_document()}}, upsert=True
+            )
             for m, r in kept.items()
         ]
-        span = {"$gte": _date(start_ms), "$lt": _date(end_ms)}
-        writes.append(DeleteMany({"_id": {**span, "$nin": [_date(m) for m in kept]}}))
+        span = {"$gte": from_ms(start_ms), "$lt": from_ms(end_ms)}
+        writes.append(DeleteMany({"_id": {**span, "$nin": [from_ms(m) for m in kept]}}))
         with mongo_errors():
             await (self._quarters if quarters else self._minutes).bulk_write(writes, ordered=False)
 
@@ -168,47 +162,47 @@ class RunMinutes:
         with mongo_errors():
             found = (
                 await (self._quarters if quarters else self._minutes)
-                .find({"_id": {"$gte": _date(start_ms), "$lt": _date(end_ms)}})
+                .find({"_id": {"$gte": from_ms(start_ms), "$lt": from_ms(end_ms)}})
                 .to_list()
             )
-        return {_ms(doc["_id"]): MinuteRollup.from_document(doc) for doc in found}
+        return {to_ms(doc["_id"]): MinuteRollup.from_document(doc) for doc in found}
 
     async def rolled_up_to(self) -> int | None:
         """Every minute before this is in run_minutes (None: none computed yet)."""
         with mongo_errors():
             found = await self._progress.find_one({"_id": RUN_MINUTES})
-        return None if found is None else _ms(found["upTo"])
+        return None if found is None else to_ms(found["upTo"])
 
     async def advance(self, up_to_ms: int) -> None:
         with mongo_errors():
             await self._progress.update_one(
-                {"_id": RUN_MINUTES}, {"$max": {"upTo": _date(up_to_ms)}}, upsert=True
+                {"_id": RUN_MINUTES}, {"$max": {"upTo": from_ms(up_to_ms)}}, upsert=True
             )
 
     async def dirty(self) -> list[tuple[int, int]]:
         """The minutes late results were written into: (minute, how many times noted)."""
         with mongo_errors():
             found = await self._dirty.find().to_list()
-        return [(_ms(doc["_id"]), int(doc["marks"])) for doc in found]
+        return [(to_ms(doc["_id"]), int(doc["marks"])) for doc in found]
 
     async def clean(self, minute_ms: int, marks: int) -> None:
         """Forget a dirty minute, unless a late result was noted in it since it was read."""
         with mongo_errors():
-            await self._dirty.delete_one({"_id": _date(minute_ms), "marks": marks})
+            await self._dirty.delete_one({"_id": from_ms(minute_ms), "marks": marks})
 
     async def note_workers(self, minute_ms: int, online: int) -> None:
         """The workers online in a minute: the most any sample in it saw (several managers
         sample the same minute)."""
         with mongo_errors():
             await self._workers.update_one(
-                {"_id": _date(minute_ms)},
-                {"$max": {"online": online}, "$set": {_AT: _date(minute_ms)}},
+                {"_id": from_ms(minute_ms)},
+                {"$max": {"online": online}, "$set": {_AT: from_ms(minute_ms)}},
                 upsert=True,
             )
 
     async def workers_online(self, start_ms: int, end_ms: int) -> dict[int, int]:
         with mongo_errors():
             found = await self._workers.find(
-                {"_id": {"$gte": _date(start_ms), "$lt": _date(end_ms)}}
+                {"_id": {"$gte": from_ms(start_ms), "$lt": from_ms(end_ms)}}
             ).to_list()
-        return {_ms(doc["_id"]): int(doc["online"]) for doc in found}
+        return {to_ms(doc["_id"]): int(doc["online"]) for doc in found}
